@@ -1,0 +1,481 @@
+//! The config file (`accessbot.toml`) and the environment. Every problem is
+//! reported with the file, the key and what is wrong, all at once.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::workflow::catalog::{App, Catalog, FieldDef, FieldKind, Group, Person, Settings, StepDef};
+
+/// One problem in the config: where and what.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    pub key: String,
+    pub message: String,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: String,
+    pub problems: Vec<Problem>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, p) in self.problems.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            if p.key.is_empty() {
+                write!(f, "{}: {}", self.file, p.message)?;
+            } else {
+                write!(f, "{}: {}: {}", self.file, p.key, p.message)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    settings: RawSettings,
+    #[serde(default)]
+    groups: BTreeMap<String, RawGroup>,
+    #[serde(default)]
+    apps: BTreeMap<String, RawApp>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawSettings {
+    #[serde(default)]
+    admins: Vec<String>,
+    technical_contact: Option<String>,
+    #[serde(default)]
+    allow_request_on_behalf: bool,
+    admin_channel: Option<String>,
+    request_ttl: Option<String>,
+    reminder_after: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGroup {
+    name: Option<String>,
+    members: Option<Vec<String>>,
+    slack_usergroup: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawApp {
+    name: Option<String>,
+    #[serde(default)]
+    description: String,
+    self_service: Option<bool>,
+    approval: Option<bool>,
+    #[serde(default)]
+    admins: Vec<String>,
+    max_duration: Option<String>,
+    #[serde(default)]
+    steps: Vec<RawStep>,
+    #[serde(default)]
+    fields: Vec<RawField>,
+    provisioning: Option<toml::Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStep {
+    user: Option<String>,
+    group: Option<String>,
+    action: Option<toml::Value>,
+    task: Option<toml::Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawField {
+    id: String,
+    label: Option<String>,
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    required: bool,
+    #[serde(default)]
+    options: Vec<String>,
+}
+
+struct Checker {
+    problems: Vec<Problem>,
+}
+
+impl Checker {
+    fn bad(&mut self, key: impl Into<String>, message: impl Into<String>) {
+        self.problems.push(Problem { key: key.into(), message: message.into() });
+    }
+
+    fn person(&mut self, key: String, s: &str) -> Option<Person> {
+        match Person::parse(s) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                self.bad(key, e);
+                None
+            }
+        }
+    }
+
+    fn people(&mut self, key: &str, list: &[String]) -> Vec<Person> {
+        let mut out: Vec<Person> = Vec::new();
+        for (i, s) in list.iter().enumerate() {
+            if let Some(p) = self.person(format!("{key}[{i}]"), s) {
+                if out.contains(&p) {
+                    self.bad(format!("{key}[{i}]"), format!("duplicate entry \"{s}\""));
+                } else {
+                    out.push(p);
+                }
+            }
+        }
+        out
+    }
+
+    fn duration(&mut self, key: &str, s: Option<&str>, default: Option<Duration>) -> Option<Duration> {
+        let Some(s) = s else { return default };
+        match humantime::parse_duration(s) {
+            Ok(d) if d.is_zero() => {
+                self.bad(key, "must be longer than zero");
+                default
+            }
+            Ok(d) => Some(d),
+            Err(e) => {
+                self.bad(key, format!("\"{s}\" is not a duration ({e}); write e.g. \"90m\", \"1d\" or \"14d\""));
+                default
+            }
+        }
+    }
+}
+
+fn is_slug(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+}
+
+fn is_channel(s: &str) -> bool {
+    s.len() >= 3
+        && (s.starts_with('C') || s.starts_with('G'))
+        && s.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+}
+
+/// Parses and validates config text; `file` names it in errors.
+pub fn parse_catalog(file: &str, text: &str) -> Result<Catalog, ConfigError> {
+    let fail =
+        |key: String, message: String| ConfigError { file: file.to_string(), problems: vec![Problem { key, message }] };
+    let de = toml::Deserializer::new(text);
+    let raw: RawConfig = match serde_path_to_error::deserialize(de) {
+        Ok(raw) => raw,
+        Err(e) => {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            let mut msg = inner.message().trim().to_string();
+            if let Some(span) = inner.span() {
+                let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+                msg = format!("{msg} (line {line})");
+            }
+            let key = if path == "." { String::new() } else { path };
+            return Err(fail(key, msg));
+        }
+    };
+    let mut c = Checker { problems: Vec::new() };
+
+    let s = &raw.settings;
+    let defaults = Settings::default();
+    let settings = Settings {
+        admins: c.people("settings.admins", &s.admins),
+        technical_contact: s
+            .technical_contact
+            .as_deref()
+            .and_then(|t| c.person("settings.technical_contact".into(), t)),
+        allow_request_on_behalf: s.allow_request_on_behalf,
+        admin_channel: s.admin_channel.clone(),
+        request_ttl: c
+            .duration("settings.request_ttl", s.request_ttl.as_deref(), Some(defaults.request_ttl))
+            .unwrap_or(defaults.request_ttl),
+        reminder_after: c
+            .duration("settings.reminder_after", s.reminder_after.as_deref(), Some(defaults.reminder_after))
+            .unwrap_or(defaults.reminder_after),
+    };
+    if let Some(ch) = &s.admin_channel {
+        if !is_channel(ch) {
+            c.bad("settings.admin_channel", format!("\"{ch}\" is not a Slack channel id (C… or G…)"));
+        }
+    }
+
+    let mut groups = BTreeMap::new();
+    for (id, g) in &raw.groups {
+        let key = format!("groups.{id}");
+        if !is_slug(id) {
+            c.bad(&key, "group ids use lower-case letters, digits, '-' and '_'");
+        }
+        let members = c.people(&format!("{key}.members"), g.members.as_deref().unwrap_or_default());
+        match (&g.members, &g.slack_usergroup) {
+            (Some(_), Some(_)) => c.bad(&key, "give either members or slack_usergroup, not both"),
+            (None, None) => c.bad(&key, "has no members: give members = [...] or slack_usergroup = \"S…\""),
+            (Some(m), None) if m.is_empty() => {
+                c.bad(format!("{key}.members"), "is empty: a group needs at least one member")
+            }
+            (None, Some(_)) => c.bad(
+                format!("{key}.slack_usergroup"),
+                "Slack user groups are not supported by this version yet; list the members instead",
+            ),
+            _ => {}
+        }
+        groups.insert(
+            id.clone(),
+            Group {
+                id: id.clone(),
+                name: g.name.clone().unwrap_or_else(|| id.clone()),
+                members,
+                slack_usergroup: g.slack_usergroup.clone(),
+            },
+        );
+    }
+
+    let mut apps = BTreeMap::new();
+    for (id, a) in &raw.apps {
+        let key = format!("apps.{id}");
+        if !is_slug(id) {
+            c.bad(&key, "app ids use lower-case letters, digits, '-' and '_' (at most 64)");
+        }
+        let approval = a.approval.unwrap_or(true);
+        let mut steps = Vec::new();
+        for (i, st) in a.steps.iter().enumerate() {
+            let skey = format!("{key}.steps[{i}]");
+            let set = [st.user.is_some(), st.group.is_some(), st.action.is_some(), st.task.is_some()]
+                .iter()
+                .filter(|b| **b)
+                .count();
+            if set != 1 {
+                c.bad(
+                    &skey,
+                    "a step is exactly one of { user = \"…\" }, { group = \"…\" }, { action = {…} }, { task = {…} }",
+                );
+                continue;
+            }
+            if let Some(u) = &st.user {
+                if let Some(p) = c.person(format!("{skey}.user"), u) {
+                    steps.push(StepDef::User(p));
+                }
+            } else if let Some(g) = &st.group {
+                if raw.groups.contains_key(g) {
+                    steps.push(StepDef::Group(g.clone()));
+                } else {
+                    let known: Vec<&str> = raw.groups.keys().map(String::as_str).collect();
+                    c.bad(
+                        format!("{skey}.group"),
+                        format!(
+                            "unknown group \"{g}\" (defined groups: {})",
+                            if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                        ),
+                    );
+                }
+            } else {
+                c.bad(&skey, "action and task steps are not supported by this version yet");
+            }
+        }
+        if approval && a.steps.is_empty() {
+            c.bad(format!("{key}.steps"), "approval is on but there are no steps: add steps or set approval = false");
+        }
+        if a.provisioning.is_some() {
+            c.bad(format!("{key}.provisioning"), "provisioning hooks are not supported by this version yet");
+        }
+        let mut fields: Vec<FieldDef> = Vec::new();
+        for (i, f) in a.fields.iter().enumerate() {
+            let fkey = format!("{key}.fields[{i}]");
+            if !is_slug(&f.id) {
+                c.bad(format!("{fkey}.id"), "field ids use lower-case letters, digits, '-' and '_'");
+            }
+            if fields.iter().any(|x| x.id == f.id) {
+                c.bad(format!("{fkey}.id"), format!("duplicate field id \"{}\"", f.id));
+            }
+            let kind = match f.kind.as_str() {
+                "text" => FieldKind::Text,
+                "select" => FieldKind::Select,
+                "date" => FieldKind::Date,
+                other => {
+                    c.bad(format!("{fkey}.type"), format!("unknown field type \"{other}\" (use text, select or date)"));
+                    FieldKind::Text
+                }
+            };
+            if kind == FieldKind::Select && f.options.is_empty() {
+                c.bad(format!("{fkey}.options"), "a select field needs options");
+            }
+            if f.required && (kind != FieldKind::Text || f.id != "justification") {
+                c.bad(&fkey, "required fields other than a text `justification` are not supported by this version yet");
+            }
+            fields.push(FieldDef {
+                id: f.id.clone(),
+                label: f.label.clone().unwrap_or_else(|| f.id.clone()),
+                kind,
+                required: f.required,
+                options: f.options.clone(),
+            });
+        }
+        let max_duration = c.duration(&format!("{key}.max_duration"), a.max_duration.as_deref(), None);
+        if max_duration.is_some() {
+            c.bad(format!("{key}.max_duration"), "time-bound access is not supported by this version yet");
+        }
+        apps.insert(
+            id.clone(),
+            App {
+                id: id.clone(),
+                name: a.name.clone().unwrap_or_else(|| id.clone()),
+                description: a.description.clone(),
+                self_service: a.self_service.unwrap_or(true),
+                approval,
+                admins: c.people(&format!("{key}.admins"), &a.admins),
+                max_duration,
+                steps,
+                fields,
+            },
+        );
+    }
+
+    if c.problems.is_empty() {
+        Ok(Catalog { settings, groups, apps })
+    } else {
+        Err(ConfigError { file: file.to_string(), problems: c.problems })
+    }
+}
+
+pub fn load_catalog(path: &Path) -> Result<Catalog, ConfigError> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        file: file.clone(),
+        problems: vec![Problem { key: String::new(), message: format!("cannot read the file: {e}") }],
+    })?;
+    parse_catalog(&file, &text)
+}
+
+/// A secret value: never printed by `Debug` or `Display`.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Secret {
+        Secret(s.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// Everything the server takes from the environment.
+#[derive(Clone, Debug)]
+pub struct Env {
+    pub config_path: PathBuf,
+    pub port: u16,
+    pub database_url: String,
+    pub signing_secret: Secret,
+    pub bot_token: Secret,
+    pub slack_api_base_url: String,
+    pub api_tokens: Vec<Secret>,
+    /// `None`: any workspace that can sign with the secret.
+    pub team_ids: Option<Vec<String>>,
+}
+
+/// Reads `NAME`, or the file named by `NAME_FILE` (trailing newline trimmed).
+fn secret_var(get: &dyn Fn(&str) -> Option<String>, name: &str, problems: &mut Vec<Problem>) -> Secret {
+    if let Some(v) = get(name).filter(|v| !v.is_empty()) {
+        return Secret(v);
+    }
+    let file_var = format!("{name}_FILE");
+    if let Some(path) = get(&file_var).filter(|v| !v.is_empty()) {
+        match std::fs::read_to_string(&path) {
+            Ok(v) => return Secret(v.trim_end_matches(['\n', '\r']).to_string()),
+            Err(e) => problems.push(Problem { key: file_var, message: format!("cannot read {path}: {e}") }),
+        }
+    }
+    Secret::default()
+}
+
+impl Env {
+    /// Reads the environment through `get` (so tests need not touch the process env).
+    pub fn from_lookup(get: &dyn Fn(&str) -> Option<String>) -> Result<Env, ConfigError> {
+        let mut problems = Vec::new();
+        let port = match get("PORT") {
+            None => 3000,
+            Some(p) => p.parse().unwrap_or_else(|_| {
+                problems.push(Problem { key: "PORT".into(), message: format!("\"{p}\" is not a port number") });
+                3000
+            }),
+        };
+        let database_url = get("DATABASE_URL").unwrap_or_else(|| "sqlite://accessbot.db".into());
+        let signing_secret = secret_var(get, "SLACK_SIGNING_SECRET", &mut problems);
+        let bot_token = secret_var(get, "SLACK_BOT_TOKEN", &mut problems);
+        let tokens = secret_var(get, "ACCESSBOT_API_TOKENS", &mut problems);
+        let api_tokens = tokens.0.split(',').map(str::trim).filter(|t| !t.is_empty()).map(Secret::new).collect();
+        let team_ids = get("SLACK_TEAM_IDS")
+            .map(|v| v.split(',').map(|t| t.trim().to_string()).filter(|t| !t.is_empty()).collect());
+        let env = Env {
+            config_path: PathBuf::from(get("ACCESSBOT_CONFIG").unwrap_or_else(|| "accessbot.toml".into())),
+            port,
+            database_url,
+            signing_secret,
+            bot_token,
+            slack_api_base_url: get("SLACK_API_BASE_URL")
+                .unwrap_or_else(|| "https://slack.com/api".into())
+                .trim_end_matches('/')
+                .to_string(),
+            api_tokens,
+            team_ids,
+        };
+        if problems.is_empty() {
+            Ok(env)
+        } else {
+            Err(ConfigError { file: "environment".into(), problems })
+        }
+    }
+
+    pub fn from_process() -> Result<Env, ConfigError> {
+        Env::from_lookup(&|k| std::env::var(k).ok())
+    }
+
+    /// What `serve` cannot run without.
+    pub fn require_secrets(&self) -> Result<(), ConfigError> {
+        let mut problems = Vec::new();
+        if self.signing_secret.is_empty() {
+            problems.push(Problem {
+                key: "SLACK_SIGNING_SECRET".into(),
+                message: "is not set (or SLACK_SIGNING_SECRET_FILE)".into(),
+            });
+        }
+        if self.bot_token.is_empty() {
+            problems.push(Problem {
+                key: "SLACK_BOT_TOKEN".into(),
+                message: "is not set (or SLACK_BOT_TOKEN_FILE)".into(),
+            });
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError { file: "environment".into(), problems })
+        }
+    }
+}

@@ -1,0 +1,22 @@
+//! accessbot: app access requests and approvals, run from chat.
+//!
+//! A tour, from the inside out:
+
+#![forbid(unsafe_code)]
+
+/// Health and readiness endpoints (the REST API grows here).
+pub mod api;
+/// The config file and environment, validated with errors that name file and key.
+pub mod config;
+/// Process counters.
+pub mod metrics;
+/// Durable delivery of notification intents, with retries and per-key order.
+pub mod outbox;
+/// App state, router, start and graceful stop.
+pub mod server;
+/// The Slack edge: signatures, slash commands, buttons, Block Kit, Web API.
+pub mod slack;
+/// Persistence behind one trait; SQLite today, picked from `DATABASE_URL`.
+pub mod store;
+/// The core: catalog, request state machine, authorization, commands → changesets.
+pub mod workflow;

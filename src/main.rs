@@ -1,0 +1,150 @@
+//! `accessbot serve | migrate | check-config`.
+
+#![forbid(unsafe_code)]
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+use accessbot::config::{self, Env};
+use accessbot::outbox::OutboxConfig;
+use accessbot::server::{self, Options};
+use accessbot::workflow::system_clock;
+
+#[derive(Parser)]
+#[command(name = "accessbot", version, about = "App access requests and approvals, run from chat")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (Slack endpoints, outbox workers, probes).
+    Serve {
+        /// Config file [env: ACCESSBOT_CONFIG, default accessbot.toml]
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Port to listen on [env: PORT, default 3000]
+        #[arg(long)]
+        port: Option<u16>,
+    },
+    /// Create the database and apply migrations, then exit.
+    Migrate,
+    /// Validate the config file; exit 1 listing every problem.
+    CheckConfig {
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,sqlx=warn".into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if std::env::var("LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json")) {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let env = match Env::from_process() {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = match cli.command {
+        Command::CheckConfig { config } => check_config(config.unwrap_or(env.config_path.clone())),
+        Command::Migrate => migrate(&env).await,
+        Command::Serve { config, port } => serve(env, config, port).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn check_config(path: PathBuf) -> anyhow::Result<()> {
+    let catalog = config::load_catalog(&path)?;
+    println!(
+        "{}: OK ({} apps, {} groups, {} super admins)",
+        path.display(),
+        catalog.apps.len(),
+        catalog.groups.len(),
+        catalog.settings.admins.len()
+    );
+    Ok(())
+}
+
+async fn migrate(env: &Env) -> anyhow::Result<()> {
+    accessbot::store::open(&env.database_url).await?;
+    println!("database migrated: {}", redact_url(&env.database_url));
+    Ok(())
+}
+
+/// Hides a password in a database URL.
+fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}://***@{}", &url[..s], &url[at + 1..]),
+        _ => url.to_string(),
+    }
+}
+
+async fn serve(mut env: Env, config: Option<PathBuf>, port: Option<u16>) -> anyhow::Result<()> {
+    if let Some(c) = config {
+        env.config_path = c;
+    }
+    if let Some(p) = port {
+        env.port = p;
+    }
+    env.require_secrets()?;
+    let catalog = config::load_catalog(&env.config_path)?;
+    if env.team_ids.is_none() {
+        tracing::warn!("SLACK_TEAM_IDS is not set: any workspace that can sign with the secret is served");
+    }
+    let listener = tokio::net::TcpListener::bind(("0.0.0.0", env.port)).await?;
+    let opts = Options {
+        env,
+        catalog,
+        outbox: OutboxConfig::default(),
+        clock: system_clock(),
+        shutdown_grace: Duration::from_secs(10),
+    };
+    let running = server::start(opts, listener).await?;
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    running.stop().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

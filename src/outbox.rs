@@ -1,0 +1,186 @@
+//! Durable delivery: notification intents are rows written with the state
+//! change; workers claim them with a lease, deliver, and retry with backoff.
+//! Rows sharing an ordering key go out strictly in order.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rand::Rng;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::store::{ClaimedJob, JobOutcome, OutboxItem, Store, StoreError};
+use crate::workflow::model::Notice;
+use crate::workflow::Clock;
+
+/// The outbox kind of workflow notifications.
+pub const NOTICE: &str = "notice";
+
+pub fn notice_item(n: &Notice) -> Result<OutboxItem, StoreError> {
+    Ok(OutboxItem {
+        ordering_key: n.ordering_key(),
+        kind: NOTICE.to_string(),
+        payload: serde_json::to_value(n).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        deadline: None,
+    })
+}
+
+/// What one delivery attempt came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Delivery {
+    Done,
+    /// Transient: try again, after `after` when the peer said so (HTTP 429).
+    Retry {
+        after: Option<Duration>,
+        error: String,
+        rate_limited: bool,
+    },
+    /// Permanent: give up.
+    Failed(String),
+}
+
+/// Delivers one claimed row (a chat platform, a webhook sender).
+#[async_trait]
+pub trait Deliverer: Send + Sync + 'static {
+    async fn deliver(&self, job: &ClaimedJob) -> Delivery;
+}
+
+#[derive(Clone, Debug)]
+pub struct OutboxConfig {
+    pub workers: usize,
+    pub batch: i64,
+    pub lease: Duration,
+    pub poll: Duration,
+    pub base_backoff: Duration,
+    pub max_backoff: Duration,
+    pub max_attempts: i64,
+}
+
+impl Default for OutboxConfig {
+    fn default() -> Self {
+        OutboxConfig {
+            workers: 4,
+            batch: 16,
+            lease: Duration::from_secs(60),
+            poll: Duration::from_millis(500),
+            base_backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(300),
+            max_attempts: 12,
+        }
+    }
+}
+
+pub struct Outbox {
+    store: Arc<dyn Store>,
+    deliverer: Arc<dyn Deliverer>,
+    clock: Arc<dyn Clock>,
+    wake: Arc<Notify>,
+    cfg: OutboxConfig,
+    /// Epoch ms until which no worker calls out (a 429 pauses everyone).
+    paused_until: AtomicI64,
+}
+
+/// Exponential backoff with jitter for the n-th failed attempt.
+pub fn backoff(cfg: &OutboxConfig, attempts: i64) -> Duration {
+    let exp = u32::try_from(attempts.clamp(1, 20) - 1).unwrap_or(0);
+    let base = cfg.base_backoff.saturating_mul(2u32.saturating_pow(exp)).min(cfg.max_backoff);
+    let jitter = rand::thread_rng().gen_range(0.0..0.25);
+    base.mul_f64(1.0 + jitter)
+}
+
+impl Outbox {
+    pub fn new(
+        store: Arc<dyn Store>,
+        deliverer: Arc<dyn Deliverer>,
+        clock: Arc<dyn Clock>,
+        wake: Arc<Notify>,
+        cfg: OutboxConfig,
+    ) -> Arc<Outbox> {
+        Arc::new(Outbox { store, deliverer, clock, wake, cfg, paused_until: AtomicI64::new(0) })
+    }
+
+    /// Starts the worker loops; they stop when `shutdown` is cancelled, giving back their claims.
+    pub fn spawn(self: &Arc<Self>, shutdown: CancellationToken) -> Vec<tokio::task::JoinHandle<()>> {
+        (0..self.cfg.workers.max(1))
+            .map(|_| {
+                let me = self.clone();
+                let stop = shutdown.clone();
+                tokio::spawn(async move { me.run(stop).await })
+            })
+            .collect()
+    }
+
+    async fn run(&self, shutdown: CancellationToken) {
+        while !shutdown.is_cancelled() {
+            let pause = self.paused_until.load(Ordering::Relaxed) - self.clock.now().timestamp_millis();
+            if pause > 0 {
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tokio::time::sleep(Duration::from_millis(u64::try_from(pause).unwrap_or(0))) => {}
+                }
+            }
+            match self.run_once(&shutdown).await {
+                Ok(n) if n > 0 => continue,
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "outbox: claiming failed"),
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(self.cfg.poll) => {}
+            }
+        }
+    }
+
+    /// Claims one batch and delivers it; returns how many rows were claimed.
+    pub async fn run_once(&self, shutdown: &CancellationToken) -> Result<usize, StoreError> {
+        let jobs = self.store.claim_jobs(self.clock.now(), self.cfg.lease, self.cfg.batch).await?;
+        let n = jobs.len();
+        for (i, job) in jobs.iter().enumerate() {
+            if shutdown.is_cancelled()
+                || self.paused_until.load(Ordering::Relaxed) > self.clock.now().timestamp_millis()
+            {
+                let rest: Vec<i64> = jobs[i..].iter().map(|j| j.id).collect();
+                self.store.release_jobs(&rest).await?;
+                break;
+            }
+            self.execute(job).await?;
+        }
+        Ok(n)
+    }
+
+    async fn execute(&self, job: &ClaimedJob) -> Result<(), StoreError> {
+        let now = self.clock.now();
+        let result = match job.item.deadline {
+            Some(d) if d < now => Delivery::Failed("deadline passed before delivery".into()),
+            _ => self.deliverer.deliver(job).await,
+        };
+        let now = self.clock.now();
+        let outcome = match result {
+            Delivery::Done => {
+                tracing::debug!(job = job.id, kind = %job.item.kind, attempts = job.attempts, "outbox: delivered");
+                JobOutcome::Done
+            }
+            Delivery::Retry { error, .. } if job.attempts >= self.cfg.max_attempts => {
+                tracing::error!(job = job.id, kind = %job.item.kind, attempts = job.attempts, %error, "outbox: giving up after retries");
+                JobOutcome::Failed { error: format!("gave up after {} attempts: {error}", job.attempts) }
+            }
+            Delivery::Retry { after, error, rate_limited } => {
+                let wait = after.unwrap_or_else(|| backoff(&self.cfg, job.attempts));
+                let at = now + chrono::Duration::from_std(wait).unwrap_or_default();
+                if rate_limited {
+                    self.paused_until.fetch_max(at.timestamp_millis(), Ordering::Relaxed);
+                }
+                tracing::warn!(job = job.id, kind = %job.item.kind, attempts = job.attempts, %error, retry_in_ms = wait.as_millis() as u64, "outbox: will retry");
+                JobOutcome::Retry { at, error }
+            }
+            Delivery::Failed(error) => {
+                tracing::error!(job = job.id, kind = %job.item.kind, %error, "outbox: delivery failed permanently");
+                JobOutcome::Failed { error }
+            }
+        };
+        self.store.finish_job(job.id, outcome, now).await
+    }
+}

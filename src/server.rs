@@ -1,0 +1,133 @@
+//! Wires the pieces together: store, workflow, outbox workers, router; runs
+//! until the shutdown token is cancelled, then drains in-flight requests.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, Request};
+use axum::Router;
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::config::Env;
+use crate::metrics::Metrics;
+use crate::outbox::{Outbox, OutboxConfig};
+use crate::slack::client::SlackClient;
+use crate::slack::deliver::{resolve_email_item, SlackDeliverer};
+use crate::slack::SlackSettings;
+use crate::workflow::{Catalog, Clock, Workflow};
+
+/// Slack payloads are small; this bounds what an unauthenticated caller can make us buffer.
+pub const BODY_LIMIT: usize = 256 * 1024;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub workflow: Arc<Workflow>,
+    pub slack: Arc<SlackSettings>,
+    pub metrics: Arc<Metrics>,
+}
+
+pub struct Options {
+    pub env: Env,
+    pub catalog: Catalog,
+    pub outbox: OutboxConfig,
+    pub clock: Arc<dyn Clock>,
+    /// How long in-flight work may take after shutdown starts.
+    pub shutdown_grace: Duration,
+}
+
+pub struct Running {
+    pub addr: SocketAddr,
+    pub workflow: Arc<Workflow>,
+    pub metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+    server: tokio::task::JoinHandle<()>,
+    workers: Vec<tokio::task::JoinHandle<()>>,
+    grace: Duration,
+}
+
+impl Running {
+    /// Stops accepting, finishes in-flight requests and deliveries, gives back claims.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        let all = async {
+            let _ = self.server.await;
+            for w in self.workers {
+                let _ = w.await;
+            }
+        };
+        if tokio::time::timeout(self.grace, all).await.is_err() {
+            tracing::warn!("shutdown: grace period over, stopping anyway");
+        }
+    }
+
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+}
+
+pub fn router(state: AppState) -> Router {
+    let request_id = HeaderName::from_static("x-request-id");
+    Router::new()
+        .merge(crate::slack::router())
+        .merge(crate::api::router())
+        .with_state(state)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, Duration::from_secs(15)))
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
+            let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-");
+            tracing::info_span!("http", method = %req.method(), path = %req.uri().path(), request_id = %id)
+        }))
+        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+}
+
+/// Starts the server on `listener` (port 0 in tests) with its outbox workers.
+pub async fn start(opts: Options, listener: TcpListener) -> anyhow::Result<Running> {
+    let store = crate::store::open(&opts.env.database_url).await?;
+    let wake = Arc::new(Notify::new());
+    let workflow = Arc::new(Workflow::new(store.clone(), opts.catalog, opts.clock.clone(), wake.clone()));
+
+    // Resolve configured emails to Slack ids ahead of the first click.
+    let mut unresolved = Vec::new();
+    for email in workflow.catalog().emails() {
+        if store.identity_by_email(&email).await?.is_none() {
+            unresolved.push(resolve_email_item(&email));
+        }
+    }
+    store.enqueue(&unresolved).await?;
+
+    let client = SlackClient::new(&opts.env.slack_api_base_url, opts.env.bot_token.clone());
+    let deliverer = Arc::new(SlackDeliverer::new(client, store.clone()));
+    let outbox = Outbox::new(store.clone(), deliverer, opts.clock.clone(), wake, opts.outbox);
+    let shutdown = CancellationToken::new();
+    let workers = outbox.spawn(shutdown.clone());
+
+    let metrics = Arc::new(Metrics::default());
+    let state = AppState {
+        workflow: workflow.clone(),
+        slack: Arc::new(SlackSettings {
+            signing_secret: opts.env.signing_secret.clone(),
+            team_ids: opts.env.team_ids.clone(),
+            api_base: opts.env.slack_api_base_url.clone(),
+        }),
+        metrics: metrics.clone(),
+    };
+    let addr = listener.local_addr()?;
+    let app = router(state);
+    let stop = shutdown.clone();
+    let server = tokio::spawn(async move {
+        let served = axum::serve(listener, app).with_graceful_shutdown(async move { stop.cancelled().await }).await;
+        if let Err(e) = served {
+            tracing::error!(error = %e, "server stopped with an error");
+        }
+    });
+    tracing::info!(%addr, "accessbot listening");
+    Ok(Running { addr, workflow, metrics, shutdown, server, workers, grace: opts.shutdown_grace })
+}

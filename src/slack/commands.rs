@@ -1,0 +1,318 @@
+//! `POST /slack/commands`: the `/access` slash command. Every reply is
+//! ephemeral and computed without calling Slack.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::blocks::{self, ephemeral, ephemeral_list, esc, summary, who};
+use super::verify::SignedBody;
+use crate::server::AppState;
+use crate::workflow::model::{Request, Status};
+use crate::workflow::{Actor, Party, WorkflowError};
+
+const LIST_LIMIT: i64 = 25;
+
+pub const USAGE: &str = "*accessbot* — request access to apps and approve requests\n\
+`/access apps` — apps you can request\n\
+`/access request <app> [justification…]` — request an app\n\
+`/access mine` — your requests and where they wait\n\
+`/access cancel <request-id>` — cancel your pending request\n\
+`/access tasks` — approvals waiting for you\n\
+`/access help` — this help\n\
+*Admins*\n\
+`/access admin pending [app]` — outstanding requests\n\
+`/access admin show <request-id>` — a request's full history\n\
+`/access admin resend <request-id>` — notify the current approvers again\n\
+`/access admin cancel <request-id> [reason]` — cancel a pending request\n\
+`/access admin assign <request-id>` — approve now (override), remaining steps deleted\n\
+`/access admin grant <app> <@user>` — assign an app directly\n\
+`/access admin revoke <app> <@user>` — remove an assignment";
+
+#[derive(Deserialize)]
+struct CommandForm {
+    team_id: Option<String>,
+    user_id: Option<String>,
+    text: Option<String>,
+    ssl_check: Option<String>,
+}
+
+pub async fn handle(State(state): State<AppState>, signed: SignedBody) -> Response {
+    let Ok(form) = serde_urlencoded::from_bytes::<CommandForm>(&signed.body) else {
+        return (StatusCode::BAD_REQUEST, "malformed slash command").into_response();
+    };
+    if form.ssl_check.as_deref() == Some("1") {
+        return StatusCode::OK.into_response();
+    }
+    if !state.slack.team_allowed(form.team_id.as_deref()) {
+        super::wrong_workspace(&state, form.team_id.as_deref(), form.user_id.as_deref()).await;
+        return (StatusCode::FORBIDDEN, "this workspace is not served").into_response();
+    }
+    let Some(user_id) = form.user_id.filter(|u| !u.is_empty()) else {
+        return (StatusCode::BAD_REQUEST, "slash command without user_id").into_response();
+    };
+    let text = form.text.unwrap_or_default();
+    let reply = match super::actor(&state.workflow, &user_id).await {
+        Ok(actor) => run(&state, &actor, text.trim()).await,
+        Err(e) => Err(e),
+    };
+    Json(reply.unwrap_or_else(|e| ephemeral(&super::explain(&e)))).into_response()
+}
+
+/// `<@U123|name>`, `<@U123>` or a bare `U123`.
+pub fn parse_user(s: &str) -> Option<String> {
+    let inner =
+        s.strip_prefix("<@").and_then(|r| r.strip_suffix('>')).map(|r| r.split('|').next().unwrap_or(r)).unwrap_or(s);
+    let ok = inner.len() >= 3
+        && (inner.starts_with('U') || inner.starts_with('W'))
+        && inner.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit());
+    ok.then(|| inner.to_string())
+}
+
+/// Splits off the first word; the rest keeps its inner spacing.
+fn word(s: &str) -> (&str, &str) {
+    let s = s.trim_start();
+    match s.find(char::is_whitespace) {
+        Some(i) => (&s[..i], s[i..].trim()),
+        None => (s, ""),
+    }
+}
+
+fn need<'a>(arg: &'a str, usage: &str) -> Result<&'a str, WorkflowError> {
+    if arg.is_empty() {
+        Err(WorkflowError::Invalid(format!("Usage: `{usage}`")))
+    } else {
+        Ok(arg)
+    }
+}
+
+async fn run(state: &AppState, actor: &Actor, text: &str) -> Result<Value, WorkflowError> {
+    let wf = &state.workflow;
+    let (cmd, rest) = word(text);
+    match cmd.to_ascii_lowercase().as_str() {
+        "" | "help" => Ok(ephemeral(USAGE)),
+        "apps" => Ok(apps(state)),
+        "request" => {
+            let (app, justification) = word(rest);
+            let app = need(app, "/access request <app> [justification…]")?.to_ascii_lowercase();
+            if !wf.catalog().apps.contains_key(&app) {
+                return Err(WorkflowError::Invalid(format!(
+                    "There is no app `{}`. `/access apps` lists what you can request.",
+                    esc(&app)
+                )));
+            }
+            let s = wf.submit(actor, &app, None, justification).await?;
+            Ok(ephemeral(&submitted(&s.request, s.existing)))
+        }
+        "mine" => {
+            let reqs = wf.mine(actor, LIST_LIMIT).await?;
+            if reqs.is_empty() {
+                return Ok(ephemeral("You have no requests. `/access apps` lists what you can request."));
+            }
+            Ok(ephemeral_list("*Your requests* (newest first)", &reqs.iter().map(summary).collect::<Vec<_>>()))
+        }
+        "cancel" => {
+            let id = need(word(rest).0, "/access cancel <request-id>")?;
+            let r = wf.cancel(actor, id, None, false).await?;
+            Ok(ephemeral(&format!("Canceled `{}` ({}).", r.id, esc(&r.app_name))))
+        }
+        "tasks" => {
+            let reqs = wf.tasks(actor, LIST_LIMIT).await?;
+            if reqs.is_empty() {
+                return Ok(ephemeral("Nothing is waiting for your approval."));
+            }
+            let lines: Vec<String> = reqs
+                .iter()
+                .map(|r| format!("{} — justification: {}", summary(r), esc(&blocks::clip(&r.justification, 200))))
+                .collect();
+            Ok(ephemeral_list("*Waiting for your approval* (the buttons are in your DMs with me)", &lines))
+        }
+        "suggest" => Ok(ephemeral("`/access suggest` is not available in this version yet.")),
+        "admin" => admin(state, actor, rest).await,
+        other => Ok(ephemeral(&format!("Unknown command `{}`.\n\n{USAGE}", esc(other)))),
+    }
+}
+
+fn apps(state: &AppState) -> Value {
+    let catalog = state.workflow.catalog();
+    let lines: Vec<String> = catalog
+        .apps
+        .values()
+        .filter(|a| a.self_service)
+        .map(|a| {
+            let approval = if a.approval {
+                format!("approval: {} step(s)", a.steps.len())
+            } else {
+                "no approval needed".to_string()
+            };
+            let desc = if a.description.is_empty() { String::new() } else { format!(" — {}", esc(&a.description)) };
+            format!("`{}` *{}*{desc} ({approval})", a.id, esc(&a.name))
+        })
+        .collect();
+    if lines.is_empty() {
+        return ephemeral("No apps are requestable right now.");
+    }
+    ephemeral_list("*Requestable apps* — `/access request <app> [justification…]`", &lines)
+}
+
+fn submitted(r: &Request, existing: bool) -> String {
+    if existing {
+        return format!("You already have an open request for *{}*: {}", esc(&r.app_name), summary(r));
+    }
+    match r.status {
+        Status::Approved => format!(":tada: `{}`: you now have *{}* (no approval needed).", r.id, esc(&r.app_name)),
+        Status::Rejected => {
+            format!(":warning: `{}` could not start: {}", r.id, esc(r.reason.as_deref().unwrap_or("unknown reason")))
+        }
+        _ => {
+            let waiting = r.current().map(|s| s.label()).unwrap_or_default();
+            format!(
+                ":inbox_tray: Request `{}` for *{}* submitted. Waiting for step 1 of {}: {}.",
+                r.id,
+                esc(&r.app_name),
+                r.steps.len(),
+                esc(&waiting)
+            )
+        }
+    }
+}
+
+async fn target_user(state: &AppState, arg: &str, usage: &str) -> Result<Party, WorkflowError> {
+    let id = parse_user(need(arg, usage)?).ok_or_else(|| {
+        WorkflowError::Invalid(format!(
+            "`{}` is not a user: mention them as @name so Slack sends their id. Usage: `{usage}`",
+            esc(arg)
+        ))
+    })?;
+    state.workflow.party(&id).await
+}
+
+async fn admin(state: &AppState, actor: &Actor, text: &str) -> Result<Value, WorkflowError> {
+    let wf = &state.workflow;
+    let (sub, rest) = word(text);
+    match sub.to_ascii_lowercase().as_str() {
+        "pending" => {
+            let app = word(rest).0;
+            let app = (!app.is_empty()).then(|| app.to_ascii_lowercase());
+            let reqs = wf.pending(actor, app.as_deref(), LIST_LIMIT).await?;
+            if reqs.is_empty() {
+                return Ok(ephemeral("No outstanding requests."));
+            }
+            let now = wf.now();
+            let lines: Vec<String> = reqs
+                .iter()
+                .map(|r| {
+                    let age = (now - r.created).num_hours();
+                    let waiting = r.current().and_then(|s| s.activated).map(|t| (now - t).num_hours()).unwrap_or(age);
+                    format!("{} (requested {age}h ago, waiting {waiting}h on this step)", summary(r))
+                })
+                .collect();
+            Ok(ephemeral_list("*Outstanding requests* (oldest first)", &lines))
+        }
+        "show" => {
+            let id = need(word(rest).0, "/access admin show <request-id>")?;
+            let (r, events) = wf.show(actor, id).await?;
+            let mut lines = vec![summary(&r)];
+            lines.push(format!(
+                "Requested by {} on {}",
+                who(&r.requested_by.id),
+                r.created.format("%Y-%m-%d %H:%M UTC")
+            ));
+            lines.push(format!(
+                "Justification: {}",
+                if r.justification.is_empty() { "_none_".into() } else { esc(&r.justification) }
+            ));
+            for (i, s) in r.steps.iter().enumerate() {
+                let approvers: Vec<String> = s.approvers.iter().map(|p| who(p.key())).collect();
+                let mut l = format!(
+                    "Step {} ({}): {} — {}",
+                    i + 1,
+                    esc(&s.label()),
+                    blocks::step_state(s),
+                    approvers.join(", ")
+                );
+                if let Some(by) = &s.decided_by {
+                    l.push_str(&format!(", decided by {}", who(by)));
+                }
+                lines.push(l);
+            }
+            lines.push("*History*".into());
+            for e in &events {
+                let comment = e
+                    .debug_context
+                    .debug_data
+                    .get("comment")
+                    .and_then(Value::as_str)
+                    .map(|c| format!(" — “{}”", esc(c)))
+                    .unwrap_or_default();
+                lines.push(format!(
+                    "{} `{}` by {}{comment}",
+                    e.published.format("%Y-%m-%d %H:%M:%S"),
+                    e.event_type,
+                    who(&e.actor.id)
+                ));
+            }
+            Ok(ephemeral_list(&format!("*Request `{}`*", r.id), &lines))
+        }
+        "resend" => {
+            let id = need(word(rest).0, "/access admin resend <request-id>")?;
+            let r = wf.resend(actor, id).await?;
+            let label = r.current().map(|s| s.label()).unwrap_or_default();
+            Ok(ephemeral(&format!("Resent `{}` to {}.", r.id, esc(&label))))
+        }
+        "cancel" => {
+            let (id, reason) = word(rest);
+            let id = need(id, "/access admin cancel <request-id> [reason]")?;
+            let r = wf.cancel(actor, id, Some(reason.to_string()), true).await?;
+            Ok(ephemeral(&format!("Canceled `{}` ({} for {}).", r.id, esc(&r.app_name), who(&r.requested_for.id))))
+        }
+        "assign" => {
+            let id = need(word(rest).0, "/access admin assign <request-id>")?;
+            let r = wf.override_assign(actor, id).await?;
+            Ok(ephemeral(&format!(
+                "Assigned *{}* to {} by override (`{}`); remaining steps deleted.",
+                esc(&r.app_name),
+                who(&r.requested_for.id),
+                r.id
+            )))
+        }
+        "grant" | "revoke" => {
+            let usage = format!("/access admin {sub} <app> <@user>");
+            let (app, user) = word(rest);
+            let app = need(app, &usage)?.to_ascii_lowercase();
+            let target = target_user(state, word(user).0, &usage).await?;
+            if sub.eq_ignore_ascii_case("grant") {
+                wf.grant(actor, &app, &target).await?;
+                Ok(ephemeral(&format!("Assigned `{}` to {}.", esc(&app), who(&target.id))))
+            } else {
+                wf.revoke(actor, &app, &target).await?;
+                Ok(ephemeral(&format!("Removed `{}` from {}.", esc(&app), who(&target.id))))
+            }
+        }
+        "" => Ok(ephemeral(USAGE)),
+        other => Ok(ephemeral(&format!("Unknown admin command `{}`.\n\n{USAGE}", esc(other)))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn users_from_mentions() {
+        assert_eq!(parse_user("<@U123ABC|bob>"), Some("U123ABC".into()));
+        assert_eq!(parse_user("<@W9>"), None);
+        assert_eq!(parse_user("<@W99>"), Some("W99".into()));
+        assert_eq!(parse_user("U0BOB"), Some("U0BOB".into()));
+        assert_eq!(parse_user("@bob"), None);
+    }
+
+    #[test]
+    fn words() {
+        assert_eq!(word("  request salesforce  need it  for Q3 "), ("request", "salesforce  need it  for Q3"));
+        assert_eq!(word("apps"), ("apps", ""));
+    }
+}

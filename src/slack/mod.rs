@@ -1,0 +1,98 @@
+//! The Slack edge: verify, parse, map to workflow commands, render Block Kit.
+//! Handlers answer at once; every Web API call goes through the outbox.
+
+pub mod blocks;
+pub mod client;
+mod commands;
+pub mod deliver;
+mod events;
+mod interactions;
+pub mod verify;
+
+use axum::routing::post;
+use axum::Router;
+
+use crate::config::Secret;
+use crate::server::AppState;
+use crate::workflow::{Actor, Source, Workflow, WorkflowError};
+
+/// What the Slack edge needs to know about its workspace(s).
+#[derive(Clone, Debug)]
+pub struct SlackSettings {
+    pub signing_secret: Secret,
+    /// `None` serves any workspace that signs with the secret.
+    pub team_ids: Option<Vec<String>>,
+    /// Origins `response_url`s may point at besides `https://hooks.slack.com/`.
+    pub api_base: String,
+}
+
+impl SlackSettings {
+    pub fn team_allowed(&self, team: Option<&str>) -> bool {
+        match (&self.team_ids, team) {
+            (None, _) => true,
+            (Some(list), Some(t)) => list.iter().any(|x| x == t),
+            (Some(_), None) => false,
+        }
+    }
+
+    /// Only Slack's own hosts (or the configured API origin, for tests and proxies).
+    pub fn response_url_ok(&self, url: &str) -> bool {
+        let origin = |u: &str| -> Option<String> {
+            let (scheme, rest) = u.split_once("://")?;
+            let host = rest.split('/').next()?;
+            Some(format!("{scheme}://{host}/"))
+        };
+        url.starts_with("https://hooks.slack.com/") || (origin(url).is_some() && origin(url) == origin(&self.api_base))
+    }
+}
+
+pub const ROUTES: [&str; 3] = ["/slack/commands", "/slack/interactions", "/slack/events"];
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/slack/commands", post(commands::handle))
+        .route("/slack/interactions", post(interactions::handle))
+        .route("/slack/events", post(events::handle))
+}
+
+/// The chat user behind a Slack request; unknown users get their email looked up.
+async fn actor(workflow: &Workflow, user_id: &str) -> Result<Actor, WorkflowError> {
+    let store = workflow.store();
+    if store.identity(user_id).await?.is_none() {
+        store.save_identity(&crate::store::Identity { user_id: user_id.to_string(), ..Default::default() }).await?;
+        workflow.enqueue(&[deliver::resolve_user_item(user_id)]).await?;
+    }
+    Ok(Actor::user(workflow.party(user_id).await?, Source::Slack))
+}
+
+/// Refuses a request from a workspace that is not served.
+async fn wrong_workspace(state: &AppState, team: Option<&str>, user: Option<&str>) {
+    tracing::warn!(team = team.unwrap_or("-"), "slack: request from a workspace that is not served");
+    let actor = Actor::user(crate::workflow::Party::new(user.unwrap_or("unknown"), None), Source::Slack);
+    let reason = format!("workspace {} is not in SLACK_TEAM_IDS", team.unwrap_or("(none)"));
+    if let Err(e) = state.workflow.refuse(&actor, "slack request", &reason, None).await {
+        tracing::error!(error = %e, "could not log a blocked request");
+    }
+}
+
+/// The words a user sees for a workflow error.
+pub fn explain(e: &WorkflowError) -> String {
+    match e {
+        WorkflowError::Invalid(m) => m.clone(),
+        WorkflowError::NotFound(what) => format!("{what} not found."),
+        WorkflowError::Forbidden(why) => format!(":no_entry: Not allowed: {why}."),
+        WorkflowError::NotPending { request, status } => {
+            format!("`{request}` is already {}; nothing to do.", status.as_str())
+        }
+        WorkflowError::AlreadyDecided { request, by: Some(by), .. } => {
+            format!("This step of `{request}` was already decided by {}.", blocks::who(by))
+        }
+        WorkflowError::AlreadyDecided { request, status, .. } => {
+            format!("`{request}` is {} and this step is no longer open.", status.as_str())
+        }
+        WorkflowError::Store(err) => {
+            tracing::error!(error = %err, "store error");
+            "Something went wrong on our side; please try again in a moment.".to_string()
+        }
+    }
+}

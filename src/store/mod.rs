@@ -1,0 +1,139 @@
+//! Persistence: one [`Store`] trait with coarse, intention-named methods, each
+//! its own transaction. The backend is chosen from the `DATABASE_URL` scheme.
+
+mod sqlite;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::workflow::model::{Assignment, Changeset, LogEvent, Request, Timestamp};
+
+pub use sqlite::SqliteStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The row changed since it was read (optimistic concurrency).
+    #[error("the request changed concurrently")]
+    Conflict,
+    /// An open request for this user and app already exists.
+    #[error("an open request for this user and app exists")]
+    DuplicateOpen,
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration error: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+/// A unit of outbound work. `kind` names the deliverer's handler; rows with the
+/// same `ordering_key` are delivered strictly in insertion order.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OutboxItem {
+    pub ordering_key: String,
+    pub kind: String,
+    pub payload: serde_json::Value,
+    /// Give up (mark failed) when not delivered by then; e.g. a modal's trigger_id.
+    pub deadline: Option<Timestamp>,
+}
+
+#[derive(Clone, Debug)]
+pub struct ClaimedJob {
+    pub id: i64,
+    pub item: OutboxItem,
+    pub attempts: i64,
+    pub created: Timestamp,
+}
+
+#[derive(Clone, Debug)]
+pub enum JobOutcome {
+    Done,
+    Retry { at: Timestamp, error: String },
+    Failed { error: String },
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct OutboxCounts {
+    pub pending: i64,
+    pub done: i64,
+    pub failed: i64,
+}
+
+/// A chat message the product posted about a request step, so it can be updated later.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MessageRef {
+    pub request_id: String,
+    pub step: i64,
+    pub recipient: String,
+    pub channel: String,
+    pub ts: String,
+}
+
+/// Cached chat identity: id, email, and the DM channel once opened.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Identity {
+    pub user_id: String,
+    pub email: Option<String>,
+    pub name: Option<String>,
+    pub dm_channel: Option<String>,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Writes a command's request state, assignment change, log events and
+    /// notification intents in one transaction. Fails with `Conflict` when the
+    /// request's version moved since it was read, `DuplicateOpen` when a new
+    /// request collides with an open one.
+    async fn commit(&self, cs: &Changeset) -> Result<(), StoreError>;
+    async fn request(&self, id: &str) -> Result<Option<Request>, StoreError>;
+    async fn open_request(&self, user_id: &str, app_id: &str) -> Result<Option<Request>, StoreError>;
+    /// Newest first.
+    async fn requests_for_user(&self, user_id: &str, limit: i64) -> Result<Vec<Request>, StoreError>;
+    /// Open requests whose current step lists any of `people` (ids or emails).
+    async fn pending_for_approver(&self, people: &[String], limit: i64) -> Result<Vec<Request>, StoreError>;
+    /// Open requests, oldest first; only these apps when given.
+    async fn pending_requests(&self, apps: Option<&[String]>, limit: i64) -> Result<Vec<Request>, StoreError>;
+    async fn assignment(&self, user_id: &str, app_id: &str) -> Result<Option<Assignment>, StoreError>;
+
+    async fn append_events(&self, events: &[LogEvent]) -> Result<(), StoreError>;
+    /// A request's events, oldest first.
+    async fn request_events(&self, request_id: &str) -> Result<Vec<LogEvent>, StoreError>;
+    /// Events of a type, oldest first (tests and operators).
+    async fn events_of_type(&self, event_type: &str, limit: i64) -> Result<Vec<LogEvent>, StoreError>;
+
+    async fn enqueue(&self, items: &[OutboxItem]) -> Result<(), StoreError>;
+    /// Claims up to `limit` due rows for `lease`; a row whose lease lapsed can be
+    /// claimed again. Never returns a row while an older row with its key is undelivered.
+    async fn claim_jobs(&self, now: Timestamp, lease: Duration, limit: i64) -> Result<Vec<ClaimedJob>, StoreError>;
+    async fn finish_job(&self, id: i64, outcome: JobOutcome, now: Timestamp) -> Result<(), StoreError>;
+    /// Gives back claimed rows on shutdown so another worker takes them at once.
+    async fn release_jobs(&self, ids: &[i64]) -> Result<(), StoreError>;
+    async fn outbox_counts(&self) -> Result<OutboxCounts, StoreError>;
+
+    async fn record_message(&self, msg: &MessageRef) -> Result<(), StoreError>;
+    async fn messages(&self, request_id: &str, step: i64, recipient: &str) -> Result<Vec<MessageRef>, StoreError>;
+
+    async fn identity(&self, user_id: &str) -> Result<Option<Identity>, StoreError>;
+    async fn identity_by_email(&self, email: &str) -> Result<Option<Identity>, StoreError>;
+    /// Inserts or merges (fields given as `None` keep their stored value).
+    async fn save_identity(&self, identity: &Identity) -> Result<(), StoreError>;
+}
+
+/// Opens (creating and migrating) the store named by a database URL.
+pub async fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
+    if url.starts_with("sqlite:") {
+        Ok(Arc::new(SqliteStore::open(url).await?))
+    } else {
+        Err(StoreError::Unsupported(format!(
+            "unsupported DATABASE_URL scheme in `{}`: use sqlite://FILE",
+            url.split(':').next().unwrap_or_default()
+        )))
+    }
+}

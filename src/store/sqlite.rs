@@ -1,0 +1,506 @@
+//! SQLite backend: WAL, one writer at a time, timestamps as epoch milliseconds.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{TimeZone, Utc};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::{Row, SqlitePool};
+
+use super::*;
+use crate::workflow::model::{AssignmentChange, AssignmentSource};
+
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+fn ms(t: Timestamp) -> i64 {
+    t.timestamp_millis()
+}
+
+fn from_ms(v: i64) -> Timestamp {
+    Utc.timestamp_millis_opt(v).single().unwrap_or_default()
+}
+
+fn decode_request(row: &SqliteRow) -> Result<Request, StoreError> {
+    let body: String = row.try_get("body")?;
+    let mut req: Request = serde_json::from_str(&body).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    req.version = row.try_get("version")?;
+    Ok(req)
+}
+
+fn decode_event(row: &SqliteRow) -> Result<LogEvent, StoreError> {
+    let body: String = row.try_get("body")?;
+    let mut ev: LogEvent = serde_json::from_str(&body).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    ev.request_id = row.try_get("request_id")?;
+    Ok(ev)
+}
+
+fn source_str(s: AssignmentSource) -> &'static str {
+    match s {
+        AssignmentSource::Workflow => "workflow",
+        AssignmentSource::Override => "override",
+        AssignmentSource::Direct => "direct",
+    }
+}
+
+fn parse_source(s: &str) -> AssignmentSource {
+    match s {
+        "override" => AssignmentSource::Override,
+        "direct" => AssignmentSource::Direct,
+        _ => AssignmentSource::Workflow,
+    }
+}
+
+fn json<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
+    serde_json::to_string(v).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+impl SqliteStore {
+    pub async fn open(url: &str) -> Result<SqliteStore, StoreError> {
+        let opts = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new().max_connections(8).connect_with(opts).await?;
+        sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+        Ok(SqliteStore { pool })
+    }
+
+    async fn query_requests(&self, sql: &str, binds: Vec<String>, limit: i64) -> Result<Vec<Request>, StoreError> {
+        let mut q = sqlx::query(sql);
+        for b in binds {
+            q = q.bind(b);
+        }
+        let rows = q.bind(limit).fetch_all(&self.pool).await?;
+        rows.iter().map(decode_request).collect()
+    }
+}
+
+fn placeholders(n: usize) -> String {
+    vec!["?"; n].join(",")
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn commit(&self, cs: &Changeset) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let now = cs.events.first().map(|e| e.published).unwrap_or_else(Utc::now);
+        if let Some(req) = &cs.request {
+            let body = json(req)?;
+            let grant = req.grant_status.map(|g| g.as_str());
+            if req.version == 0 {
+                let res = sqlx::query(
+                    "INSERT INTO requests (id, app_id, requested_by, requested_for, status, grant_status, created, last_updated, version, body)
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, ?)",
+                )
+                .bind(&req.id)
+                .bind(&req.app_id)
+                .bind(&req.requested_by.id)
+                .bind(&req.requested_for.id)
+                .bind(req.status.as_str())
+                .bind(grant)
+                .bind(ms(req.created))
+                .bind(ms(req.last_updated))
+                .bind(&body)
+                .execute(&mut *tx)
+                .await;
+                if let Err(sqlx::Error::Database(e)) = &res {
+                    if e.is_unique_violation() {
+                        return Err(StoreError::DuplicateOpen);
+                    }
+                }
+                res?;
+            } else {
+                let res = sqlx::query(
+                    "UPDATE requests SET status = ?, grant_status = ?, last_updated = ?, version = version + 1, body = ?
+                     WHERE id = ? AND version = ?",
+                )
+                .bind(req.status.as_str())
+                .bind(grant)
+                .bind(ms(req.last_updated))
+                .bind(&body)
+                .bind(&req.id)
+                .bind(req.version)
+                .execute(&mut *tx)
+                .await?;
+                if res.rows_affected() != 1 {
+                    return Err(StoreError::Conflict);
+                }
+                sqlx::query("DELETE FROM current_approvers WHERE request_id = ?")
+                    .bind(&req.id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            if req.status.is_open() {
+                if let Some(step) = req.current() {
+                    for p in &step.approvers {
+                        sqlx::query("INSERT OR IGNORE INTO current_approvers (person, request_id) VALUES (?, ?)")
+                            .bind(p.key())
+                            .bind(&req.id)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                }
+            }
+        }
+        match &cs.assignment {
+            Some(AssignmentChange::Grant(a)) => {
+                sqlx::query(
+                    "INSERT OR REPLACE INTO assignments (user_id, app_id, request_id, source, granted, expires) VALUES (?, ?, ?, ?, ?, ?)",
+                )
+                .bind(&a.user_id)
+                .bind(&a.app_id)
+                .bind(&a.request_id)
+                .bind(source_str(a.source))
+                .bind(ms(a.granted))
+                .bind(a.expires.map(ms))
+                .execute(&mut *tx)
+                .await?;
+            }
+            Some(AssignmentChange::Revoke { user_id, app_id }) => {
+                sqlx::query("DELETE FROM assignments WHERE user_id = ? AND app_id = ?")
+                    .bind(user_id)
+                    .bind(app_id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            None => {}
+        }
+        for ev in &cs.events {
+            insert_event(&mut tx, ev).await?;
+        }
+        for n in &cs.notices {
+            let item = crate::outbox::notice_item(n)?;
+            insert_job(&mut tx, &item, now).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn request(&self, id: &str) -> Result<Option<Request>, StoreError> {
+        let row =
+            sqlx::query("SELECT body, version FROM requests WHERE id = ?").bind(id).fetch_optional(&self.pool).await?;
+        row.as_ref().map(decode_request).transpose()
+    }
+
+    async fn open_request(&self, user_id: &str, app_id: &str) -> Result<Option<Request>, StoreError> {
+        let row = sqlx::query(
+            "SELECT body, version FROM requests WHERE requested_for = ? AND app_id = ? AND status IN ('SUBMITTED', 'PENDING')",
+        )
+        .bind(user_id)
+        .bind(app_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(decode_request).transpose()
+    }
+
+    async fn requests_for_user(&self, user_id: &str, limit: i64) -> Result<Vec<Request>, StoreError> {
+        self.query_requests(
+            "SELECT body, version FROM requests WHERE requested_for = ? ORDER BY created DESC, id DESC LIMIT ?",
+            vec![user_id.to_string()],
+            limit,
+        )
+        .await
+    }
+
+    async fn pending_for_approver(&self, people: &[String], limit: i64) -> Result<Vec<Request>, StoreError> {
+        if people.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT r.body, r.version FROM requests r WHERE r.id IN
+               (SELECT request_id FROM current_approvers WHERE person IN ({}))
+             AND r.status IN ('SUBMITTED', 'PENDING') ORDER BY r.created, r.id LIMIT ?",
+            placeholders(people.len())
+        );
+        self.query_requests(&sql, people.to_vec(), limit).await
+    }
+
+    async fn pending_requests(&self, apps: Option<&[String]>, limit: i64) -> Result<Vec<Request>, StoreError> {
+        match apps {
+            None => {
+                self.query_requests(
+                    "SELECT body, version FROM requests WHERE status IN ('SUBMITTED', 'PENDING') ORDER BY created, id LIMIT ?",
+                    vec![],
+                    limit,
+                )
+                .await
+            }
+            Some([]) => Ok(Vec::new()),
+            Some(apps) => {
+                let sql = format!(
+                    "SELECT body, version FROM requests WHERE status IN ('SUBMITTED', 'PENDING') AND app_id IN ({})
+                     ORDER BY created, id LIMIT ?",
+                    placeholders(apps.len())
+                );
+                self.query_requests(&sql, apps.to_vec(), limit).await
+            }
+        }
+    }
+
+    async fn assignment(&self, user_id: &str, app_id: &str) -> Result<Option<Assignment>, StoreError> {
+        let row = sqlx::query("SELECT user_id, app_id, request_id, source, granted, expires FROM assignments WHERE user_id = ? AND app_id = ?")
+            .bind(user_id)
+            .bind(app_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        let source: String = row.try_get("source")?;
+        Ok(Some(Assignment {
+            user_id: row.try_get("user_id")?,
+            app_id: row.try_get("app_id")?,
+            request_id: row.try_get("request_id")?,
+            source: parse_source(&source),
+            granted: from_ms(row.try_get("granted")?),
+            expires: row.try_get::<Option<i64>, _>("expires")?.map(from_ms),
+        }))
+    }
+
+    async fn append_events(&self, events: &[LogEvent]) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for ev in events {
+            insert_event(&mut tx, ev).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn request_events(&self, request_id: &str) -> Result<Vec<LogEvent>, StoreError> {
+        let rows = sqlx::query("SELECT body, request_id FROM system_log WHERE request_id = ? ORDER BY seq")
+            .bind(request_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(decode_event).collect()
+    }
+
+    async fn events_of_type(&self, event_type: &str, limit: i64) -> Result<Vec<LogEvent>, StoreError> {
+        let rows = sqlx::query("SELECT body, request_id FROM system_log WHERE event_type = ? ORDER BY seq LIMIT ?")
+            .bind(event_type)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(decode_event).collect()
+    }
+
+    async fn enqueue(&self, items: &[OutboxItem]) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for item in items {
+            insert_job(&mut tx, item, Utc::now()).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn claim_jobs(&self, now: Timestamp, lease: Duration, limit: i64) -> Result<Vec<ClaimedJob>, StoreError> {
+        let now_ms = ms(now);
+        let until = now_ms + i64::try_from(lease.as_millis()).unwrap_or(i64::MAX / 2);
+        let rows = sqlx::query(
+            "UPDATE outbox SET lease_until = ?, attempts = attempts + 1
+             WHERE id IN (
+               SELECT o.id FROM outbox o
+               WHERE o.status = 'pending' AND o.next_attempt_at <= ?
+                 AND (o.lease_until IS NULL OR o.lease_until < ?)
+                 AND NOT EXISTS (SELECT 1 FROM outbox p
+                                 WHERE p.ordering_key = o.ordering_key AND p.status = 'pending' AND p.id < o.id)
+               ORDER BY o.id LIMIT ?)
+             RETURNING id, ordering_key, kind, payload, attempts, deadline, created",
+        )
+        .bind(until)
+        .bind(now_ms)
+        .bind(now_ms)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut jobs = Vec::with_capacity(rows.len());
+        for row in rows {
+            let payload: String = row.try_get("payload")?;
+            jobs.push(ClaimedJob {
+                id: row.try_get("id")?,
+                attempts: row.try_get("attempts")?,
+                created: from_ms(row.try_get("created")?),
+                item: OutboxItem {
+                    ordering_key: row.try_get("ordering_key")?,
+                    kind: row.try_get("kind")?,
+                    payload: serde_json::from_str(&payload).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                    deadline: row.try_get::<Option<i64>, _>("deadline")?.map(from_ms),
+                },
+            });
+        }
+        jobs.sort_by_key(|j| j.id);
+        Ok(jobs)
+    }
+
+    async fn finish_job(&self, id: i64, outcome: JobOutcome, now: Timestamp) -> Result<(), StoreError> {
+        let q = match &outcome {
+            JobOutcome::Done => {
+                sqlx::query("UPDATE outbox SET status = 'done', lease_until = NULL, finished = ? WHERE id = ?")
+                    .bind(ms(now))
+                    .bind(id)
+            }
+            JobOutcome::Retry { at, error } => {
+                sqlx::query("UPDATE outbox SET lease_until = NULL, next_attempt_at = ?, last_error = ? WHERE id = ?")
+                    .bind(ms(*at))
+                    .bind(error)
+                    .bind(id)
+            }
+            JobOutcome::Failed { error } => sqlx::query(
+                "UPDATE outbox SET status = 'failed', lease_until = NULL, last_error = ?, finished = ? WHERE id = ?",
+            )
+            .bind(error)
+            .bind(ms(now))
+            .bind(id),
+        };
+        q.execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn release_jobs(&self, ids: &[i64]) -> Result<(), StoreError> {
+        for id in ids {
+            sqlx::query("UPDATE outbox SET lease_until = NULL, attempts = MAX(attempts - 1, 0) WHERE id = ? AND status = 'pending'")
+                .bind(id)
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn outbox_counts(&self) -> Result<OutboxCounts, StoreError> {
+        let rows =
+            sqlx::query("SELECT status, COUNT(*) AS n FROM outbox GROUP BY status").fetch_all(&self.pool).await?;
+        let mut c = OutboxCounts::default();
+        for row in rows {
+            let status: String = row.try_get("status")?;
+            let n: i64 = row.try_get("n")?;
+            match status.as_str() {
+                "pending" => c.pending = n,
+                "done" => c.done = n,
+                _ => c.failed += n,
+            }
+        }
+        Ok(c)
+    }
+
+    async fn record_message(&self, m: &MessageRef) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT OR IGNORE INTO slack_messages (request_id, step, recipient, channel, ts) VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(&m.request_id)
+        .bind(m.step)
+        .bind(&m.recipient)
+        .bind(&m.channel)
+        .bind(&m.ts)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn messages(&self, request_id: &str, step: i64, recipient: &str) -> Result<Vec<MessageRef>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT request_id, step, recipient, channel, ts FROM slack_messages
+             WHERE request_id = ? AND step = ? AND recipient = ? ORDER BY ts",
+        )
+        .bind(request_id)
+        .bind(step)
+        .bind(recipient)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(MessageRef {
+                    request_id: r.try_get("request_id")?,
+                    step: r.try_get("step")?,
+                    recipient: r.try_get("recipient")?,
+                    channel: r.try_get("channel")?,
+                    ts: r.try_get("ts")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn identity(&self, user_id: &str) -> Result<Option<Identity>, StoreError> {
+        let row = sqlx::query("SELECT user_id, email, name, dm_channel FROM identities WHERE user_id = ?")
+            .bind(user_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| decode_identity(&r)).transpose()
+    }
+
+    async fn identity_by_email(&self, email: &str) -> Result<Option<Identity>, StoreError> {
+        let row = sqlx::query("SELECT user_id, email, name, dm_channel FROM identities WHERE email = ? LIMIT 1")
+            .bind(email.to_ascii_lowercase())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| decode_identity(&r)).transpose()
+    }
+
+    async fn save_identity(&self, i: &Identity) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO identities (user_id, email, name, dm_channel, updated) VALUES (?, ?, ?, ?, ?)
+             ON CONFLICT (user_id) DO UPDATE SET
+               email = COALESCE(excluded.email, identities.email),
+               name = COALESCE(excluded.name, identities.name),
+               dm_channel = COALESCE(excluded.dm_channel, identities.dm_channel),
+               updated = excluded.updated",
+        )
+        .bind(&i.user_id)
+        .bind(i.email.as_ref().map(|e| e.to_ascii_lowercase()))
+        .bind(&i.name)
+        .bind(&i.dm_channel)
+        .bind(ms(Utc::now()))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+}
+
+fn decode_identity(r: &SqliteRow) -> Result<Identity, StoreError> {
+    Ok(Identity {
+        user_id: r.try_get("user_id")?,
+        email: r.try_get("email")?,
+        name: r.try_get("name")?,
+        dm_channel: r.try_get("dm_channel")?,
+    })
+}
+
+async fn insert_event(tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>, ev: &LogEvent) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO system_log (uuid, published, event_type, request_id, actor_id, body) VALUES (?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&ev.uuid)
+    .bind(ms(ev.published))
+    .bind(&ev.event_type)
+    .bind(&ev.request_id)
+    .bind(&ev.actor.id)
+    .bind(json(ev)?)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+async fn insert_job(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    item: &OutboxItem,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO outbox (ordering_key, kind, payload, next_attempt_at, deadline, created) VALUES (?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&item.ordering_key)
+    .bind(&item.kind)
+    .bind(json(&item.payload)?)
+    .bind(ms(now))
+    .bind(item.deadline.map(ms))
+    .bind(ms(now))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}

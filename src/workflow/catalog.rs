@@ -1,0 +1,227 @@
+//! The catalog as the workflow sees it: apps, groups, people and settings.
+//! `config` builds it from the TOML file; nothing here knows about files.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// A person as written in the config: a Slack user id or an email.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Person {
+    Slack(String),
+    Email(String),
+}
+
+impl Person {
+    /// Parses `U…`/`W…` ids and emails; emails are lower-cased.
+    pub fn parse(s: &str) -> Result<Person, String> {
+        let s = s.trim();
+        if s.contains('@') {
+            let (local, domain) = s.split_once('@').unwrap_or(("", ""));
+            if local.is_empty() || !domain.contains('.') || domain.starts_with('.') || s.contains(' ') {
+                return Err(format!("\"{s}\" is not a valid email address"));
+            }
+            return Ok(Person::Email(s.to_ascii_lowercase()));
+        }
+        let ok = s.len() >= 3
+            && (s.starts_with('U') || s.starts_with('W'))
+            && s.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit());
+        if ok {
+            Ok(Person::Slack(s.to_string()))
+        } else {
+            Err(format!("\"{s}\" is neither a Slack user id (U… or W…, upper-case letters and digits) nor an email"))
+        }
+    }
+
+    /// The key used in indexes and outbox ordering: the id, or the lower-cased email.
+    pub fn key(&self) -> &str {
+        match self {
+            Person::Slack(id) => id,
+            Person::Email(e) => e,
+        }
+    }
+
+    pub fn matches(&self, party: &Party) -> bool {
+        match self {
+            Person::Slack(id) => *id == party.id,
+            Person::Email(e) => party.email.as_deref().is_some_and(|pe| pe.eq_ignore_ascii_case(e)),
+        }
+    }
+}
+
+impl fmt::Display for Person {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.key())
+    }
+}
+
+/// A chat user as known at the time of a command: id plus email when the
+/// identity cache has it (needed to match people configured by email).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Party {
+    pub id: String,
+    pub email: Option<String>,
+}
+
+impl Party {
+    pub fn new(id: impl Into<String>, email: Option<String>) -> Party {
+        Party { id: id.into(), email: email.map(|e| e.to_ascii_lowercase()) }
+    }
+    pub fn is(&self, other: &Party) -> bool {
+        self.id == other.id || matches!((&self.email, &other.email), (Some(a), Some(b)) if a.eq_ignore_ascii_case(b))
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Group {
+    pub id: String,
+    pub name: String,
+    pub members: Vec<Person>,
+    pub slack_usergroup: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StepDef {
+    User(Person),
+    Group(String),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FieldKind {
+    Text,
+    Select,
+    Date,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FieldDef {
+    pub id: String,
+    pub label: String,
+    pub kind: FieldKind,
+    pub required: bool,
+    pub options: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct App {
+    pub id: String,
+    pub name: String,
+    pub description: String,
+    pub self_service: bool,
+    pub approval: bool,
+    pub admins: Vec<Person>,
+    pub max_duration: Option<Duration>,
+    pub steps: Vec<StepDef>,
+    pub fields: Vec<FieldDef>,
+}
+
+impl App {
+    /// Whether a request must carry a justification text.
+    pub fn justification_required(&self) -> bool {
+        self.fields.iter().any(|f| f.id == "justification" && f.required)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Settings {
+    pub admins: Vec<Person>,
+    pub technical_contact: Option<Person>,
+    pub allow_request_on_behalf: bool,
+    pub admin_channel: Option<String>,
+    pub request_ttl: Duration,
+    pub reminder_after: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            admins: Vec::new(),
+            technical_contact: None,
+            allow_request_on_behalf: false,
+            admin_channel: None,
+            request_ttl: Duration::from_secs(14 * 86_400),
+            reminder_after: Duration::from_secs(86_400),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Catalog {
+    pub settings: Settings,
+    pub groups: BTreeMap<String, Group>,
+    pub apps: BTreeMap<String, App>,
+}
+
+impl Catalog {
+    pub fn is_super_admin(&self, who: &Party) -> bool {
+        self.settings.admins.iter().any(|p| p.matches(who))
+    }
+
+    /// Super admins administer every app; app admins their own.
+    pub fn is_admin_of(&self, who: &Party, app_id: &str) -> bool {
+        self.is_super_admin(who) || self.apps.get(app_id).is_some_and(|a| a.admins.iter().any(|p| p.matches(who)))
+    }
+
+    pub fn is_any_admin(&self, who: &Party) -> bool {
+        self.is_super_admin(who) || self.apps.values().any(|a| a.admins.iter().any(|p| p.matches(who)))
+    }
+
+    /// Apps this person administers (all of them for a super admin).
+    pub fn administered_apps(&self, who: &Party) -> Vec<String> {
+        self.apps.keys().filter(|id| self.is_admin_of(who, id)).cloned().collect()
+    }
+
+    /// Every email the catalog names, for the identity resolver.
+    pub fn emails(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        let mut push = |p: &Person| {
+            if let Person::Email(e) = p {
+                if !out.contains(e) {
+                    out.push(e.clone());
+                }
+            }
+        };
+        self.settings.admins.iter().for_each(&mut push);
+        self.settings.technical_contact.iter().for_each(&mut push);
+        for g in self.groups.values() {
+            g.members.iter().for_each(&mut push);
+        }
+        for a in self.apps.values() {
+            a.admins.iter().for_each(&mut push);
+            for s in &a.steps {
+                if let StepDef::User(p) = s {
+                    push(p);
+                }
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn people_parse() {
+        assert_eq!(Person::parse("U0ALICE"), Ok(Person::Slack("U0ALICE".into())));
+        assert_eq!(Person::parse("W123"), Ok(Person::Slack("W123".into())));
+        assert_eq!(Person::parse("Carol@Example.com"), Ok(Person::Email("carol@example.com".into())));
+        assert!(Person::parse("alice").is_err());
+        assert!(Person::parse("u0alice").is_err());
+        assert!(Person::parse("@example.com").is_err());
+        assert!(Person::parse("x@localhost").is_err());
+    }
+
+    #[test]
+    fn email_people_match_parties_with_that_email() {
+        let p = Person::Email("carol@example.com".into());
+        assert!(p.matches(&Party::new("U9", Some("CAROL@example.com".into()))));
+        assert!(!p.matches(&Party::new("U9", None)));
+        assert!(Person::Slack("U9".into()).matches(&Party::new("U9", None)));
+    }
+}

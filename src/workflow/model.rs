@@ -1,0 +1,374 @@
+//! What the workflow keeps and produces: requests and their steps,
+//! assignments, system-log events and notification intents.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::catalog::{Party, Person};
+
+pub type Timestamp = DateTime<Utc>;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Status {
+    Submitted,
+    Pending,
+    Approved,
+    Denied,
+    Canceled,
+    Expired,
+    Rejected,
+}
+
+impl Status {
+    pub const ALL: [Status; 7] = [
+        Status::Submitted,
+        Status::Pending,
+        Status::Approved,
+        Status::Denied,
+        Status::Canceled,
+        Status::Expired,
+        Status::Rejected,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Submitted => "SUBMITTED",
+            Status::Pending => "PENDING",
+            Status::Approved => "APPROVED",
+            Status::Denied => "DENIED",
+            Status::Canceled => "CANCELED",
+            Status::Expired => "EXPIRED",
+            Status::Rejected => "REJECTED",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Status> {
+        Status::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+
+    pub fn is_open(self) -> bool {
+        matches!(self, Status::Submitted | Status::Pending)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum GrantStatus {
+    Pending,
+    Granted,
+    Failed,
+    ManualRequired,
+}
+
+impl GrantStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GrantStatus::Pending => "PENDING",
+            GrantStatus::Granted => "GRANTED",
+            GrantStatus::Failed => "FAILED",
+            GrantStatus::ManualRequired => "MANUAL_REQUIRED",
+        }
+    }
+}
+
+/// What kind of approver a step asks. Action and task steps will join here.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum StepKind {
+    User,
+    Group { group_id: String, group_name: String },
+}
+
+/// Where a step went when the requester was its only approver (separation of duties).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Routing {
+    AppAdmins,
+    SuperAdmins,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepState {
+    /// Not reached yet.
+    Waiting,
+    /// Current step, approvers asked.
+    Pending,
+    Approved,
+    Denied,
+    /// The request was canceled or expired while this step was open or waiting.
+    Closed,
+    /// Removed by an admin override.
+    Deleted,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Step {
+    pub kind: StepKind,
+    /// The people asked, after separation of duties was applied.
+    pub approvers: Vec<Person>,
+    pub routed_to: Option<Routing>,
+    pub state: StepState,
+    pub activated: Option<Timestamp>,
+    pub decided_by: Option<String>,
+    pub decided: Option<Timestamp>,
+    pub comment: Option<String>,
+}
+
+impl Step {
+    pub fn label(&self) -> String {
+        match (&self.kind, self.routed_to) {
+            (_, Some(Routing::AppAdmins)) => "the app's admins".to_string(),
+            (_, Some(Routing::SuperAdmins)) => "the super admins".to_string(),
+            (StepKind::Group { group_name, .. }, None) => group_name.clone(),
+            (StepKind::User, None) => self.approvers.first().map(|p| p.to_string()).unwrap_or_default(),
+        }
+    }
+
+    pub fn approver_type(&self) -> &'static str {
+        match self.kind {
+            StepKind::User if self.routed_to.is_none() => "USER",
+            _ => "GROUP",
+        }
+    }
+
+    pub fn may_decide(&self, who: &Party) -> bool {
+        self.approvers.iter().any(|p| p.matches(who))
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Request {
+    pub id: String,
+    pub app_id: String,
+    pub app_name: String,
+    pub requested_by: Party,
+    pub requested_for: Party,
+    pub justification: String,
+    pub status: Status,
+    pub current_step: Option<usize>,
+    pub steps: Vec<Step>,
+    pub created: Timestamp,
+    pub created_by: String,
+    pub last_updated: Timestamp,
+    pub last_updated_by: String,
+    pub resolved: Option<Timestamp>,
+    pub grant_status: Option<GrantStatus>,
+    pub granted: Option<Timestamp>,
+    /// Why the workflow could not start, for REJECTED requests.
+    pub reason: Option<String>,
+    /// Optimistic-concurrency version: every commit must name the version it read.
+    pub version: i64,
+}
+
+impl Request {
+    pub fn current(&self) -> Option<&Step> {
+        self.current_step.and_then(|i| self.steps.get(i))
+    }
+
+    /// The requester in the separation-of-duties sense: whoever asked and whoever benefits.
+    pub fn involves_as_requester(&self, who: &Party) -> bool {
+        self.requested_by.is(who) || self.requested_for.is(who)
+    }
+
+    pub fn view(&self) -> RequestView {
+        RequestView {
+            id: self.id.clone(),
+            app_id: self.app_id.clone(),
+            app_name: self.app_name.clone(),
+            requested_by: self.requested_by.id.clone(),
+            requested_for: self.requested_for.id.clone(),
+            justification: self.justification.clone(),
+            status: self.status,
+            step_count: self.steps.len(),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AssignmentSource {
+    Workflow,
+    Override,
+    Direct,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Assignment {
+    pub user_id: String,
+    pub app_id: String,
+    pub request_id: Option<String>,
+    pub source: AssignmentSource,
+    pub granted: Timestamp,
+    pub expires: Option<Timestamp>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AssignmentChange {
+    Grant(Assignment),
+    Revoke { user_id: String, app_id: String },
+}
+
+// ---- system log -----------------------------------------------------------
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ActorType {
+    User,
+    Group,
+    System,
+    ApiToken,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LogActor {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub kind: ActorType,
+    pub alternate_id: Option<String>,
+    pub display_name: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LogTarget {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub alternate_id: Option<String>,
+    pub display_name: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum OutcomeResult {
+    Success,
+    Failure,
+    Deny,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogOutcome {
+    pub result: OutcomeResult,
+    pub reason: Option<String>,
+}
+
+/// One system-log row, in Okta's LogEvent shape.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LogEvent {
+    pub uuid: String,
+    pub published: Timestamp,
+    pub event_type: String,
+    pub severity: String,
+    pub display_message: String,
+    pub actor: LogActor,
+    pub target: Vec<LogTarget>,
+    pub outcome: LogOutcome,
+    pub debug_context: DebugContext,
+    /// Not part of Okta's shape; indexes the event by request.
+    #[serde(skip)]
+    pub request_id: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DebugContext {
+    pub debug_data: Map<String, Value>,
+}
+
+// ---- notifications --------------------------------------------------------
+
+/// The part of a request a notification shows, frozen when the intent is written.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestView {
+    pub id: String,
+    pub app_id: String,
+    pub app_name: String,
+    pub requested_by: String,
+    pub requested_for: String,
+    pub justification: String,
+    pub status: Status,
+    pub step_count: usize,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AskKind {
+    New,
+    Resend,
+    Reminder,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CloseKind {
+    Approved,
+    Denied,
+    Canceled,
+    Overridden,
+    Expired,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum RequesterEvent {
+    Submitted { first_step: String },
+    StepApproved { step: usize, by: String, next_step: String },
+    Approved { source: AssignmentSource, by: Option<String> },
+    Denied { by: String },
+    Canceled { by: String, reason: Option<String> },
+    Rejected { reason: String },
+    Revoked { by: String },
+}
+
+/// A platform-neutral notification intent, written to the outbox in the
+/// same transaction as the state change that causes it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "notice", rename_all = "snake_case")]
+pub enum Notice {
+    /// Ask one approver to decide a step (a DM with buttons).
+    Ask {
+        request: RequestView,
+        step: usize,
+        step_label: String,
+        routed_to: Option<Routing>,
+        recipient: Person,
+        kind: AskKind,
+    },
+    /// Bring every message sent to `recipient` for this step to its final state.
+    Close { request: RequestView, step: usize, recipient: Person, outcome: CloseKind, by: Option<String> },
+    /// Tell the requester (or the user granted/revoked) what happened.
+    Requester { request: Option<RequestView>, app_name: String, recipient: String, event: RequesterEvent },
+    /// The optional admin channel feed of outcomes.
+    AdminFeed { channel: String, text: String },
+}
+
+impl Notice {
+    /// Notices with the same key are delivered in the order they were written.
+    pub fn ordering_key(&self) -> String {
+        match self {
+            Notice::Ask { request, recipient, .. } | Notice::Close { request, recipient, .. } => {
+                format!("{}:{}", request.id, recipient.key())
+            }
+            Notice::Requester { request, recipient, .. } => match request {
+                Some(r) => format!("{}:{}", r.id, recipient),
+                None => format!("user:{recipient}"),
+            },
+            Notice::AdminFeed { channel, .. } => format!("channel:{channel}"),
+        }
+    }
+}
+
+/// Everything one command changes, written by the store in one transaction.
+#[derive(Clone, Debug, Default)]
+pub struct Changeset {
+    /// The request's new state; `version` is the one that was read (0 = insert).
+    pub request: Option<Request>,
+    pub assignment: Option<AssignmentChange>,
+    pub events: Vec<LogEvent>,
+    pub notices: Vec<Notice>,
+}
