@@ -155,7 +155,7 @@ impl Checker {
             }
             Ok(d) => Some(d),
             Err(e) => {
-                self.bad(key, format!("\"{s}\" is not a duration ({e}); write e.g. \"90m\", \"1d\" or \"14d\""));
+                self.bad(key, format!("\"{s}\" is not a duration: write e.g. \"90m\", \"1d\" or \"14d\" ({e})"));
                 default
             }
         }
@@ -184,7 +184,8 @@ pub fn parse_catalog(file: &str, text: &str) -> Result<Catalog, ConfigError> {
         Err(e) => {
             let path = e.path().to_string();
             let inner = e.into_inner();
-            let mut msg = inner.message().trim().to_string();
+            let mut msg =
+                inner.message().lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(": ");
             if let Some(span) = inner.span() {
                 let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
                 msg = format!("{msg} (line {line})");
@@ -263,10 +264,7 @@ pub fn parse_catalog(file: &str, text: &str) -> Result<Catalog, ConfigError> {
                 .filter(|b| **b)
                 .count();
             if set != 1 {
-                c.bad(
-                    &skey,
-                    "a step is exactly one of { user = \"…\" }, { group = \"…\" }, { action = {…} }, { task = {…} }",
-                );
+                c.bad(&skey, "a step is exactly one of { user = \"…\" } or { group = \"…\" }");
                 continue;
             }
             if let Some(u) = &st.user {
@@ -364,7 +362,7 @@ pub fn load_catalog(path: &Path) -> Result<Catalog, ConfigError> {
     parse_catalog(&file, &text)
 }
 
-/// A secret value: never printed by `Debug` or `Display`.
+/// A secret value: `Debug` prints `Secret(***)`, and there is no `Display`.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct Secret(String);
 
@@ -431,8 +429,9 @@ impl Env {
         let bot_token = secret_var(get, "SLACK_BOT_TOKEN", &mut problems);
         let tokens = secret_var(get, "ACCESSBOT_API_TOKENS", &mut problems);
         let api_tokens = tokens.0.split(',').map(str::trim).filter(|t| !t.is_empty()).map(Secret::new).collect();
-        let team_ids = get("SLACK_TEAM_IDS")
-            .map(|v| v.split(',').map(|t| t.trim().to_string()).filter(|t| !t.is_empty()).collect());
+        let team_ids: Option<Vec<String>> = get("SLACK_TEAM_IDS")
+            .map(|v| v.split(',').map(|t| t.trim().to_string()).filter(|t| !t.is_empty()).collect())
+            .filter(|v: &Vec<String>| !v.is_empty());
         let env = Env {
             config_path: PathBuf::from(get("ACCESSBOT_CONFIG").unwrap_or_else(|| "accessbot.toml".into())),
             port,

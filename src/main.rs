@@ -54,18 +54,21 @@ fn init_tracing() {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
-    let env = match Env::from_process() {
-        Ok(e) => e,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let result = match cli.command {
-        Command::CheckConfig { config } => check_config(config.unwrap_or(env.config_path.clone())),
-        Command::Migrate => migrate(&env).await,
-        Command::Serve { config, port } => serve(env, config, port).await,
-    };
+    let result =
+        match cli.command {
+            // Only the file matters here: a broken environment must not hide config problems.
+            Command::CheckConfig { config } => check_config(config.unwrap_or_else(|| {
+                std::env::var("ACCESSBOT_CONFIG").unwrap_or_else(|_| "accessbot.toml".into()).into()
+            })),
+            Command::Migrate => match Env::from_process() {
+                Ok(env) => migrate(&env).await,
+                Err(e) => Err(e.into()),
+            },
+            Command::Serve { config, port } => match Env::from_process() {
+                Ok(env) => serve(env, config, port).await,
+                Err(e) => Err(e.into()),
+            },
+        };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

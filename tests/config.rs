@@ -1,0 +1,534 @@
+//! The config file, the environment and `accessbot check-config`, from the outside.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use accessbot::config::{load_catalog, parse_catalog, ConfigError, Env, Secret};
+use accessbot::workflow::catalog::{FieldKind, Person, StepDef};
+
+const FILE: &str = "accessbot.toml";
+
+/// A valid group, for configs whose steps need one.
+const SECURITY: &str = "[groups.security]\nmembers = [\"U0BOB\"]\n";
+
+fn example_path() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("accessbot.example.toml")
+}
+
+/// Parses `text` expecting failure; returns the error.
+fn parse_err(text: &str) -> ConfigError {
+    parse_catalog(FILE, text).expect_err("config should be rejected")
+}
+
+/// Parses `text` expecting exactly one problem; returns its full Display line.
+fn one_problem(text: &str) -> String {
+    let err = parse_err(text);
+    assert_eq!(err.problems.len(), 1, "expected one problem, got:\n{err}");
+    err.to_string()
+}
+
+fn slack(id: &str) -> Person {
+    Person::Slack(id.to_string())
+}
+
+fn email(e: &str) -> Person {
+    Person::Email(e.to_string())
+}
+
+// ---------------------------------------------------------------------------
+// The example file
+// ---------------------------------------------------------------------------
+
+#[test]
+fn example_config_loads_with_expected_catalog() {
+    let catalog = load_catalog(&example_path()).unwrap_or_else(|e| panic!("example config is invalid:\n{e}"));
+
+    let s = &catalog.settings;
+    assert_eq!(s.admins, vec![slack("U0ADMIN"), email("root@example.com")]);
+    assert!(!s.allow_request_on_behalf);
+    assert_eq!(s.technical_contact, None);
+    assert_eq!(s.admin_channel, None);
+    assert_eq!(s.request_ttl, Duration::from_secs(14 * 86_400));
+    assert_eq!(s.reminder_after, Duration::from_secs(86_400));
+
+    assert_eq!(catalog.groups.len(), 2);
+    let security = &catalog.groups["security"];
+    assert_eq!(security.name, "Security Team");
+    assert_eq!(security.members, vec![slack("U0BOB"), email("carol@example.com")]);
+    assert_eq!(security.slack_usergroup, None);
+    assert!(!catalog.groups["finance"].members.is_empty());
+
+    assert_eq!(catalog.apps.keys().collect::<Vec<_>>(), ["github", "payroll", "salesforce", "zoom"]);
+
+    let sf = &catalog.apps["salesforce"];
+    assert_eq!(sf.name, "Salesforce");
+    assert!(sf.self_service && sf.approval);
+    assert_eq!(
+        sf.steps,
+        vec![StepDef::User(slack("U0ALICE")), StepDef::Group("security".into()), StepDef::User(slack("U0ADMIN"))]
+    );
+    assert_eq!(sf.admins, vec![email("dave@example.com")]);
+    assert_eq!(sf.fields.len(), 1);
+    assert_eq!(sf.fields[0].id, "justification");
+    assert_eq!(sf.fields[0].kind, FieldKind::Text);
+    assert!(sf.fields[0].required);
+    assert!(sf.justification_required());
+    assert_eq!(sf.max_duration, None);
+
+    let gh = &catalog.apps["github"];
+    assert!(gh.approval && gh.self_service);
+    assert_eq!(gh.steps, vec![StepDef::Group("security".into())]);
+    assert!(!gh.justification_required());
+
+    let zoom = &catalog.apps["zoom"];
+    assert!(!zoom.approval);
+    assert!(zoom.self_service);
+    assert!(zoom.steps.is_empty());
+
+    let payroll = &catalog.apps["payroll"];
+    assert!(!payroll.self_service);
+    assert!(payroll.approval);
+    assert_eq!(payroll.steps, vec![StepDef::Group("finance".into())]);
+}
+
+#[test]
+fn empty_config_is_valid_with_default_settings() {
+    let catalog = parse_catalog(FILE, "").unwrap();
+    assert!(catalog.apps.is_empty() && catalog.groups.is_empty());
+    assert_eq!(catalog.settings.request_ttl, Duration::from_secs(14 * 86_400));
+    assert_eq!(catalog.settings.reminder_after, Duration::from_secs(86_400));
+}
+
+// ---------------------------------------------------------------------------
+// Config errors: file, key and problem named
+// ---------------------------------------------------------------------------
+
+#[test]
+fn unknown_settings_key_names_key_path_and_line() {
+    let msg = one_problem("[settings]\nadmins = [\"U0ADMIN\"]\nadmin = [\"U0X\"]\n");
+    assert!(
+        msg.starts_with("accessbot.toml: settings.admin: unknown field `admin`, expected one of `admins`"),
+        "{msg}"
+    );
+    assert!(msg.ends_with("(line 3)"), "{msg}");
+}
+
+#[test]
+fn unknown_top_level_table_is_named() {
+    let msg = one_problem("[setting]\nadmins = []\n");
+    assert!(msg.starts_with("accessbot.toml: setting: unknown field `setting`"), "{msg}");
+    assert!(msg.contains("`settings`") && msg.ends_with("(line 1)"), "{msg}");
+}
+
+#[test]
+fn unknown_app_key_names_key_path_and_line() {
+    let msg = one_problem(&format!("{SECURITY}\n[apps.github]\nsteps = [{{ group = \"security\" }}]\naprovers = 1\n"));
+    assert!(msg.starts_with("accessbot.toml: apps.github.aprovers: unknown field `aprovers`"), "{msg}");
+    assert!(msg.ends_with("(line 6)"), "{msg}");
+}
+
+#[test]
+fn unknown_step_key_names_step_index() {
+    let msg = one_problem(&format!("{SECURITY}\n[apps.github]\nsteps = [{{ grup = \"security\" }}]\n"));
+    assert!(msg.starts_with("accessbot.toml: apps.github.steps[0].grup: unknown field `grup`"), "{msg}");
+    assert!(msg.ends_with("(line 5)"), "{msg}");
+}
+
+#[test]
+fn wrong_value_type_names_key_and_line() {
+    let msg = one_problem("[settings]\nallow_request_on_behalf = \"yes\"\n");
+    assert_eq!(
+        msg,
+        "accessbot.toml: settings.allow_request_on_behalf: invalid type: string \"yes\", expected a boolean (line 2)"
+    );
+}
+
+#[test]
+fn unknown_group_in_step_lists_defined_groups() {
+    let msg = one_problem(&format!(
+        "{SECURITY}\n[apps.salesforce]\nsteps = [{{ user = \"U0ALICE\" }}, {{ group = \"secuirty\" }}]\n"
+    ));
+    assert_eq!(
+        msg,
+        "accessbot.toml: apps.salesforce.steps[1].group: unknown group \"secuirty\" (defined groups: security)"
+    );
+}
+
+#[test]
+fn unknown_group_with_no_groups_defined_says_none() {
+    let msg = one_problem("[apps.github]\nsteps = [{ group = \"security\" }]\n");
+    assert_eq!(msg, "accessbot.toml: apps.github.steps[0].group: unknown group \"security\" (defined groups: none)");
+}
+
+#[test]
+fn empty_group_members_rejected() {
+    let msg = one_problem("[groups.security]\nmembers = []\n");
+    assert_eq!(msg, "accessbot.toml: groups.security.members: is empty: a group needs at least one member");
+}
+
+#[test]
+fn group_without_members_or_usergroup_rejected() {
+    let msg = one_problem("[groups.security]\nname = \"Security Team\"\n");
+    assert_eq!(
+        msg,
+        "accessbot.toml: groups.security: has no members: give members = [...] or slack_usergroup = \"S…\""
+    );
+}
+
+#[test]
+fn duplicate_group_member_rejected() {
+    let msg = one_problem("[groups.security]\nmembers = [\"U0BOB\", \"carol@example.com\", \"U0BOB\"]\n");
+    assert_eq!(msg, "accessbot.toml: groups.security.members[2]: duplicate entry \"U0BOB\"");
+}
+
+#[test]
+fn duplicate_group_member_email_is_case_insensitive() {
+    let msg = one_problem("[groups.security]\nmembers = [\"Carol@Example.com\", \"carol@example.com\"]\n");
+    assert_eq!(msg, "accessbot.toml: groups.security.members[1]: duplicate entry \"carol@example.com\"");
+}
+
+#[test]
+fn duplicate_field_id_rejected() {
+    let msg = one_problem(&format!(
+        "{SECURITY}\n[apps.github]\nsteps = [{{ group = \"security\" }}]\n\
+         fields = [{{ id = \"region\", type = \"text\" }}, {{ id = \"region\", type = \"text\" }}]\n"
+    ));
+    assert_eq!(msg, "accessbot.toml: apps.github.fields[1].id: duplicate field id \"region\"");
+}
+
+#[test]
+fn bad_duration_rejected_with_example() {
+    let msg = one_problem("[settings]\nrequest_ttl = \"two weeks\"\n");
+    // The middle is humantime's own wording; pin only our part.
+    assert!(msg.starts_with("accessbot.toml: settings.request_ttl: \"two weeks\" is not a duration: write e.g. \"90m\", \"1d\" or \"14d\" ("), "{msg}");
+}
+
+#[test]
+fn zero_duration_rejected() {
+    let msg = one_problem("[settings]\nreminder_after = \"0s\"\n");
+    assert_eq!(msg, "accessbot.toml: settings.reminder_after: must be longer than zero");
+}
+
+#[test]
+fn bad_person_id_rejected() {
+    let msg = one_problem("[settings]\nadmins = [\"alice\"]\n");
+    assert_eq!(
+        msg,
+        "accessbot.toml: settings.admins[0]: \"alice\" is neither a Slack user id \
+         (U… or W…, upper-case letters and digits) nor an email"
+    );
+}
+
+#[test]
+fn bad_email_rejected() {
+    let msg = one_problem("[settings]\nadmins = [\"U0ADMIN\", \"alice@localhost\"]\n");
+    assert_eq!(msg, "accessbot.toml: settings.admins[1]: \"alice@localhost\" is not a valid email address");
+}
+
+#[test]
+fn approval_without_steps_rejected() {
+    let msg = one_problem("[apps.github]\nname = \"GitHub\"\n");
+    assert_eq!(
+        msg,
+        "accessbot.toml: apps.github.steps: approval is on but there are no steps: add steps or set approval = false"
+    );
+}
+
+#[test]
+fn step_that_is_both_user_and_group_rejected() {
+    let msg =
+        one_problem(&format!("{SECURITY}\n[apps.github]\nsteps = [{{ user = \"U0ALICE\", group = \"security\" }}]\n"));
+    assert_eq!(
+        msg,
+        "accessbot.toml: apps.github.steps[0]: a step is exactly one of { user = \"…\" } or { group = \"…\" }"
+    );
+    assert!(msg.contains("{ user = \"…\" }") && msg.contains("{ group = \"…\" }"), "{msg}");
+}
+
+#[test]
+fn duplicate_app_table_is_a_toml_error_with_line() {
+    let err = parse_err(&format!(
+        "{SECURITY}\n[apps.github]\nsteps = [{{ group = \"security\" }}]\n\n[apps.github]\napproval = false\n"
+    ));
+    assert_eq!(err.problems.len(), 1, "{err}");
+    let msg = err.to_string();
+    assert!(msg.starts_with("accessbot.toml: "), "{msg}");
+    assert!(msg.contains("duplicate key `github`"), "{msg}");
+    assert!(msg.ends_with("(line 7)"), "{msg}");
+    assert_eq!(msg.lines().count(), 1, "one line per problem: {msg}");
+}
+
+#[test]
+fn several_problems_reported_together() {
+    let text = "\
+[settings]
+admins = [\"alice\"]
+request_ttl = \"soon\"
+
+[groups.security]
+members = []
+
+[apps.github]
+steps = [{ group = \"ops\" }]
+
+[apps.Zoom]
+approval = false
+";
+    let err = parse_err(text);
+    assert_eq!(err.file, FILE);
+    let keys: Vec<&str> = err.problems.iter().map(|p| p.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "settings.admins[0]",
+            "settings.request_ttl",
+            "groups.security.members",
+            "apps.Zoom",
+            "apps.github.steps[0].group",
+        ]
+    );
+    let shown = err.to_string();
+    let lines: Vec<&str> = shown.lines().collect();
+    assert_eq!(lines.len(), 5, "{shown}");
+    for (line, key) in lines.iter().zip(&keys) {
+        assert!(line.starts_with(&format!("accessbot.toml: {key}: ")), "{line}");
+    }
+    assert!(shown.contains("unknown group \"ops\""), "{shown}");
+    assert!(shown.contains("app ids use lower-case letters"), "{shown}");
+}
+
+#[test]
+fn unsupported_features_are_rejected_by_name() {
+    let text = format!(
+        "{SECURITY}\n[apps.github]\nmax_duration = \"30d\"\n\
+         steps = [{{ task = {{ group = \"security\" }} }}]\n\
+         provisioning = {{ url = \"https://hooks.example.com/grant\", secret_env = \"GRANT_SECRET\" }}\n"
+    );
+    let err = parse_err(&text);
+    let keys: Vec<&str> = err.problems.iter().map(|p| p.key.as_str()).collect();
+    assert!(keys.contains(&"apps.github.steps[0]"), "{err}");
+    assert!(keys.contains(&"apps.github.provisioning"), "{err}");
+    assert!(keys.contains(&"apps.github.max_duration"), "{err}");
+    assert!(err.problems.iter().all(|p| p.message.contains("not supported by this version")), "{err}");
+}
+
+#[test]
+fn load_catalog_names_missing_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nope.toml");
+    let err = load_catalog(&path).unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.starts_with(&format!("{}: cannot read the file: ", path.display())), "{msg}");
+}
+
+// ---------------------------------------------------------------------------
+// Environment
+// ---------------------------------------------------------------------------
+
+fn env_from(pairs: &[(&str, &str)]) -> Result<Env, ConfigError> {
+    let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    Env::from_lookup(&|k| map.get(k).cloned())
+}
+
+fn secret_file(dir: &tempfile::TempDir, name: &str, contents: &str) -> String {
+    let path = dir.path().join(name);
+    let mut f = std::fs::File::create(&path).unwrap();
+    f.write_all(contents.as_bytes()).unwrap();
+    path.display().to_string()
+}
+
+#[test]
+fn env_defaults() {
+    let env = env_from(&[]).unwrap();
+    assert_eq!(env.port, 3000);
+    assert_eq!(env.database_url, "sqlite://accessbot.db");
+    assert_eq!(env.slack_api_base_url, "https://slack.com/api");
+    assert_eq!(env.config_path, PathBuf::from("accessbot.toml"));
+    assert!(env.signing_secret.is_empty());
+    assert!(env.bot_token.is_empty());
+    assert!(env.api_tokens.is_empty());
+    assert_eq!(env.team_ids, None);
+    let err = env.require_secrets().unwrap_err();
+    let keys: Vec<&str> = err.problems.iter().map(|p| p.key.as_str()).collect();
+    assert_eq!(keys, ["SLACK_SIGNING_SECRET", "SLACK_BOT_TOKEN"]);
+}
+
+#[test]
+fn env_values_override_defaults() {
+    let env = env_from(&[
+        ("PORT", "8080"),
+        ("DATABASE_URL", "postgres://db/accessbot"),
+        ("SLACK_API_BASE_URL", "http://127.0.0.1:9999/api/"),
+        ("ACCESSBOT_CONFIG", "/etc/accessbot/accessbot.toml"),
+        ("SLACK_SIGNING_SECRET", "sign"),
+        ("SLACK_BOT_TOKEN", "xoxb-1"),
+    ])
+    .unwrap();
+    assert_eq!(env.port, 8080);
+    assert_eq!(env.database_url, "postgres://db/accessbot");
+    assert_eq!(env.slack_api_base_url, "http://127.0.0.1:9999/api");
+    assert_eq!(env.config_path, PathBuf::from("/etc/accessbot/accessbot.toml"));
+    assert_eq!(env.signing_secret.expose(), "sign");
+    assert_eq!(env.bot_token.expose(), "xoxb-1");
+    env.require_secrets().unwrap();
+}
+
+#[test]
+fn env_secret_file_variants_trim_trailing_newline() {
+    let dir = tempfile::tempdir().unwrap();
+    let signing = secret_file(&dir, "signing", "s3cr3t\n");
+    let bot = secret_file(&dir, "bot", "xoxb-from-file\r\n");
+    let tokens = secret_file(&dir, "tokens", "tok-a, tok-b\n");
+    let env = env_from(&[
+        ("SLACK_SIGNING_SECRET_FILE", &signing),
+        ("SLACK_BOT_TOKEN_FILE", &bot),
+        ("ACCESSBOT_API_TOKENS_FILE", &tokens),
+    ])
+    .unwrap();
+    assert_eq!(env.signing_secret.expose(), "s3cr3t");
+    assert_eq!(env.bot_token.expose(), "xoxb-from-file");
+    let toks: Vec<&str> = env.api_tokens.iter().map(Secret::expose).collect();
+    assert_eq!(toks, ["tok-a", "tok-b"]);
+}
+
+#[test]
+fn env_unreadable_secret_file_names_variable() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing").display().to_string();
+    let err = env_from(&[("SLACK_BOT_TOKEN_FILE", &missing)]).unwrap_err();
+    assert_eq!(err.file, "environment");
+    assert_eq!(err.problems.len(), 1);
+    assert_eq!(err.problems[0].key, "SLACK_BOT_TOKEN_FILE");
+    let msg = err.to_string();
+    assert!(msg.starts_with(&format!("environment: SLACK_BOT_TOKEN_FILE: cannot read {missing}: ")), "{msg}");
+}
+
+#[test]
+fn env_api_tokens_split_on_commas() {
+    let env = env_from(&[("ACCESSBOT_API_TOKENS", "alpha, beta,,gamma ,")]).unwrap();
+    let toks: Vec<&str> = env.api_tokens.iter().map(Secret::expose).collect();
+    assert_eq!(toks, ["alpha", "beta", "gamma"]);
+}
+
+#[test]
+fn env_team_ids_split_on_commas() {
+    let env = env_from(&[("SLACK_TEAM_IDS", "T0AAA, T0BBB")]).unwrap();
+    assert_eq!(env.team_ids, Some(vec!["T0AAA".to_string(), "T0BBB".to_string()]));
+    // Empty means unset (any workspace, with a warning at start), never "no workspace".
+    assert_eq!(env_from(&[("SLACK_TEAM_IDS", " , ")]).unwrap().team_ids, None);
+}
+
+#[test]
+fn env_bad_port_names_key() {
+    let err = env_from(&[("PORT", "http")]).unwrap_err();
+    assert_eq!(err.problems.len(), 1);
+    assert_eq!(err.problems[0].key, "PORT");
+    assert_eq!(err.to_string(), "environment: PORT: \"http\" is not a port number");
+
+    let err = env_from(&[("PORT", "70000")]).unwrap_err();
+    assert_eq!(err.problems[0].key, "PORT");
+}
+
+#[test]
+fn secret_debug_never_prints_value() {
+    let s = Secret::new("hunter2-very-secret");
+    assert_eq!(format!("{s:?}"), "Secret(***)");
+    assert_eq!(format!("{s:#?}"), "Secret(***)");
+
+    let env = env_from(&[
+        ("SLACK_SIGNING_SECRET", "hunter2-signing"),
+        ("SLACK_BOT_TOKEN", "xoxb-hunter2"),
+        ("ACCESSBOT_API_TOKENS", "tok-hunter2"),
+    ])
+    .unwrap();
+    let shown = format!("{env:?} {env:#?}");
+    assert!(!shown.contains("hunter2"), "{shown}");
+    assert!(shown.contains("Secret(***)"), "{shown}");
+}
+
+// ---------------------------------------------------------------------------
+// CLI: accessbot check-config
+// ---------------------------------------------------------------------------
+
+/// Runs the binary from the crate root with a clean environment.
+fn accessbot(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_accessbot"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .output()
+        .expect("run accessbot")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn cli_check_config_example_ok() {
+    let out = accessbot(&["check-config", "--config", "accessbot.example.toml"]);
+    assert_eq!(out.status.code(), Some(0), "stdout:\n{}\nstderr:\n{}", stdout(&out), stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("accessbot.example.toml: OK"), "{text}");
+    assert!(text.contains("4 apps, 2 groups, 2 super admins"), "{text}");
+}
+
+#[test]
+fn cli_check_config_lists_every_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(
+        &path,
+        "[settings]\nadmins = [\"alice\"]\nreminder_after = \"later\"\n\n\
+         [groups.security]\nmembers = [\"U0BOB\", \"U0BOB\"]\n\n\
+         [apps.github]\nsteps = [{ group = \"secuirty\" }]\n",
+    )
+    .unwrap();
+    let file = path.display().to_string();
+    let out = accessbot(&["check-config", "--config", &file]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "stderr:\n{err}");
+    assert!(stdout(&out).is_empty(), "{}", stdout(&out));
+    for key in
+        ["settings.admins[0]", "settings.reminder_after", "groups.security.members[1]", "apps.github.steps[0].group"]
+    {
+        let prefix = format!("{file}: {key}: ");
+        assert!(err.lines().any(|l| l.starts_with(&prefix)), "no line starting {prefix:?} in:\n{err}");
+    }
+    let problem_lines = err.lines().filter(|l| l.starts_with(&format!("{file}: "))).count();
+    assert_eq!(problem_lines, 4, "{err}");
+}
+
+#[test]
+fn cli_check_config_missing_file_names_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("absent.toml").display().to_string();
+    let out = accessbot(&["check-config", "--config", &file]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "stderr:\n{err}");
+    assert!(err.contains(&format!("{file}: cannot read the file")), "{err}");
+}
+
+#[test]
+fn cli_check_config_defaults_to_accessbot_config_env() {
+    let out = Command::new(env!("CARGO_BIN_EXE_accessbot"))
+        .arg("check-config")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("ACCESSBOT_CONFIG", "accessbot.example.toml")
+        .output()
+        .expect("run accessbot");
+    assert_eq!(out.status.code(), Some(0), "stderr:\n{}", stderr(&out));
+    assert!(stdout(&out).contains("accessbot.example.toml: OK"), "{}", stdout(&out));
+}

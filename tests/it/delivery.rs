@@ -1,0 +1,104 @@
+//! The outbox against a Slack that fails: retries, Retry-After, order, restarts.
+
+use std::time::Instant;
+
+use reqwest::StatusCode;
+
+use crate::fake_slack::Fail;
+use crate::helpers::*;
+
+#[tokio::test]
+async fn rate_limit_then_server_error_then_ok_delivers_once() {
+    let app = spawn_app().await;
+    app.slack.clear();
+    app.slack.fail_next(
+        "chat.postMessage",
+        vec![Fail::RateLimited { retry_after: 1 }, Fail::ServerError, Fail::NotOk("internal_error")],
+    );
+    let started = Instant::now();
+    let id = app.request_app("U0REQ", "github", "x").await;
+    app.drain().await;
+    assert!(started.elapsed().as_millis() >= 1000, "Retry-After: 1 was honoured");
+
+    let attempts = app.slack.calls().into_iter().filter(|c| c.method == "chat.postMessage").count();
+    assert_eq!(attempts, 3 + 3, "three failures, then one success per message (Bob, Carol, requester)");
+    assert_eq!(app.slack.dms_to("U0BOB").len(), 1);
+    assert_eq!(app.slack.dms_to("U0CAROL").len(), 1);
+    assert_eq!(app.slack.dms_to("U0REQ").len(), 1);
+    let counts = app.store().outbox_counts().await.unwrap();
+    assert_eq!((counts.pending, counts.failed), (0, 0));
+
+    // Per-message order: the update is not sent before the post it updates.
+    app.slack.fail_next("chat.postMessage", vec![Fail::ServerError, Fail::ServerError]);
+    let id2 = app.request_app("U0OTHER", "github", "y").await;
+    assert_eq!(app.click("U0BOB", "approve", &id2, 0).await, StatusCode::OK);
+    app.drain().await;
+    let calls = app.slack.calls();
+    let bob_post =
+        calls.iter().rposition(|c| c.method == "chat.postMessage" && c.ok() && c.body["channel"] == "DU0BOB").unwrap();
+    let bob_update =
+        calls.iter().rposition(|c| c.method == "chat.update" && c.ok() && c.body["channel"] == "DU0BOB").unwrap();
+    assert!(bob_post < bob_update);
+    let _ = id;
+}
+
+#[tokio::test]
+async fn permanent_errors_fail_without_endless_retries() {
+    let app = spawn_app().await;
+    app.slack.clear();
+    app.slack.fail_next("conversations.open", vec![Fail::NotOk("user_not_found")]);
+    app.request_app("U0REQ", "github", "x").await;
+    app.drain().await;
+    let opens = app
+        .slack
+        .calls()
+        .into_iter()
+        .filter(|c| c.method == "conversations.open" && c.answer == "user_not_found")
+        .count();
+    assert_eq!(opens, 1, "a permanent error is not retried");
+    let counts = app.store().outbox_counts().await.unwrap();
+    assert_eq!(counts.failed, 1);
+}
+
+#[tokio::test]
+async fn a_slack_outage_is_ridden_out_and_undelivered_rows_survive_a_restart() {
+    let app = spawn_app().await;
+    app.slack.set_down(true);
+    let id = app.request_app("U0REQ", "github", "x").await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(app.store().outbox_counts().await.unwrap().pending >= 3);
+    assert!(app.slack.ok_calls("chat.postMessage").is_empty());
+
+    // Stop the server with undelivered rows, bring Slack back, start a new server on the same database.
+    let mut app = app;
+    app.stop().await;
+    assert!(app.store().outbox_counts().await.unwrap().pending >= 3, "stopped with undelivered rows");
+    app.slack.set_down(false);
+    let app = app.restart(Setup::default()).await;
+    app.drain().await;
+    assert_eq!(app.slack.dms_to("U0BOB").len(), 1);
+    assert_eq!(app.slack.dms_to("U0CAROL").len(), 1);
+    assert_eq!(app.slack.dms_to("U0REQ").len(), 1);
+    assert_eq!(app.request(&id).await.status.as_str(), "PENDING");
+    assert_eq!(app.store().outbox_counts().await.unwrap().failed, 0);
+}
+
+#[tokio::test]
+async fn emails_resolve_once_and_are_cached() {
+    let app = spawn_app().await;
+    let lookups = app.slack.ok_calls("users.lookupByEmail");
+    assert_eq!(lookups.len(), 1, "carol@example.com resolved at start");
+    let i = app.store().identity_by_email("carol@example.com").await.unwrap().unwrap();
+    assert_eq!(i.user_id, "U0CAROL");
+    app.request_app("U0REQ", "github", "x").await;
+    app.request_app("U0REQ2", "github", "y").await;
+    app.drain().await;
+    assert_eq!(app.slack.ok_calls("users.lookupByEmail").len(), 1);
+    assert_eq!(
+        app.slack.ok_calls("conversations.open").iter().filter(|c| c.body["users"] == "U0CAROL").count(),
+        1,
+        "DM channel cached"
+    );
+    // Unknown users who run a command get looked up once.
+    assert_eq!(app.slack.ok_calls("users.info").iter().filter(|c| c.body["user"] == "U0REQ").count(), 1);
+}

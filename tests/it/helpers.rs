@@ -1,0 +1,284 @@
+//! spawn_app(): the real server on port 0 with its own database and a fake
+//! Slack; signed requests exactly as Slack sends them; drain().
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use accessbot::config::{parse_catalog, Env, Secret};
+use accessbot::outbox::OutboxConfig;
+use accessbot::server::{self, Options, Running};
+use accessbot::slack::verify::sign;
+use accessbot::store::Store;
+use accessbot::workflow::model::{LogEvent, Request};
+use accessbot::workflow::system_clock;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use crate::fake_slack::FakeSlack;
+
+pub const SECRET: &str = "test-signing-secret-0123456789";
+pub const TOKEN: &str = "xoxb-test-token";
+pub const TEAM: &str = "T0TEAM";
+
+/// Alice approves step 1, the security group (Bob, Carol by email) step 2, Dave step 3.
+pub const CONFIG: &str = r#"
+[settings]
+admins = ["U0ROOT"]
+
+[groups.security]
+name = "Security Team"
+members = ["U0BOB", "carol@example.com"]
+
+[apps.salesforce]
+name = "Salesforce"
+description = "CRM"
+admins = ["U0SFADMIN"]
+steps = [{ user = "U0ALICE" }, { group = "security" }, { user = "U0DAVE" }]
+fields = [{ id = "justification", label = "Business justification", type = "text", required = true }]
+
+[apps.zoom]
+name = "Zoom"
+approval = false
+
+[apps.github]
+name = "GitHub"
+admins = ["U0GHADMIN"]
+steps = [{ group = "security" }]
+
+[apps.payroll]
+name = "Payroll"
+self_service = false
+steps = [{ user = "U0ALICE" }]
+"#;
+
+pub struct Setup {
+    pub config: String,
+    pub team_ids: Option<Vec<String>>,
+    pub outbox: OutboxConfig,
+}
+
+impl Default for Setup {
+    fn default() -> Self {
+        Setup {
+            config: CONFIG.to_string(),
+            team_ids: Some(vec![TEAM.to_string()]),
+            outbox: OutboxConfig {
+                workers: 2,
+                batch: 16,
+                lease: Duration::from_secs(5),
+                poll: Duration::from_millis(50),
+                base_backoff: Duration::from_millis(50),
+                max_backoff: Duration::from_millis(500),
+                max_attempts: 6,
+            },
+        }
+    }
+}
+
+pub struct TestApp {
+    pub base: String,
+    pub slack: FakeSlack,
+    pub running: Option<Running>,
+    store: Arc<dyn Store>,
+    pub database_url: String,
+    http: reqwest::Client,
+    _dir: Arc<tempfile::TempDir>,
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_with(Setup::default()).await
+}
+
+pub async fn spawn_with(setup: Setup) -> TestApp {
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let database_url = format!("sqlite://{}", dir.path().join("accessbot.db").display());
+    let slack = FakeSlack::start().await;
+    slack.add_user("U0CAROL", "carol@example.com");
+    start(setup, slack, database_url, dir).await
+}
+
+async fn start(setup: Setup, slack: FakeSlack, database_url: String, dir: Arc<tempfile::TempDir>) -> TestApp {
+    let env = Env {
+        config_path: "accessbot.toml".into(),
+        port: 0,
+        database_url: database_url.clone(),
+        signing_secret: Secret::new(SECRET),
+        bot_token: Secret::new(TOKEN),
+        slack_api_base_url: slack.api_base(),
+        api_tokens: vec![],
+        team_ids: setup.team_ids.clone(),
+    };
+    let catalog = parse_catalog("accessbot.toml", &setup.config).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let opts = Options {
+        env,
+        catalog,
+        outbox: setup.outbox.clone(),
+        clock: system_clock(),
+        shutdown_grace: Duration::from_secs(5),
+    };
+    let running = server::start(opts, listener).await.unwrap();
+    let app = TestApp {
+        base: format!("http://{}", running.addr),
+        slack,
+        store: running.workflow.store().clone(),
+        running: Some(running),
+        database_url,
+        http: reqwest::Client::new(),
+        _dir: dir,
+    };
+    // Identity look-ups for configured emails are queued at start; let them land.
+    app.drain().await;
+    app
+}
+
+impl TestApp {
+    pub fn store(&self) -> Arc<dyn Store> {
+        self.store.clone()
+    }
+
+    /// Stops the server (graceful), keeping the database and the fake Slack.
+    pub async fn stop(&mut self) {
+        if let Some(r) = self.running.take() {
+            r.stop().await;
+        }
+    }
+
+    /// Starts a new server on the same database and fake Slack.
+    pub async fn restart(mut self, setup: Setup) -> TestApp {
+        self.stop().await;
+        start(setup, self.slack.clone(), self.database_url.clone(), self._dir.clone()).await
+    }
+
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        body: &str,
+        content_type: &str,
+        headers: &[(&str, String)],
+    ) -> reqwest::Response {
+        let mut req =
+            self.http.post(format!("{}{path}", self.base)).header("content-type", content_type).body(body.to_string());
+        for (k, v) in headers {
+            req = req.header(*k, v);
+        }
+        req.send().await.unwrap()
+    }
+
+    /// POSTs `body` signed with the signing secret, timestamped now.
+    pub async fn signed(&self, path: &str, body: &str, content_type: &str) -> reqwest::Response {
+        let ts = chrono::Utc::now().timestamp().to_string();
+        let sig = sign(SECRET, &ts, body.as_bytes());
+        self.post_raw(path, body, content_type, &[("x-slack-request-timestamp", ts), ("x-slack-signature", sig)]).await
+    }
+
+    pub fn command_body(user: &str, text: &str, team: &str) -> String {
+        serde_urlencoded::to_string([
+            ("token", "legacy-unused"),
+            ("team_id", team),
+            ("team_domain", "acme"),
+            ("channel_id", "C0GENERAL"),
+            ("user_id", user),
+            ("user_name", &user.to_lowercase()),
+            ("command", "/access"),
+            ("text", text),
+            ("response_url", "https://hooks.slack.com/commands/T0TEAM/1/abc"),
+            ("trigger_id", "1.2.trigger"),
+        ])
+        .unwrap()
+    }
+
+    /// Runs `/access <text>` as `user`; returns the status and the ephemeral reply.
+    pub async fn command(&self, user: &str, text: &str) -> (StatusCode, Value) {
+        let res = self
+            .signed("/slack/commands", &Self::command_body(user, text, TEAM), "application/x-www-form-urlencoded")
+            .await;
+        let status = res.status();
+        let body = res.json().await.unwrap_or(Value::Null);
+        (status, body)
+    }
+
+    /// The reply text of a command (asserting it was answered 200).
+    pub async fn say(&self, user: &str, text: &str) -> String {
+        let (status, body) = self.command(user, text).await;
+        assert_eq!(status, StatusCode::OK, "/access {text} → {body}");
+        assert_eq!(body["response_type"], "ephemeral");
+        body["text"].as_str().unwrap_or_default().to_string()
+    }
+
+    pub async fn interaction(&self, payload: Value) -> reqwest::Response {
+        let body = serde_urlencoded::to_string([("payload", payload.to_string())]).unwrap();
+        self.signed("/slack/interactions", &body, "application/x-www-form-urlencoded").await
+    }
+
+    /// Clicks a decision button on the approver DM.
+    pub async fn click(&self, user: &str, action_id: &str, request_id: &str, step: usize) -> StatusCode {
+        let payload = json!({
+            "type": "block_actions",
+            "team": {"id": TEAM, "domain": "acme"},
+            "user": {"id": user, "team_id": TEAM},
+            "trigger_id": format!("trigger-{user}-{action_id}"),
+            "response_url": self.slack.response_url(&format!("{user}-{action_id}")),
+            "container": {"type": "message", "channel_id": format!("D{user}"), "is_ephemeral": false},
+            "actions": [{"action_id": action_id, "block_id": format!("decide:{request_id}:{step}"), "type": "button",
+                          "value": format!("{request_id}:{step}"), "action_ts": "1700000000.1"}]
+        });
+        self.interaction(payload).await.status()
+    }
+
+    /// Submits the comment modal.
+    pub async fn submit_comment(&self, user: &str, metadata: &str, comment: &str) -> (StatusCode, Value) {
+        let payload = json!({
+            "type": "view_submission",
+            "team": {"id": TEAM},
+            "user": {"id": user, "team_id": TEAM},
+            "view": {"id": "V1", "callback_id": "decision_comment", "private_metadata": metadata,
+                     "state": {"values": {"comment": {"comment": {"type": "plain_text_input", "value": comment}}}}}
+        });
+        let res = self.interaction(payload).await;
+        let status = res.status();
+        (status, res.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Waits until the outbox has nothing left to deliver.
+    pub async fn drain(&self) {
+        let store = self.store();
+        for _ in 0..400 {
+            let c = store.outbox_counts().await.unwrap();
+            if c.pending == 0 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("outbox did not drain: {:?}", store.outbox_counts().await.unwrap());
+    }
+
+    pub async fn request(&self, id: &str) -> Request {
+        self.store().request(id).await.unwrap().expect("request exists")
+    }
+
+    pub async fn open_request(&self, user: &str, app: &str) -> Option<Request> {
+        self.store().open_request(user, app).await.unwrap()
+    }
+
+    pub async fn events(&self, request_id: &str) -> Vec<LogEvent> {
+        self.store().request_events(request_id).await.unwrap()
+    }
+
+    pub async fn events_of(&self, event_type: &str) -> Vec<LogEvent> {
+        self.store().events_of_type(event_type, 10_000).await.unwrap()
+    }
+
+    /// Creates a request as `user` and returns its id.
+    pub async fn request_app(&self, user: &str, app: &str, justification: &str) -> String {
+        let reply = self.say(user, &format!("request {app} {justification}")).await;
+        let id = reply.split('`').nth(1).unwrap_or_default().to_string();
+        assert!(id.starts_with("req") && id.len() == 20, "no request id in reply: {reply}");
+        id
+    }
+}
+
+/// Event types of a request's history, in order.
+pub fn types(events: &[LogEvent]) -> Vec<String> {
+    events.iter().map(|e| e.event_type.clone()).collect()
+}
