@@ -67,6 +67,10 @@ impl SqliteStore {
             .foreign_keys(true);
         let pool = SqlitePoolOptions::new().max_connections(8).connect_with(opts).await?;
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+        // One process owns a SQLite file: claims left by a crashed run are free at once.
+        sqlx::query("UPDATE outbox SET lease_until = NULL WHERE status = 'pending' AND lease_until IS NOT NULL")
+            .execute(&pool)
+            .await?;
         Ok(SqliteStore { pool })
     }
 

@@ -5,9 +5,8 @@ use reqwest::StatusCode;
 
 use crate::helpers::*;
 
-#[tokio::test]
-async fn pending_and_show_respect_app_admin_scope() {
-    let app = spawn_app().await;
+async fn pending_and_show_respect_app_admin_scope(b: Backend) {
+    let app = spawn_app(b).await;
     let sf = app.request_app("U0REQ", "salesforce", "forecasts").await;
     let gh = app.request_app("U0REQ", "github", "code").await;
 
@@ -42,9 +41,8 @@ async fn pending_and_show_respect_app_admin_scope() {
     assert!(blocked.iter().all(|e| e.outcome.result == accessbot::workflow::model::OutcomeResult::Deny));
 }
 
-#[tokio::test]
-async fn resend_then_decision_updates_every_message() {
-    let app = spawn_app().await;
+async fn resend_then_decision_updates_every_message(b: Backend) {
+    let app = spawn_app(b).await;
     let id = app.request_app("U0REQ", "github", "code").await;
     app.drain().await;
     assert!(app.say("U0EVE", &format!("admin resend {id}")).await.contains("Not allowed"));
@@ -70,9 +68,8 @@ async fn resend_then_decision_updates_every_message() {
     assert!(t.contains(&"app.access_request.resend".to_string()));
 }
 
-#[tokio::test]
-async fn admin_cancel_with_reason() {
-    let app = spawn_app().await;
+async fn admin_cancel_with_reason(b: Backend) {
+    let app = spawn_app(b).await;
     let id = app.request_app("U0REQ", "salesforce", "x").await;
     app.drain().await;
     assert!(app.say("U0GHADMIN", &format!("admin cancel {id} wrong app")).await.contains("Not allowed"));
@@ -90,9 +87,8 @@ async fn admin_cancel_with_reason() {
     assert!(app.slack.updates_for("U0ALICE")[0].text().contains("Canceled by <@U0SFADMIN>"));
 }
 
-#[tokio::test]
-async fn override_assigns_now_and_deletes_remaining_steps() {
-    let app = spawn_app().await;
+async fn override_assigns_now_and_deletes_remaining_steps(b: Backend) {
+    let app = spawn_app(b).await;
     let id = app.request_app("U0REQ", "salesforce", "urgent").await;
     assert_eq!(app.click("U0ALICE", "approve", &id, 0).await, StatusCode::OK);
     app.drain().await;
@@ -129,9 +125,8 @@ async fn override_assigns_now_and_deletes_remaining_steps() {
     assert!(app.say("U0ROOT", &format!("admin assign {own}")).await.contains("your own request"));
 }
 
-#[tokio::test]
-async fn direct_grant_and_revoke() {
-    let app = spawn_app().await;
+async fn direct_grant_and_revoke(b: Backend) {
+    let app = spawn_app(b).await;
     assert!(app.say("U0EVE", "admin grant github <@U0FRANK|frank>").await.contains("Not allowed"));
     assert!(app.say("U0SFADMIN", "admin grant github <@U0FRANK|frank>").await.contains("Not allowed"));
     assert!(app.say("U0GHADMIN", "admin grant github frank").await.contains("mention them"));
@@ -159,3 +154,5 @@ async fn direct_grant_and_revoke() {
     assert_eq!(app.events_of("application.user_membership.remove").await.len(), 1);
     assert_eq!(app.events_of("security.request.blocked").await.len(), 3);
 }
+
+crate::both!(pending_and_show_respect_app_admin_scope, resend_then_decision_updates_every_message, admin_cancel_with_reason, override_assigns_now_and_deletes_remaining_steps, direct_grant_and_revoke);

@@ -7,9 +7,8 @@ use reqwest::StatusCode;
 use crate::fake_slack::Fail;
 use crate::helpers::*;
 
-#[tokio::test]
-async fn rate_limit_then_server_error_then_ok_delivers_once() {
-    let app = spawn_app().await;
+async fn rate_limit_then_server_error_then_ok_delivers_once(b: Backend) {
+    let app = spawn_app(b).await;
     app.slack.clear();
     app.slack.fail_next(
         "chat.postMessage",
@@ -42,9 +41,8 @@ async fn rate_limit_then_server_error_then_ok_delivers_once() {
     let _ = id;
 }
 
-#[tokio::test]
-async fn permanent_errors_fail_without_endless_retries() {
-    let app = spawn_app().await;
+async fn permanent_errors_fail_without_endless_retries(b: Backend) {
+    let app = spawn_app(b).await;
     app.slack.clear();
     app.slack.fail_next("conversations.open", vec![Fail::NotOk("user_not_found")]);
     app.request_app("U0REQ", "github", "x").await;
@@ -60,9 +58,8 @@ async fn permanent_errors_fail_without_endless_retries() {
     assert_eq!(counts.failed, 1);
 }
 
-#[tokio::test]
-async fn a_slack_outage_is_ridden_out_and_undelivered_rows_survive_a_restart() {
-    let app = spawn_app().await;
+async fn a_slack_outage_is_ridden_out_and_undelivered_rows_survive_a_restart(b: Backend) {
+    let app = spawn_app(b.clone()).await;
     app.slack.set_down(true);
     let id = app.request_app("U0REQ", "github", "x").await;
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
@@ -74,7 +71,7 @@ async fn a_slack_outage_is_ridden_out_and_undelivered_rows_survive_a_restart() {
     app.stop().await;
     assert!(app.store().outbox_counts().await.unwrap().pending >= 3, "stopped with undelivered rows");
     app.slack.set_down(false);
-    let app = app.restart(Setup::default()).await;
+    let app = app.restart(Setup::new(b)).await;
     app.drain().await;
     assert_eq!(app.slack.dms_to("U0BOB").len(), 1);
     assert_eq!(app.slack.dms_to("U0CAROL").len(), 1);
@@ -83,9 +80,8 @@ async fn a_slack_outage_is_ridden_out_and_undelivered_rows_survive_a_restart() {
     assert_eq!(app.store().outbox_counts().await.unwrap().failed, 0);
 }
 
-#[tokio::test]
-async fn emails_resolve_once_and_are_cached() {
-    let app = spawn_app().await;
+async fn emails_resolve_once_and_are_cached(b: Backend) {
+    let app = spawn_app(b).await;
     let lookups = app.slack.ok_calls("users.lookupByEmail");
     assert_eq!(lookups.len(), 1, "carol@example.com resolved at start");
     let i = app.store().identity_by_email("carol@example.com").await.unwrap().unwrap();
@@ -102,3 +98,5 @@ async fn emails_resolve_once_and_are_cached() {
     // Unknown users who run a command get looked up once.
     assert_eq!(app.slack.ok_calls("users.info").iter().filter(|c| c.body["user"] == "U0REQ").count(), 1);
 }
+
+crate::both!(rate_limit_then_server_error_then_ok_delivers_once, permanent_errors_fail_without_endless_retries, a_slack_outage_is_ridden_out_and_undelivered_rows_survive_a_restart, emails_resolve_once_and_are_cached);

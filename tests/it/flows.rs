@@ -4,9 +4,8 @@ use reqwest::StatusCode;
 
 use crate::helpers::*;
 
-#[tokio::test]
-async fn app_without_approval_is_granted_at_once() {
-    let app = spawn_app().await;
+async fn app_without_approval_is_granted_at_once(b: Backend) {
+    let app = spawn_app(b).await;
     let reply = app.say("U0EVE", "request zoom").await;
     assert!(reply.contains("you now have *Zoom*"), "{reply}");
     let a = app.store().assignment("U0EVE", "zoom").await.unwrap().expect("assigned");
@@ -25,9 +24,8 @@ async fn app_without_approval_is_granted_at_once() {
     assert!(dms[0].body["text"].as_str().unwrap().contains("approved and access is granted"));
 }
 
-#[tokio::test]
-async fn user_then_group_then_user_steps() {
-    let app = spawn_app().await;
+async fn user_then_group_then_user_steps(b: Backend) {
+    let app = spawn_app(b).await;
     let id = app.request_app("U0REQ", "salesforce", "need it for Q3 forecasts").await;
     app.drain().await;
 
@@ -117,9 +115,8 @@ async fn user_then_group_then_user_steps() {
     assert!(late.iter().any(|c| c.body["text"].as_str().unwrap().contains("already decided by <@U0CAROL>")));
 }
 
-#[tokio::test]
-async fn deny_with_comment_through_the_modal() {
-    let app = spawn_app().await;
+async fn deny_with_comment_through_the_modal(b: Backend) {
+    let app = spawn_app(b).await;
     let id = app.request_app("U0REQ", "salesforce", "please").await;
     app.drain().await;
 
@@ -162,9 +159,8 @@ async fn deny_with_comment_through_the_modal() {
     assert_eq!(app.events(&id).await.len(), 3);
 }
 
-#[tokio::test]
-async fn concurrent_clicks_from_two_group_members_make_one_decision() {
-    let app = spawn_app().await;
+async fn concurrent_clicks_from_two_group_members_make_one_decision(b: Backend) {
+    let app = spawn_app(b).await;
     let id = app.request_app("U0REQ", "github", "repos").await;
     app.drain().await;
     app.slack.clear();
@@ -198,9 +194,8 @@ async fn concurrent_clicks_from_two_group_members_make_one_decision() {
     );
 }
 
-#[tokio::test]
-async fn a_second_request_returns_the_open_one() {
-    let app = spawn_app().await;
+async fn a_second_request_returns_the_open_one(b: Backend) {
+    let app = spawn_app(b).await;
     let id = app.request_app("U0REQ", "github", "first").await;
     let reply = app.say("U0REQ", "request github second").await;
     assert!(reply.contains("already have an open request") && reply.contains(&id), "{reply}");
@@ -209,9 +204,8 @@ async fn a_second_request_returns_the_open_one() {
     assert_eq!(app.slack.dms_to("U0BOB").len(), 1, "approvers asked once");
 }
 
-#[tokio::test]
-async fn requester_cancels_and_lists_their_requests() {
-    let app = spawn_app().await;
+async fn requester_cancels_and_lists_their_requests(b: Backend) {
+    let app = spawn_app(b).await;
     let id = app.request_app("U0REQ", "github", "x").await;
     app.drain().await;
 
@@ -242,9 +236,8 @@ async fn requester_cancels_and_lists_their_requests() {
     assert!(reply.contains("already CANCELED"), "{reply}");
 }
 
-#[tokio::test]
-async fn help_apps_tasks_and_unknown_commands() {
-    let app = spawn_app().await;
+async fn help_apps_tasks_and_unknown_commands(b: Backend) {
+    let app = spawn_app(b).await;
     for text in ["", "help"] {
         assert!(app.say("U0EVE", text).await.contains("/access request <app>"));
     }
@@ -268,3 +261,5 @@ async fn help_apps_tasks_and_unknown_commands() {
     assert!(app.say("U0EVE", "tasks").await.contains("Nothing is waiting"));
     assert!(app.say("U0REQ", "tasks").await.contains("Nothing is waiting"));
 }
+
+crate::both!(app_without_approval_is_granted_at_once, user_then_group_then_user_steps, deny_with_comment_through_the_modal, concurrent_clicks_from_two_group_members_make_one_decision, a_second_request_returns_the_open_one, requester_cancels_and_lists_their_requests, help_apps_tasks_and_unknown_commands);

@@ -51,15 +51,77 @@ self_service = false
 steps = [{ user = "U0ALICE" }]
 "#;
 
+/// Which database a test runs on.
+#[derive(Clone, Debug)]
+pub enum Backend {
+    Sqlite,
+    /// A server URL; each test creates (and drops) its own database there.
+    Postgres(String),
+}
+
+impl Backend {
+    /// PostgreSQL when `TEST_DATABASE_URL` is set.
+    pub fn postgres() -> Option<Backend> {
+        std::env::var("TEST_DATABASE_URL").ok().filter(|u| !u.is_empty()).map(Backend::Postgres)
+    }
+}
+
+/// A throwaway database: a file in a temp dir, or a fresh PostgreSQL database
+/// dropped (with FORCE) when the test ends.
+pub struct TestDb {
+    pub url: String,
+    _dir: tempfile::TempDir,
+    pg_admin: Option<(String, String)>,
+}
+
+impl TestDb {
+    pub async fn create(backend: &Backend) -> TestDb {
+        let dir = tempfile::tempdir().unwrap();
+        match backend {
+            Backend::Sqlite => {
+                TestDb { url: format!("sqlite://{}", dir.path().join("accessbot.db").display()), _dir: dir, pg_admin: None }
+            }
+            Backend::Postgres(server) => {
+                use sqlx::Connection;
+                let name = format!("accessbot_test_{}", uuid::Uuid::new_v4().simple());
+                let mut conn = sqlx::PgConnection::connect(server).await.expect("TEST_DATABASE_URL reachable");
+                sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.unwrap();
+                conn.close().await.unwrap();
+                let base = server.rsplit_once('/').map(|(b, _)| b.to_string()).unwrap();
+                TestDb { url: format!("{base}/{name}"), _dir: dir, pg_admin: Some((server.clone(), name)) }
+            }
+        }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let Some((server, name)) = self.pg_admin.take() else { return };
+        // Drop runs outside async; a short-lived runtime on its own thread does the cleanup.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async move {
+                use sqlx::Connection;
+                if let Ok(mut conn) = sqlx::PgConnection::connect(&server).await {
+                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut conn).await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
 pub struct Setup {
+    pub backend: Backend,
     pub config: String,
     pub team_ids: Option<Vec<String>>,
     pub outbox: OutboxConfig,
 }
 
-impl Default for Setup {
-    fn default() -> Self {
+impl Setup {
+    pub fn new(backend: Backend) -> Self {
         Setup {
+            backend,
             config: CONFIG.to_string(),
             team_ids: Some(vec![TEAM.to_string()]),
             outbox: OutboxConfig {
@@ -80,24 +142,23 @@ pub struct TestApp {
     pub slack: FakeSlack,
     pub running: Option<Running>,
     store: Arc<dyn Store>,
-    pub database_url: String,
+    pub db: Arc<TestDb>,
     http: reqwest::Client,
-    _dir: Arc<tempfile::TempDir>,
 }
 
-pub async fn spawn_app() -> TestApp {
-    spawn_with(Setup::default()).await
+pub async fn spawn_app(backend: Backend) -> TestApp {
+    spawn_with(Setup::new(backend)).await
 }
 
 pub async fn spawn_with(setup: Setup) -> TestApp {
-    let dir = Arc::new(tempfile::tempdir().unwrap());
-    let database_url = format!("sqlite://{}", dir.path().join("accessbot.db").display());
+    let db = Arc::new(TestDb::create(&setup.backend).await);
     let slack = FakeSlack::start().await;
     slack.add_user("U0CAROL", "carol@example.com");
-    start(setup, slack, database_url, dir).await
+    start(setup, slack, db).await
 }
 
-async fn start(setup: Setup, slack: FakeSlack, database_url: String, dir: Arc<tempfile::TempDir>) -> TestApp {
+async fn start(setup: Setup, slack: FakeSlack, db: Arc<TestDb>) -> TestApp {
+    let database_url = db.url.clone();
     let env = Env {
         config_path: "accessbot.toml".into(),
         port: 0,
@@ -123,9 +184,8 @@ async fn start(setup: Setup, slack: FakeSlack, database_url: String, dir: Arc<te
         slack,
         store: running.workflow.store().clone(),
         running: Some(running),
-        database_url,
+        db,
         http: reqwest::Client::new(),
-        _dir: dir,
     };
     // Identity look-ups for configured emails are queued at start; let them land.
     app.drain().await;
@@ -147,7 +207,7 @@ impl TestApp {
     /// Starts a new server on the same database and fake Slack.
     pub async fn restart(mut self, setup: Setup) -> TestApp {
         self.stop().await;
-        start(setup, self.slack.clone(), self.database_url.clone(), self._dir.clone()).await
+        start(setup, self.slack.clone(), self.db.clone()).await
     }
 
     pub async fn post_raw(

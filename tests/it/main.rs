@@ -2,6 +2,27 @@
 //! requests signed exactly as Slack signs them.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+/// Runs an `async fn name(backend)` test on SQLite, and on PostgreSQL when
+/// `TEST_DATABASE_URL` is set: `name::sqlite`, `name::postgres`.
+#[macro_export]
+macro_rules! both {
+    ($($name:ident),* $(,)?) => { $(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name($crate::helpers::Backend::Sqlite).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                match $crate::helpers::Backend::postgres() {
+                    Some(b) => super::$name(b).await,
+                    None => eprintln!("TEST_DATABASE_URL is not set: PostgreSQL half skipped"),
+                }
+            }
+        }
+    )* };
+}
+
 mod fake_slack;
 mod helpers;
 

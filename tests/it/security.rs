@@ -15,9 +15,8 @@ async fn assert_nothing_happened(app: &TestApp) {
     assert!(sent.is_empty(), "nothing may be sent, got {sent:?}");
 }
 
-#[tokio::test]
-async fn forged_stale_and_missing_signatures_are_rejected_and_logged() {
-    let app = spawn_app().await;
+async fn forged_stale_and_missing_signatures_are_rejected_and_logged(b: Backend) {
+    let app = spawn_app(b).await;
     app.slack.clear();
     let body = TestApp::command_body("U0EVE", "request zoom", TEAM);
     let now = chrono::Utc::now().timestamp();
@@ -66,9 +65,8 @@ async fn forged_stale_and_missing_signatures_are_rejected_and_logged() {
     assert_eq!(app.running.as_ref().unwrap().metrics.signature_rejections(), 6);
 }
 
-#[tokio::test]
-async fn other_workspaces_are_refused() {
-    let app = spawn_app().await;
+async fn other_workspaces_are_refused(b: Backend) {
+    let app = spawn_app(b).await;
     app.slack.clear();
     let body = TestApp::command_body("U0EVE", "request zoom", "T0OTHER");
     let res = app.signed("/slack/commands", &body, FORM).await;
@@ -90,9 +88,8 @@ async fn other_workspaces_are_refused() {
     assert!(blocked[0].outcome.reason.as_deref().unwrap().contains("T0OTHER"));
 }
 
-#[tokio::test]
-async fn events_handshake_and_ssl_check() {
-    let app = spawn_app().await;
+async fn events_handshake_and_ssl_check(b: Backend) {
+    let app = spawn_app(b).await;
     let res = app.signed("/slack/events", r#"{"type":"url_verification","token":"x","challenge":"3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P"}"#, "application/json").await;
     assert_eq!(res.status(), StatusCode::OK);
     let body: serde_json::Value = res.json().await.unwrap();
@@ -117,9 +114,8 @@ async fn events_handshake_and_ssl_check() {
     assert_eq!(res.status(), StatusCode::OK);
 }
 
-#[tokio::test]
-async fn malformed_and_oversized_input() {
-    let app = spawn_app().await;
+async fn malformed_and_oversized_input(b: Backend) {
+    let app = spawn_app(b).await;
     let res = app.signed("/slack/interactions", "payload=%7Bnot-json", FORM).await;
     assert_eq!(res.status(), StatusCode::BAD_REQUEST);
     let res = app.signed("/slack/interactions", "nopayload=1", FORM).await;
@@ -139,9 +135,8 @@ async fn malformed_and_oversized_input() {
     assert_eq!(res.status(), StatusCode::PAYLOAD_TOO_LARGE);
 }
 
-#[tokio::test]
-async fn non_approvers_and_requesters_cannot_decide() {
-    let app = spawn_app().await;
+async fn non_approvers_and_requesters_cannot_decide(b: Backend) {
+    let app = spawn_app(b).await;
     let id = app.request_app("U0REQ", "salesforce", "Q3 forecasts").await;
     app.drain().await;
     app.slack.clear();
@@ -173,9 +168,8 @@ async fn non_approvers_and_requesters_cannot_decide() {
     assert!(app.slack.ok_calls("chat.update").is_empty());
 }
 
-#[tokio::test]
-async fn requester_is_never_asked_and_lone_approver_steps_go_to_admins() {
-    let app = spawn_app().await;
+async fn requester_is_never_asked_and_lone_approver_steps_go_to_admins(b: Backend) {
+    let app = spawn_app(b).await;
     // Alice requests Salesforce: step 1 is Alice alone, so it goes to the app's admin.
     let id = app.request_app("U0ALICE", "salesforce", "need it").await;
     app.drain().await;
@@ -194,3 +188,5 @@ async fn requester_is_never_asked_and_lone_approver_steps_go_to_admins() {
     assert_eq!(app.slack.dms_to("U0CAROL").len(), 1, "Carol (configured by email) is asked in her DM");
     assert!(app.slack.dms_to("U0BOB").iter().all(|c| !c.text().contains("\"approve\"")));
 }
+
+crate::both!(forged_stale_and_missing_signatures_are_rejected_and_logged, other_workspaces_are_refused, events_handshake_and_ssl_check, malformed_and_oversized_input, non_approvers_and_requesters_cannot_decide, requester_is_never_asked_and_lone_approver_steps_go_to_admins);
