@@ -396,6 +396,10 @@ pub struct Env {
     pub api_tokens: Vec<Secret>,
     /// `None`: any workspace that can sign with the secret.
     pub team_ids: Option<Vec<String>>,
+    /// How long an outbox claim holds before another replica may take the row.
+    pub outbox_lease: Duration,
+    /// How long a graceful stop may take after SIGTERM.
+    pub shutdown_timeout: Duration,
 }
 
 /// Reads `NAME`, or the file named by `NAME_FILE` (trailing newline trimmed).
@@ -432,7 +436,21 @@ impl Env {
         let team_ids: Option<Vec<String>> = get("SLACK_TEAM_IDS")
             .map(|v| v.split(',').map(|t| t.trim().to_string()).filter(|t| !t.is_empty()).collect())
             .filter(|v: &Vec<String>| !v.is_empty());
+        let mut duration = |key: &str, default: u64| match get(key) {
+            None => Duration::from_secs(default),
+            Some(v) => humantime::parse_duration(&v).unwrap_or_else(|_| {
+                problems.push(Problem {
+                    key: key.into(),
+                    message: format!("\"{v}\" is not a duration: write e.g. \"30s\" or \"1m\""),
+                });
+                Duration::from_secs(default)
+            }),
+        };
+        let outbox_lease = duration("ACCESSBOT_OUTBOX_LEASE", 60);
+        let shutdown_timeout = duration("ACCESSBOT_SHUTDOWN_TIMEOUT", 10);
         let env = Env {
+            outbox_lease,
+            shutdown_timeout,
             config_path: PathBuf::from(get("ACCESSBOT_CONFIG").unwrap_or_else(|| "accessbot.toml".into())),
             port,
             database_url,

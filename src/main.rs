@@ -4,7 +4,6 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
@@ -117,13 +116,9 @@ async fn serve(mut env: Env, config: Option<PathBuf>, port: Option<u16>) -> anyh
         tracing::warn!("SLACK_TEAM_IDS is not set: any workspace that can sign with the secret is served");
     }
     let listener = tokio::net::TcpListener::bind(("0.0.0.0", env.port)).await?;
-    let opts = Options {
-        env,
-        catalog,
-        outbox: OutboxConfig::default(),
-        clock: system_clock(),
-        shutdown_grace: Duration::from_secs(10),
-    };
+    let outbox = OutboxConfig { lease: env.outbox_lease, ..OutboxConfig::default() };
+    let shutdown_grace = env.shutdown_timeout;
+    let opts = Options { env, catalog, outbox, clock: system_clock(), shutdown_grace };
     let running = server::start(opts, listener).await?;
     shutdown_signal().await;
     tracing::info!("shutting down");

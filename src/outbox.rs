@@ -11,6 +11,7 @@ use rand::Rng;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use crate::metrics::Metrics;
 use crate::store::{ClaimedJob, JobOutcome, OutboxItem, Store, StoreError};
 use crate::workflow::model::Notice;
 use crate::workflow::Clock;
@@ -78,6 +79,7 @@ pub struct Outbox {
     clock: Arc<dyn Clock>,
     wake: Arc<Notify>,
     cfg: OutboxConfig,
+    metrics: Arc<Metrics>,
     /// Epoch ms until which no worker calls out (a 429 pauses everyone).
     paused_until: AtomicI64,
 }
@@ -97,8 +99,9 @@ impl Outbox {
         clock: Arc<dyn Clock>,
         wake: Arc<Notify>,
         cfg: OutboxConfig,
+        metrics: Arc<Metrics>,
     ) -> Arc<Outbox> {
-        Arc::new(Outbox { store, deliverer, clock, wake, cfg, paused_until: AtomicI64::new(0) })
+        Arc::new(Outbox { store, deliverer, clock, wake, cfg, metrics, paused_until: AtomicI64::new(0) })
     }
 
     /// Starts the worker loops; they stop when `shutdown` is cancelled, giving back their claims.
@@ -158,8 +161,20 @@ impl Outbox {
             _ => self.deliverer.deliver(job).await,
         };
         let now = self.clock.now();
+        let kind = job.item.kind.as_str();
+        let label = match &result {
+            Delivery::Done => "done",
+            Delivery::Retry { .. } if job.attempts >= self.cfg.max_attempts => "failed",
+            Delivery::Retry { .. } => "retry",
+            Delivery::Failed(_) => "failed",
+        };
+        self.metrics.delivery(kind, label);
+        if matches!(result, Delivery::Retry { rate_limited: true, .. }) {
+            self.metrics.rate_limited();
+        }
         let outcome = match result {
             Delivery::Done => {
+                self.metrics.delivered_after((now - job.created).to_std().unwrap_or_default());
                 tracing::debug!(job = job.id, kind = %job.item.kind, attempts = job.attempts, "outbox: delivered");
                 JobOutcome::Done
             }

@@ -5,8 +5,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::DefaultBodyLimit;
+use std::time::Instant;
+
+use axum::extract::{DefaultBodyLimit, MatchedPath, State};
 use axum::http::{HeaderName, Request};
+use axum::middleware::{self, Next};
 use axum::Router;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
@@ -21,7 +24,8 @@ use crate::outbox::{Outbox, OutboxConfig};
 use crate::slack::client::SlackClient;
 use crate::slack::deliver::{resolve_email_item, SlackDeliverer};
 use crate::slack::SlackSettings;
-use crate::workflow::{Catalog, Clock, Workflow};
+use crate::workflow::model::Changeset;
+use crate::workflow::{Catalog, Clock, CommitHook, Workflow};
 
 /// Slack payloads are small; this bounds what an unauthenticated caller can make us buffer.
 pub const BODY_LIMIT: usize = 256 * 1024;
@@ -72,11 +76,23 @@ impl Running {
     }
 }
 
+/// Counts every request by its route pattern (not the raw path: ids would explode the label set).
+async fn track(State(state): State<AppState>, req: axum::extract::Request, next: Next) -> axum::response::Response {
+    let route =
+        req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string()).unwrap_or_else(|| "unmatched".into());
+    let method = req.method().to_string();
+    let started = Instant::now();
+    let res = next.run(req).await;
+    state.metrics.http(&route, &method, res.status().as_u16(), started.elapsed());
+    res
+}
+
 pub fn router(state: AppState) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
     Router::new()
         .merge(crate::slack::router())
         .merge(crate::api::router())
+        .route_layer(middleware::from_fn_with_state(state.clone(), track))
         .with_state(state)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, Duration::from_secs(15)))
@@ -92,7 +108,20 @@ pub fn router(state: AppState) -> Router {
 pub async fn start(opts: Options, listener: TcpListener) -> anyhow::Result<Running> {
     let store = crate::store::open(&opts.env.database_url).await?;
     let wake = Arc::new(Notify::new());
-    let workflow = Arc::new(Workflow::new(store.clone(), opts.catalog, opts.clock.clone(), wake.clone()));
+    let metrics = Arc::new(Metrics::default());
+    let counted = metrics.clone();
+    let hook: CommitHook = Arc::new(move |cs: &Changeset| {
+        for e in &cs.events {
+            match e.event_type.as_str() {
+                "app.access_request.approver.approve" => counted.decision("approve"),
+                "app.access_request.approver.deny" => counted.decision("deny"),
+                "app.access_request.request" => counted.request_created(),
+                _ => {}
+            }
+        }
+    });
+    let workflow =
+        Arc::new(Workflow::new(store.clone(), opts.catalog, opts.clock.clone(), wake.clone()).with_commit_hook(hook));
 
     // Resolve configured emails to Slack ids ahead of the first click.
     let mut unresolved = Vec::new();
@@ -105,11 +134,10 @@ pub async fn start(opts: Options, listener: TcpListener) -> anyhow::Result<Runni
 
     let client = SlackClient::new(&opts.env.slack_api_base_url, opts.env.bot_token.clone());
     let deliverer = Arc::new(SlackDeliverer::new(client, store.clone()));
-    let outbox = Outbox::new(store.clone(), deliverer, opts.clock.clone(), wake, opts.outbox);
+    let outbox = Outbox::new(store.clone(), deliverer, opts.clock.clone(), wake, opts.outbox, metrics.clone());
     let shutdown = CancellationToken::new();
     let workers = outbox.spawn(shutdown.clone());
 
-    let metrics = Arc::new(Metrics::default());
     let state = AppState {
         workflow: workflow.clone(),
         slack: Arc::new(SlackSettings {

@@ -1,4 +1,4 @@
-//! The HTTP API besides Slack: health and readiness probes.
+//! The HTTP API besides Slack: probes and metrics.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -10,7 +10,7 @@ use serde_json::json;
 use crate::server::AppState;
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz))
+    Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz)).route("/metrics", get(metrics))
 }
 
 async fn healthz() -> impl IntoResponse {
@@ -26,4 +26,26 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
             (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "unavailable", "database": "unreachable"})))
         }
     }
+}
+
+/// Prometheus text format; database-backed gauges are refreshed first.
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    let m = &state.metrics;
+    match state.workflow.store().outbox_counts().await {
+        Ok(c) => {
+            m.outbox_depth.with_label_values(&["pending"]).set(c.pending);
+            m.outbox_depth.with_label_values(&["done"]).set(c.done);
+            m.outbox_depth.with_label_values(&["failed"]).set(c.failed);
+        }
+        Err(e) => tracing::warn!(error = %e, "metrics: outbox counts unavailable"),
+    }
+    match state.workflow.store().request_counts().await {
+        Ok(counts) => {
+            for (status, n) in counts {
+                m.requests_by_status.with_label_values(&[status.as_str()]).set(n);
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "metrics: request counts unavailable"),
+    }
+    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], m.render())
 }

@@ -1,6 +1,7 @@
 //! Persistence: one [`Store`] trait with coarse, intention-named methods, each
 //! its own transaction. The backend is chosen from the `DATABASE_URL` scheme.
 
+mod postgres;
 mod sqlite;
 
 use std::sync::Arc;
@@ -9,8 +10,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use crate::workflow::model::{Assignment, Changeset, LogEvent, Request, Timestamp};
+use crate::workflow::model::{Assignment, Changeset, LogEvent, Request, Status, Timestamp};
 
+pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
 #[derive(Debug, thiserror::Error)]
@@ -116,6 +118,8 @@ pub trait Store: Send + Sync + 'static {
     /// Gives back claimed rows on shutdown so another worker takes them at once.
     async fn release_jobs(&self, ids: &[i64]) -> Result<(), StoreError>;
     async fn outbox_counts(&self) -> Result<OutboxCounts, StoreError>;
+    /// How many requests there are in each status.
+    async fn request_counts(&self) -> Result<Vec<(Status, i64)>, StoreError>;
 
     async fn record_message(&self, msg: &MessageRef) -> Result<(), StoreError>;
     async fn messages(&self, request_id: &str, step: i64, recipient: &str) -> Result<Vec<MessageRef>, StoreError>;
@@ -130,9 +134,11 @@ pub trait Store: Send + Sync + 'static {
 pub async fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
     if url.starts_with("sqlite:") {
         Ok(Arc::new(SqliteStore::open(url).await?))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(PgStore::open(url).await?))
     } else {
         Err(StoreError::Unsupported(format!(
-            "unsupported DATABASE_URL scheme in `{}`: use sqlite://FILE",
+            "unsupported DATABASE_URL scheme in `{}`: use sqlite://FILE or postgres://USER@HOST/DB",
             url.split(':').next().unwrap_or_default()
         )))
     }

@@ -377,6 +377,20 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    async fn request_counts(&self) -> Result<Vec<(Status, i64)>, StoreError> {
+        let rows =
+            sqlx::query("SELECT status, COUNT(*) AS n FROM requests GROUP BY status").fetch_all(&self.pool).await?;
+        let mut out = Vec::new();
+        for row in rows {
+            let status: String = row.try_get("status")?;
+            let n: i64 = row.try_get("n")?;
+            let status = Status::parse(&status)
+                .ok_or_else(|| StoreError::Corrupt(format!("unknown request status {status}")))?;
+            out.push((status, n));
+        }
+        Ok(out)
+    }
+
     async fn outbox_counts(&self) -> Result<OutboxCounts, StoreError> {
         let rows =
             sqlx::query("SELECT status, COUNT(*) AS n FROM outbox GROUP BY status").fetch_all(&self.pool).await?;

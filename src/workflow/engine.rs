@@ -27,6 +27,11 @@ pub struct NewRequest {
     pub justification: String,
 }
 
+/// User text as stored: trimmed, without NUL (which PostgreSQL text cannot hold), empty = none.
+fn clean(s: Option<String>) -> Option<String> {
+    s.map(|t| t.replace('\0', "").trim().to_string()).filter(|t| !t.is_empty())
+}
+
 fn forbidden(reason: impl Into<String>) -> WorkflowError {
     WorkflowError::Forbidden(reason.into())
 }
@@ -175,7 +180,7 @@ pub fn submit(catalog: &Catalog, input: NewRequest, actor: &Actor, now: Timestam
     if !actor.party.is(&input.requested_for) && !catalog.settings.allow_request_on_behalf {
         return Err(forbidden("requests on behalf of someone else are turned off"));
     }
-    let justification = input.justification.trim().to_string();
+    let justification = clean(Some(input.justification)).unwrap_or_default();
     if justification.is_empty() && app.justification_required() {
         return Err(WorkflowError::Invalid(format!(
             "{} needs a business justification: `/access request {} <why you need it>`",
@@ -297,7 +302,7 @@ pub fn decide(
     now: Timestamp,
 ) -> Result<Changeset, WorkflowError> {
     check_decider(&req, step_index, actor)?;
-    let comment = comment.map(|c| c.trim().to_string()).filter(|c| !c.is_empty());
+    let comment = clean(comment);
     let approve = matches!(decision, Decision::Approve);
     let mut cs = Changeset::default();
     touch(&mut req, actor, now);
@@ -410,7 +415,7 @@ pub fn cancel(
     req.status = Status::Canceled;
     req.resolved = Some(now);
     let current = close_remaining(&mut req, StepState::Closed);
-    let reason = reason.map(|r| r.trim().to_string()).filter(|r| !r.is_empty());
+    let reason = clean(reason);
     let mut ev = EventBuilder::new("app.access_request.delete", actor, now, "Access request canceled")
         .request(&req)
         .data("canceledBy", if as_admin { "ADMIN" } else { "REQUESTER" });

@@ -14,7 +14,7 @@ use chrono::Utc;
 pub use catalog::{Catalog, Party, Person};
 pub use engine::Decision;
 pub use model::ActorType;
-pub use service::{Submitted, Workflow};
+pub use service::{CommitHook, Submitted, Workflow};
 
 use model::{Status, Timestamp};
 

@@ -20,7 +20,11 @@ pub struct Workflow {
     clock: Arc<dyn Clock>,
     /// Woken after every commit that wrote notifications, so delivery starts at once.
     wake: Arc<Notify>,
+    on_commit: Option<CommitHook>,
 }
+
+/// Called after every successful commit (metrics count decisions with it).
+pub type CommitHook = Arc<dyn Fn(&Changeset) + Send + Sync>;
 
 /// The result of a request command: the request, and whether it already existed.
 pub struct Submitted {
@@ -30,7 +34,12 @@ pub struct Submitted {
 
 impl Workflow {
     pub fn new(store: Arc<dyn Store>, catalog: Catalog, clock: Arc<dyn Clock>, wake: Arc<Notify>) -> Workflow {
-        Workflow { store, catalog: RwLock::new(Arc::new(catalog)), clock, wake }
+        Workflow { store, catalog: RwLock::new(Arc::new(catalog)), clock, wake, on_commit: None }
+    }
+
+    pub fn with_commit_hook(mut self, hook: CommitHook) -> Workflow {
+        self.on_commit = Some(hook);
+        self
     }
 
     pub fn catalog(&self) -> Arc<Catalog> {
@@ -58,6 +67,9 @@ impl Workflow {
         self.store.commit(cs).await?;
         if !cs.notices.is_empty() {
             self.wake.notify_one();
+        }
+        if let Some(hook) = &self.on_commit {
+            hook(cs);
         }
         Ok(())
     }

@@ -155,4 +155,10 @@ async fn direct_grant_and_revoke(b: Backend) {
     assert_eq!(app.events_of("security.request.blocked").await.len(), 3);
 }
 
-crate::both!(pending_and_show_respect_app_admin_scope, resend_then_decision_updates_every_message, admin_cancel_with_reason, override_assigns_now_and_deletes_remaining_steps, direct_grant_and_revoke);
+crate::both!(
+    pending_and_show_respect_app_admin_scope,
+    resend_then_decision_updates_every_message,
+    admin_cancel_with_reason,
+    override_assigns_now_and_deletes_remaining_steps,
+    direct_grant_and_revoke
+);

@@ -87,6 +87,7 @@ async fn emails_resolve_once_and_are_cached(b: Backend) {
     let i = app.store().identity_by_email("carol@example.com").await.unwrap().unwrap();
     assert_eq!(i.user_id, "U0CAROL");
     app.request_app("U0REQ", "github", "x").await;
+    app.drain().await;
     app.request_app("U0REQ2", "github", "y").await;
     app.drain().await;
     assert_eq!(app.slack.ok_calls("users.lookupByEmail").len(), 1);
@@ -99,4 +100,9 @@ async fn emails_resolve_once_and_are_cached(b: Backend) {
     assert_eq!(app.slack.ok_calls("users.info").iter().filter(|c| c.body["user"] == "U0REQ").count(), 1);
 }
 
-crate::both!(rate_limit_then_server_error_then_ok_delivers_once, permanent_errors_fail_without_endless_retries, a_slack_outage_is_ridden_out_and_undelivered_rows_survive_a_restart, emails_resolve_once_and_are_cached);
+crate::both!(
+    rate_limit_then_server_error_then_ok_delivers_once,
+    permanent_errors_fail_without_endless_retries,
+    a_slack_outage_is_ridden_out_and_undelivered_rows_survive_a_restart,
+    emails_resolve_once_and_are_cached
+);

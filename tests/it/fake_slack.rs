@@ -43,6 +43,7 @@ struct Inner {
     script: Mutex<HashMap<String, VecDeque<Fail>>>,
     down: Mutex<bool>,
     users: Mutex<HashMap<String, String>>,
+    delay_ms: AtomicU64,
     ts: AtomicU64,
 }
 
@@ -71,10 +72,6 @@ impl FakeSlack {
         format!("http://{}/api", self.addr)
     }
 
-    pub fn response_url(&self, id: &str) -> String {
-        format!("http://{}/respond/{id}", self.addr)
-    }
-
     /// A person `users.lookupByEmail` and `users.info` know.
     pub fn add_user(&self, id: &str, email: &str) {
         self.inner.users.lock().unwrap().insert(email.to_string(), id.to_string());
@@ -83,6 +80,11 @@ impl FakeSlack {
     /// The next calls of `method` fail like this, in order.
     pub fn fail_next(&self, method: &str, fails: Vec<Fail>) {
         self.inner.script.lock().unwrap().entry(method.to_string()).or_default().extend(fails);
+    }
+
+    /// Every Web API call waits this long before it is handled (a slow Slack).
+    pub fn set_delay(&self, delay: std::time::Duration) {
+        self.inner.delay_ms.store(delay.as_millis() as u64, Ordering::SeqCst);
     }
 
     /// While down, every call answers 500.
@@ -150,6 +152,10 @@ fn fail_response(f: &Fail) -> (String, Response) {
 }
 
 async fn api(State(inner): State<Arc<Inner>>, Path(method): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
+    let delay = inner.delay_ms.load(Ordering::SeqCst);
+    if delay > 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+    }
     let body = parse_body(&headers, &body);
     if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some("Bearer xoxb-test-token") {
         record(&inner, &method, body, "not_authed");

@@ -262,4 +262,12 @@ async fn help_apps_tasks_and_unknown_commands(b: Backend) {
     assert!(app.say("U0REQ", "tasks").await.contains("Nothing is waiting"));
 }
 
-crate::both!(app_without_approval_is_granted_at_once, user_then_group_then_user_steps, deny_with_comment_through_the_modal, concurrent_clicks_from_two_group_members_make_one_decision, a_second_request_returns_the_open_one, requester_cancels_and_lists_their_requests, help_apps_tasks_and_unknown_commands);
+crate::both!(
+    app_without_approval_is_granted_at_once,
+    user_then_group_then_user_steps,
+    deny_with_comment_through_the_modal,
+    concurrent_clicks_from_two_group_members_make_one_decision,
+    a_second_request_returns_the_open_one,
+    requester_cancels_and_lists_their_requests,
+    help_apps_tasks_and_unknown_commands
+);

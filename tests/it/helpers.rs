@@ -78,9 +78,11 @@ impl TestDb {
     pub async fn create(backend: &Backend) -> TestDb {
         let dir = tempfile::tempdir().unwrap();
         match backend {
-            Backend::Sqlite => {
-                TestDb { url: format!("sqlite://{}", dir.path().join("accessbot.db").display()), _dir: dir, pg_admin: None }
-            }
+            Backend::Sqlite => TestDb {
+                url: format!("sqlite://{}", dir.path().join("accessbot.db").display()),
+                _dir: dir,
+                pg_admin: None,
+            },
             Backend::Postgres(server) => {
                 use sqlx::Connection;
                 let name = format!("accessbot_test_{}", uuid::Uuid::new_v4().simple());
@@ -103,7 +105,8 @@ impl Drop for TestDb {
             rt.block_on(async move {
                 use sqlx::Connection;
                 if let Ok(mut conn) = sqlx::PgConnection::connect(&server).await {
-                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut conn).await;
+                    let _ =
+                        sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut conn).await;
                 }
             });
         })
@@ -138,12 +141,11 @@ impl Setup {
 }
 
 pub struct TestApp {
-    pub base: String,
+    pub chat: ChatClient,
     pub slack: FakeSlack,
     pub running: Option<Running>,
     store: Arc<dyn Store>,
     pub db: Arc<TestDb>,
-    http: reqwest::Client,
 }
 
 pub async fn spawn_app(backend: Backend) -> TestApp {
@@ -168,6 +170,8 @@ async fn start(setup: Setup, slack: FakeSlack, db: Arc<TestDb>) -> TestApp {
         slack_api_base_url: slack.api_base(),
         api_tokens: vec![],
         team_ids: setup.team_ids.clone(),
+        outbox_lease: setup.outbox.lease,
+        shutdown_timeout: Duration::from_secs(5),
     };
     let catalog = parse_catalog("accessbot.toml", &setup.config).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -180,12 +184,11 @@ async fn start(setup: Setup, slack: FakeSlack, db: Arc<TestDb>) -> TestApp {
     };
     let running = server::start(opts, listener).await.unwrap();
     let app = TestApp {
-        base: format!("http://{}", running.addr),
+        chat: ChatClient::new(&format!("http://{}", running.addr), &slack),
         slack,
         store: running.workflow.store().clone(),
         running: Some(running),
         db,
-        http: reqwest::Client::new(),
     };
     // Identity look-ups for configured emails are queued at start; let them land.
     app.drain().await;
@@ -208,6 +211,50 @@ impl TestApp {
     pub async fn restart(mut self, setup: Setup) -> TestApp {
         self.stop().await;
         start(setup, self.slack.clone(), self.db.clone()).await
+    }
+
+    /// Waits until the outbox has nothing left to deliver.
+    pub async fn drain(&self) {
+        drain(&self.store, Duration::from_secs(10)).await
+    }
+
+    pub async fn request(&self, id: &str) -> Request {
+        self.store().request(id).await.unwrap().expect("request exists")
+    }
+
+    pub async fn open_request(&self, user: &str, app: &str) -> Option<Request> {
+        self.store().open_request(user, app).await.unwrap()
+    }
+
+    pub async fn events(&self, request_id: &str) -> Vec<LogEvent> {
+        self.store().request_events(request_id).await.unwrap()
+    }
+
+    pub async fn events_of(&self, event_type: &str) -> Vec<LogEvent> {
+        self.store().events_of_type(event_type, 10_000).await.unwrap()
+    }
+}
+
+/// Talks to a server exactly as Slack does: signed commands, clicks and modal submissions.
+#[derive(Clone)]
+pub struct ChatClient {
+    pub base: String,
+    /// Where the fake Slack takes `response_url` posts.
+    pub slack_base: String,
+    http: reqwest::Client,
+}
+
+impl ChatClient {
+    pub fn new(base: &str, slack: &FakeSlack) -> ChatClient {
+        ChatClient {
+            base: base.to_string(),
+            slack_base: format!("http://{}", slack.addr),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    fn response_url(&self, id: &str) -> String {
+        format!("{}/respond/{id}", self.slack_base)
     }
 
     pub async fn post_raw(
@@ -278,7 +325,7 @@ impl TestApp {
             "team": {"id": TEAM, "domain": "acme"},
             "user": {"id": user, "team_id": TEAM},
             "trigger_id": format!("trigger-{user}-{action_id}"),
-            "response_url": self.slack.response_url(&format!("{user}-{action_id}")),
+            "response_url": self.response_url(&format!("{user}-{action_id}")),
             "container": {"type": "message", "channel_id": format!("D{user}"), "is_ephemeral": false},
             "actions": [{"action_id": action_id, "block_id": format!("decide:{request_id}:{step}"), "type": "button",
                           "value": format!("{request_id}:{step}"), "action_ts": "1700000000.1"}]
@@ -300,35 +347,6 @@ impl TestApp {
         (status, res.json().await.unwrap_or(Value::Null))
     }
 
-    /// Waits until the outbox has nothing left to deliver.
-    pub async fn drain(&self) {
-        let store = self.store();
-        for _ in 0..400 {
-            let c = store.outbox_counts().await.unwrap();
-            if c.pending == 0 {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        panic!("outbox did not drain: {:?}", store.outbox_counts().await.unwrap());
-    }
-
-    pub async fn request(&self, id: &str) -> Request {
-        self.store().request(id).await.unwrap().expect("request exists")
-    }
-
-    pub async fn open_request(&self, user: &str, app: &str) -> Option<Request> {
-        self.store().open_request(user, app).await.unwrap()
-    }
-
-    pub async fn events(&self, request_id: &str) -> Vec<LogEvent> {
-        self.store().request_events(request_id).await.unwrap()
-    }
-
-    pub async fn events_of(&self, event_type: &str) -> Vec<LogEvent> {
-        self.store().events_of_type(event_type, 10_000).await.unwrap()
-    }
-
     /// Creates a request as `user` and returns its id.
     pub async fn request_app(&self, user: &str, app: &str, justification: &str) -> String {
         let reply = self.say(user, &format!("request {app} {justification}")).await;
@@ -336,6 +354,25 @@ impl TestApp {
         assert!(id.starts_with("req") && id.len() == 20, "no request id in reply: {reply}");
         id
     }
+}
+
+impl std::ops::Deref for TestApp {
+    type Target = ChatClient;
+    fn deref(&self) -> &ChatClient {
+        &self.chat
+    }
+}
+
+/// Waits until `store`'s outbox has nothing left to deliver.
+pub async fn drain(store: &Arc<dyn Store>, within: Duration) {
+    let started = std::time::Instant::now();
+    while started.elapsed() < within {
+        if store.outbox_counts().await.unwrap().pending == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("outbox did not drain: {:?}", store.outbox_counts().await.unwrap());
 }
 
 /// Event types of a request's history, in order.

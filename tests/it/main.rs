@@ -25,8 +25,10 @@ macro_rules! both {
 
 mod fake_slack;
 mod helpers;
+mod process;
 
 mod admin;
 mod delivery;
 mod flows;
+mod replicas;
 mod security;

@@ -18,7 +18,7 @@ async fn assert_nothing_happened(app: &TestApp) {
 async fn forged_stale_and_missing_signatures_are_rejected_and_logged(b: Backend) {
     let app = spawn_app(b).await;
     app.slack.clear();
-    let body = TestApp::command_body("U0EVE", "request zoom", TEAM);
+    let body = ChatClient::command_body("U0EVE", "request zoom", TEAM);
     let now = chrono::Utc::now().timestamp();
 
     // Forged: signed with another secret.
@@ -68,7 +68,7 @@ async fn forged_stale_and_missing_signatures_are_rejected_and_logged(b: Backend)
 async fn other_workspaces_are_refused(b: Backend) {
     let app = spawn_app(b).await;
     app.slack.clear();
-    let body = TestApp::command_body("U0EVE", "request zoom", "T0OTHER");
+    let body = ChatClient::command_body("U0EVE", "request zoom", "T0OTHER");
     let res = app.signed("/slack/commands", &body, FORM).await;
     assert_eq!(res.status(), StatusCode::FORBIDDEN);
 
@@ -189,4 +189,11 @@ async fn requester_is_never_asked_and_lone_approver_steps_go_to_admins(b: Backen
     assert!(app.slack.dms_to("U0BOB").iter().all(|c| !c.text().contains("\"approve\"")));
 }
 
-crate::both!(forged_stale_and_missing_signatures_are_rejected_and_logged, other_workspaces_are_refused, events_handshake_and_ssl_check, malformed_and_oversized_input, non_approvers_and_requesters_cannot_decide, requester_is_never_asked_and_lone_approver_steps_go_to_admins);
+crate::both!(
+    forged_stale_and_missing_signatures_are_rejected_and_logged,
+    other_workspaces_are_refused,
+    events_handshake_and_ssl_check,
+    malformed_and_oversized_input,
+    non_approvers_and_requesters_cannot_decide,
+    requester_is_never_asked_and_lone_approver_steps_go_to_admins
+);

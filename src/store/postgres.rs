@@ -1,0 +1,1006 @@
+//! PostgreSQL backend: a pool shared by any number of server replicas,
+//! timestamps as `TIMESTAMPTZ`, JSON as `JSONB`. Outbox rows are claimed with
+//! `FOR UPDATE SKIP LOCKED`, so replicas never hand out the same row twice.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, TimeDelta, Utc};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
+use sqlx::types::Json;
+use sqlx::{PgPool, Postgres, Row};
+
+use super::*;
+use crate::workflow::model::{AssignmentChange, AssignmentSource};
+
+pub struct PgStore {
+    pool: PgPool,
+}
+
+/// Decodes a JSONB column; a body that does not deserialize is `Corrupt`, like in SQLite.
+fn json_column<T: serde::de::DeserializeOwned>(row: &PgRow, column: &str) -> Result<T, StoreError> {
+    match row.try_get::<Json<T>, _>(column) {
+        Ok(Json(v)) => Ok(v),
+        Err(sqlx::Error::ColumnDecode { source, .. }) => Err(StoreError::Corrupt(source.to_string())),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn decode_request(row: &PgRow) -> Result<Request, StoreError> {
+    let mut req: Request = json_column(row, "body")?;
+    req.version = row.try_get("version")?;
+    Ok(req)
+}
+
+fn decode_event(row: &PgRow) -> Result<LogEvent, StoreError> {
+    let mut ev: LogEvent = json_column(row, "body")?;
+    ev.request_id = row.try_get("request_id")?;
+    Ok(ev)
+}
+
+fn decode_identity(r: &PgRow) -> Result<Identity, StoreError> {
+    Ok(Identity {
+        user_id: r.try_get("user_id")?,
+        email: r.try_get("email")?,
+        name: r.try_get("name")?,
+        dm_channel: r.try_get("dm_channel")?,
+    })
+}
+
+fn source_str(s: AssignmentSource) -> &'static str {
+    match s {
+        AssignmentSource::Workflow => "workflow",
+        AssignmentSource::Override => "override",
+        AssignmentSource::Direct => "direct",
+    }
+}
+
+fn parse_source(s: &str) -> AssignmentSource {
+    match s {
+        "override" => AssignmentSource::Override,
+        "direct" => AssignmentSource::Direct,
+        _ => AssignmentSource::Workflow,
+    }
+}
+
+/// `now + lease`, saturating (PostgreSQL's range exceeds chrono's).
+fn lease_end(now: Timestamp, lease: Duration) -> Timestamp {
+    TimeDelta::from_std(lease).ok().and_then(|d| now.checked_add_signed(d)).unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
+const OPEN: &str = "('SUBMITTED', 'PENDING')";
+
+impl PgStore {
+    /// Connects to a `postgres://` / `postgresql://` URL and applies the migrations.
+    pub async fn open(url: &str) -> Result<PgStore, StoreError> {
+        PgStore::with_options(PgConnectOptions::from_str(url)?).await
+    }
+
+    async fn with_options(opts: PgConnectOptions) -> Result<PgStore, StoreError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(10)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(opts)
+            .await?;
+        // The migrator takes an advisory lock, so replicas starting together are safe.
+        sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+        Ok(PgStore { pool })
+    }
+}
+
+#[async_trait]
+impl Store for PgStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn commit(&self, cs: &Changeset) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let now = cs.events.first().map(|e| e.published).unwrap_or_else(Utc::now);
+        if let Some(req) = &cs.request {
+            let grant = req.grant_status.map(|g| g.as_str());
+            if req.version == 0 {
+                let res = sqlx::query(
+                    "INSERT INTO requests (id, app_id, requested_by, requested_for, status, grant_status, created, last_updated, version, body)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 1, $9)",
+                )
+                .bind(&req.id)
+                .bind(&req.app_id)
+                .bind(&req.requested_by.id)
+                .bind(&req.requested_for.id)
+                .bind(req.status.as_str())
+                .bind(grant)
+                .bind(req.created)
+                .bind(req.last_updated)
+                .bind(Json(req))
+                .execute(&mut *tx)
+                .await;
+                if let Err(sqlx::Error::Database(e)) = &res {
+                    if e.is_unique_violation() {
+                        return Err(StoreError::DuplicateOpen);
+                    }
+                }
+                res?;
+            } else {
+                let res = sqlx::query(
+                    "UPDATE requests SET status = $1, grant_status = $2, last_updated = $3, version = version + 1, body = $4
+                     WHERE id = $5 AND version = $6",
+                )
+                .bind(req.status.as_str())
+                .bind(grant)
+                .bind(req.last_updated)
+                .bind(Json(req))
+                .bind(&req.id)
+                .bind(req.version)
+                .execute(&mut *tx)
+                .await?;
+                if res.rows_affected() != 1 {
+                    return Err(StoreError::Conflict);
+                }
+                sqlx::query("DELETE FROM current_approvers WHERE request_id = $1")
+                    .bind(&req.id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            if req.status.is_open() {
+                if let Some(step) = req.current() {
+                    let people: Vec<String> = step.approvers.iter().map(|p| p.key().to_string()).collect();
+                    sqlx::query(
+                        "INSERT INTO current_approvers (person, request_id) SELECT p, $2 FROM UNNEST($1::text[]) AS p
+                         ON CONFLICT DO NOTHING",
+                    )
+                    .bind(people)
+                    .bind(&req.id)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+            }
+        }
+        match &cs.assignment {
+            Some(AssignmentChange::Grant(a)) => {
+                sqlx::query(
+                    "INSERT INTO assignments (user_id, app_id, request_id, source, granted, expires) VALUES ($1, $2, $3, $4, $5, $6)
+                     ON CONFLICT (user_id, app_id) DO UPDATE SET
+                       request_id = excluded.request_id, source = excluded.source,
+                       granted = excluded.granted, expires = excluded.expires",
+                )
+                .bind(&a.user_id)
+                .bind(&a.app_id)
+                .bind(&a.request_id)
+                .bind(source_str(a.source))
+                .bind(a.granted)
+                .bind(a.expires)
+                .execute(&mut *tx)
+                .await?;
+            }
+            Some(AssignmentChange::Revoke { user_id, app_id }) => {
+                sqlx::query("DELETE FROM assignments WHERE user_id = $1 AND app_id = $2")
+                    .bind(user_id)
+                    .bind(app_id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            None => {}
+        }
+        for ev in &cs.events {
+            insert_event(&mut tx, ev).await?;
+        }
+        for n in &cs.notices {
+            let item = crate::outbox::notice_item(n)?;
+            insert_job(&mut tx, &item, now).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn request(&self, id: &str) -> Result<Option<Request>, StoreError> {
+        let row =
+            sqlx::query("SELECT body, version FROM requests WHERE id = $1").bind(id).fetch_optional(&self.pool).await?;
+        row.as_ref().map(decode_request).transpose()
+    }
+
+    async fn open_request(&self, user_id: &str, app_id: &str) -> Result<Option<Request>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT body, version FROM requests WHERE requested_for = $1 AND app_id = $2 AND status IN {OPEN}"
+        ))
+        .bind(user_id)
+        .bind(app_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(decode_request).transpose()
+    }
+
+    async fn requests_for_user(&self, user_id: &str, limit: i64) -> Result<Vec<Request>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT body, version FROM requests WHERE requested_for = $1 ORDER BY created DESC, id DESC LIMIT $2",
+        )
+        .bind(user_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(decode_request).collect()
+    }
+
+    async fn pending_for_approver(&self, people: &[String], limit: i64) -> Result<Vec<Request>, StoreError> {
+        if people.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query(&format!(
+            "SELECT r.body, r.version FROM requests r WHERE r.id IN
+               (SELECT request_id FROM current_approvers WHERE person = ANY($1))
+             AND r.status IN {OPEN} ORDER BY r.created, r.id LIMIT $2"
+        ))
+        .bind(people.to_vec())
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(decode_request).collect()
+    }
+
+    async fn pending_requests(&self, apps: Option<&[String]>, limit: i64) -> Result<Vec<Request>, StoreError> {
+        let rows = match apps {
+            None => {
+                sqlx::query(&format!(
+                    "SELECT body, version FROM requests WHERE status IN {OPEN} ORDER BY created, id LIMIT $1"
+                ))
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?
+            }
+            Some([]) => return Ok(Vec::new()),
+            Some(apps) => {
+                sqlx::query(&format!(
+                    "SELECT body, version FROM requests WHERE status IN {OPEN} AND app_id = ANY($1)
+                     ORDER BY created, id LIMIT $2"
+                ))
+                .bind(apps.to_vec())
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?
+            }
+        };
+        rows.iter().map(decode_request).collect()
+    }
+
+    async fn assignment(&self, user_id: &str, app_id: &str) -> Result<Option<Assignment>, StoreError> {
+        let row = sqlx::query(
+            "SELECT user_id, app_id, request_id, source, granted, expires FROM assignments WHERE user_id = $1 AND app_id = $2",
+        )
+        .bind(user_id)
+        .bind(app_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let source: String = row.try_get("source")?;
+        Ok(Some(Assignment {
+            user_id: row.try_get("user_id")?,
+            app_id: row.try_get("app_id")?,
+            request_id: row.try_get("request_id")?,
+            source: parse_source(&source),
+            granted: row.try_get("granted")?,
+            expires: row.try_get("expires")?,
+        }))
+    }
+
+    async fn append_events(&self, events: &[LogEvent]) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for ev in events {
+            insert_event(&mut tx, ev).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn request_events(&self, request_id: &str) -> Result<Vec<LogEvent>, StoreError> {
+        let rows = sqlx::query("SELECT body, request_id FROM system_log WHERE request_id = $1 ORDER BY seq")
+            .bind(request_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(decode_event).collect()
+    }
+
+    async fn events_of_type(&self, event_type: &str, limit: i64) -> Result<Vec<LogEvent>, StoreError> {
+        let rows = sqlx::query("SELECT body, request_id FROM system_log WHERE event_type = $1 ORDER BY seq LIMIT $2")
+            .bind(event_type)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(decode_event).collect()
+    }
+
+    async fn enqueue(&self, items: &[OutboxItem]) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for item in items {
+            insert_job(&mut tx, item, Utc::now()).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn claim_jobs(&self, now: Timestamp, lease: Duration, limit: i64) -> Result<Vec<ClaimedJob>, StoreError> {
+        // Rows another replica is claiming right now are skipped, not waited on; a
+        // row whose key has an older pending row (locked or not) is never taken.
+        let rows = sqlx::query(
+            "UPDATE outbox SET lease_until = $1, attempts = attempts + 1
+             WHERE id IN (
+               SELECT o.id FROM outbox o
+               WHERE o.status = 'pending' AND o.next_attempt_at <= $2
+                 AND (o.lease_until IS NULL OR o.lease_until < $2)
+                 AND NOT EXISTS (SELECT 1 FROM outbox p
+                                 WHERE p.ordering_key = o.ordering_key AND p.status = 'pending' AND p.id < o.id)
+               ORDER BY o.id LIMIT $3
+               FOR UPDATE SKIP LOCKED)
+             RETURNING id, ordering_key, kind, payload, attempts, deadline, created",
+        )
+        .bind(lease_end(now, lease))
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut jobs = Vec::with_capacity(rows.len());
+        for row in rows {
+            jobs.push(ClaimedJob {
+                id: row.try_get("id")?,
+                attempts: row.try_get("attempts")?,
+                created: row.try_get("created")?,
+                item: OutboxItem {
+                    ordering_key: row.try_get("ordering_key")?,
+                    kind: row.try_get("kind")?,
+                    payload: json_column(&row, "payload")?,
+                    deadline: row.try_get("deadline")?,
+                },
+            });
+        }
+        jobs.sort_by_key(|j| j.id);
+        Ok(jobs)
+    }
+
+    async fn finish_job(&self, id: i64, outcome: JobOutcome, now: Timestamp) -> Result<(), StoreError> {
+        let q = match &outcome {
+            JobOutcome::Done => {
+                sqlx::query("UPDATE outbox SET status = 'done', lease_until = NULL, finished = $1 WHERE id = $2")
+                    .bind(now)
+                    .bind(id)
+            }
+            JobOutcome::Retry { at, error } => {
+                sqlx::query("UPDATE outbox SET lease_until = NULL, next_attempt_at = $1, last_error = $2 WHERE id = $3")
+                    .bind(*at)
+                    .bind(error)
+                    .bind(id)
+            }
+            JobOutcome::Failed { error } => sqlx::query(
+                "UPDATE outbox SET status = 'failed', lease_until = NULL, last_error = $1, finished = $2 WHERE id = $3",
+            )
+            .bind(error)
+            .bind(now)
+            .bind(id),
+        };
+        q.execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn release_jobs(&self, ids: &[i64]) -> Result<(), StoreError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        sqlx::query(
+            "UPDATE outbox SET lease_until = NULL, attempts = GREATEST(attempts - 1, 0)
+             WHERE id = ANY($1) AND status = 'pending'",
+        )
+        .bind(ids.to_vec())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn request_counts(&self) -> Result<Vec<(Status, i64)>, StoreError> {
+        let rows =
+            sqlx::query("SELECT status, COUNT(*) AS n FROM requests GROUP BY status").fetch_all(&self.pool).await?;
+        let mut out = Vec::new();
+        for row in rows {
+            let status: String = row.try_get("status")?;
+            let n: i64 = row.try_get("n")?;
+            let status = Status::parse(&status)
+                .ok_or_else(|| StoreError::Corrupt(format!("unknown request status {status}")))?;
+            out.push((status, n));
+        }
+        Ok(out)
+    }
+
+    async fn outbox_counts(&self) -> Result<OutboxCounts, StoreError> {
+        let rows =
+            sqlx::query("SELECT status, COUNT(*) AS n FROM outbox GROUP BY status").fetch_all(&self.pool).await?;
+        let mut c = OutboxCounts::default();
+        for row in rows {
+            let status: String = row.try_get("status")?;
+            let n: i64 = row.try_get("n")?;
+            match status.as_str() {
+                "pending" => c.pending = n,
+                "done" => c.done = n,
+                _ => c.failed += n,
+            }
+        }
+        Ok(c)
+    }
+
+    async fn record_message(&self, m: &MessageRef) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO slack_messages (request_id, step, recipient, channel, ts) VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(&m.request_id)
+        .bind(m.step)
+        .bind(&m.recipient)
+        .bind(&m.channel)
+        .bind(&m.ts)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn messages(&self, request_id: &str, step: i64, recipient: &str) -> Result<Vec<MessageRef>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT request_id, step, recipient, channel, ts FROM slack_messages
+             WHERE request_id = $1 AND step = $2 AND recipient = $3 ORDER BY ts",
+        )
+        .bind(request_id)
+        .bind(step)
+        .bind(recipient)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(MessageRef {
+                    request_id: r.try_get("request_id")?,
+                    step: r.try_get("step")?,
+                    recipient: r.try_get("recipient")?,
+                    channel: r.try_get("channel")?,
+                    ts: r.try_get("ts")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn identity(&self, user_id: &str) -> Result<Option<Identity>, StoreError> {
+        let row = sqlx::query("SELECT user_id, email, name, dm_channel FROM identities WHERE user_id = $1")
+            .bind(user_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| decode_identity(&r)).transpose()
+    }
+
+    async fn identity_by_email(&self, email: &str) -> Result<Option<Identity>, StoreError> {
+        let row = sqlx::query("SELECT user_id, email, name, dm_channel FROM identities WHERE email = $1 LIMIT 1")
+            .bind(email.to_ascii_lowercase())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| decode_identity(&r)).transpose()
+    }
+
+    async fn save_identity(&self, i: &Identity) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO identities (user_id, email, name, dm_channel, updated) VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (user_id) DO UPDATE SET
+               email = COALESCE(excluded.email, identities.email),
+               name = COALESCE(excluded.name, identities.name),
+               dm_channel = COALESCE(excluded.dm_channel, identities.dm_channel),
+               updated = excluded.updated",
+        )
+        .bind(&i.user_id)
+        .bind(i.email.as_ref().map(|e| e.to_ascii_lowercase()))
+        .bind(&i.name)
+        .bind(&i.dm_channel)
+        .bind(Utc::now())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+}
+
+async fn insert_event(tx: &mut sqlx::Transaction<'_, Postgres>, ev: &LogEvent) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO system_log (uuid, published, event_type, request_id, actor_id, body) VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(&ev.uuid)
+    .bind(ev.published)
+    .bind(&ev.event_type)
+    .bind(&ev.request_id)
+    .bind(&ev.actor.id)
+    .bind(Json(ev))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+async fn insert_job(
+    tx: &mut sqlx::Transaction<'_, Postgres>,
+    item: &OutboxItem,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO outbox (ordering_key, kind, payload, next_attempt_at, deadline, created) VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(&item.ordering_key)
+    .bind(&item.kind)
+    .bind(Json(&item.payload))
+    .bind(now)
+    .bind(item.deadline)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Runs against a real server when `TEST_DATABASE_URL` is set, e.g.
+/// `TEST_DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres cargo test --lib store::postgres`.
+/// Each run creates its own database and drops it afterwards.
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use anyhow::{anyhow, ensure, Context};
+    use chrono::DurationRound;
+    use serde_json::json;
+    use sqlx::{Connection, Executor, PgConnection};
+
+    use super::*;
+    use crate::workflow::engine::{self, NewRequest};
+    use crate::workflow::events::EventBuilder;
+    use crate::workflow::model::Status;
+    use crate::workflow::{Actor, Catalog, Decision, Party, Source};
+
+    const CONFIG: &str = r#"
+[settings]
+admins = ["U0ROOT"]
+
+[groups.security]
+name = "Security Team"
+members = ["U0BOB", "carol@example.com"]
+
+[apps.salesforce]
+name = "Salesforce"
+admins = ["U0SFADMIN"]
+steps = [{ user = "U0ALICE" }, { group = "security" }]
+
+[apps.zoom]
+name = "Zoom"
+approval = false
+"#;
+
+    /// A database of its own, dropped (even when the test failed) by [`TestDb::drop_db`].
+    struct TestDb {
+        admin: PgConnectOptions,
+        name: String,
+        store: PgStore,
+    }
+
+    impl TestDb {
+        async fn create(url: &str) -> anyhow::Result<TestDb> {
+            let admin = PgConnectOptions::from_str(url)?;
+            let name = format!("accessbot_store_{}", uuid::Uuid::new_v4().simple());
+            let mut conn = PgConnection::connect_with(&admin).await.context("connecting to TEST_DATABASE_URL")?;
+            conn.execute(format!("CREATE DATABASE {name}").as_str()).await?;
+            conn.close().await?;
+            match PgStore::with_options(admin.clone().database(&name)).await {
+                Ok(store) => Ok(TestDb { admin, name, store }),
+                Err(e) => {
+                    drop_database(&admin, &name).await?;
+                    Err(e.into())
+                }
+            }
+        }
+
+        async fn drop_db(self) -> anyhow::Result<()> {
+            self.store.pool.close().await;
+            drop_database(&self.admin, &self.name).await
+        }
+    }
+
+    async fn drop_database(admin: &PgConnectOptions, name: &str) -> anyhow::Result<()> {
+        let mut conn = PgConnection::connect_with(admin).await?;
+        conn.execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str()).await?;
+        conn.close().await?;
+        Ok(())
+    }
+
+    /// Runs `body` on a fresh database, or skips when `TEST_DATABASE_URL` is unset.
+    async fn with_db<F>(test: &str, body: F) -> anyhow::Result<()>
+    where
+        F: for<'a> FnOnce(&'a PgStore) -> futures::future::BoxFuture<'a, anyhow::Result<()>>,
+    {
+        let Ok(url) = std::env::var("TEST_DATABASE_URL") else {
+            eprintln!("{test}: skipped, TEST_DATABASE_URL is not set");
+            return Ok(());
+        };
+        let db = TestDb::create(&url).await?;
+        let result = body(&db.store).await;
+        let dropped = db.drop_db().await;
+        result?;
+        dropped
+    }
+
+    fn catalog() -> anyhow::Result<Catalog> {
+        Ok(crate::config::parse_catalog("test.toml", CONFIG)?)
+    }
+
+    fn user(id: &str) -> Actor {
+        Actor::user(Party::new(id, None), Source::Slack)
+    }
+
+    /// PostgreSQL keeps microseconds; tests use whole milliseconds so values compare equal.
+    fn now() -> anyhow::Result<Timestamp> {
+        Ok(Utc::now().duration_trunc(TimeDelta::milliseconds(1))?)
+    }
+
+    fn submit(catalog: &Catalog, who: &str, app: &str, at: Timestamp) -> anyhow::Result<Changeset> {
+        let input =
+            NewRequest { app_id: app.into(), requested_for: Party::new(who, None), justification: "needed".into() };
+        Ok(engine::submit(catalog, input, &user(who), at)?)
+    }
+
+    fn request_of(cs: &Changeset) -> anyhow::Result<Request> {
+        cs.request.clone().ok_or_else(|| anyhow!("changeset without a request"))
+    }
+
+    fn people(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    async fn approvers_see(store: &PgStore, who: &[&str]) -> anyhow::Result<Vec<String>> {
+        Ok(store.pending_for_approver(&people(who), 50).await?.into_iter().map(|r| r.id).collect())
+    }
+
+    fn item(key: &str, n: i64) -> OutboxItem {
+        OutboxItem { ordering_key: key.into(), kind: "test".into(), payload: json!({ "n": n }), deadline: None }
+    }
+
+    #[tokio::test]
+    async fn requests_commit_conflicts_and_approvers() -> anyhow::Result<()> {
+        with_db("requests_commit_conflicts_and_approvers", |store| Box::pin(requests_body(store))).await
+    }
+
+    async fn requests_body(store: &PgStore) -> anyhow::Result<()> {
+        let catalog = catalog()?;
+        let t0 = now()?;
+
+        // Insert: version 1, readable, open, its events and notices written with it.
+        let cs = submit(&catalog, "U0EVE", "salesforce", t0)?;
+        let submitted = request_of(&cs)?;
+        store.commit(&cs).await?;
+        let stored = store.request(&submitted.id).await?.ok_or_else(|| anyhow!("request not stored"))?;
+        ensure!(stored == Request { version: 1, ..submitted.clone() }, "round trip changed the request");
+        let open = store.open_request("U0EVE", "salesforce").await?.map(|r| r.id);
+        ensure!(open.as_deref() == Some(submitted.id.as_str()), "open_request: {open:?}");
+        ensure!(store.request("reqDoesNotExist0000").await?.is_none());
+        let events = store.request_events(&submitted.id).await?;
+        ensure!(events == cs.events, "request events differ: {events:?}");
+        ensure!(store.outbox_counts().await?.pending == cs.notices.len() as i64);
+
+        // Current approvers: step 1 is Alice's.
+        ensure!(approvers_see(store, &["U0ALICE"]).await? == vec![submitted.id.clone()]);
+        ensure!(approvers_see(store, &["U0BOB", "carol@example.com"]).await?.is_empty());
+        ensure!(store.pending_for_approver(&[], 50).await?.is_empty());
+
+        // A second open request for the same user and app collides.
+        let dup = submit(&catalog, "U0EVE", "salesforce", t0)?;
+        let err = store.commit(&dup).await.err();
+        ensure!(matches!(err, Some(StoreError::DuplicateOpen)), "second open request: {err:?}");
+        ensure!(store.request(&request_of(&dup)?.id).await?.is_none(), "the failed commit left a row");
+
+        // Update: Alice approves step 1; the step moves to the security group.
+        let t1 = t0 + TimeDelta::seconds(1);
+        let cs = engine::decide(&catalog, stored.clone(), 0, Decision::Approve, None, &user("U0ALICE"), t1)?;
+        store.commit(&cs).await?;
+        let after = store.request(&submitted.id).await?.ok_or_else(|| anyhow!("request vanished"))?;
+        ensure!(after.version == 2 && after.current_step == Some(1), "after approval: {after:?}");
+        ensure!(approvers_see(store, &["U0ALICE"]).await?.is_empty());
+        ensure!(approvers_see(store, &["U0BOB"]).await? == vec![submitted.id.clone()]);
+        ensure!(approvers_see(store, &["carol@example.com", "U0NOBODY"]).await? == vec![submitted.id.clone()]);
+
+        // The same decision made from the stale version 1 is a conflict and writes nothing.
+        let stale = engine::decide(&catalog, stored, 0, Decision::Approve, None, &user("U0ALICE"), t1)?;
+        let before_events = store.request_events(&submitted.id).await?.len();
+        let err = store.commit(&stale).await.err();
+        ensure!(matches!(err, Some(StoreError::Conflict)), "stale update: {err:?}");
+        ensure!(store.request_events(&submitted.id).await?.len() == before_events, "conflict wrote events");
+        ensure!(store.request(&submitted.id).await?.map(|r| r.version) == Some(2));
+
+        // Pending lists, with and without an app filter.
+        let t2 = t0 + TimeDelta::seconds(2);
+        let other = submit(&catalog, "U0FRED", "salesforce", t2)?;
+        store.commit(&other).await?;
+        let other_id = request_of(&other)?.id;
+        let all: Vec<_> = store.pending_requests(None, 50).await?.into_iter().map(|r| r.id).collect();
+        ensure!(all == vec![submitted.id.clone(), other_id.clone()], "pending, oldest first: {all:?}");
+        let limited = store.pending_requests(Some(&people(&["salesforce"])), 1).await?;
+        ensure!(limited.len() == 1 && limited[0].id == submitted.id);
+        ensure!(store.pending_requests(Some(&people(&["zoom"])), 50).await?.is_empty());
+        ensure!(store.pending_requests(Some(&[]), 50).await?.is_empty());
+
+        // Final step: granted, closed, no approver sees it any more.
+        let t3 = t0 + TimeDelta::seconds(3);
+        let cs = engine::decide(&catalog, after, 1, Decision::Approve, None, &user("U0BOB"), t3)?;
+        store.commit(&cs).await?;
+        let done = store.request(&submitted.id).await?.ok_or_else(|| anyhow!("request vanished"))?;
+        ensure!(done.status == Status::Approved && done.version == 3);
+        ensure!(store.open_request("U0EVE", "salesforce").await?.is_none());
+        ensure!(approvers_see(store, &["U0BOB", "carol@example.com"]).await?.is_empty());
+        ensure!(approvers_see(store, &["U0ALICE"]).await? == vec![other_id.clone()]);
+        let a = store.assignment("U0EVE", "salesforce").await?.ok_or_else(|| anyhow!("no assignment"))?;
+        ensure!(a.request_id.as_deref() == Some(submitted.id.as_str()) && a.granted == t3, "assignment: {a:?}");
+        ensure!(a.source == AssignmentSource::Workflow && a.expires.is_none());
+
+        // A new request after the first closed is allowed again; newest first per user.
+        let t4 = t0 + TimeDelta::seconds(4);
+        let again = submit(&catalog, "U0EVE", "salesforce", t4)?;
+        store.commit(&again).await?;
+        let mine: Vec<_> = store.requests_for_user("U0EVE", 10).await?.into_iter().map(|r| r.id).collect();
+        ensure!(mine == vec![request_of(&again)?.id, submitted.id.clone()], "requests_for_user: {mine:?}");
+
+        // Assignments: replace, then revoke.
+        let replaced = Assignment {
+            user_id: "U0EVE".into(),
+            app_id: "salesforce".into(),
+            request_id: None,
+            source: AssignmentSource::Override,
+            granted: t4,
+            expires: Some(t4 + TimeDelta::days(30)),
+        };
+        store
+            .commit(&Changeset { assignment: Some(AssignmentChange::Grant(replaced.clone())), ..Default::default() })
+            .await?;
+        ensure!(store.assignment("U0EVE", "salesforce").await? == Some(replaced));
+        let revoke = AssignmentChange::Revoke { user_id: "U0EVE".into(), app_id: "salesforce".into() };
+        store.commit(&Changeset { assignment: Some(revoke), ..Default::default() }).await?;
+        ensure!(store.assignment("U0EVE", "salesforce").await?.is_none());
+
+        // An app without approval is granted on submit.
+        let zoom = submit(&catalog, "U0EVE", "zoom", t4)?;
+        store.commit(&zoom).await?;
+        ensure!(store.assignment("U0EVE", "zoom").await?.is_some());
+        ensure!(store.open_request("U0EVE", "zoom").await?.is_none());
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn system_log_is_append_only() -> anyhow::Result<()> {
+        with_db("system_log_is_append_only", |store| Box::pin(events_body(store))).await
+    }
+
+    async fn events_body(store: &PgStore) -> anyhow::Result<()> {
+        let t0 = now()?;
+        let a = EventBuilder::new("test.event", &Actor::system(), t0, "first")
+            .request_id("reqAAAAAAAAAAAAAAAAA")
+            .data("n", 1)
+            .build();
+        let b = EventBuilder::new("test.event", &user("U0ALICE"), t0, "second")
+            .data("nested", json!({"x": [1, 2.5]}))
+            .build();
+        let c = EventBuilder::new("test.other", &Actor::system(), t0, "third").build();
+        store.append_events(&[a.clone(), b.clone(), c.clone()]).await?;
+        ensure!(store.events_of_type("test.event", 10).await? == vec![a.clone(), b.clone()]);
+        ensure!(store.events_of_type("test.event", 1).await? == vec![a.clone()]);
+        ensure!(store.events_of_type("test.other", 10).await? == vec![c]);
+        ensure!(store.request_events("reqAAAAAAAAAAAAAAAAA").await? == vec![a.clone()]);
+
+        // A duplicate uuid fails the whole batch.
+        let d = EventBuilder::new("test.event", &Actor::system(), t0, "fourth").build();
+        ensure!(store.append_events(&[d, a]).await.is_err());
+        ensure!(store.events_of_type("test.event", 10).await?.len() == 2, "the failed batch left rows");
+
+        for sql in ["UPDATE system_log SET event_type = 'x'", "DELETE FROM system_log", "TRUNCATE system_log"] {
+            let err = sqlx::query(sql).execute(&store.pool).await.err();
+            let msg = err.map(|e| e.to_string()).unwrap_or_default();
+            ensure!(msg.contains("system_log is append-only"), "`{sql}` was not refused: {msg:?}");
+        }
+        ensure!(store.events_of_type("test.event", 10).await?.len() == 2);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn outbox_order_leases_and_outcomes() -> anyhow::Result<()> {
+        with_db("outbox_order_leases_and_outcomes", |store| Box::pin(outbox_body(store))).await
+    }
+
+    async fn outbox_body(store: &PgStore) -> anyhow::Result<()> {
+        let lease = Duration::from_secs(30);
+        let deadline = now()? + TimeDelta::minutes(5);
+        let mut first = item("k", 1);
+        first.deadline = Some(deadline);
+        store.enqueue(&[first.clone(), item("k", 2), item("other", 3)]).await?;
+        let t = now()? + TimeDelta::seconds(1);
+
+        // The second "k" row waits behind the first.
+        let jobs = store.claim_jobs(t, lease, 10).await?;
+        let keys: Vec<_> = jobs.iter().map(|j| (j.item.ordering_key.as_str(), j.attempts)).collect();
+        ensure!(keys == vec![("k", 1), ("other", 1)], "first claim: {keys:?}");
+        ensure!(jobs[0].item == first && jobs[0].id < jobs[1].id, "claimed: {jobs:?}");
+        let (k1, other) = (jobs[0].id, jobs[1].id);
+
+        // Leased rows are not claimed again before the lease lapses, nor is the row behind them.
+        ensure!(store.claim_jobs(t + TimeDelta::seconds(29), lease, 10).await?.is_empty());
+        store.finish_job(other, JobOutcome::Done, t).await?;
+
+        // After the lease lapses the first row comes back (second attempt), still alone.
+        let t2 = t + TimeDelta::seconds(31);
+        let jobs = store.claim_jobs(t2, lease, 10).await?;
+        ensure!(jobs.len() == 1 && jobs[0].id == k1 && jobs[0].attempts == 2, "reclaim: {jobs:?}");
+        store.finish_job(k1, JobOutcome::Done, t2).await?;
+
+        // Done: the next row of the key is claimable.
+        let jobs = store.claim_jobs(t2, lease, 10).await?;
+        ensure!(jobs.len() == 1 && jobs[0].item == item("k", 2) && jobs[0].attempts == 1, "next: {jobs:?}");
+        let k2 = jobs[0].id;
+
+        // Released rows are claimable at once, the attempt given back.
+        store.release_jobs(&[k2]).await?;
+        store.release_jobs(&[]).await?;
+        let jobs = store.claim_jobs(t2, lease, 10).await?;
+        ensure!(jobs.len() == 1 && jobs[0].id == k2 && jobs[0].attempts == 1, "after release: {jobs:?}");
+
+        // Retry: not due before `at`; a later row of the key still waits.
+        store.enqueue(&[item("k", 4)]).await?;
+        let at = t2 + TimeDelta::minutes(1);
+        store.finish_job(k2, JobOutcome::Retry { at, error: "busy".into() }, t2).await?;
+        ensure!(store.claim_jobs(at - TimeDelta::seconds(1), lease, 10).await?.is_empty());
+        let jobs = store.claim_jobs(at, lease, 10).await?;
+        ensure!(jobs.len() == 1 && jobs[0].id == k2 && jobs[0].attempts == 2, "retried: {jobs:?}");
+
+        // Failed rows stop blocking their key.
+        store.finish_job(k2, JobOutcome::Failed { error: "gone".into() }, at).await?;
+        let jobs = store.claim_jobs(at, lease, 10).await?;
+        ensure!(jobs.len() == 1 && jobs[0].item == item("k", 4), "after failure: {jobs:?}");
+        store.finish_job(jobs[0].id, JobOutcome::Done, at).await?;
+        ensure!(store.outbox_counts().await? == OutboxCounts { pending: 0, done: 3, failed: 1 });
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn outbox_claims_are_exclusive_across_replicas() -> anyhow::Result<()> {
+        with_db("outbox_claims_are_exclusive_across_replicas", |store| Box::pin(replicas_body(store))).await
+    }
+
+    async fn replicas_body(store: &PgStore) -> anyhow::Result<()> {
+        // 40 keys with 3 rows each; 8 "replicas" claim concurrently until all are done.
+        let mut items = Vec::new();
+        for n in 0..3 {
+            for k in 0..40 {
+                items.push(item(&format!("key{k}"), n));
+            }
+        }
+        store.enqueue(&items).await?;
+        let t = now()? + TimeDelta::seconds(1);
+        let mut workers = Vec::new();
+        for _ in 0..8 {
+            let replica = PgStore { pool: store.pool.clone() };
+            workers.push(tokio::spawn(async move {
+                let mut seen: Vec<(i64, String, i64)> = Vec::new();
+                let mut idle = 0;
+                while idle < 20 {
+                    let jobs = replica.claim_jobs(t, Duration::from_secs(600), 7).await?;
+                    if jobs.is_empty() {
+                        idle += 1;
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                        continue;
+                    }
+                    idle = 0;
+                    for j in jobs {
+                        let n = j.item.payload["n"].as_i64().unwrap_or(-1);
+                        seen.push((j.id, j.item.ordering_key.clone(), n));
+                        replica.finish_job(j.id, JobOutcome::Done, t).await?;
+                    }
+                }
+                Ok::<_, StoreError>(seen)
+            }));
+        }
+        let mut all = Vec::new();
+        for w in workers {
+            all.extend(w.await??);
+        }
+        let ids: HashSet<i64> = all.iter().map(|(id, _, _)| *id).collect();
+        ensure!(all.len() == 120 && ids.len() == 120, "claimed {} rows, {} distinct", all.len(), ids.len());
+        // Within a key, rows were claimed in order (each only after the previous was done).
+        all.sort_by_key(|(id, _, _)| *id);
+        for k in 0..40 {
+            let ns: Vec<i64> = all.iter().filter(|(_, key, _)| *key == format!("key{k}")).map(|(_, _, n)| *n).collect();
+            ensure!(ns == vec![0, 1, 2], "key{k}: {ns:?}");
+        }
+        ensure!(store.outbox_counts().await? == OutboxCounts { pending: 0, done: 120, failed: 0 });
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn identities_messages_and_open() -> anyhow::Result<()> {
+        with_db("identities_messages_and_open", |store| Box::pin(misc_body(store))).await
+    }
+
+    async fn misc_body(store: &PgStore) -> anyhow::Result<()> {
+        store.ping().await?;
+
+        // Identities merge: `None` keeps the stored value; emails are lower-cased.
+        let first = Identity { user_id: "U1".into(), email: Some("Al@Example.COM".into()), ..Default::default() };
+        store.save_identity(&first).await?;
+        let more =
+            Identity { user_id: "U1".into(), email: None, name: Some("Al".into()), dm_channel: Some("D1".into()) };
+        store.save_identity(&more).await?;
+        let want = Identity {
+            user_id: "U1".into(),
+            email: Some("al@example.com".into()),
+            name: Some("Al".into()),
+            dm_channel: Some("D1".into()),
+        };
+        ensure!(store.identity("U1").await? == Some(want.clone()));
+        ensure!(store.identity_by_email("AL@example.com").await? == Some(want));
+        ensure!(store.identity("U2").await?.is_none());
+        ensure!(store.identity_by_email("nobody@example.com").await?.is_none());
+
+        // Messages: duplicates ignored, ordered by ts.
+        let msg = |ts: &str, recipient: &str| MessageRef {
+            request_id: "reqAAAAAAAAAAAAAAAAA".into(),
+            step: 0,
+            recipient: recipient.into(),
+            channel: "D1".into(),
+            ts: ts.into(),
+        };
+        store.record_message(&msg("1700000002.000200", "U0ALICE")).await?;
+        store.record_message(&msg("1700000001.000100", "U0ALICE")).await?;
+        store.record_message(&msg("1700000001.000100", "U0ALICE")).await?;
+        store.record_message(&msg("1700000003.000300", "U0BOB")).await?;
+        let got = store.messages("reqAAAAAAAAAAAAAAAAA", 0, "U0ALICE").await?;
+        ensure!(got == vec![msg("1700000001.000100", "U0ALICE"), msg("1700000002.000200", "U0ALICE")], "{got:?}");
+        ensure!(store.messages("reqAAAAAAAAAAAAAAAAA", 1, "U0ALICE").await?.is_empty());
+
+        // The scheme picks the backend; unknown schemes name both.
+        let err = crate::store::open("mysql://localhost/x").await.err().map(|e| e.to_string()).unwrap_or_default();
+        ensure!(err.contains("sqlite://FILE") && err.contains("postgres://"), "{err}");
+        Ok(())
+    }
+
+    /// `url` with its database name replaced (user, password, host and parameters kept).
+    fn url_for_database(url: &str, name: &str) -> String {
+        let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));
+        let authority_at = base.find("://").map_or(0, |i| i + 3);
+        let server = base[authority_at..].find('/').map_or(base, |i| &base[..authority_at + i]);
+        match query {
+            Some(q) => format!("{server}/{name}?{q}"),
+            None => format!("{server}/{name}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn open_selects_postgres_by_scheme() -> anyhow::Result<()> {
+        let Ok(url) = std::env::var("TEST_DATABASE_URL") else {
+            eprintln!("open_selects_postgres_by_scheme: skipped, TEST_DATABASE_URL is not set");
+            return Ok(());
+        };
+        // A fresh database migrated through the public entry point, with both spellings of the scheme.
+        let admin = PgConnectOptions::from_str(&url)?;
+        let name = format!("accessbot_store_{}", uuid::Uuid::new_v4().simple());
+        let mut conn = PgConnection::connect_with(&admin).await?;
+        conn.execute(format!("CREATE DATABASE {name}").as_str()).await?;
+        conn.close().await?;
+        let target = url_for_database(&url, &name);
+        let result = async {
+            for scheme in ["postgres", "postgresql"] {
+                let rest = target.split_once("://").map_or(target.as_str(), |(_, r)| r);
+                let store = crate::store::open(&format!("{scheme}://{rest}")).await?;
+                store.ping().await?;
+                ensure!(store.outbox_counts().await? == OutboxCounts::default());
+            }
+            Ok(())
+        }
+        .await;
+        let dropped = drop_database(&admin, &name).await;
+        result?;
+        dropped
+    }
+
+    #[test]
+    fn database_name_is_replaced_in_urls() {
+        assert_eq!(url_for_database("postgres://u:p@h:5432/postgres", "x"), "postgres://u:p@h:5432/x");
+        assert_eq!(url_for_database("postgres://u@h/db?sslmode=disable", "x"), "postgres://u@h/x?sslmode=disable");
+        assert_eq!(url_for_database("postgresql://h", "x"), "postgresql://h/x");
+    }
+}
