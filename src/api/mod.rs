@@ -9,6 +9,9 @@ use serde_json::json;
 
 use crate::server::AppState;
 
+/// Every GET path this module serves (the Kubernetes probes point at two of them).
+pub const ROUTES: [&str; 3] = ["/healthz", "/readyz", "/metrics"];
+
 pub fn router() -> Router<AppState> {
     Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz)).route("/metrics", get(metrics))
 }

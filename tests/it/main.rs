@@ -30,5 +30,6 @@ mod process;
 mod admin;
 mod delivery;
 mod flows;
+mod ops;
 mod replicas;
 mod security;
