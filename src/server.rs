@@ -33,6 +33,8 @@ pub const BODY_LIMIT: usize = 256 * 1024;
 #[derive(Clone)]
 pub struct AppState {
     pub workflow: Arc<Workflow>,
+    /// Bearer/SSWS tokens for the REST API.
+    pub api_tokens: Arc<Vec<crate::config::Secret>>,
     pub slack: Arc<SlackSettings>,
     pub metrics: Arc<Metrics>,
 }
@@ -140,6 +142,7 @@ pub async fn start(opts: Options, listener: TcpListener) -> anyhow::Result<Runni
 
     let state = AppState {
         workflow: workflow.clone(),
+        api_tokens: Arc::new(opts.env.api_tokens.clone()),
         slack: Arc::new(SlackSettings {
             signing_secret: opts.env.signing_secret.clone(),
             team_ids: opts.env.team_ids.clone(),

@@ -1,19 +1,38 @@
-//! The HTTP API besides Slack: probes and metrics.
+//! The HTTP API besides Slack: the REST API (Okta Governance Requests v2 and
+//! System Log shapes), its OpenAPI document, probes and metrics.
+
+pub mod auth;
+pub mod dto;
+pub mod error;
+mod logs;
+pub mod openapi;
+mod paging;
+mod requests;
+pub mod scim;
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
 
 use crate::server::AppState;
 
 /// Every GET path this module serves (the Kubernetes probes point at two of them).
-pub const ROUTES: [&str; 3] = ["/healthz", "/readyz", "/metrics"];
+pub const ROUTES: [&str; 4] = ["/healthz", "/readyz", "/metrics", "/openapi.json"];
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz)).route("/metrics", get(metrics))
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/openapi.json", get(|| async { Json(openapi::document()) }))
+        .route("/governance/api/v2/requests", get(requests::list).post(requests::create))
+        .route("/governance/api/v2/requests/{id}", get(requests::get_one).patch(requests::patch))
+        .route("/governance/api/v2/requests/{id}/messages", post(requests::post_message))
+        .route("/governance/api/v2/catalog/entries", get(logs::catalog))
+        .route("/api/v1/logs", get(logs::list))
 }
 
 async fn healthz() -> impl IntoResponse {

@@ -45,12 +45,15 @@ fn button(text: &str, action_id: &str, value: &str, style: Option<&str>) -> Valu
     b
 }
 
-/// A mention for a Slack id, or the plain email for people not yet resolved.
+/// A mention for a Slack user id; anything else (an email, an API token's id) as plain text.
 pub fn who(id_or_email: &str) -> String {
-    if id_or_email.contains('@') {
-        esc(id_or_email)
-    } else {
+    let slack_id = id_or_email.len() >= 3
+        && (id_or_email.starts_with('U') || id_or_email.starts_with('W'))
+        && id_or_email.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit());
+    if slack_id {
         format!("<@{id_or_email}>")
+    } else {
+        esc(id_or_email)
     }
 }
 
@@ -174,6 +177,13 @@ pub fn requester(r: Option<&RequestView>, app_name: &str, event: &RequesterEvent
             format!(":warning: Your request for *{app}*{id} could not start: {}", esc(reason))
         }
         RequesterEvent::Revoked { by } => format!(":lock: Your access to *{app}* was removed by {}.", who(by)),
+        RequesterEvent::Message { from, text } => {
+            format!(
+                ":speech_balloon: Message about your request for *{app}*{id} from {}:\n>{}",
+                who(from),
+                esc(&clip(text, 2500)).replace('\n', "\n>")
+            )
+        }
     };
     let text = strip_emoji(&line).replace(['*', '`'], "");
     (text, vec![section(&line)])

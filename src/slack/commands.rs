@@ -12,7 +12,7 @@ use super::blocks::{self, ephemeral, ephemeral_list, esc, summary, who};
 use super::verify::SignedBody;
 use crate::server::AppState;
 use crate::workflow::model::{Request, Status};
-use crate::workflow::{Actor, Party, WorkflowError};
+use crate::workflow::{Actor, NewRequest, Party, WorkflowError};
 
 const LIST_LIMIT: i64 = 25;
 
@@ -104,7 +104,14 @@ async fn run(state: &AppState, actor: &Actor, text: &str) -> Result<Value, Workf
                     esc(&app)
                 )));
             }
-            let s = wf.submit(actor, &app, None, justification).await?;
+            let input = NewRequest {
+                app_id: app,
+                requested_by: actor.party.clone(),
+                requested_for: actor.party.clone(),
+                justification: justification.to_string(),
+                fields: Vec::new(),
+            };
+            let s = wf.submit(actor, input).await?;
             Ok(ephemeral(&submitted(&s.request, s.existing)))
         }
         "mine" => {

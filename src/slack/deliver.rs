@@ -69,6 +69,20 @@ pub fn resolve_user_item(user_id: &str) -> OutboxItem {
     }
 }
 
+/// Queues a `users.info` look-up the first time a Slack user is seen (their email
+/// matches people configured by email).
+pub async fn ensure_identity(
+    workflow: &crate::workflow::Workflow,
+    user_id: &str,
+) -> Result<(), crate::workflow::WorkflowError> {
+    let store = workflow.store();
+    if store.identity(user_id).await?.is_none() {
+        store.save_identity(&Identity { user_id: user_id.to_string(), ..Default::default() }).await?;
+        workflow.enqueue(&[resolve_user_item(user_id)]).await?;
+    }
+    Ok(())
+}
+
 pub struct SlackDeliverer {
     client: SlackClient,
     store: Arc<dyn Store>,

@@ -57,11 +57,7 @@ pub fn router() -> Router<AppState> {
 
 /// The chat user behind a Slack request; unknown users get their email looked up.
 async fn actor(workflow: &Workflow, user_id: &str) -> Result<Actor, WorkflowError> {
-    let store = workflow.store();
-    if store.identity(user_id).await?.is_none() {
-        store.save_identity(&crate::store::Identity { user_id: user_id.to_string(), ..Default::default() }).await?;
-        workflow.enqueue(&[deliver::resolve_user_item(user_id)]).await?;
-    }
+    deliver::ensure_identity(workflow, user_id).await?;
     Ok(Actor::user(workflow.party(user_id).await?, Source::Slack))
 }
 
@@ -79,6 +75,10 @@ async fn wrong_workspace(state: &AppState, team: Option<&str>, user: Option<&str
 pub fn explain(e: &WorkflowError) -> String {
     match e {
         WorkflowError::Invalid(m) => m.clone(),
+        WorkflowError::InvalidField { field, message } if field == "justification" => {
+            format!("{message}: add it after the app, e.g. `/access request <app> why you need it`.")
+        }
+        WorkflowError::InvalidField { message, .. } => message.clone(),
         WorkflowError::NotFound(what) => format!("{what} not found."),
         WorkflowError::Forbidden(why) => format!(":no_entry: Not allowed: {why}."),
         WorkflowError::NotPending { request, status } => {

@@ -1,6 +1,7 @@
 //! Persistence: one [`Store`] trait with coarse, intention-named methods, each
 //! its own transaction. The backend is chosen from the `DATABASE_URL` scheme.
 
+pub mod filter;
 mod postgres;
 mod sqlite;
 
@@ -102,6 +103,10 @@ pub trait Store: Send + Sync + 'static {
     async fn pending_for_approver(&self, people: &[String], limit: i64) -> Result<Vec<Request>, StoreError>;
     /// Open requests, oldest first; only these apps when given.
     async fn pending_requests(&self, apps: Option<&[String]>, limit: i64) -> Result<Vec<Request>, StoreError>;
+    /// A filtered, keyset-paginated page of requests.
+    async fn list_requests(&self, q: &filter::RequestQuery) -> Result<Vec<Request>, StoreError>;
+    /// A filtered page of system-log events with their sequence numbers (the paging key).
+    async fn list_events(&self, q: &filter::LogQuery) -> Result<Vec<(i64, LogEvent)>, StoreError>;
     async fn assignment(&self, user_id: &str, app_id: &str) -> Result<Option<Assignment>, StoreError>;
 
     async fn append_events(&self, events: &[LogEvent]) -> Result<(), StoreError>;

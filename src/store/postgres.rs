@@ -11,6 +11,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::types::Json;
 use sqlx::{PgPool, Postgres, Row};
 
+use super::filter::{to_sql, LogQuery, RequestQuery, Value};
 use super::*;
 use crate::workflow::model::{AssignmentChange, AssignmentSource};
 
@@ -264,6 +265,42 @@ impl Store for PgStore {
         rows.iter().map(decode_request).collect()
     }
 
+    async fn list_requests(&self, q: &RequestQuery) -> Result<Vec<Request>, StoreError> {
+        let mut params = Vec::new();
+        let (where_sql, order) = q.sql(&mut params, &dollar);
+        let sql =
+            format!("SELECT body, version FROM requests WHERE {where_sql} ORDER BY {order} LIMIT {}", q.limit.max(0));
+        let rows = bind_values(sqlx::query(&sql), &params).fetch_all(&self.pool).await?;
+        rows.iter().map(decode_request).collect()
+    }
+
+    async fn list_events(&self, q: &LogQuery) -> Result<Vec<(i64, LogEvent)>, StoreError> {
+        let mut params = Vec::new();
+        let mut clauses = Vec::new();
+        if let Some(f) = &q.filter {
+            clauses.push(to_sql(f, &mut params, &dollar));
+        }
+        if let Some(t) = q.since {
+            params.push(Value::Time(t));
+            clauses.push(format!("published >= ${}", params.len()));
+        }
+        if let Some(t) = q.until {
+            params.push(Value::Time(t));
+            clauses.push(format!("published < ${}", params.len()));
+        }
+        let (cmp, dir) = if q.descending { ("<", "DESC") } else { (">", "ASC") };
+        if let Some(after) = q.after {
+            clauses.push(format!("seq {cmp} {after}"));
+        }
+        let where_sql = if clauses.is_empty() { "TRUE".to_string() } else { clauses.join(" AND ") };
+        let sql = format!(
+            "SELECT seq, body, request_id FROM system_log WHERE {where_sql} ORDER BY seq {dir} LIMIT {}",
+            q.limit.max(0)
+        );
+        let rows = bind_values(sqlx::query(&sql), &params).fetch_all(&self.pool).await?;
+        rows.iter().map(|r| Ok((r.try_get("seq")?, decode_event(r)?))).collect()
+    }
+
     async fn assignment(&self, user_id: &str, app_id: &str) -> Result<Option<Assignment>, StoreError> {
         let row = sqlx::query(
             "SELECT user_id, app_id, request_id, source, granted, expires FROM assignments WHERE user_id = $1 AND app_id = $2",
@@ -500,8 +537,8 @@ impl Store for PgStore {
 }
 
 async fn insert_event(tx: &mut sqlx::Transaction<'_, Postgres>, ev: &LogEvent) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO system_log (uuid, published, event_type, request_id, actor_id, body) VALUES ($1, $2, $3, $4, $5, $6)",
+    let seq: i64 = sqlx::query_scalar(
+        "INSERT INTO system_log (uuid, published, event_type, request_id, actor_id, body) VALUES ($1, $2, $3, $4, $5, $6) RETURNING seq",
     )
     .bind(&ev.uuid)
     .bind(ev.published)
@@ -509,9 +546,33 @@ async fn insert_event(tx: &mut sqlx::Transaction<'_, Postgres>, ev: &LogEvent) -
     .bind(&ev.request_id)
     .bind(&ev.actor.id)
     .bind(Json(ev))
-    .execute(&mut **tx)
+    .fetch_one(&mut **tx)
     .await?;
+    for t in &ev.target {
+        sqlx::query("INSERT INTO system_log_targets (seq, target_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+            .bind(seq)
+            .bind(&t.id)
+            .execute(&mut **tx)
+            .await?;
+    }
     Ok(())
+}
+
+fn bind_values<'q>(
+    mut q: sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>,
+    params: &'q [Value],
+) -> sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments> {
+    for p in params {
+        q = match p {
+            Value::Text(t) => q.bind(t.as_str()),
+            Value::Time(t) => q.bind(*t),
+        };
+    }
+    q
+}
+
+fn dollar(n: usize) -> String {
+    format!("${n}")
 }
 
 async fn insert_job(
@@ -635,8 +696,13 @@ approval = false
     }
 
     fn submit(catalog: &Catalog, who: &str, app: &str, at: Timestamp) -> anyhow::Result<Changeset> {
-        let input =
-            NewRequest { app_id: app.into(), requested_for: Party::new(who, None), justification: "needed".into() };
+        let input = NewRequest {
+            app_id: app.into(),
+            requested_by: Party::new(who, None),
+            requested_for: Party::new(who, None),
+            justification: "needed".into(),
+            fields: vec![],
+        };
         Ok(engine::submit(catalog, input, &user(who), at)?)
     }
 

@@ -8,6 +8,7 @@ use chrono::{TimeZone, Utc};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 
+use super::filter::{to_sql, LogQuery, RequestQuery, Value};
 use super::*;
 use crate::workflow::model::{AssignmentChange, AssignmentSource};
 
@@ -251,6 +252,42 @@ impl Store for SqliteStore {
         }
     }
 
+    async fn list_requests(&self, q: &RequestQuery) -> Result<Vec<Request>, StoreError> {
+        let mut params = Vec::new();
+        let (where_sql, order) = q.sql(&mut params, &|_| "?".to_string());
+        let sql =
+            format!("SELECT body, version FROM requests WHERE {where_sql} ORDER BY {order} LIMIT {}", q.limit.max(0));
+        let rows = bind_values(sqlx::query(&sql), &params).fetch_all(&self.pool).await?;
+        rows.iter().map(decode_request).collect()
+    }
+
+    async fn list_events(&self, q: &LogQuery) -> Result<Vec<(i64, LogEvent)>, StoreError> {
+        let mut params = Vec::new();
+        let mut clauses = Vec::new();
+        if let Some(f) = &q.filter {
+            clauses.push(to_sql(f, &mut params, &|_| "?".to_string()));
+        }
+        if let Some(t) = q.since {
+            params.push(Value::Time(t));
+            clauses.push("published >= ?".to_string());
+        }
+        if let Some(t) = q.until {
+            params.push(Value::Time(t));
+            clauses.push("published < ?".to_string());
+        }
+        let (cmp, dir) = if q.descending { ("<", "DESC") } else { (">", "ASC") };
+        if let Some(after) = q.after {
+            clauses.push(format!("seq {cmp} {after}"));
+        }
+        let where_sql = if clauses.is_empty() { "TRUE".to_string() } else { clauses.join(" AND ") };
+        let sql = format!(
+            "SELECT seq, body, request_id FROM system_log WHERE {where_sql} ORDER BY seq {dir} LIMIT {}",
+            q.limit.max(0)
+        );
+        let rows = bind_values(sqlx::query(&sql), &params).fetch_all(&self.pool).await?;
+        rows.iter().map(|r| Ok((r.try_get("seq")?, decode_event(r)?))).collect()
+    }
+
     async fn assignment(&self, user_id: &str, app_id: &str) -> Result<Option<Assignment>, StoreError> {
         let row = sqlx::query("SELECT user_id, app_id, request_id, source, granted, expires FROM assignments WHERE user_id = ? AND app_id = ?")
             .bind(user_id)
@@ -490,8 +527,8 @@ fn decode_identity(r: &SqliteRow) -> Result<Identity, StoreError> {
 }
 
 async fn insert_event(tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>, ev: &LogEvent) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO system_log (uuid, published, event_type, request_id, actor_id, body) VALUES (?, ?, ?, ?, ?, ?)",
+    let seq: i64 = sqlx::query_scalar(
+        "INSERT INTO system_log (uuid, published, event_type, request_id, actor_id, body) VALUES (?, ?, ?, ?, ?, ?) RETURNING seq",
     )
     .bind(&ev.uuid)
     .bind(ms(ev.published))
@@ -499,9 +536,29 @@ async fn insert_event(tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>, ev: &LogEven
     .bind(&ev.request_id)
     .bind(&ev.actor.id)
     .bind(json(ev)?)
-    .execute(&mut **tx)
+    .fetch_one(&mut **tx)
     .await?;
+    for t in &ev.target {
+        sqlx::query("INSERT OR IGNORE INTO system_log_targets (seq, target_id) VALUES (?, ?)")
+            .bind(seq)
+            .bind(&t.id)
+            .execute(&mut **tx)
+            .await?;
+    }
     Ok(())
+}
+
+fn bind_values<'q>(
+    mut q: sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>,
+    params: &'q [Value],
+) -> sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>> {
+    for p in params {
+        q = match p {
+            Value::Text(t) => q.bind(t.as_str()),
+            Value::Time(t) => q.bind(ms(*t)),
+        };
+    }
+    q
 }
 
 async fn insert_job(

@@ -4,8 +4,9 @@
 use rand::Rng;
 use serde_json::json;
 
-use super::catalog::{App, Catalog, Party, Person, StepDef};
+use super::catalog::{App, Catalog, FieldKind, Party, Person, StepDef};
 use super::events::EventBuilder;
+use super::model::ActorType;
 use super::model::*;
 use super::{Actor, WorkflowError};
 
@@ -21,10 +22,95 @@ pub fn is_request_id(s: &str) -> bool {
     s.len() == 20 && s.starts_with("req") && s[3..].chars().all(|c| c.is_ascii_alphanumeric())
 }
 
+#[derive(Clone, Debug)]
 pub struct NewRequest {
     pub app_id: String,
+    /// Who asks; the actor may be an integration acting for them.
+    pub requested_by: Party,
     pub requested_for: Party,
     pub justification: String,
+    /// Answers to the app's request fields, by field id.
+    pub fields: Vec<(String, String)>,
+}
+
+/// Admins of an app, and API tokens (trusted integrations), may administer its requests.
+fn admin_of(catalog: &Catalog, actor: &Actor, app_id: &str) -> bool {
+    actor.kind == ActorType::ApiToken || catalog.is_admin_of(&actor.party, app_id)
+}
+
+fn bad_field(field: &str, message: String) -> WorkflowError {
+    WorkflowError::InvalidField { field: field.to_string(), message }
+}
+
+/// Checks answers against the app's fields; a `justification` answer is the justification.
+fn validate_fields(
+    app: &App,
+    given: Vec<(String, String)>,
+    justification: &mut String,
+    now: Timestamp,
+) -> Result<Vec<FieldValue>, WorkflowError> {
+    let mut out: Vec<FieldValue> = Vec::new();
+    for (id, value) in given {
+        // Every request may carry a justification, whether or not the app asks for it as a field.
+        if id == "justification" && !app.fields.iter().any(|f| f.id == id) {
+            *justification = clean(Some(value)).unwrap_or_default();
+            continue;
+        }
+        let def = app.fields.iter().find(|f| f.id == id).ok_or_else(|| {
+            let known: Vec<&str> = app.fields.iter().map(|f| f.id.as_str()).collect();
+            bad_field(
+                &id,
+                format!(
+                    "{} has no field `{id}` (fields: {})",
+                    app.name,
+                    if known.is_empty() { "none".into() } else { known.join(", ") }
+                ),
+            )
+        })?;
+        if out.iter().any(|f| f.id == id) {
+            return Err(bad_field(&id, format!("field `{id}` is given twice")));
+        }
+        let value = clean(Some(value)).unwrap_or_default();
+        if value.is_empty() {
+            continue;
+        }
+        if value.chars().count() > 2000 {
+            return Err(bad_field(&id, format!("{} is longer than 2000 characters", def.label)));
+        }
+        match def.kind {
+            FieldKind::Select if !def.options.contains(&value) => {
+                return Err(bad_field(&id, format!("{} must be one of: {}", def.label, def.options.join(", "))));
+            }
+            FieldKind::Date => {
+                let date = chrono::NaiveDate::parse_from_str(&value, "%Y-%m-%d")
+                    .map_err(|_| bad_field(&id, format!("{} must be a date like 2026-12-31", def.label)))?;
+                if date < now.date_naive() {
+                    return Err(bad_field(&id, format!("{} is in the past", def.label)));
+                }
+            }
+            _ => {}
+        }
+        if id == "justification" && def.kind == FieldKind::Text {
+            *justification = value.clone();
+        }
+        out.push(FieldValue { id: def.id.clone(), label: def.label.clone(), kind: def.kind, value });
+    }
+    if !justification.is_empty() && !out.iter().any(|f| f.id == "justification") {
+        if let Some(def) = app.fields.iter().find(|f| f.id == "justification") {
+            out.push(FieldValue {
+                id: def.id.clone(),
+                label: def.label.clone(),
+                kind: def.kind,
+                value: justification.clone(),
+            });
+        }
+    }
+    for def in app.fields.iter().filter(|f| f.required) {
+        if !out.iter().any(|f| f.id == def.id) {
+            return Err(bad_field(&def.id, format!("{} needs a value for \"{}\"", app.name, def.label)));
+        }
+    }
+    Ok(out)
 }
 
 /// User text as stored: trimmed, without NUL (which PostgreSQL text cannot hold), empty = none.
@@ -177,23 +263,19 @@ pub fn submit(catalog: &Catalog, input: NewRequest, actor: &Actor, now: Timestam
     if !app.self_service {
         return Err(WorkflowError::Invalid(format!("{} is not requestable; ask an admin", app.name)));
     }
-    if !actor.party.is(&input.requested_for) && !catalog.settings.allow_request_on_behalf {
+    if !input.requested_by.is(&input.requested_for) && !catalog.settings.allow_request_on_behalf {
         return Err(forbidden("requests on behalf of someone else are turned off"));
     }
-    let justification = clean(Some(input.justification)).unwrap_or_default();
-    if justification.is_empty() && app.justification_required() {
-        return Err(WorkflowError::Invalid(format!(
-            "{} needs a business justification: `/access request {} <why you need it>`",
-            app.name, app.id
-        )));
-    }
+    let mut justification = clean(Some(input.justification)).unwrap_or_default();
+    let field_values = validate_fields(app, input.fields, &mut justification, now)?;
     let mut req = Request {
         id: new_request_id(),
         app_id: app.id.clone(),
         app_name: app.name.clone(),
-        requested_by: actor.party.clone(),
+        requested_by: input.requested_by,
         requested_for: input.requested_for,
         justification,
+        field_values,
         status: Status::Pending,
         current_step: None,
         steps: Vec::new(),
@@ -403,7 +485,7 @@ pub fn cancel(
     now: Timestamp,
 ) -> Result<Changeset, WorkflowError> {
     if as_admin {
-        if !catalog.is_admin_of(&actor.party, &req.app_id) {
+        if !admin_of(catalog, actor, &req.app_id) {
             return Err(forbidden(format!("only admins of {} can cancel its requests", req.app_name)));
         }
     } else if !req.involves_as_requester(&actor.party) {
@@ -444,7 +526,7 @@ pub fn override_assign(
     actor: &Actor,
     now: Timestamp,
 ) -> Result<Changeset, WorkflowError> {
-    if !catalog.is_admin_of(&actor.party, &req.app_id) {
+    if !admin_of(catalog, actor, &req.app_id) {
         return Err(forbidden(format!("only admins of {} can override its requests", req.app_name)));
     }
     if req.involves_as_requester(&actor.party) {
@@ -488,7 +570,7 @@ pub fn override_assign(
 
 /// Admin resend: ask the current step's approvers again.
 pub fn resend(catalog: &Catalog, mut req: Request, actor: &Actor, now: Timestamp) -> Result<Changeset, WorkflowError> {
-    if !catalog.is_admin_of(&actor.party, &req.app_id) {
+    if !admin_of(catalog, actor, &req.app_id) {
         return Err(forbidden(format!("only admins of {} can resend its requests", req.app_name)));
     }
     ensure_open(&req)?;
@@ -518,7 +600,7 @@ pub fn grant_direct(
     now: Timestamp,
 ) -> Result<Changeset, WorkflowError> {
     let app = catalog.apps.get(app_id).ok_or_else(|| WorkflowError::NotFound(format!("app `{app_id}`")))?;
-    if !catalog.is_admin_of(&actor.party, app_id) {
+    if !admin_of(catalog, actor, app_id) {
         return Err(forbidden(format!("only admins of {} can assign it", app.name)));
     }
     if user.is(&actor.party) {
@@ -573,7 +655,7 @@ pub fn revoke(
     now: Timestamp,
 ) -> Result<Changeset, WorkflowError> {
     let app = catalog.apps.get(app_id).ok_or_else(|| WorkflowError::NotFound(format!("app `{app_id}`")))?;
-    if !catalog.is_admin_of(&actor.party, app_id) {
+    if !admin_of(catalog, actor, app_id) {
         return Err(forbidden(format!("only admins of {} can revoke it", app.name)));
     }
     let Some(existing) = existing else {
@@ -600,5 +682,24 @@ pub fn revoke(
         event: RequesterEvent::Revoked { by: actor.party.id.clone() },
     });
     cs.notices.extend(feed(catalog, format!("{} was revoked from <@{}> by <@{}>", app.name, user.id, actor.party.id)));
+    Ok(cs)
+}
+
+/// A message on a request (from an integration or an admin), shown to the requester.
+pub fn message(mut req: Request, text: &str, actor: &Actor, now: Timestamp) -> Result<Changeset, WorkflowError> {
+    let text = clean(Some(text.to_string())).unwrap_or_default();
+    if text.is_empty() || text.chars().count() > 5000 {
+        return Err(bad_field("message", "a message is 1 to 5000 characters".into()));
+    }
+    let mut cs = Changeset::default();
+    touch(&mut req, actor, now);
+    cs.events.push(
+        EventBuilder::new("app.access_request.message", actor, now, "Message added to the access request")
+            .request(&req)
+            .data("message", text.clone())
+            .build(),
+    );
+    cs.notices.push(tell_requester(&req, RequesterEvent::Message { from: actor.party.id.clone(), text }));
+    cs.request = Some(req);
     Ok(cs)
 }

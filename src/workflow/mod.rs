@@ -9,10 +9,10 @@ mod service;
 
 use std::sync::Arc;
 
-use chrono::Utc;
+use chrono::{SubsecRound, Utc};
 
 pub use catalog::{Catalog, Party, Person};
-pub use engine::Decision;
+pub use engine::{Decision, NewRequest};
 pub use model::ActorType;
 pub use service::{CommitHook, Submitted, Workflow};
 
@@ -65,6 +65,9 @@ pub enum WorkflowError {
     /// The command is malformed or does not apply; the message is for the user.
     #[error("{0}")]
     Invalid(String),
+    /// A request field (or API body member) is wrong; `field` names it.
+    #[error("{message}")]
+    InvalidField { field: String, message: String },
     #[error("{0} not found")]
     NotFound(String),
     /// Not allowed; logged as `security.request.blocked`.
@@ -86,8 +89,9 @@ pub trait Clock: Send + Sync + 'static {
 pub struct SystemClock;
 
 impl Clock for SystemClock {
+    /// Millisecond precision: what every backend stores exactly, so filters on time agree.
     fn now(&self) -> Timestamp {
-        Utc::now()
+        Utc::now().trunc_subsecs(3)
     }
 }
 

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::catalog::{Party, Person};
+use super::catalog::{FieldKind, Party, Person};
 
 pub type Timestamp = DateTime<Utc>;
 
@@ -147,6 +147,9 @@ pub struct Request {
     pub requested_by: Party,
     pub requested_for: Party,
     pub justification: String,
+    /// Answers to the app's request fields.
+    #[serde(default)]
+    pub field_values: Vec<FieldValue>,
     pub status: Status,
     pub current_step: Option<usize>,
     pub steps: Vec<Step>,
@@ -185,6 +188,14 @@ impl Request {
             step_count: self.steps.len(),
         }
     }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FieldValue {
+    pub id: String,
+    pub label: String,
+    pub kind: FieldKind,
+    pub value: String,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -323,6 +334,7 @@ pub enum RequesterEvent {
     Canceled { by: String, reason: Option<String> },
     Rejected { reason: String },
     Revoked { by: String },
+    Message { from: String, text: String },
 }
 
 /// A platform-neutral notification intent, written to the outbox in the

@@ -133,26 +133,14 @@ impl Workflow {
         Err(WorkflowError::Store(StoreError::Conflict))
     }
 
-    pub async fn submit(
-        &self,
-        actor: &Actor,
-        app_id: &str,
-        requested_for: Option<Party>,
-        justification: &str,
-    ) -> Result<Submitted, WorkflowError> {
-        let requested_for = requested_for.unwrap_or_else(|| actor.party.clone());
+    pub async fn submit(&self, actor: &Actor, input: NewRequest) -> Result<Submitted, WorkflowError> {
         for _ in 0..MAX_RETRIES {
-            if let Some(existing) = self.store.open_request(&requested_for.id, app_id).await? {
+            if let Some(existing) = self.store.open_request(&input.requested_for.id, &input.app_id).await? {
                 return Ok(Submitted { request: existing, existing: true });
             }
-            let input = NewRequest {
-                app_id: app_id.to_string(),
-                requested_for: requested_for.clone(),
-                justification: justification.to_string(),
-            };
             let catalog = self.catalog();
-            let cs =
-                self.guard(actor, "request", None, engine::submit(&catalog, input, actor, self.clock.now())).await?;
+            let created = engine::submit(&catalog, input.clone(), actor, self.clock.now());
+            let cs = self.guard(actor, "request", None, created).await?;
             match self.commit(&cs).await {
                 Ok(()) => {
                     let request = cs.request.ok_or_else(|| WorkflowError::Invalid("no request created".into()))?;
@@ -163,6 +151,11 @@ impl Workflow {
             }
         }
         Err(WorkflowError::Store(StoreError::Conflict))
+    }
+
+    /// Adds a message to a request; the requester sees it in chat.
+    pub async fn post_message(&self, actor: &Actor, id: &str, text: &str) -> Result<Request, WorkflowError> {
+        self.update(actor, "message", id, |_, r| engine::message(r, text, actor, self.clock.now())).await
     }
 
     pub async fn decide(

@@ -249,7 +249,10 @@ async fn help_apps_tasks_and_unknown_commands(b: Backend) {
     assert!(app.say("U0EVE", "request").await.contains("Usage"));
     assert!(app.say("U0EVE", "request nosuchapp").await.contains("There is no app `nosuchapp`"));
     assert!(app.say("U0EVE", "request payroll").await.contains("not requestable"));
-    assert!(app.say("U0EVE", "request salesforce").await.contains("needs a business justification"));
+    assert!(app
+        .say("U0EVE", "request salesforce")
+        .await
+        .contains("needs a value for \"Business justification\": add it after the app"));
     assert!(app.say("U0EVE", "cancel nope").await.contains("is not a request id"));
 
     let id = app.request_app("U0REQ", "github", "x").await;

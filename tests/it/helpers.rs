@@ -19,6 +19,7 @@ use crate::fake_slack::FakeSlack;
 pub const SECRET: &str = "test-signing-secret-0123456789";
 pub const TOKEN: &str = "xoxb-test-token";
 pub const TEAM: &str = "T0TEAM";
+pub const API_TOKEN: &str = "test-api-token-2a9f";
 
 /// Alice approves step 1, the security group (Bob, Carol by email) step 2, Dave step 3.
 pub const CONFIG: &str = r#"
@@ -168,7 +169,7 @@ async fn start(setup: Setup, slack: FakeSlack, db: Arc<TestDb>) -> TestApp {
         signing_secret: Secret::new(SECRET),
         bot_token: Secret::new(TOKEN),
         slack_api_base_url: slack.api_base(),
-        api_tokens: vec![],
+        api_tokens: vec![Secret::new(API_TOKEN), Secret::new("second-token")],
         team_ids: setup.team_ids.clone(),
         outbox_lease: setup.outbox.lease,
         shutdown_timeout: Duration::from_secs(5),

@@ -28,6 +28,7 @@ mod helpers;
 mod process;
 
 mod admin;
+mod api;
 mod delivery;
 mod flows;
 mod ops;

@@ -6,9 +6,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use crate::fake_slack::FakeSlack;
-use crate::helpers::{CONFIG, SECRET, TEAM, TOKEN};
-
-pub const API_TOKEN: &str = "api-token-never-logged-5f1c";
+use crate::helpers::{API_TOKEN, CONFIG, SECRET, TEAM, TOKEN};
 
 pub struct Proc {
     pub child: Child,

@@ -11,7 +11,7 @@ use reqwest::StatusCode;
 
 use crate::fake_slack::FakeSlack;
 use crate::helpers::*;
-use crate::process::{self, API_TOKEN};
+use crate::process;
 
 async fn open_store(db: &TestDb) -> Arc<dyn Store> {
     accessbot::store::open(&db.url).await.unwrap()

@@ -1,0 +1,477 @@
+//! The REST API's JSON shapes (Okta Governance "Access Requests - V2" and
+//! System Log), converted from the core's types.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
+
+use crate::workflow::catalog::{App, Catalog, FieldKind, StepDef};
+use crate::workflow::model::{LogEvent, Request, Status, StepKind, StepState};
+use chrono::{DateTime, Utc};
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Href {
+    pub href: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct SelfLinks {
+    #[serde(rename = "self")]
+    pub self_: Href,
+}
+
+/// A user: `{type: "SLACK_USER", externalId: "U…", email}`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Principal {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub external_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Requested {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub entry_id: String,
+    pub resource_id: String,
+    pub resource_type: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct FieldValueDto {
+    pub id: String,
+    #[serde(default)]
+    pub label: Option<String>,
+    /// TEXT, SELECT or ISO_DATE
+    #[serde(rename = "type", default)]
+    pub kind: Option<String>,
+    pub value: String,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Decision {
+    pub decider_id: String,
+    pub decider_name: String,
+    /// APPROVE, DENY or CANCEL
+    pub decision: String,
+    pub decided: DateTime<Utc>,
+    pub step: Option<usize>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StepDto {
+    pub index: usize,
+    /// USER or GROUP
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group_name: Option<String>,
+    pub approvers: Vec<String>,
+    /// APP_ADMINS or SUPER_ADMINS when the requester was the step's only approver.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub routed_to: Option<String>,
+    /// WAITING, PENDING, APPROVED, DENIED, CLOSED or DELETED
+    pub status: String,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RequestApproval {
+    pub decisions: Vec<Decision>,
+    pub steps: Vec<StepDto>,
+    pub current_step: Option<usize>,
+}
+
+/// An access request.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RequestDto {
+    pub id: String,
+    pub created: DateTime<Utc>,
+    pub created_by: String,
+    pub last_updated: DateTime<Utc>,
+    pub last_updated_by: String,
+    /// SUBMITTED, PENDING, APPROVED, DENIED, CANCELED, EXPIRED or REJECTED
+    pub status: String,
+    pub resolved: Option<DateTime<Utc>>,
+    /// PENDING, GRANTED, FAILED or MANUAL_REQUIRED
+    pub grant_status: Option<String>,
+    pub granted: Option<DateTime<Utc>>,
+    /// PENDING, REVOKED or FAILED
+    pub revocation_status: Option<String>,
+    pub revoked: Option<DateTime<Utc>>,
+    /// ISO 8601 duration, e.g. P30D
+    pub access_duration: Option<String>,
+    pub requested_by: Principal,
+    pub requested_for: Principal,
+    pub requested: Requested,
+    pub requester_field_values: Vec<FieldValueDto>,
+    pub request_approval: RequestApproval,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(rename = "_links")]
+    pub links: SelfLinks,
+}
+
+fn kind_str(k: FieldKind) -> &'static str {
+    match k {
+        FieldKind::Text => "TEXT",
+        FieldKind::Select => "SELECT",
+        FieldKind::Date => "ISO_DATE",
+    }
+}
+
+fn step_status(s: StepState) -> &'static str {
+    match s {
+        StepState::Waiting => "WAITING",
+        StepState::Pending => "PENDING",
+        StepState::Approved => "APPROVED",
+        StepState::Denied => "DENIED",
+        StepState::Closed => "CLOSED",
+        StepState::Deleted => "DELETED",
+    }
+}
+
+impl RequestDto {
+    pub fn from_request(r: &Request, base: &str) -> RequestDto {
+        let principal = |p: &crate::workflow::Party| Principal {
+            kind: "SLACK_USER".into(),
+            external_id: p.id.clone(),
+            email: p.email.clone(),
+        };
+        let mut decisions: Vec<Decision> = r
+            .steps
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| {
+                let decision = match s.state {
+                    StepState::Approved => "APPROVE",
+                    StepState::Denied => "DENY",
+                    _ => return None,
+                };
+                Some(Decision {
+                    decider_id: s.decided_by.clone()?,
+                    decider_name: s.decided_by.clone()?,
+                    decision: decision.into(),
+                    decided: s.decided?,
+                    step: Some(i),
+                })
+            })
+            .collect();
+        if r.status == Status::Canceled {
+            if let Some(at) = r.resolved {
+                decisions.push(Decision {
+                    decider_id: r.last_updated_by.clone(),
+                    decider_name: r.last_updated_by.clone(),
+                    decision: "CANCEL".into(),
+                    decided: at,
+                    step: None,
+                });
+            }
+        }
+        let steps = r
+            .steps
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let (group_id, group_name) = match &s.kind {
+                    StepKind::Group { group_id, group_name } => (Some(group_id.clone()), Some(group_name.clone())),
+                    StepKind::User => (None, None),
+                };
+                StepDto {
+                    index: i,
+                    kind: s.approver_type().into(),
+                    group_id,
+                    group_name,
+                    approvers: s.approvers.iter().map(|p| p.to_string()).collect(),
+                    routed_to: s.routed_to.map(|r| {
+                        serde_json::to_value(r).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
+                    }),
+                    status: step_status(s.state).into(),
+                }
+            })
+            .collect();
+        let mut fields: Vec<FieldValueDto> = r
+            .field_values
+            .iter()
+            .map(|f| FieldValueDto {
+                id: f.id.clone(),
+                label: Some(f.label.clone()),
+                kind: Some(kind_str(f.kind).into()),
+                value: f.value.clone(),
+            })
+            .collect();
+        if !r.justification.is_empty() && !fields.iter().any(|f| f.id == "justification") {
+            fields.push(FieldValueDto {
+                id: "justification".into(),
+                label: Some("Justification".into()),
+                kind: Some("TEXT".into()),
+                value: r.justification.clone(),
+            });
+        }
+        RequestDto {
+            id: r.id.clone(),
+            created: r.created,
+            created_by: r.created_by.clone(),
+            last_updated: r.last_updated,
+            last_updated_by: r.last_updated_by.clone(),
+            status: r.status.as_str().into(),
+            resolved: r.resolved,
+            grant_status: r.grant_status.map(|g| g.as_str().into()),
+            granted: r.granted,
+            revocation_status: None,
+            revoked: None,
+            access_duration: None,
+            requested_by: principal(&r.requested_by),
+            requested_for: principal(&r.requested_for),
+            requested: Requested {
+                kind: "CATALOG_ENTRY".into(),
+                entry_id: r.app_id.clone(),
+                resource_id: r.app_id.clone(),
+                resource_type: "APPLICATION".into(),
+            },
+            requester_field_values: fields,
+            request_approval: RequestApproval { decisions, steps, current_step: r.current_step },
+            reason: r.reason.clone(),
+            links: SelfLinks { self_: Href { href: format!("{base}/governance/api/v2/requests/{}", r.id) } },
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct PageLinks {
+    #[serde(rename = "self")]
+    pub self_: Href,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next: Option<Href>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RequestList {
+    pub data: Vec<RequestDto>,
+    #[serde(rename = "_links")]
+    pub links: PageLinks,
+}
+
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RequestedInput {
+    /// Must be CATALOG_ENTRY
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub entry_id: String,
+}
+
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PrincipalInput {
+    /// SLACK_USER
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub external_id: String,
+}
+
+/// The body of `POST /governance/api/v2/requests`.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateRequest {
+    pub requested: RequestedInput,
+    pub requested_for: PrincipalInput,
+    #[serde(default)]
+    pub requested_by: Option<PrincipalInput>,
+    #[serde(default)]
+    pub requester_field_values: Vec<FieldValueDto>,
+}
+
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MessageInput {
+    /// 1 to 5000 characters
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MessageDto {
+    pub id: String,
+    pub message: String,
+    pub created: DateTime<Utc>,
+    pub created_by: String,
+}
+
+/// The body of `PATCH /governance/api/v2/requests/{id}`: only `{"status":"CANCELED"}`.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PatchRequest {
+    pub status: String,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CatalogField {
+    pub id: String,
+    pub label: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub required: bool,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub options: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CatalogStep {
+    /// USER or GROUP
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub approver: String,
+}
+
+/// An app in the catalog, as loaded.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CatalogEntry {
+    pub id: String,
+    pub name: String,
+    pub description: String,
+    pub requestable: bool,
+    pub approval_required: bool,
+    pub steps: Vec<CatalogStep>,
+    pub fields: Vec<CatalogField>,
+    #[serde(rename = "_links")]
+    pub links: SelfLinks,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CatalogList {
+    pub data: Vec<CatalogEntry>,
+}
+
+impl CatalogEntry {
+    pub fn from_app(app: &App, catalog: &Catalog, base: &str) -> CatalogEntry {
+        CatalogEntry {
+            id: app.id.clone(),
+            name: app.name.clone(),
+            description: app.description.clone(),
+            requestable: app.self_service,
+            approval_required: app.approval,
+            steps: app
+                .steps
+                .iter()
+                .map(|s| match s {
+                    StepDef::User(p) => CatalogStep { kind: "USER".into(), approver: p.to_string() },
+                    StepDef::Group(g) => CatalogStep {
+                        kind: "GROUP".into(),
+                        approver: catalog.groups.get(g).map(|g| g.name.clone()).unwrap_or_else(|| g.clone()),
+                    },
+                })
+                .collect(),
+            fields: app
+                .fields
+                .iter()
+                .map(|f| CatalogField {
+                    id: f.id.clone(),
+                    label: f.label.clone(),
+                    kind: kind_str(f.kind).into(),
+                    required: f.required,
+                    options: f.options.clone(),
+                })
+                .collect(),
+            links: SelfLinks { self_: Href { href: format!("{base}/governance/api/v2/catalog/entries/{}", app.id) } },
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LogActorDto {
+    pub id: String,
+    /// USER, GROUP, SYSTEM or API_TOKEN
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub alternate_id: Option<String>,
+    pub display_name: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LogTargetDto {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub alternate_id: Option<String>,
+    pub display_name: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct LogOutcomeDto {
+    /// SUCCESS, FAILURE or DENY
+    pub result: String,
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DebugContextDto {
+    #[schema(value_type = Object)]
+    pub debug_data: serde_json::Map<String, Value>,
+}
+
+/// A system-log event, in Okta's LogEvent shape.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LogEventDto {
+    pub uuid: String,
+    pub published: DateTime<Utc>,
+    pub event_type: String,
+    pub version: String,
+    pub severity: String,
+    pub display_message: String,
+    pub actor: LogActorDto,
+    pub target: Vec<LogTargetDto>,
+    pub outcome: LogOutcomeDto,
+    pub debug_context: DebugContextDto,
+}
+
+fn upper<T: Serialize>(v: &T) -> String {
+    serde_json::to_value(v).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
+}
+
+impl From<&LogEvent> for LogEventDto {
+    fn from(e: &LogEvent) -> LogEventDto {
+        LogEventDto {
+            uuid: e.uuid.clone(),
+            published: e.published,
+            event_type: e.event_type.clone(),
+            version: "0".into(),
+            severity: e.severity.clone(),
+            display_message: e.display_message.clone(),
+            actor: LogActorDto {
+                id: e.actor.id.clone(),
+                kind: upper(&e.actor.kind),
+                alternate_id: e.actor.alternate_id.clone(),
+                display_name: e.actor.display_name.clone(),
+            },
+            target: e
+                .target
+                .iter()
+                .map(|t| LogTargetDto {
+                    id: t.id.clone(),
+                    kind: t.kind.clone(),
+                    alternate_id: t.alternate_id.clone(),
+                    display_name: t.display_name.clone(),
+                })
+                .collect(),
+            outcome: LogOutcomeDto { result: upper(&e.outcome.result), reason: e.outcome.reason.clone() },
+            debug_context: DebugContextDto { debug_data: e.debug_context.debug_data.clone() },
+        }
+    }
+}

@@ -1,0 +1,286 @@
+//! `/governance/api/v2/requests`: list, create, get, messages, cancel.
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+
+use super::auth::ApiActor;
+use super::dto::*;
+use super::error::{ApiError, ErrorBody};
+use super::paging::{base_url, decode_cursor, encode_cursor, link_header, Params};
+use super::scim;
+use crate::server::AppState;
+use crate::store::filter::{OrderBy, RequestAttr, RequestCursor, RequestQuery};
+use crate::workflow::engine::is_request_id;
+use crate::workflow::NewRequest;
+
+const PATH: &str = "/governance/api/v2/requests";
+
+/// What an `after` cursor encodes: the sort position and the order it belongs to.
+#[derive(Serialize, Deserialize)]
+struct Cursor {
+    o: OrderBy,
+    d: bool,
+    t: i64,
+    id: String,
+}
+
+fn body<T>(r: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
+    r.map(|Json(v)| v).map_err(|e| ApiError::validation("body", "body", e.body_text()))
+}
+
+fn slack_user(p: &PrincipalInput, location: &str) -> Result<String, ApiError> {
+    if p.kind != "SLACK_USER" {
+        return Err(ApiError::validation(&format!("{location}.type"), "body", "must be SLACK_USER"));
+    }
+    let id = p.external_id.trim();
+    let ok = id.len() >= 3
+        && id.len() <= 32
+        && (id.starts_with('U') || id.starts_with('W'))
+        && id.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit());
+    if !ok {
+        return Err(ApiError::validation(
+            &format!("{location}.externalId"),
+            "body",
+            "must be a Slack user id (U… or W…)",
+        ));
+    }
+    Ok(id.to_string())
+}
+
+fn parse_order(v: Option<&str>) -> Result<(OrderBy, bool), ApiError> {
+    let Some(v) = v else { return Ok((OrderBy::Created, false)) };
+    let mut words = v.split_whitespace();
+    let field = match words.next() {
+        Some("created") => OrderBy::Created,
+        Some("lastUpdated") => OrderBy::LastUpdated,
+        _ => {
+            return Err(ApiError::validation(
+                "orderBy",
+                "query",
+                "orderBy is `created` or `lastUpdated`, optionally followed by ` asc` or ` desc`",
+            ))
+        }
+    };
+    let desc = match words.next() {
+        None | Some("asc") => false,
+        Some("desc") => true,
+        Some(other) => {
+            return Err(ApiError::validation(
+                "orderBy",
+                "query",
+                format!("unknown direction `{other}`: use asc or desc"),
+            ))
+        }
+    };
+    if words.next().is_some() {
+        return Err(ApiError::validation("orderBy", "query", "orderBy has at most two words"));
+    }
+    Ok((field, desc))
+}
+
+#[utoipa::path(get, path = "/governance/api/v2/requests", tag = "requests",
+    params(
+        ("filter" = Option<String>, Query, description = "SCIM filter over status, grantStatus, requestedFor, requestedBy, resourceId, resourceType (eq, ne) and created, lastUpdated (gt, ge, lt, le); and, or, not, parentheses"),
+        ("after" = Option<String>, Query, description = "Opaque cursor from a `next` link"),
+        ("limit" = Option<i64>, Query, description = "1..200, default 20"),
+        ("orderBy" = Option<String>, Query, description = "`created` or `lastUpdated`, then ` asc` (default) or ` desc`"),
+    ),
+    responses(
+        (status = 200, description = "A page of requests", body = RequestList),
+        (status = 400, description = "Malformed filter (E0000001) or paging (E0000029)", body = ErrorBody),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+    ),
+    security(("bearer" = []), ("ssws" = [])))]
+pub async fn list(
+    State(state): State<AppState>,
+    ApiActor(_actor): ApiActor,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let params = Params::parse(raw.as_deref())?;
+    let limit = params.limit(20, 200)?;
+    let (order_by, descending) = parse_order(params.get("orderBy"))?;
+    let filter = match params.get("filter").map(str::trim).filter(|f| !f.is_empty()) {
+        Some(f) => {
+            Some(scim::parse::<RequestAttr>(f).map_err(|e| ApiError::validation("filter", "query", e.to_string()))?)
+        }
+        None => None,
+    };
+    let after = match params.get("after").filter(|a| !a.is_empty()) {
+        Some(a) => {
+            let c: Cursor = decode_cursor(a)?;
+            if c.o != order_by || c.d != descending {
+                return Err(ApiError::paging("after", "the cursor belongs to a different orderBy"));
+            }
+            let at = chrono::DateTime::from_timestamp_millis(c.t)
+                .ok_or_else(|| ApiError::paging("after", "not a cursor returned by this API"))?;
+            Some(RequestCursor { at, id: c.id })
+        }
+        None => None,
+    };
+    let query = RequestQuery { filter, order_by, descending, after, limit: limit + 1 };
+    let mut rows = state.workflow.store().list_requests(&query).await.map_err(ApiError::internal)?;
+    let more = rows.len() as i64 > limit;
+    rows.truncate(usize::try_from(limit).unwrap_or(0));
+    let base = base_url(&headers);
+    let self_url = format!("{base}{PATH}?{}", params.query_string()).trim_end_matches('?').to_string();
+    let next_url = match rows.last() {
+        Some(last) if more => {
+            let c = query.cursor_of(last);
+            let cursor = encode_cursor(&Cursor { o: order_by, d: descending, t: c.at.timestamp_millis(), id: c.id });
+            Some(format!("{base}{PATH}?{}", params.with_after(&cursor)))
+        }
+        _ => None,
+    };
+    let link = link_header(&self_url, next_url.as_deref());
+    let list = RequestList {
+        data: rows.iter().map(|r| RequestDto::from_request(r, &base)).collect(),
+        links: PageLinks { self_: Href { href: self_url }, next: next_url.map(|href| Href { href }) },
+    };
+    let mut res = Json(list).into_response();
+    if let Ok(v) = HeaderValue::from_str(&link) {
+        res.headers_mut().insert("link", v);
+    }
+    Ok(res)
+}
+
+#[utoipa::path(post, path = "/governance/api/v2/requests", tag = "requests", request_body = CreateRequest,
+    responses(
+        (status = 202, description = "Created; the workflow runs as from chat", body = RequestDto),
+        (status = 200, description = "An open request for this user and app already exists; it is returned", body = RequestDto),
+        (status = 400, description = "Invalid body", body = ErrorBody),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 403, description = "On-behalf requests are turned off", body = ErrorBody),
+        (status = 404, description = "No such catalog entry", body = ErrorBody),
+    ),
+    security(("bearer" = []), ("ssws" = [])))]
+pub async fn create(
+    State(state): State<AppState>,
+    ApiActor(actor): ApiActor,
+    headers: HeaderMap,
+    input: Result<Json<CreateRequest>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let input = body(input)?;
+    if input.requested.kind != "CATALOG_ENTRY" {
+        return Err(ApiError::validation("requested.type", "body", "must be CATALOG_ENTRY"));
+    }
+    let wf = &state.workflow;
+    if !wf.catalog().apps.contains_key(&input.requested.entry_id) {
+        return Err(ApiError::not_found(format!("catalog entry {}", input.requested.entry_id)));
+    }
+    let for_id = slack_user(&input.requested_for, "requestedFor")?;
+    let by_id = match &input.requested_by {
+        Some(p) => slack_user(p, "requestedBy")?,
+        None => for_id.clone(),
+    };
+    for id in [&for_id, &by_id] {
+        crate::slack::deliver::ensure_identity(wf, id).await?;
+    }
+    let fields = input.requester_field_values.into_iter().map(|f| (f.id, f.value)).collect();
+    let new = NewRequest {
+        app_id: input.requested.entry_id,
+        requested_by: wf.party(&by_id).await?,
+        requested_for: wf.party(&for_id).await?,
+        justification: String::new(),
+        fields,
+    };
+    let submitted = wf.submit(&actor, new).await?;
+    let status = if submitted.existing { StatusCode::OK } else { StatusCode::ACCEPTED };
+    Ok((status, Json(RequestDto::from_request(&submitted.request, &base_url(&headers)))).into_response())
+}
+
+#[utoipa::path(get, path = "/governance/api/v2/requests/{id}", tag = "requests",
+    params(("id" = String, Path, description = "Request id, e.g. req42kjDgk1EubTwo0g4")),
+    responses(
+        (status = 200, description = "The request", body = RequestDto),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 404, description = "No such request", body = ErrorBody),
+    ),
+    security(("bearer" = []), ("ssws" = [])))]
+pub async fn get_one(
+    State(state): State<AppState>,
+    ApiActor(_actor): ApiActor,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<RequestDto>, ApiError> {
+    let r = load(&state, &id).await?;
+    Ok(Json(RequestDto::from_request(&r, &base_url(&headers))))
+}
+
+async fn load(state: &AppState, id: &str) -> Result<crate::workflow::model::Request, ApiError> {
+    if !is_request_id(id) {
+        return Err(ApiError::not_found(format!("request {id}")));
+    }
+    state
+        .workflow
+        .store()
+        .request(id)
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| ApiError::not_found(format!("request {id}")))
+}
+
+#[utoipa::path(post, path = "/governance/api/v2/requests/{id}/messages", tag = "requests", request_body = MessageInput,
+    params(("id" = String, Path, description = "Request id")),
+    responses(
+        (status = 201, description = "Posted; the requester sees it in chat", body = MessageDto),
+        (status = 400, description = "Invalid body", body = ErrorBody),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 404, description = "No such request", body = ErrorBody),
+    ),
+    security(("bearer" = []), ("ssws" = [])))]
+pub async fn post_message(
+    State(state): State<AppState>,
+    ApiActor(actor): ApiActor,
+    Path(id): Path<String>,
+    input: Result<Json<MessageInput>, JsonRejection>,
+) -> Result<(StatusCode, Json<MessageDto>), ApiError> {
+    let input = body(input)?;
+    load(&state, &id).await?;
+    let chars = input.message.trim().chars().count();
+    if chars == 0 || chars > 5000 {
+        return Err(ApiError::validation("message", "body", "a message is 1 to 5000 characters"));
+    }
+    let r = state.workflow.post_message(&actor, &id, &input.message).await?;
+    let events = state.workflow.store().request_events(&id).await.map_err(ApiError::internal)?;
+    let ev = events
+        .iter()
+        .rev()
+        .find(|e| e.event_type == "app.access_request.message")
+        .ok_or_else(|| ApiError::internal("message event missing"))?;
+    let text = ev.debug_context.debug_data.get("message").and_then(|m| m.as_str()).unwrap_or_default().to_string();
+    Ok((
+        StatusCode::CREATED,
+        Json(MessageDto { id: ev.uuid.clone(), message: text, created: r.last_updated, created_by: actor.party.id }),
+    ))
+}
+
+#[utoipa::path(patch, path = "/governance/api/v2/requests/{id}", tag = "requests", request_body = PatchRequest,
+    params(("id" = String, Path, description = "Request id")),
+    responses(
+        (status = 200, description = "Canceled", body = RequestDto),
+        (status = 400, description = "Only {\"status\":\"CANCELED\"} is supported", body = ErrorBody),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 404, description = "No such request", body = ErrorBody),
+        (status = 409, description = "The request is no longer pending", body = ErrorBody),
+    ),
+    security(("bearer" = []), ("ssws" = [])))]
+pub async fn patch(
+    State(state): State<AppState>,
+    ApiActor(actor): ApiActor,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    input: Result<Json<PatchRequest>, JsonRejection>,
+) -> Result<Json<RequestDto>, ApiError> {
+    let input = body(input)?;
+    load(&state, &id).await?;
+    if input.status != "CANCELED" {
+        return Err(ApiError::validation("status", "body", "only {\"status\":\"CANCELED\"} is supported"));
+    }
+    let r = state.workflow.cancel(&actor, &id, Some("canceled through the API".into()), true).await?;
+    Ok(Json(RequestDto::from_request(&r, &base_url(&headers))))
+}
