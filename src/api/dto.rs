@@ -266,7 +266,9 @@ pub struct RequestList {
 pub struct RequestedInput {
     /// Must be CATALOG_ENTRY
     #[serde(rename = "type")]
+    #[schema(pattern = "^CATALOG_ENTRY$")]
     pub kind: String,
+    #[schema(pattern = "^[a-z0-9_-]{1,64}$")]
     pub entry_id: String,
 }
 
@@ -275,7 +277,10 @@ pub struct RequestedInput {
 pub struct PrincipalInput {
     /// SLACK_USER
     #[serde(rename = "type")]
+    #[schema(pattern = "^SLACK_USER$")]
     pub kind: String,
+    /// A Slack user id
+    #[schema(pattern = "^[UW][A-Z0-9]{2,31}$")]
     pub external_id: String,
 }
 
@@ -295,6 +300,7 @@ pub struct CreateRequest {
 #[serde(deny_unknown_fields)]
 pub struct MessageInput {
     /// 1 to 5000 characters
+    #[schema(min_length = 1, max_length = 5000, pattern = "\\S")]
     pub message: String,
 }
 
@@ -311,6 +317,7 @@ pub struct MessageDto {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PatchRequest {
+    #[schema(pattern = "^CANCELED$")]
     pub status: String,
 }
 

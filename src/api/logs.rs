@@ -27,7 +27,7 @@ fn time_param(params: &Params, name: &str) -> Result<Option<Timestamp>, ApiError
         ("since" = Option<String>, Query, description = "ISO 8601; events published at or after"),
         ("until" = Option<String>, Query, description = "ISO 8601; events published before"),
         ("after" = Option<String>, Query, description = "Opaque cursor from a `next` link"),
-        ("limit" = Option<i64>, Query, description = "1..1000, default 100"),
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 1000, description = "1..1000, default 100"),
         ("sortOrder" = Option<String>, Query, description = "ASCENDING (default) or DESCENDING"),
     ),
     responses(

@@ -86,7 +86,7 @@ fn parse_order(v: Option<&str>) -> Result<(OrderBy, bool), ApiError> {
     params(
         ("filter" = Option<String>, Query, description = "SCIM filter over status, grantStatus, requestedFor, requestedBy, resourceId, resourceType (eq, ne) and created, lastUpdated (gt, ge, lt, le); and, or, not, parentheses"),
         ("after" = Option<String>, Query, description = "Opaque cursor from a `next` link"),
-        ("limit" = Option<i64>, Query, description = "1..200, default 20"),
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 200, description = "1..200, default 20"),
         ("orderBy" = Option<String>, Query, description = "`created` or `lastUpdated`, then ` asc` (default) or ` desc`"),
     ),
     responses(

@@ -1,0 +1,558 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! Property tests for SCIM filters.
+//!
+//! 1. `parse(render(f)) == f` for random filter trees rendered with random
+//!    keyword case, spacing, escapes, date formats and redundant parentheses.
+//! 2. The SQL a filter compiles to selects exactly the rows `matches_request`
+//!    accepts, in the requested order (ties broken by id).
+//! 3. Walking keyset pages of any size yields the same sequence as one big page.
+//!
+//! 2 and 3 run against one seeded SQLite database per test, and against a fresh
+//! PostgreSQL database too when `TEST_DATABASE_URL` names a server, e.g.
+//! `TEST_DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres cargo test --test filter_props`.
+
+use std::sync::Arc;
+
+use accessbot::api::scim::parse;
+use accessbot::store::filter::{
+    matches_request, AttrKind, Attribute, Filter, OrderBy, RequestAttr, RequestQuery, Value,
+};
+use accessbot::store::{Store, StoreError};
+use accessbot::workflow::model::{Changeset, GrantStatus, Request, Status, Timestamp};
+use accessbot::workflow::Party;
+use chrono::{FixedOffset, SecondsFormat, TimeDelta, TimeZone, Timelike, Utc};
+use proptest::prelude::*;
+use proptest::sample::select;
+use proptest::test_runner::{Config, TestCaseError, TestRunner};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+type F = Filter<RequestAttr>;
+
+const USERS: [&str; 5] = ["U0A", "U0B", "U0C", "U0D", "U0E"];
+const APPS: [&str; 4] = ["github", "payroll", "salesforce", "zoom"];
+const GRANTS: [GrantStatus; 4] =
+    [GrantStatus::Pending, GrantStatus::Granted, GrantStatus::Failed, GrantStatus::ManualRequired];
+/// Rows are created within this many seconds after [`base`].
+const SPAN_SECS: i64 = 20;
+/// How many rows the seeding tries to insert (open duplicates are skipped).
+const ROWS: usize = 64;
+
+fn base() -> Timestamp {
+    Utc.with_ymd_and_hms(2026, 11, 23, 0, 0, 0).unwrap()
+}
+
+fn at_ms(ms: i64) -> Timestamp {
+    base() + TimeDelta::milliseconds(ms)
+}
+
+fn config(cases: u32) -> Config {
+    // No regression files: this runner has no source file to put them beside.
+    Config { cases, failure_persistence: None, ..Config::default() }
+}
+
+// ---- strategies --------------------------------------------------------------
+
+/// Values from the same small pools the rows draw from, plus misses.
+fn pool_text(attr: RequestAttr) -> BoxedStrategy<String> {
+    let pool: Vec<String> = match attr {
+        RequestAttr::Status => Status::ALL.iter().map(|s| s.as_str()).chain(["BOGUS"]).map(String::from).collect(),
+        RequestAttr::GrantStatus => GRANTS.iter().map(|g| g.as_str()).chain(["NONE"]).map(String::from).collect(),
+        RequestAttr::RequestedFor | RequestAttr::RequestedBy => {
+            USERS.iter().copied().chain(["U0Z"]).map(String::from).collect()
+        }
+        RequestAttr::ResourceId => APPS.iter().copied().chain(["nope"]).map(String::from).collect(),
+        RequestAttr::ResourceType => vec!["APPLICATION".into(), "OTHER".into()],
+        RequestAttr::Created | RequestAttr::LastUpdated => vec![String::new()],
+    };
+    select(pool).boxed()
+}
+
+/// Pool values or arbitrary text (anything but NUL), for the round trip.
+fn wide_text(attr: RequestAttr) -> BoxedStrategy<String> {
+    let arbitrary =
+        proptest::collection::vec(any::<char>(), 0..12).prop_map(|cs| cs.into_iter().filter(|c| *c != '\0').collect());
+    prop_oneof![pool_text(attr), arbitrary].boxed()
+}
+
+/// Times on, just before and just after the rows' times, in whole milliseconds.
+fn time_value() -> impl Strategy<Value = Timestamp> {
+    (-1..=SPAN_SECS + 6, select(vec![-1i64, 0, 1, 499, 500, 501])).prop_map(|(s, d)| at_ms(s * 1000 + d))
+}
+
+fn comparison(text: fn(RequestAttr) -> BoxedStrategy<String>) -> BoxedStrategy<F> {
+    select(RequestAttr::all().to_vec())
+        .prop_flat_map(move |attr| {
+            let op = select(attr.ops().to_vec());
+            match attr.kind() {
+                AttrKind::Text => {
+                    (op, text(attr)).prop_map(move |(op, v)| Filter::Cmp { attr, op, value: Value::Text(v) }).boxed()
+                }
+                AttrKind::Time => {
+                    (op, time_value()).prop_map(move |(op, t)| Filter::Cmp { attr, op, value: Value::Time(t) }).boxed()
+                }
+            }
+        })
+        .boxed()
+}
+
+/// Random trees of depth ≤ 4 over valid attribute/operator pairs.
+fn filter_with(text: fn(RequestAttr) -> BoxedStrategy<String>) -> BoxedStrategy<F> {
+    comparison(text)
+        .prop_recursive(4, 24, 2, |inner| {
+            prop_oneof![
+                (inner.clone(), inner.clone()).prop_map(|(a, b)| Filter::And(Box::new(a), Box::new(b))),
+                (inner.clone(), inner.clone()).prop_map(|(a, b)| Filter::Or(Box::new(a), Box::new(b))),
+                inner.prop_map(|a| Filter::Not(Box::new(a))),
+            ]
+        })
+        .boxed()
+}
+
+fn filters() -> BoxedStrategy<F> {
+    filter_with(pool_text)
+}
+
+// ---- rendering ---------------------------------------------------------------
+
+/// Renders a tree as SCIM text with random case, spacing, escapes, date
+/// formats and redundant parentheses; parentheses where precedence needs them.
+struct Renderer {
+    rng: StdRng,
+}
+
+fn precedence(f: &F) -> u8 {
+    match f {
+        Filter::Or(..) => 1,
+        Filter::And(..) => 2,
+        Filter::Not(_) | Filter::Cmp { .. } => 3,
+    }
+}
+
+impl Renderer {
+    fn new(seed: u64) -> Renderer {
+        Renderer { rng: StdRng::seed_from_u64(seed) }
+    }
+
+    /// 1..=3 blanks.
+    fn space(&mut self) -> String {
+        let n = self.rng.gen_range(1..=3);
+        (0..n).map(|_| if self.rng.gen_bool(0.8) { ' ' } else { '\t' }).collect()
+    }
+
+    /// 0..=2 blanks.
+    fn maybe_space(&mut self) -> String {
+        if self.rng.gen_bool(0.5) {
+            String::new()
+        } else {
+            self.space()
+        }
+    }
+
+    fn case(&mut self, word: &str) -> String {
+        word.chars().map(|c| if self.rng.gen_bool(0.5) { c.to_ascii_uppercase() } else { c }).collect()
+    }
+
+    fn string(&mut self, s: &str) -> String {
+        let mut out = String::from("\"");
+        for c in s.chars() {
+            match c {
+                '"' => out.push_str("\\\""),
+                '\\' => out.push_str("\\\\"),
+                '/' if self.rng.gen_bool(0.5) => out.push_str("\\/"),
+                '\n' if self.rng.gen_bool(0.5) => out.push_str("\\n"),
+                '\t' if self.rng.gen_bool(0.5) => out.push_str("\\t"),
+                c if (c as u32) < 0x20 || self.rng.gen_bool(0.1) => {
+                    let mut units = [0u16; 2];
+                    for u in c.encode_utf16(&mut units) {
+                        if self.rng.gen_bool(0.5) {
+                            out.push_str(&format!("\\u{u:04x}"));
+                        } else {
+                            out.push_str(&format!("\\u{u:04X}"));
+                        }
+                    }
+                }
+                c => out.push(c),
+            }
+        }
+        out.push('"');
+        out
+    }
+
+    fn time(&mut self, t: Timestamp) -> String {
+        let midnight = t.num_seconds_from_midnight() == 0 && t.nanosecond() == 0;
+        if midnight && self.rng.gen_bool(0.5) {
+            return format!("\"{}\"", t.format("%Y-%m-%d"));
+        }
+        let minutes = [0, 60, -330, 345, 14 * 60, -12 * 60][self.rng.gen_range(0..6)];
+        let offset = FixedOffset::east_opt(minutes * 60).unwrap();
+        let format = if self.rng.gen_bool(0.5) { SecondsFormat::AutoSi } else { SecondsFormat::Nanos };
+        format!("\"{}\"", t.with_timezone(&offset).to_rfc3339_opts(format, self.rng.gen_bool(0.5)))
+    }
+
+    fn render(&mut self, f: &F) -> String {
+        let lead = self.maybe_space();
+        let trail = self.maybe_space();
+        format!("{lead}{}{trail}", self.at(f, 0))
+    }
+
+    /// `f` where its parent needs precedence at least `min`.
+    fn at(&mut self, f: &F, min: u8) -> String {
+        let body = match f {
+            Filter::Cmp { attr, op, value } => {
+                let (s1, op, s2) = (self.space(), self.case(op.as_str()), self.space());
+                let value = match value {
+                    Value::Text(s) => self.string(s),
+                    Value::Time(t) => self.time(*t),
+                };
+                format!("{}{s1}{op}{s2}{value}", attr.name())
+            }
+            Filter::And(a, b) => self.binary(a, "and", 2, b),
+            Filter::Or(a, b) => self.binary(a, "or", 1, b),
+            Filter::Not(a) => {
+                let inner = self.at(a, 3);
+                let sep = if inner.starts_with('(') { self.maybe_space() } else { self.space() };
+                format!("{}{sep}{inner}", self.case("not"))
+            }
+        };
+        let mut out = if precedence(f) < min { self.parens(&body) } else { body };
+        while self.rng.gen_bool(0.12) {
+            out = self.parens(&out);
+        }
+        out
+    }
+
+    fn binary(&mut self, a: &F, keyword: &str, prec: u8, b: &F) -> String {
+        // Left-associative: the left side may be the same operator, the right may not.
+        let left = self.at(a, prec);
+        let right = self.at(b, prec + 1);
+        let s1 = if left.ends_with(')') { self.maybe_space() } else { self.space() };
+        let s2 = if right.starts_with('(') { self.maybe_space() } else { self.space() };
+        format!("{left}{s1}{}{s2}{right}", self.case(keyword))
+    }
+
+    fn parens(&mut self, s: &str) -> String {
+        format!("({}{s}{})", self.maybe_space(), self.maybe_space())
+    }
+}
+
+fn render(f: &F, seed: u64) -> String {
+    Renderer::new(seed).render(f)
+}
+
+// ---- property 1: parse ∘ render ------------------------------------------------
+
+proptest! {
+    #![proptest_config(config(512))]
+
+    #[test]
+    fn parse_inverts_render(f in filter_with(wide_text), seed in any::<u64>()) {
+        let text = render(&f, seed);
+        match parse::<RequestAttr>(&text) {
+            Ok(parsed) => prop_assert_eq!(parsed, f, "rendered as {:?}", text),
+            Err(e) => return Err(TestCaseError::fail(format!("{text:?} did not parse: {e}"))),
+        }
+    }
+
+    /// Damaged filters fail cleanly (no panic, a position inside the input) or parse.
+    #[test]
+    fn damaged_filters_never_panic(
+        f in filters(),
+        seed in any::<u64>(),
+        cuts in proptest::collection::vec(
+            (any::<prop::sample::Index>(), select(vec!['(', ')', '"', '\\', ' ', 'é', 'u']), any::<char>(), 0u8..3),
+            1..4,
+        ),
+    ) {
+        let mut chars: Vec<char> = render(&f, seed).chars().collect();
+        for (index, special, c, how) in cuts {
+            let i = index.index(chars.len() + 1);
+            match how {
+                0 if i < chars.len() => {
+                    chars.remove(i);
+                }
+                1 => chars.insert(i, special),
+                _ => chars.insert(i, c),
+            }
+        }
+        let text: String = chars.iter().collect();
+        if let Err(e) = parse::<RequestAttr>(&text) {
+            prop_assert!(e.position <= chars.len(), "{:?}: {}", text, e);
+            prop_assert!(!e.message.is_empty());
+        }
+    }
+}
+
+// ---- fixtures: a seeded store per backend --------------------------------------
+
+enum Backend {
+    Sqlite,
+    Postgres(String),
+}
+
+impl Backend {
+    fn postgres() -> Option<Backend> {
+        match std::env::var("TEST_DATABASE_URL") {
+            Ok(url) if !url.is_empty() => Some(Backend::Postgres(url)),
+            _ => None,
+        }
+    }
+}
+
+/// `url` with its database name replaced by `name` (query string kept).
+fn sibling_url(url: &str, name: &str) -> String {
+    let (main, query) = match url.split_once('?') {
+        Some((m, q)) => (m, format!("?{q}")),
+        None => (url, String::new()),
+    };
+    let authority_start = main.find("://").map(|i| i + 3).unwrap_or(0);
+    let server = match main[authority_start..].find('/') {
+        Some(i) => &main[..authority_start + i],
+        None => main,
+    };
+    format!("{server}/{name}{query}")
+}
+
+struct Fixture {
+    rt: tokio::runtime::Runtime,
+    store: Option<Arc<dyn Store>>,
+    rows: Vec<Request>,
+    _dir: tempfile::TempDir,
+    /// (server URL, database name) to drop at the end.
+    pg: Option<(String, String)>,
+}
+
+impl Fixture {
+    fn new(backend: &Backend) -> Fixture {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let (url, pg) = match backend {
+            Backend::Sqlite => (format!("sqlite://{}", dir.path().join("x.db").display()), None),
+            Backend::Postgres(server) => {
+                use sqlx::{Connection, Executor};
+                let name = format!("accessbot_props_{}", uuid::Uuid::new_v4().simple());
+                rt.block_on(async {
+                    let mut conn = sqlx::PgConnection::connect(server).await.expect("TEST_DATABASE_URL reachable");
+                    conn.execute(format!("CREATE DATABASE {name}").as_str()).await.unwrap();
+                    conn.close().await.unwrap();
+                });
+                (sibling_url(server, &name), Some((server.clone(), name)))
+            }
+        };
+        let mut fx = Fixture { rt, store: None, rows: Vec::new(), _dir: dir, pg };
+        let store = fx.rt.block_on(accessbot::store::open(&url)).unwrap();
+        fx.rows = fx.rt.block_on(seed(&*store, 0x5eed_f117));
+        fx.store = Some(store);
+        fx
+    }
+
+    fn store(&self) -> &dyn Store {
+        self.store.as_deref().unwrap()
+    }
+
+    fn list(&self, q: &RequestQuery) -> Vec<String> {
+        let rows = self.rt.block_on(self.store().list_requests(q)).unwrap();
+        rows.into_iter().map(|r| r.id).collect()
+    }
+
+    /// What the store must answer: the matching rows, sorted by the key then id.
+    fn expected(&self, f: &F, order_by: OrderBy, descending: bool) -> Vec<String> {
+        let mut hits: Vec<&Request> = self.rows.iter().filter(|r| matches_request(f, r)).collect();
+        hits.sort_by(|a, b| key(a, order_by).cmp(&key(b, order_by)).then_with(|| a.id.cmp(&b.id)));
+        if descending {
+            hits.reverse();
+        }
+        hits.into_iter().map(|r| r.id.clone()).collect()
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        {
+            let _in_runtime = self.rt.enter();
+            self.store = None;
+        }
+        if let Some((server, name)) = self.pg.take() {
+            self.rt.block_on(async {
+                use sqlx::{Connection, Executor};
+                if let Ok(mut conn) = sqlx::PgConnection::connect(&server).await {
+                    let _ = conn.execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str()).await;
+                    let _ = conn.close().await;
+                }
+            });
+        }
+    }
+}
+
+fn key(r: &Request, order_by: OrderBy) -> Timestamp {
+    match order_by {
+        OrderBy::Created => r.created,
+        OrderBy::LastUpdated => r.last_updated,
+    }
+}
+
+fn party(id: &str) -> Party {
+    Party { id: id.to_string(), email: None }
+}
+
+fn pick<'a, T>(rng: &mut StdRng, xs: &'a [T]) -> &'a T {
+    &xs[rng.gen_range(0..xs.len())]
+}
+
+/// Commits about [`ROWS`] random requests; returns those stored.
+async fn seed(store: &dyn Store, seed: u64) -> Vec<Request> {
+    const ALNUM: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut rows = Vec::new();
+    for _ in 0..ROWS {
+        let id: String = "req".chars().chain((0..17).map(|_| char::from(*pick(&mut rng, ALNUM)))).collect();
+        // Whole milliseconds with many ties and 1 ms near-misses.
+        let created = at_ms(rng.gen_range(0..SPAN_SECS) * 1000 + *pick(&mut rng, &[0, 0, 1, 500]));
+        let last_updated =
+            created + TimeDelta::milliseconds(rng.gen_range(0..5) * 1000 + *pick(&mut rng, &[0, 1, 499]));
+        let app_id = pick(&mut rng, &APPS).to_string();
+        let requested_by = party(*pick(&mut rng, &USERS));
+        let r = Request {
+            id,
+            app_name: app_id.to_uppercase(),
+            app_id,
+            created_by: requested_by.id.clone(),
+            last_updated_by: requested_by.id.clone(),
+            requested_by,
+            requested_for: party(*pick(&mut rng, &USERS)),
+            justification: "property test".into(),
+            field_values: vec![],
+            status: *pick(&mut rng, &Status::ALL),
+            current_step: None,
+            steps: vec![],
+            created,
+            last_updated,
+            resolved: None,
+            grant_status: if rng.gen_bool(0.3) { None } else { Some(*pick(&mut rng, &GRANTS)) },
+            granted: None,
+            reason: None,
+            version: 0,
+        };
+        match store.commit(&Changeset { request: Some(r.clone()), ..Default::default() }).await {
+            Ok(()) => rows.push(r),
+            Err(StoreError::DuplicateOpen) => {}
+            Err(e) => panic!("seeding {}: {e}", r.id),
+        }
+    }
+    assert!(rows.len() >= ROWS * 3 / 4, "only {} rows seeded", rows.len());
+    rows
+}
+
+// ---- properties 2 and 3 ----------------------------------------------------------
+
+fn order() -> impl Strategy<Value = (OrderBy, bool)> {
+    (select(vec![OrderBy::Created, OrderBy::LastUpdated]), any::<bool>())
+}
+
+fn query(f: &F, order_by: OrderBy, descending: bool, limit: i64) -> RequestQuery {
+    RequestQuery { filter: Some(f.clone()), order_by, descending, after: None, limit }
+}
+
+/// Runs `cases` random filters against one seeded store; panics with the minimal failing case.
+/// `test` returns how many rows its filter matched: most cases must match some rows but not all,
+/// or the property proves little.
+fn run<S: Strategy>(
+    backend: &Backend,
+    cases: u32,
+    strategy: S,
+    test: impl Fn(&Fixture, S::Value) -> Result<usize, TestCaseError>,
+) where
+    S::Value: std::fmt::Debug,
+{
+    let fx = Fixture::new(backend);
+    let total = fx.rows.len();
+    let selective = std::cell::Cell::new(0u32);
+    let mut runner = TestRunner::new(config(cases));
+    let result = runner.run(&strategy, |v| {
+        let hits = test(&fx, v)?;
+        if hits > 0 && hits < total {
+            selective.set(selective.get() + 1);
+        }
+        Ok(())
+    });
+    drop(fx);
+    if let Err(e) = result {
+        panic!("{e}");
+    }
+    assert!(selective.get() >= cases / 3, "only {} of {cases} filters matched some but not all rows", selective.get());
+}
+
+/// Property 2: the store returns exactly the rows `matches_request` accepts, in order.
+fn sql_agrees_with_memory(backend: &Backend) {
+    run(backend, 64, (filters(), order()), |fx, (f, (order_by, descending))| {
+        let got = fx.list(&query(&f, order_by, descending, 1000));
+        let want = fx.expected(&f, order_by, descending);
+        let hits = want.len();
+        prop_assert_eq!(got, want, "filter {:?} ordered by {:?} descending {}", f, order_by, descending);
+        Ok(hits)
+    });
+}
+
+/// Property 3: pages of any size, continued with the cursor of each page's last row, add up to the full list.
+fn pages_add_up(backend: &Backend) {
+    run(backend, 64, (filters(), order(), 1..=7i64), |fx, (f, (order_by, descending), limit)| {
+        let full = fx.list(&query(&f, order_by, descending, 1000));
+        prop_assert_eq!(&full, &fx.expected(&f, order_by, descending), "the full list for {:?}", f);
+        let mut q = query(&f, order_by, descending, limit);
+        let mut walked = Vec::new();
+        for _ in 0..=fx.rows.len() + 1 {
+            let page = fx.rt.block_on(fx.store().list_requests(&q)).unwrap();
+            prop_assert!(page.len() <= usize::try_from(limit).unwrap());
+            walked.extend(page.iter().map(|r| r.id.clone()));
+            match page.last() {
+                Some(last) if page.len() == usize::try_from(limit).unwrap() => q.after = Some(q.cursor_of(last)),
+                _ => break,
+            }
+        }
+        let hits = full.len();
+        prop_assert_eq!(
+            walked,
+            full,
+            "pages of {} for {:?} ordered by {:?} descending {}",
+            limit,
+            f,
+            order_by,
+            descending
+        );
+        Ok(hits)
+    });
+}
+
+#[test]
+fn sql_agrees_with_matches_request_sqlite() {
+    sql_agrees_with_memory(&Backend::Sqlite);
+}
+
+#[test]
+fn sql_agrees_with_matches_request_postgres() {
+    match Backend::postgres() {
+        Some(b) => sql_agrees_with_memory(&b),
+        None => eprintln!("TEST_DATABASE_URL is not set: PostgreSQL skipped"),
+    }
+}
+
+#[test]
+fn pages_add_up_to_the_full_list_sqlite() {
+    pages_add_up(&Backend::Sqlite);
+}
+
+#[test]
+fn pages_add_up_to_the_full_list_postgres() {
+    match Backend::postgres() {
+        Some(b) => pages_add_up(&b),
+        None => eprintln!("TEST_DATABASE_URL is not set: PostgreSQL skipped"),
+    }
+}
+
+#[test]
+fn sibling_urls() {
+    let s = |u| sibling_url(u, "db2");
+    assert_eq!(s("postgres://postgres@127.0.0.1:5432/postgres"), "postgres://postgres@127.0.0.1:5432/db2");
+    assert_eq!(s("postgres://u:p@h/postgres?sslmode=disable"), "postgres://u:p@h/db2?sslmode=disable");
+    assert_eq!(s("postgresql://h:5432"), "postgresql://h:5432/db2");
+}
