@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::workflow::catalog::{App, Catalog, FieldDef, FieldKind, Group, Person, Settings, StepDef};
+use crate::workflow::catalog::{
+    App, Catalog, FieldDef, FieldKind, Group, Person, Settings, StepDef, TaskAssignee, Webhook,
+};
 
 /// One problem in the config: where and what.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -88,7 +90,30 @@ struct RawApp {
     steps: Vec<RawStep>,
     #[serde(default)]
     fields: Vec<RawField>,
-    provisioning: Option<toml::Value>,
+    provisioning: Option<RawWebhook>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWebhook {
+    url: String,
+    secret_env: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAction {
+    url: String,
+    secret_env: Option<String>,
+    #[serde(default)]
+    fields: BTreeMap<String, String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTask {
+    user: Option<String>,
+    group: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -96,8 +121,8 @@ struct RawApp {
 struct RawStep {
     user: Option<String>,
     group: Option<String>,
-    action: Option<toml::Value>,
-    task: Option<toml::Value>,
+    action: Option<RawAction>,
+    task: Option<RawTask>,
 }
 
 #[derive(Deserialize)]
@@ -117,7 +142,39 @@ struct Checker {
     problems: Vec<Problem>,
 }
 
+/// What an action step may send: request facts, or `field.<id>`.
+pub const ACTION_SOURCES: &[&str] = &[
+    "request.id",
+    "app.id",
+    "app.name",
+    "requester.id",
+    "requester.email",
+    "requestedFor.id",
+    "requestedFor.email",
+    "justification",
+    "access.until",
+];
+
 impl Checker {
+    fn url(&mut self, key: &str, url: &str) {
+        let ok = (url.starts_with("https://") || url.starts_with("http://"))
+            && url.len() > 10
+            && !url.contains(char::is_whitespace);
+        if !ok {
+            self.bad(key, format!("\"{url}\" is not an http(s) URL"));
+        }
+    }
+
+    fn secret_env(&mut self, key: &str, name: Option<&str>) {
+        let Some(name) = name else { return };
+        let ok = !name.is_empty()
+            && name.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+            && !name.starts_with(|c: char| c.is_ascii_digit());
+        if !ok {
+            self.bad(key, format!("\"{name}\" is not an environment variable name (e.g. GRANT_SECRET)"));
+        }
+    }
+
     fn bad(&mut self, key: impl Into<String>, message: impl Into<String>) {
         self.problems.push(Problem { key: key.into(), message: message.into() });
     }
@@ -178,20 +235,24 @@ fn is_channel(s: &str) -> bool {
 pub fn parse_catalog(file: &str, text: &str) -> Result<Catalog, ConfigError> {
     let fail =
         |key: String, message: String| ConfigError { file: file.to_string(), problems: vec![Problem { key, message }] };
-    let de = toml::Deserializer::new(text);
+    let describe = |e: &toml::de::Error| {
+        let mut msg = e.message().lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(": ");
+        if let Some(span) = e.span() {
+            let line = text.get(..span.start.min(text.len())).unwrap_or_default().matches('\n').count() + 1;
+            // The line itself, since some parser messages do not name the key.
+            let src: String = text.lines().nth(line - 1).unwrap_or_default().trim().chars().take(80).collect();
+            msg = if src.is_empty() { format!("{msg} (line {line})") } else { format!("{msg} (line {line}: `{src}`)") };
+        }
+        msg
+    };
+    let de = toml::Deserializer::parse(text).map_err(|e| fail(String::new(), describe(&e)))?;
     let raw: RawConfig = match serde_path_to_error::deserialize(de) {
         Ok(raw) => raw,
         Err(e) => {
             let path = e.path().to_string();
             let inner = e.into_inner();
-            let mut msg =
-                inner.message().lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(": ");
-            if let Some(span) = inner.span() {
-                let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
-                msg = format!("{msg} (line {line})");
-            }
             let key = if path == "." { String::new() } else { path };
-            return Err(fail(key, msg));
+            return Err(fail(key, describe(&inner)));
         }
     };
     let mut c = Checker { problems: Vec::new() };
@@ -264,7 +325,10 @@ pub fn parse_catalog(file: &str, text: &str) -> Result<Catalog, ConfigError> {
                 .filter(|b| **b)
                 .count();
             if set != 1 {
-                c.bad(&skey, "a step is exactly one of { user = \"…\" } or { group = \"…\" }");
+                c.bad(
+                    &skey,
+                    "a step is exactly one of { user = \"…\" }, { group = \"…\" }, { action = { url = \"…\" } } or { task = { user = \"…\" } } / { task = { group = \"…\" } }",
+                );
                 continue;
             }
             if let Some(u) = &st.user {
@@ -284,16 +348,54 @@ pub fn parse_catalog(file: &str, text: &str) -> Result<Catalog, ConfigError> {
                         ),
                     );
                 }
-            } else {
-                c.bad(&skey, "action and task steps are not supported by this version yet");
+            } else if let Some(action) = &st.action {
+                let akey = format!("{skey}.action");
+                c.url(&format!("{akey}.url"), &action.url);
+                c.secret_env(&format!("{akey}.secret_env"), action.secret_env.as_deref());
+                for (out, source) in &action.fields {
+                    let ok = ACTION_SOURCES.contains(&source.as_str())
+                        || source
+                            .strip_prefix("field.")
+                            .is_some_and(|f| f == "justification" || a.fields.iter().any(|x| x.id == f));
+                    if !ok {
+                        c.bad(
+                            format!("{akey}.fields.{out}"),
+                            format!(
+                                "unknown source \"{source}\" (use {}, or field.<id> of this app's fields)",
+                                ACTION_SOURCES.join(", ")
+                            ),
+                        );
+                    }
+                }
+                steps.push(StepDef::Action {
+                    url: action.url.clone(),
+                    secret_env: action.secret_env.clone(),
+                    fields: action.fields.clone(),
+                });
+            } else if let Some(task) = &st.task {
+                let tkey = format!("{skey}.task");
+                match (&task.user, &task.group) {
+                    (Some(u), None) => {
+                        if let Some(p) = c.person(format!("{tkey}.user"), u) {
+                            steps.push(StepDef::Task(TaskAssignee::User(p)));
+                        }
+                    }
+                    (None, Some(g)) if raw.groups.contains_key(g) => {
+                        steps.push(StepDef::Task(TaskAssignee::Group(g.clone())))
+                    }
+                    (None, Some(g)) => c.bad(format!("{tkey}.group"), format!("unknown group \"{g}\"")),
+                    _ => c.bad(&tkey, "a task names exactly one assignee: { user = \"…\" } or { group = \"…\" }"),
+                }
             }
         }
         if approval && a.steps.is_empty() {
             c.bad(format!("{key}.steps"), "approval is on but there are no steps: add steps or set approval = false");
         }
-        if a.provisioning.is_some() {
-            c.bad(format!("{key}.provisioning"), "provisioning hooks are not supported by this version yet");
-        }
+        let provisioning = a.provisioning.as_ref().map(|w| {
+            c.url(&format!("{key}.provisioning.url"), &w.url);
+            c.secret_env(&format!("{key}.provisioning.secret_env"), w.secret_env.as_deref());
+            Webhook { url: w.url.clone(), secret_env: w.secret_env.clone() }
+        });
         let mut fields: Vec<FieldDef> = Vec::new();
         for (i, f) in a.fields.iter().enumerate() {
             let fkey = format!("{key}.fields[{i}]");
@@ -315,8 +417,8 @@ pub fn parse_catalog(file: &str, text: &str) -> Result<Catalog, ConfigError> {
             if kind == FieldKind::Select && f.options.is_empty() {
                 c.bad(format!("{fkey}.options"), "a select field needs options");
             }
-            if f.required && (kind != FieldKind::Text || f.id != "justification") {
-                c.bad(&fkey, "required fields other than a text `justification` are not supported by this version yet");
+            if f.id == "end_date" && kind != FieldKind::Date {
+                c.bad(format!("{fkey}.type"), "the `end_date` field caps access and must have type = \"date\"");
             }
             fields.push(FieldDef {
                 id: f.id.clone(),
@@ -327,9 +429,6 @@ pub fn parse_catalog(file: &str, text: &str) -> Result<Catalog, ConfigError> {
             });
         }
         let max_duration = c.duration(&format!("{key}.max_duration"), a.max_duration.as_deref(), None);
-        if max_duration.is_some() {
-            c.bad(format!("{key}.max_duration"), "time-bound access is not supported by this version yet");
-        }
         apps.insert(
             id.clone(),
             App {
@@ -342,6 +441,7 @@ pub fn parse_catalog(file: &str, text: &str) -> Result<Catalog, ConfigError> {
                 max_duration,
                 steps,
                 fields,
+                provisioning,
             },
         );
     }
@@ -400,6 +500,13 @@ pub struct Env {
     pub outbox_lease: Duration,
     /// How long a graceful stop may take after SIGTERM.
     pub shutdown_timeout: Duration,
+}
+
+/// A webhook secret by variable name: `NAME`, or the file named by `NAME_FILE`.
+pub fn secret_from_env(name: &str) -> Option<String> {
+    let mut problems = Vec::new();
+    let s = secret_var(&|k| std::env::var(k).ok(), name, &mut problems);
+    (!s.is_empty()).then_some(s.0)
 }
 
 /// Reads `NAME`, or the file named by `NAME_FILE` (trailing newline trimmed).

@@ -18,5 +18,7 @@ pub mod server;
 pub mod slack;
 /// Persistence behind one trait; SQLite today, picked from `DATABASE_URL`.
 pub mod store;
+/// Signed outbound webhooks (action steps, provisioning) and the outbox's deliverer router.
+pub mod webhook;
 /// The core: catalog, request state machine, authorization, commands → changesets.
 pub mod workflow;

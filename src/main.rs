@@ -119,11 +119,46 @@ async fn serve(mut env: Env, config: Option<PathBuf>, port: Option<u16>) -> anyh
     let outbox = OutboxConfig { lease: env.outbox_lease, ..OutboxConfig::default() };
     let shutdown_grace = env.shutdown_timeout;
     let opts = Options { env, catalog, outbox, clock: system_clock(), shutdown_grace };
+    // Installed before the server is up, so an early SIGHUP never kills the process.
+    #[cfg(unix)]
+    let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     let running = server::start(opts, listener).await?;
+    #[cfg(unix)]
+    let reloads = tokio::spawn(reload_on_sighup(hangups, running.reloader()));
     shutdown_signal().await;
     tracing::info!("shutting down");
+    #[cfg(unix)]
+    reloads.abort();
     running.stop().await;
     Ok(())
+}
+
+/// SIGHUP: re-read and validate the config file and apply it; an invalid file
+/// is refused (every problem logged) and the running config kept.
+#[cfg(unix)]
+async fn reload_on_sighup(mut hangups: tokio::signal::unix::Signal, reloader: server::Reloader) {
+    use accessbot::workflow::reload::ReloadError;
+    use accessbot::workflow::Actor;
+    while hangups.recv().await.is_some() {
+        tracing::info!("SIGHUP: reloading the config file");
+        match reloader.reload(&Actor::system(), "SIGHUP").await {
+            Ok(report) => tracing::info!(
+                apps = report.apps,
+                groups = report.groups,
+                flagged = report.flagged.len(),
+                already_flagged = report.already_flagged.len(),
+                no_longer_stranded = report.no_longer_stranded.len(),
+                "SIGHUP: config reloaded"
+            ),
+            // Each problem was already logged with its key.
+            Err(ReloadError::Invalid(e)) => {
+                tracing::error!(problems = e.problems.len(), "SIGHUP: config refused; the running config is kept")
+            }
+            Err(ReloadError::Workflow(e)) => {
+                tracing::error!(error = %e, "SIGHUP: config reload failed")
+            }
+        }
+    }
 }
 
 async fn shutdown_signal() {

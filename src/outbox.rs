@@ -20,9 +20,10 @@ use crate::workflow::Clock;
 pub const NOTICE: &str = "notice";
 
 pub fn notice_item(n: &Notice) -> Result<OutboxItem, StoreError> {
+    let kind = if matches!(n, Notice::Webhook { .. }) { crate::webhook::WEBHOOK } else { NOTICE };
     Ok(OutboxItem {
         ordering_key: n.ordering_key(),
-        kind: NOTICE.to_string(),
+        kind: kind.to_string(),
         payload: serde_json::to_value(n).map_err(|e| StoreError::Corrupt(e.to_string()))?,
         deadline: None,
     })
@@ -46,6 +47,9 @@ pub enum Delivery {
 #[async_trait]
 pub trait Deliverer: Send + Sync + 'static {
     async fn deliver(&self, job: &ClaimedJob) -> Delivery;
+
+    /// Called once a row is finally delivered (`error` None) or given up on.
+    async fn settled(&self, _job: &ClaimedJob, _error: Option<&str>) {}
 }
 
 #[derive(Clone, Debug)]
@@ -196,6 +200,15 @@ impl Outbox {
                 JobOutcome::Failed { error }
             }
         };
+        let settled = match &outcome {
+            JobOutcome::Done => Some(None),
+            JobOutcome::Failed { error } => Some(Some(error.clone())),
+            JobOutcome::Retry { .. } => None,
+        };
+        // The outcome is recorded before the row is closed: a crash in between repeats it, never loses it.
+        if let Some(error) = settled {
+            self.deliverer.settled(job, error.as_deref()).await;
+        }
         self.store.finish_job(job.id, outcome, now).await
     }
 }

@@ -2,6 +2,7 @@
 //! until the shutdown token is cancelled, then drains in-flight requests.
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,8 +25,10 @@ use crate::outbox::{Outbox, OutboxConfig};
 use crate::slack::client::SlackClient;
 use crate::slack::deliver::{resolve_email_item, SlackDeliverer};
 use crate::slack::SlackSettings;
+use crate::webhook::{DeliveryRouter, WebhookDeliverer};
 use crate::workflow::model::Changeset;
-use crate::workflow::{Catalog, Clock, CommitHook, Workflow};
+use crate::workflow::reload::{self, ReloadError, ReloadReport};
+use crate::workflow::{Actor, Catalog, Clock, CommitHook, Workflow};
 
 /// Slack payloads are small; this bounds what an unauthenticated caller can make us buffer.
 pub const BODY_LIMIT: usize = 256 * 1024;
@@ -37,6 +40,8 @@ pub struct AppState {
     pub api_tokens: Arc<Vec<crate::config::Secret>>,
     pub slack: Arc<SlackSettings>,
     pub metrics: Arc<Metrics>,
+    /// The config file, re-read on reload (`POST /admin/reload`, SIGHUP).
+    pub config_path: Arc<PathBuf>,
 }
 
 pub struct Options {
@@ -52,6 +57,7 @@ pub struct Running {
     pub addr: SocketAddr,
     pub workflow: Arc<Workflow>,
     pub metrics: Arc<Metrics>,
+    config_path: Arc<PathBuf>,
     shutdown: CancellationToken,
     server: tokio::task::JoinHandle<()>,
     workers: Vec<tokio::task::JoinHandle<()>>,
@@ -76,6 +82,52 @@ impl Running {
     pub fn shutdown_token(&self) -> CancellationToken {
         self.shutdown.clone()
     }
+
+    /// A handle that reloads the config file (for SIGHUP), usable while the server runs.
+    pub fn reloader(&self) -> Reloader {
+        Reloader { workflow: self.workflow.clone(), config_path: self.config_path.clone() }
+    }
+}
+
+/// Reloads the config file the server was started with.
+#[derive(Clone)]
+pub struct Reloader {
+    workflow: Arc<Workflow>,
+    config_path: Arc<PathBuf>,
+}
+
+impl Reloader {
+    /// Re-reads the file; see [`reload_config`].
+    pub async fn reload(&self, actor: &Actor, trigger: &str) -> Result<ReloadReport, ReloadError> {
+        reload_config(&self.workflow, &self.config_path, actor, trigger).await
+    }
+}
+
+/// Re-reads and validates the config file and applies it: stranded pending
+/// requests are flagged and admins told (`workflow::reload`). An invalid file
+/// is refused and the running catalog kept. Emails new to the catalog are
+/// queued for resolution to Slack ids, as at start.
+pub async fn reload_config(
+    workflow: &Workflow,
+    path: &Path,
+    actor: &Actor,
+    trigger: &str,
+) -> Result<ReloadReport, ReloadError> {
+    let report = reload::from_file(workflow, path, actor, trigger).await?;
+    let mut unresolved = Vec::new();
+    for email in workflow.catalog().emails() {
+        match workflow.store().identity_by_email(&email).await {
+            Ok(Some(_)) => {}
+            Ok(None) => unresolved.push(resolve_email_item(&email)),
+            Err(e) => tracing::warn!(error = %e, "reload: identity cache unavailable; emails resolve on first use"),
+        }
+    }
+    if !unresolved.is_empty() {
+        if let Err(e) = workflow.enqueue(&unresolved).await {
+            tracing::warn!(error = %e, "reload: could not queue email look-ups");
+        }
+    }
+    Ok(report)
 }
 
 /// Counts every request by its route pattern (not the raw path: ids would explode the label set).
@@ -106,6 +158,25 @@ pub fn router(state: AppState) -> Router {
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
 }
 
+/// How often reminders, expiry and time-bound access are checked.
+pub const JOBS_INTERVAL: Duration = Duration::from_secs(30);
+
+fn spawn_jobs(workflow: Arc<Workflow>, shutdown: CancellationToken) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tokio::time::sleep(JOBS_INTERVAL) => {}
+            }
+            match workflow.run_jobs().await {
+                Ok(r) if r != Default::default() => tracing::info!(?r, "jobs ran"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "jobs failed; retrying next interval"),
+            }
+        }
+    })
+}
+
 /// Starts the server on `listener` (port 0 in tests) with its outbox workers.
 pub async fn start(opts: Options, listener: TcpListener) -> anyhow::Result<Running> {
     let store = crate::store::open(&opts.env.database_url).await?;
@@ -132,13 +203,27 @@ pub async fn start(opts: Options, listener: TcpListener) -> anyhow::Result<Runni
             unresolved.push(resolve_email_item(&email));
         }
     }
-    store.enqueue(&unresolved).await?;
+    store.enqueue(&unresolved, opts.clock.now()).await?;
+
+    // Requests left pending while the server was down may be stranded by an edited config.
+    match reload::check_on_start(&workflow).await {
+        Ok(flagged) if !flagged.is_empty() => {
+            tracing::warn!(count = flagged.len(), "pending requests stranded by the config were flagged")
+        }
+        Ok(_) => {}
+        Err(e) => tracing::error!(error = %e, "could not check pending requests against the config"),
+    }
 
     let client = SlackClient::new(&opts.env.slack_api_base_url, opts.env.bot_token.clone());
-    let deliverer = Arc::new(SlackDeliverer::new(client, store.clone()));
+    let slack = Arc::new(SlackDeliverer::new(client, store.clone()).with_catalog_of(&workflow));
+    let webhooks = Arc::new(WebhookDeliverer::new(Arc::new(crate::config::secret_from_env)));
+    webhooks.set_workflow(workflow.clone());
+    let deliverer = Arc::new(DeliveryRouter { chat: slack, webhooks });
     let outbox = Outbox::new(store.clone(), deliverer, opts.clock.clone(), wake, opts.outbox, metrics.clone());
     let shutdown = CancellationToken::new();
-    let workers = outbox.spawn(shutdown.clone());
+    let config_path = Arc::new(opts.env.config_path.clone());
+    let mut workers = outbox.spawn(shutdown.clone());
+    workers.push(spawn_jobs(workflow.clone(), shutdown.clone()));
 
     let state = AppState {
         workflow: workflow.clone(),
@@ -149,6 +234,7 @@ pub async fn start(opts: Options, listener: TcpListener) -> anyhow::Result<Runni
             api_base: opts.env.slack_api_base_url.clone(),
         }),
         metrics: metrics.clone(),
+        config_path: config_path.clone(),
     };
     let addr = listener.local_addr()?;
     let app = router(state);
@@ -160,5 +246,5 @@ pub async fn start(opts: Options, listener: TcpListener) -> anyhow::Result<Runni
         }
     });
     tracing::info!(%addr, "accessbot listening");
-    Ok(Running { addr, workflow, metrics, shutdown, server, workers, grace: opts.shutdown_grace })
+    Ok(Running { addr, workflow, metrics, config_path, shutdown, server, workers, grace: opts.shutdown_grace })
 }

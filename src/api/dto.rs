@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
-use crate::workflow::catalog::{App, Catalog, FieldKind, StepDef};
+use crate::workflow::catalog::{App, Catalog, FieldKind, StepDef, TaskAssignee};
 use crate::workflow::model::{LogEvent, Request, Status, StepKind, StepState};
 use chrono::{DateTime, Utc};
 
@@ -117,6 +117,11 @@ pub struct RequestDto {
     pub request_approval: RequestApproval,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// When time-bound access ends.
+    pub access_until: Option<DateTime<Utc>>,
+    /// Why a config change stranded this pending request, when it did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub flagged: Option<String>,
     #[serde(rename = "_links")]
     pub links: SelfLinks,
 }
@@ -184,7 +189,8 @@ impl RequestDto {
             .map(|(i, s)| {
                 let (group_id, group_name) = match &s.kind {
                     StepKind::Group { group_id, group_name } => (Some(group_id.clone()), Some(group_name.clone())),
-                    StepKind::User => (None, None),
+                    StepKind::Task { group_id, group_name } => (group_id.clone(), group_name.clone()),
+                    StepKind::User | StepKind::Action { .. } => (None, None),
                 };
                 StepDto {
                     index: i,
@@ -227,9 +233,9 @@ impl RequestDto {
             resolved: r.resolved,
             grant_status: r.grant_status.map(|g| g.as_str().into()),
             granted: r.granted,
-            revocation_status: None,
-            revoked: None,
-            access_duration: None,
+            revocation_status: r.revocation_status.map(|s| s.as_str().into()),
+            revoked: r.revoked,
+            access_duration: r.access_duration.clone(),
             requested_by: principal(&r.requested_by),
             requested_for: principal(&r.requested_for),
             requested: Requested {
@@ -241,6 +247,8 @@ impl RequestDto {
             requester_field_values: fields,
             request_approval: RequestApproval { decisions, steps, current_step: r.current_step },
             reason: r.reason.clone(),
+            access_until: r.access_until,
+            flagged: r.flagged.clone(),
             links: SelfLinks { self_: Href { href: format!("{base}/governance/api/v2/requests/{}", r.id) } },
         }
     }
@@ -336,7 +344,7 @@ pub struct CatalogField {
 #[derive(Debug, Clone, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CatalogStep {
-    /// USER or GROUP
+    /// USER, GROUP, ACTION or TASK
     #[serde(rename = "type")]
     pub kind: String,
     pub approver: String,
@@ -377,6 +385,14 @@ impl CatalogEntry {
                     StepDef::User(p) => CatalogStep { kind: "USER".into(), approver: p.to_string() },
                     StepDef::Group(g) => CatalogStep {
                         kind: "GROUP".into(),
+                        approver: catalog.groups.get(g).map(|g| g.name.clone()).unwrap_or_else(|| g.clone()),
+                    },
+                    StepDef::Action { .. } => CatalogStep { kind: "ACTION".into(), approver: "webhook".into() },
+                    StepDef::Task(TaskAssignee::User(p)) => {
+                        CatalogStep { kind: "TASK".into(), approver: p.to_string() }
+                    }
+                    StepDef::Task(TaskAssignee::Group(g)) => CatalogStep {
+                        kind: "TASK".into(),
                         approver: catalog.groups.get(g).map(|g| g.name.clone()).unwrap_or_else(|| g.clone()),
                     },
                 })

@@ -1,6 +1,7 @@
 //! The HTTP API besides Slack: the REST API (Okta Governance Requests v2 and
 //! System Log shapes), its OpenAPI document, probes and metrics.
 
+pub mod admin;
 pub mod auth;
 pub mod dto;
 pub mod error;
@@ -33,6 +34,7 @@ pub fn router() -> Router<AppState> {
         .route("/governance/api/v2/requests/{id}/messages", post(requests::post_message))
         .route("/governance/api/v2/catalog/entries", get(logs::catalog))
         .route("/api/v1/logs", get(logs::list))
+        .route("/admin/reload", post(admin::reload))
 }
 
 async fn healthz() -> impl IntoResponse {

@@ -3,7 +3,7 @@
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{dto, error, logs, requests};
+use super::{admin, dto, error, logs, requests};
 
 struct Security;
 
@@ -24,13 +24,13 @@ impl Modify for Security {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "accessbot API", description = "Access requests (Okta Governance Requests API v2 shape) and the system log (Okta /api/v1/logs shape)."),
-    paths(requests::list, requests::create, requests::get_one, requests::patch, requests::post_message, logs::list, logs::catalog),
+    paths(requests::list, requests::create, requests::get_one, requests::patch, requests::post_message, logs::list, logs::catalog, admin::reload),
     components(schemas(
         dto::RequestDto, dto::RequestList, dto::CreateRequest, dto::MessageInput, dto::MessageDto, dto::PatchRequest,
         dto::CatalogList, dto::CatalogEntry, dto::LogEventDto, error::ErrorBody, error::ErrorCause
     )),
     modifiers(&Security),
-    tags((name = "requests", description = "Access requests"), (name = "system log", description = "Append-only audit events"), (name = "catalog", description = "Requestable apps"))
+    tags((name = "requests", description = "Access requests"), (name = "system log", description = "Append-only audit events"), (name = "catalog", description = "Requestable apps"), (name = "admin", description = "Operating the server"))
 )]
 pub struct ApiDoc;
 

@@ -29,15 +29,15 @@ pub fn section(text: &str) -> Value {
     json!({"type": "section", "text": {"type": "mrkdwn", "text": clip(text, SECTION_MAX)}})
 }
 
-fn header(text: &str) -> Value {
+pub fn header(text: &str) -> Value {
     json!({"type": "header", "text": {"type": "plain_text", "text": clip(text, HEADER_MAX), "emoji": true}})
 }
 
-fn context(text: &str) -> Value {
+pub fn context(text: &str) -> Value {
     json!({"type": "context", "elements": [{"type": "mrkdwn", "text": clip(text, SECTION_MAX)}]})
 }
 
-fn button(text: &str, action_id: &str, value: &str, style: Option<&str>) -> Value {
+pub fn button(text: &str, action_id: &str, value: &str, style: Option<&str>) -> Value {
     let mut b = json!({"type": "button", "text": {"type": "plain_text", "text": clip(text, 75)}, "action_id": action_id, "value": value});
     if let Some(s) = style {
         b["style"] = json!(s);
@@ -57,7 +57,7 @@ pub fn who(id_or_email: &str) -> String {
     }
 }
 
-fn details(r: &RequestView, step: usize) -> Vec<Value> {
+pub fn details(r: &RequestView, step: usize) -> Vec<Value> {
     let mut fields = vec![
         json!({"type": "mrkdwn", "text": format!("*App*\n{}", esc(&clip(&r.app_name, 200)))}),
         json!({"type": "mrkdwn", "text": format!("*Requester*\n{}", who(&r.requested_by))}),
@@ -115,6 +115,72 @@ pub fn ask(r: &RequestView, step: usize, label: &str, routed: Option<Routing>, k
     (text, blocks)
 }
 
+/// The DM assigning a manual task (a `task` step): the work to do and a single
+/// "Mark done" button.
+pub fn task(r: &RequestView, step: usize, label: &str, routed: Option<Routing>, kind: AskKind) -> (String, Vec<Value>) {
+    let prefix = match kind {
+        AskKind::New => "",
+        AskKind::Resend => "Resent: ",
+        AskKind::Reminder => "Reminder: ",
+    };
+    let text = format!(
+        "{prefix}Manual task: give {} access to {} ({}, step {} of {}), then mark it done",
+        r.requested_for,
+        r.app_name,
+        r.id,
+        step + 1,
+        r.step_count
+    );
+    let mut blocks = vec![header(&format!("{prefix}Task: set up {}", r.app_name))];
+    blocks.extend(details(r, step));
+    blocks.push(section(&format!(
+        ":hammer_and_wrench: A manual step is needed before {} can use *{}*. Do the work (for example, create the \
+         account or add the licence), then press *Mark done* so the request can continue.",
+        who(&r.requested_for),
+        esc(&clip(&r.app_name, 200))
+    )));
+    let why = match routed {
+        Some(Routing::AppAdmins) => format!(
+            "You are assigned as an admin of {} because the requester is this task's only assignee.",
+            esc(&r.app_name)
+        ),
+        Some(Routing::SuperAdmins) => {
+            "You are assigned as a super admin because the requester is this task's only assignee.".to_string()
+        }
+        None => format!("Assigned to: {}", esc(label)),
+    };
+    blocks.push(context(&why));
+    let v = action_value(&r.id, step);
+    blocks.push(json!({"type": "actions", "block_id": format!("task:{v}"), "elements": [
+        button("Mark done", "task_done", &v, Some("primary")),
+    ]}));
+    (text, blocks)
+}
+
+/// A direct message from accessbot (suggestions for the technical contact,
+/// flagged requests for admins, …): the mrkdwn text in sections, a plain fallback.
+pub fn direct(text: &str) -> (String, Vec<Value>) {
+    let mut blocks = Vec::new();
+    let mut chunk = String::new();
+    for line in text.split('\n') {
+        if !chunk.is_empty() && chunk.chars().count() + line.chars().count() + 1 > SECTION_MAX - 10 {
+            blocks.push(section(&chunk));
+            chunk.clear();
+        }
+        if !chunk.is_empty() {
+            chunk.push('\n');
+        }
+        chunk.push_str(line);
+    }
+    if !chunk.trim().is_empty() {
+        blocks.push(section(&chunk));
+    }
+    blocks.truncate(45);
+    blocks.push(context("Sent by accessbot · `/access help` lists what I can do"));
+    let fallback = clip(&strip_emoji(text).replace(['*', '`'], "").replace("\n>", "\n"), 3000);
+    (fallback, blocks)
+}
+
 /// The same message in its final state: no buttons, who decided.
 pub fn closed(r: &RequestView, step: usize, outcome: CloseKind, by: Option<&str>) -> (String, Vec<Value>) {
     let by = by.map(who).unwrap_or_else(|| "accessbot".into());
@@ -129,6 +195,21 @@ pub fn closed(r: &RequestView, step: usize, outcome: CloseKind, by: Option<&str>
     let mut blocks = vec![header(&format!("Access request: {}", r.app_name))];
     blocks.extend(details(r, step));
     blocks.push(section(&line));
+    (text, blocks)
+}
+
+/// A task's message in its final state: who marked it done (or why it closed), no button.
+pub fn closed_task(r: &RequestView, step: usize, outcome: CloseKind, by: Option<&str>) -> (String, Vec<Value>) {
+    let (mut text, mut blocks) = closed(r, step, outcome, by);
+    blocks[0] = header(&format!("Task: set up {}", r.app_name));
+    if outcome == CloseKind::Approved {
+        let by = by.map(who).unwrap_or_else(|| "accessbot".into());
+        let line = format!(":ballot_box_with_check: Marked done by {by}");
+        text = format!("Task for {} ({}, {}): {}", r.app_name, r.requested_for, r.id, strip_emoji(&line));
+        if let Some(last) = blocks.last_mut() {
+            *last = section(&line);
+        }
+    }
     (text, blocks)
 }
 
@@ -177,6 +258,13 @@ pub fn requester(r: Option<&RequestView>, app_name: &str, event: &RequesterEvent
             format!(":warning: Your request for *{app}*{id} could not start: {}", esc(reason))
         }
         RequesterEvent::Revoked { by } => format!(":lock: Your access to *{app}* was removed by {}.", who(by)),
+        RequesterEvent::Expired => {
+            format!(":hourglass: Your request for *{app}*{id} expired before it was decided. You can request it again.")
+        }
+        RequesterEvent::AccessEnding { ends } => {
+            format!(":alarm_clock: Your access to *{app}* ends on {} UTC.", ends.format("%Y-%m-%d %H:%M"))
+        }
+        RequesterEvent::AccessEnded => format!(":lock: Your time-bound access to *{app}* has ended and was removed."),
         RequesterEvent::Message { from, text } => {
             format!(
                 ":speech_balloon: Message about your request for *{app}*{id} from {}:\n>{}",
@@ -254,4 +342,60 @@ pub fn ephemeral_list(title: &str, lines: &[String]) -> Value {
     }
     blocks.truncate(50);
     json!({"response_type": "ephemeral", "text": clip(title, 3000), "blocks": blocks})
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use crate::workflow::model::Status;
+
+    fn view() -> RequestView {
+        RequestView {
+            id: "req42kjDgk1EubTwo0g4".into(),
+            app_id: "laptop".into(),
+            app_name: "Laptop".into(),
+            requested_by: "U0REQ".into(),
+            requested_for: "U0REQ".into(),
+            justification: "new hire".into(),
+            status: Status::Pending,
+            step_count: 2,
+        }
+    }
+
+    #[test]
+    fn a_task_has_one_mark_done_button() {
+        let (text, blocks) = task(&view(), 1, "a task for IT Ops", None, AskKind::New);
+        assert!(text.contains("Manual task") && text.contains("req42kjDgk1EubTwo0g4"), "{text}");
+        let actions: Vec<&Value> = blocks.iter().filter(|b| b["type"] == "actions").collect();
+        assert_eq!(actions.len(), 1);
+        let buttons = actions[0]["elements"].as_array().unwrap();
+        assert_eq!(buttons.len(), 1);
+        assert_eq!(buttons[0]["action_id"], "task_done");
+        assert_eq!(buttons[0]["value"], "req42kjDgk1EubTwo0g4:1");
+        assert_eq!(buttons[0]["text"]["text"], "Mark done");
+        let all = serde_json::to_string(&blocks).unwrap();
+        assert!(all.contains("2 of 2") && all.contains("manual step") && all.contains("IT Ops"), "{all}");
+        assert!(!all.contains("\"approve\"") && !all.contains("\"deny\""));
+        let (reminder, _) = task(&view(), 1, "x", None, AskKind::Reminder);
+        assert!(reminder.starts_with("Reminder: "));
+        let (text, blocks) = closed_task(&view(), 1, CloseKind::Approved, Some("U0OPS"));
+        assert!(text.contains("Marked done by <@U0OPS>"), "{text}");
+        let all = serde_json::to_string(&blocks).unwrap();
+        assert!(all.contains("Marked done by <@U0OPS>") && !all.contains("task_done"), "{all}");
+        let (_, blocks) = closed_task(&view(), 1, CloseKind::Canceled, Some("U0REQ"));
+        assert!(serde_json::to_string(&blocks).unwrap().contains("Canceled by <@U0REQ>"));
+    }
+
+    #[test]
+    fn direct_messages_have_sections_and_plain_fallback() {
+        let (text, blocks) = direct(":bulb: <@U0REQ> suggests adding an app to the catalog:\n>*Figma* please");
+        assert_eq!(text, "<@U0REQ> suggests adding an app to the catalog:\nFigma please");
+        assert_eq!(blocks[0]["type"], "section");
+        assert!(blocks[0]["text"]["text"].as_str().unwrap().starts_with(":bulb:"));
+        let long = "line of text\n".repeat(1000);
+        let (fallback, blocks) = direct(&long);
+        assert!(fallback.chars().count() <= 3000);
+        assert!(blocks.iter().all(|b| b["text"]["text"].as_str().is_none_or(|t| t.chars().count() <= SECTION_MAX)));
+    }
 }

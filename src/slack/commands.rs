@@ -10,6 +10,7 @@ use serde_json::Value;
 
 use super::blocks::{self, ephemeral, ephemeral_list, esc, summary, who};
 use super::verify::SignedBody;
+use super::{deliver, modals};
 use crate::server::AppState;
 use crate::workflow::model::{Request, Status};
 use crate::workflow::{Actor, NewRequest, Party, WorkflowError};
@@ -18,10 +19,13 @@ const LIST_LIMIT: i64 = 25;
 
 pub const USAGE: &str = "*accessbot* — request access to apps and approve requests\n\
 `/access apps` — apps you can request\n\
-`/access request <app> [justification…]` — request an app\n\
+`/access request <app> [justification…]` — request an app (a form opens when it needs more details)\n\
+`/access request` — pick an app from a form\n\
+`/access request <app> for @someone [justification…]` — request it for someone else (when allowed)\n\
 `/access mine` — your requests and where they wait\n\
 `/access cancel <request-id>` — cancel your pending request\n\
 `/access tasks` — approvals waiting for you\n\
+`/access suggest <app and why>` — ask for an app that is not in the list\n\
 `/access help` — this help\n\
 *Admins*\n\
 `/access admin pending [app]` — outstanding requests\n\
@@ -38,6 +42,8 @@ struct CommandForm {
     user_id: Option<String>,
     text: Option<String>,
     ssl_check: Option<String>,
+    /// Lets the reply open a modal (`views.open`) within a few seconds.
+    trigger_id: Option<String>,
 }
 
 pub async fn handle(State(state): State<AppState>, signed: SignedBody) -> Response {
@@ -56,7 +62,7 @@ pub async fn handle(State(state): State<AppState>, signed: SignedBody) -> Respon
     };
     let text = form.text.unwrap_or_default();
     let reply = match super::actor(&state.workflow, &user_id).await {
-        Ok(actor) => run(&state, &actor, text.trim()).await,
+        Ok(actor) => run(&state, &actor, text.trim(), form.trigger_id.as_deref()).await,
         Err(e) => Err(e),
     };
     Json(reply.unwrap_or_else(|e| ephemeral(&super::explain(&e)))).into_response()
@@ -89,31 +95,13 @@ fn need<'a>(arg: &'a str, usage: &str) -> Result<&'a str, WorkflowError> {
     }
 }
 
-async fn run(state: &AppState, actor: &Actor, text: &str) -> Result<Value, WorkflowError> {
+async fn run(state: &AppState, actor: &Actor, text: &str, trigger: Option<&str>) -> Result<Value, WorkflowError> {
     let wf = &state.workflow;
     let (cmd, rest) = word(text);
     match cmd.to_ascii_lowercase().as_str() {
         "" | "help" => Ok(ephemeral(USAGE)),
         "apps" => Ok(apps(state)),
-        "request" => {
-            let (app, justification) = word(rest);
-            let app = need(app, "/access request <app> [justification…]")?.to_ascii_lowercase();
-            if !wf.catalog().apps.contains_key(&app) {
-                return Err(WorkflowError::Invalid(format!(
-                    "There is no app `{}`. `/access apps` lists what you can request.",
-                    esc(&app)
-                )));
-            }
-            let input = NewRequest {
-                app_id: app,
-                requested_by: actor.party.clone(),
-                requested_for: actor.party.clone(),
-                justification: justification.to_string(),
-                fields: Vec::new(),
-            };
-            let s = wf.submit(actor, input).await?;
-            Ok(ephemeral(&submitted(&s.request, s.existing)))
-        }
+        "request" => request(state, actor, rest, trigger).await,
         "mine" => {
             let reqs = wf.mine(actor, LIST_LIMIT).await?;
             if reqs.is_empty() {
@@ -137,7 +125,26 @@ async fn run(state: &AppState, actor: &Actor, text: &str) -> Result<Value, Workf
                 .collect();
             Ok(ephemeral_list("*Waiting for your approval* (the buttons are in your DMs with me)", &lines))
         }
-        "suggest" => Ok(ephemeral("`/access suggest` is not available in this version yet.")),
+        "suggest" => match wf.suggest(actor, rest).await {
+            Ok(()) => {
+                let to = wf
+                    .catalog()
+                    .settings
+                    .technical_contact
+                    .as_ref()
+                    .map(|p| format!(" ({})", who(p.key())))
+                    .unwrap_or_default();
+                Ok(ephemeral(&format!(
+                    ":bulb: Thanks! Your suggestion was sent to the technical contact{to}. They will follow up with you."
+                )))
+            }
+            Err(WorkflowError::InvalidField { field, .. }) if field == "suggestion" => Err(WorkflowError::Invalid(
+                "Say which app you need and why, e.g. `/access suggest Figma — design reviews for the web team` \
+                 (at most 2000 characters)."
+                    .into(),
+            )),
+            Err(e) => Err(e),
+        },
         "admin" => admin(state, actor, rest).await,
         other => Ok(ephemeral(&format!("Unknown command `{}`.\n\n{USAGE}", esc(other)))),
     }
@@ -156,7 +163,9 @@ fn apps(state: &AppState) -> Value {
                 "no approval needed".to_string()
             };
             let desc = if a.description.is_empty() { String::new() } else { format!(" — {}", esc(&a.description)) };
-            format!("`{}` *{}*{desc} ({approval})", a.id, esc(&a.name))
+            let asks: Vec<String> = a.fields.iter().map(|f| esc(&f.label)).collect();
+            let asks = if asks.is_empty() { String::new() } else { format!("; asks for {}", asks.join(", ")) };
+            format!("`{}` *{}*{desc} ({approval}{asks})", a.id, esc(&a.name))
         })
         .collect();
     if lines.is_empty() {
@@ -165,9 +174,102 @@ fn apps(state: &AppState) -> Value {
     ephemeral_list("*Requestable apps* — `/access request <app> [justification…]`", &lines)
 }
 
-fn submitted(r: &Request, existing: bool) -> String {
+/// `/access request …`: submits at once, or opens a form when the app needs
+/// answers the command text cannot give; `/access request` alone opens the app picker.
+async fn request(state: &AppState, actor: &Actor, text: &str, trigger: Option<&str>) -> Result<Value, WorkflowError> {
+    let wf = &state.workflow;
+    let (app_word, rest) = word(text);
+    if app_word.is_empty() {
+        modals::open(wf, trigger, modals::app_picker(&wf.catalog())).await?;
+        return Ok(ephemeral(":memo: Opening the form…"));
+    }
+    let app_id = app_word.to_ascii_lowercase();
+    let catalog = wf.catalog();
+    let Some(app) = catalog.apps.get(&app_id) else {
+        return Err(WorkflowError::Invalid(format!(
+            "There is no app `{}`. `/access apps` lists what you can request, and `/access suggest` asks for a new one.",
+            esc(&app_id)
+        )));
+    };
+    if !app.self_service {
+        return Err(WorkflowError::Invalid(format!("{} is not requestable; ask an admin.", esc(&app.name))));
+    }
+    // `for <@U…|name>` right after the app names the beneficiary.
+    let (mut for_user, mut justification) = (None, rest);
+    let (w, tail) = word(rest);
+    if w.eq_ignore_ascii_case("for") {
+        let (who_word, after) = word(tail);
+        match parse_user(who_word) {
+            Some(u) => (for_user, justification) = (Some(u), after),
+            None if who_word.starts_with('@') || who_word.starts_with("<@") => {
+                return Err(WorkflowError::Invalid(format!(
+                    "`{}` is not a user: mention them as @name so Slack sends their id. \
+                     Usage: `/access request <app> for @someone [justification…]`",
+                    esc(who_word)
+                )));
+            }
+            None => {}
+        }
+    }
+    let requested_for = match &for_user {
+        Some(u) => {
+            deliver::ensure_identity(wf, u).await?;
+            wf.party(u).await?
+        }
+        None => actor.party.clone(),
+    };
+    let on_behalf = !requested_for.is(&actor.party);
+    // When on-behalf requests are off the workflow refuses (and logs it); no form first.
+    if modals::needs_form(app, justification) && (!on_behalf || catalog.settings.allow_request_on_behalf) {
+        if let Some(existing) = wf.store().open_request(&requested_for.id, &app.id).await? {
+            return Ok(ephemeral(&submitted(&existing, true, actor)));
+        }
+        let view = modals::request_form(app, on_behalf.then_some(requested_for.id.as_str()), justification);
+        modals::open(wf, trigger, view).await?;
+        return Ok(ephemeral(&format!(":memo: Opening the form for *{}*…", esc(&app.name))));
+    }
+    let input = NewRequest {
+        app_id: app.id.clone(),
+        requested_by: actor.party.clone(),
+        requested_for,
+        justification: justification.to_string(),
+        fields: Vec::new(),
+    };
+    let s = wf.submit(actor, input).await?;
+    Ok(ephemeral(&submitted(&s.request, s.existing, actor)))
+}
+
+fn submitted(r: &Request, existing: bool, actor: &Actor) -> String {
+    let for_other = !r.requested_for.is(&actor.party);
     if existing {
-        return format!("You already have an open request for *{}*: {}", esc(&r.app_name), summary(r));
+        let whose =
+            if for_other { format!("{} already has", who(&r.requested_for.id)) } else { "You already have".into() };
+        return format!("{whose} an open request for *{}*: {}", esc(&r.app_name), summary(r));
+    }
+    if for_other {
+        return match r.status {
+            Status::Approved => format!(
+                ":tada: `{}`: {} now has *{}* (no approval needed).",
+                r.id,
+                who(&r.requested_for.id),
+                esc(&r.app_name)
+            ),
+            Status::Rejected => {
+                format!(
+                    ":warning: `{}` could not start: {}",
+                    r.id,
+                    esc(r.reason.as_deref().unwrap_or("unknown reason"))
+                )
+            }
+            _ => format!(
+                ":inbox_tray: Request `{}` for *{}* submitted for {}. Waiting for step 1 of {}: {}.",
+                r.id,
+                esc(&r.app_name),
+                who(&r.requested_for.id),
+                r.steps.len(),
+                esc(&r.current().map(|s| s.label()).unwrap_or_default())
+            ),
+        };
     }
     match r.status {
         Status::Approved => format!(":tada: `{}`: you now have *{}* (no approval needed).", r.id, esc(&r.app_name)),

@@ -8,12 +8,12 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::blocks;
 use super::client::{ApiError, SlackClient};
+use super::{blocks, home};
 use crate::outbox::{Deliverer, Delivery, NOTICE};
 use crate::store::{ClaimedJob, Identity, MessageRef, OutboxItem, Store};
-use crate::workflow::model::Notice;
-use crate::workflow::Person;
+use crate::workflow::model::{Notice, Request, StepKind};
+use crate::workflow::{Catalog, Party, Person};
 
 pub const VIEWS_OPEN: &str = "slack.views_open";
 pub const RESPOND: &str = "slack.respond";
@@ -83,9 +83,14 @@ pub async fn ensure_identity(
     Ok(())
 }
 
+/// Reads the catalog as currently loaded (it can be reloaded while the deliverer runs).
+pub type CatalogSource = Arc<dyn Fn() -> Arc<Catalog> + Send + Sync>;
+
 pub struct SlackDeliverer {
     client: SlackClient,
     store: Arc<dyn Store>,
+    /// For the admin part of the App Home; without it the App Home has no admin section.
+    catalog: Option<CatalogSource>,
 }
 
 fn failed(e: ApiError) -> Delivery {
@@ -107,7 +112,19 @@ fn bad_payload(e: serde_json::Error) -> Delivery {
 
 impl SlackDeliverer {
     pub fn new(client: SlackClient, store: Arc<dyn Store>) -> SlackDeliverer {
-        SlackDeliverer { client, store }
+        SlackDeliverer { client, store, catalog: None }
+    }
+
+    /// Gives the deliverer the current catalog (who administers what, for the App Home).
+    pub fn with_catalog(mut self, catalog: CatalogSource) -> SlackDeliverer {
+        self.catalog = Some(catalog);
+        self
+    }
+
+    /// Reads the catalog from the workflow (it follows config reloads).
+    pub fn with_catalog_of(self, workflow: &Arc<crate::workflow::Workflow>) -> SlackDeliverer {
+        let workflow = workflow.clone();
+        self.with_catalog(Arc::new(move || workflow.catalog()))
     }
 
     /// The Slack id of a configured person (emails via `users.lookupByEmail`, cached).
@@ -177,10 +194,14 @@ impl SlackDeliverer {
 
     async fn notice(&self, n: &Notice) -> Result<(), ApiError> {
         match n {
-            Notice::Ask { request, step, step_label, routed_to, recipient, kind } => {
+            Notice::Ask { request, step, step_label, routed_to, recipient, kind, task } => {
                 let user = self.user_id(recipient).await?;
                 let channel = self.dm(&user).await?;
-                let (text, blocks) = blocks::ask(request, *step, step_label, *routed_to, *kind);
+                let (text, blocks) = if *task {
+                    blocks::task(request, *step, step_label, *routed_to, *kind)
+                } else {
+                    blocks::ask(request, *step, step_label, *routed_to, *kind)
+                };
                 let ts = self.post(&channel, &text, &blocks).await?;
                 let msg = MessageRef {
                     request_id: request.id.clone(),
@@ -192,7 +213,19 @@ impl SlackDeliverer {
                 self.store.record_message(&msg).await.map_err(db)
             }
             Notice::Close { request, step, recipient, outcome, by } => {
-                let (text, blocks) = blocks::closed(request, *step, *outcome, by.as_deref());
+                // A task's messages close as "marked done", not "approved".
+                let task = self
+                    .store
+                    .request(&request.id)
+                    .await
+                    .map_err(db)?
+                    .and_then(|r| r.steps.get(*step).map(|s| matches!(s.kind, StepKind::Task { .. })))
+                    .unwrap_or(false);
+                let (text, blocks) = if task {
+                    blocks::closed_task(request, *step, *outcome, by.as_deref())
+                } else {
+                    blocks::closed(request, *step, *outcome, by.as_deref())
+                };
                 let step = i64::try_from(*step).unwrap_or(0);
                 for m in self.store.messages(&request.id, step, recipient.key()).await.map_err(db)? {
                     let body = json!({"channel": m.channel, "ts": m.ts, "text": text, "blocks": blocks});
@@ -219,6 +252,92 @@ impl SlackDeliverer {
                 let blocks = [blocks::section(text)];
                 self.post(channel, text, &blocks).await.map(|_| ())
             }
+            Notice::Thread { request_id, text } => {
+                let blocks = [blocks::section(text)];
+                for m in self.store.request_messages(request_id).await.map_err(db)? {
+                    let body = json!({"channel": m.channel, "thread_ts": m.ts, "text": text, "blocks": blocks});
+                    self.client.call("chat.postMessage", &body).await?;
+                }
+                Ok(())
+            }
+            Notice::Direct { to, text } => {
+                let user = self.user_id(to).await?;
+                let channel = self.dm(&user).await?;
+                let (fallback, blocks) = blocks::direct(text);
+                self.post(&channel, &fallback, &blocks).await.map(|_| ())
+            }
+            Notice::HomeChanged { users } => {
+                for u in users {
+                    self.publish_home(u).await?;
+                }
+                Ok(())
+            }
+            Notice::Webhook { .. } => Err(ApiError::Permanent("webhooks are not delivered through Slack".into())),
+        }
+    }
+
+    /// Republishes the App Home of a user who has opened it (`views.publish`):
+    /// their requests, the approvals waiting for them and, for admins, the
+    /// outstanding requests of the apps they administer.
+    async fn publish_home(&self, person: &Person) -> Result<(), ApiError> {
+        // Someone who opened the App Home has their id cached; no look-up for the others.
+        let user_id = match person {
+            Person::Slack(id) => id.clone(),
+            Person::Email(email) => match self.store.identity_by_email(email).await.map_err(db)? {
+                Some(i) => i.user_id,
+                None => return Ok(()),
+            },
+        };
+        if !self.store.home_opened(&user_id).await.map_err(db)? {
+            return Ok(());
+        }
+        let mut identity = self.store.identity(&user_id).await.map_err(db)?;
+        // Approvers configured by email need the user's email; look it up once.
+        if identity.as_ref().is_none_or(|i| i.email.is_none() && i.name.is_none()) {
+            match self.lookup_user(&user_id).await {
+                Ok(()) => identity = self.store.identity(&user_id).await.map_err(db)?,
+                Err(e) => tracing::warn!(error = ?e, "users.info failed; App Home without email-based approvals"),
+            }
+        }
+        let email = identity.and_then(|i| i.email).map(|e| e.to_ascii_lowercase());
+        let party = Party::new(user_id.clone(), email.clone());
+
+        let mine = self.store.requests_for_user(&user_id, home::MINE_LIMIT).await.map_err(db)?;
+        let mut keys = vec![user_id.clone()];
+        keys.extend(email);
+        let approvals: Vec<Request> = self
+            .store
+            .pending_for_approver(&keys, home::APPROVALS_LIMIT)
+            .await
+            .map_err(db)?
+            .into_iter()
+            .filter(|r| !r.involves_as_requester(&party))
+            .collect();
+        let admin = match &self.catalog {
+            Some(catalog) => {
+                let catalog = catalog();
+                if catalog.is_super_admin(&party) {
+                    Some(self.store.pending_requests(None, home::ADMIN_LIMIT).await.map_err(db)?)
+                } else {
+                    let apps = catalog.administered_apps(&party);
+                    if apps.is_empty() {
+                        None
+                    } else {
+                        Some(self.store.pending_requests(Some(&apps), home::ADMIN_LIMIT).await.map_err(db)?)
+                    }
+                }
+            }
+            None => None,
+        };
+        let view =
+            home::view(&home::Home { user_id: &user_id, mine: &mine, approvals: &approvals, admin: admin.as_deref() });
+        match self.client.call("views.publish", &json!({"user_id": user_id, "view": view})).await {
+            // One user's Home that cannot be published must not hold back the others' in the same notice.
+            Err(ApiError::Permanent(e)) => {
+                tracing::warn!(error = %e, user = %user_id, "views.publish failed");
+                Ok(())
+            }
+            other => other.map(|_| ()),
         }
     }
 }

@@ -1,5 +1,6 @@
-//! `POST /slack/interactions`: button clicks (`block_actions`) and the
-//! comment modal (`view_submission`).
+//! `POST /slack/interactions`: button clicks (`block_actions`, in DMs and the
+//! App Home) and modal submissions (`view_submission`: the decision comment,
+//! the app picker and the request-field form).
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -8,19 +9,19 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::blocks;
-use super::deliver::{respond_item, views_open_item};
+use super::blocks::{self, esc, who};
+use super::deliver::respond_item;
+use super::modals::{self, Meta};
 use super::verify::SignedBody;
+use crate::outbox::notice_item;
 use crate::server::AppState;
-use crate::workflow::{Actor, Decision};
+use crate::workflow::model::Notice;
+use crate::workflow::{Actor, Decision, NewRequest, Person, WorkflowError};
 
 #[derive(Deserialize)]
 struct Form {
     payload: String,
 }
-
-/// How long a `trigger_id` is good for, with a margin.
-const TRIGGER_TTL_SECS: i64 = 10;
 
 pub async fn handle(State(state): State<AppState>, signed: SignedBody) -> Response {
     let Ok(form) = serde_urlencoded::from_bytes::<Form>(&signed.body) else {
@@ -61,59 +62,117 @@ fn parse_target(value: &str) -> Option<(String, usize)> {
     Some((id.to_string(), step.parse().ok()?))
 }
 
-/// Replies privately to the clicker through the interaction's `response_url`.
-async fn reply(state: &AppState, payload: &Value, text: &str) {
-    let Some(url) = payload["response_url"].as_str() else { return };
-    if !state.slack.response_url_ok(url) {
-        tracing::warn!("slack: ignoring a response_url outside Slack's hosts");
-        return;
-    }
-    if let Err(e) = state.workflow.enqueue(&[respond_item(url, text)]).await {
+/// Whether the click came from the App Home tab (which has no `response_url`).
+fn from_home(payload: &Value) -> bool {
+    payload["view"]["type"].as_str() == Some("home")
+}
+
+/// Replies privately to the clicker through the interaction's `response_url`;
+/// a click in the App Home has none, so the reply comes as a DM.
+async fn reply(state: &AppState, actor: &Actor, payload: &Value, text: &str) {
+    let item = match payload["response_url"].as_str() {
+        Some(url) if state.slack.response_url_ok(url) => respond_item(url, text),
+        Some(_) => {
+            tracing::warn!("slack: ignoring a response_url outside Slack's hosts");
+            return;
+        }
+        None if from_home(payload) => {
+            let notice = Notice::Direct { to: Person::Slack(actor.party.id.clone()), text: text.to_string() };
+            match notice_item(&notice) {
+                Ok(item) => item,
+                Err(e) => {
+                    tracing::error!(error = %e, "could not build a reply");
+                    return;
+                }
+            }
+        }
+        None => return,
+    };
+    if let Err(e) = state.workflow.enqueue(&[item]).await {
         tracing::error!(error = %e, "could not queue an ephemeral reply");
+    }
+}
+
+/// Republishes the clicker's App Home after a click there, so it never shows stale buttons.
+async fn refresh_home(state: &AppState, actor: &Actor) {
+    let notice = Notice::HomeChanged { users: vec![Person::Slack(actor.party.id.clone())] };
+    let queued = match notice_item(&notice) {
+        Ok(item) => state.workflow.enqueue(&[item]).await,
+        Err(e) => Err(e.into()),
+    };
+    if let Err(e) = queued {
+        tracing::error!(error = %e, "could not queue an App Home refresh");
     }
 }
 
 async fn block_actions(state: &AppState, actor: &Actor, payload: &Value) {
     let Some(action) = payload["actions"].as_array().and_then(|a| a.first()) else { return };
     let action_id = action["action_id"].as_str().unwrap_or_default();
-    let Some((id, step)) = action["value"].as_str().and_then(parse_target) else {
-        tracing::debug!(action_id, "slack: click without a request target");
-        return;
-    };
+    let value = action["value"].as_str().unwrap_or_default();
     let wf = &state.workflow;
+    let trigger = payload["trigger_id"].as_str();
     let result = match action_id {
-        "approve" | "deny" => {
-            let d = if action_id == "approve" { Decision::Approve } else { Decision::Deny };
-            match wf.decide(actor, &id, step, d, None).await {
-                // The decision updates every message of the step; an ephemeral list needs a word.
-                Ok(r) if payload["container"]["is_ephemeral"].as_bool() == Some(true) => {
-                    Err(format!("{} `{}`.", if d == Decision::Approve { "Approved" } else { "Denied" }, r.id))
+        "approve" | "deny" | "task_done" => match parse_target(value) {
+            Some((id, step)) => {
+                let d = if action_id == "deny" { Decision::Deny } else { Decision::Approve };
+                match wf.decide(actor, &id, step, d, None).await {
+                    // The decision updates every message of the step; an ephemeral list needs a word.
+                    Ok(r) if payload["container"]["is_ephemeral"].as_bool() == Some(true) => {
+                        let verb = match action_id {
+                            "task_done" => "Marked done",
+                            "deny" => "Denied",
+                            _ => "Approved",
+                        };
+                        Err(format!("{verb} `{}`.", r.id))
+                    }
+                    Ok(_) => Ok(()),
+                    Err(e) => Err(super::explain(&e)),
                 }
-                Ok(_) => Ok(()),
+            }
+            None => {
+                tracing::debug!(action_id, "slack: click without a request target");
+                Ok(())
+            }
+        },
+        "approve_comment" | "deny_comment" => match parse_target(value) {
+            Some((id, step)) => match wf.check_decider(actor, &id, step).await {
+                Ok(r) => {
+                    let view = blocks::comment_modal(&r.id, step, action_id == "approve_comment", &r.app_name);
+                    modals::open(wf, trigger, view).await.map_err(|e| super::explain(&e))
+                }
                 Err(e) => Err(super::explain(&e)),
-            }
-        }
-        "approve_comment" | "deny_comment" => match wf.check_decider(actor, &id, step).await {
-            Ok(r) => {
-                let trigger = payload["trigger_id"].as_str().unwrap_or_default();
-                let view = blocks::comment_modal(&r.id, step, action_id == "approve_comment", &r.app_name);
-                let deadline = wf.now() + chrono::Duration::seconds(TRIGGER_TTL_SECS);
-                wf.enqueue(&[views_open_item(trigger, view, deadline)]).await.map_err(|e| super::explain(&e))
-            }
+            },
+            None => Ok(()),
+        },
+        "cancel_request" => match wf.cancel(actor, value, None, false).await {
+            Ok(r) if !from_home(payload) => Err(format!("Canceled `{}` ({}).", r.id, esc(&r.app_name))),
+            Ok(_) => Ok(()),
             Err(e) => Err(super::explain(&e)),
         },
+        super::home::OPEN_REQUEST_FORM => {
+            modals::open(wf, trigger, modals::app_picker(&wf.catalog())).await.map_err(|e| super::explain(&e))
+        }
         _ => Ok(()),
     };
     if let Err(text) = result {
-        reply(state, payload, &text).await;
+        reply(state, actor, payload, &text).await;
+    }
+    if from_home(payload) && action_id != super::home::OPEN_REQUEST_FORM {
+        refresh_home(state, actor).await;
     }
 }
 
 async fn view_submission(state: &AppState, actor: &Actor, payload: &Value) -> Response {
     let view = &payload["view"];
-    if view["callback_id"].as_str() != Some("decision_comment") {
-        return Json(json!({"response_action": "clear"})).into_response();
+    match view["callback_id"].as_str() {
+        Some("decision_comment") => decision_comment(state, actor, view).await,
+        Some(modals::REQUEST_FORM) => Json(request_form(state, actor, view).await).into_response(),
+        Some(modals::REQUEST_PICK) => Json(request_pick(state, actor, view).await).into_response(),
+        _ => Json(json!({"response_action": "clear"})).into_response(),
     }
+}
+
+async fn decision_comment(state: &AppState, actor: &Actor, view: &Value) -> Response {
     let meta = view["private_metadata"].as_str().unwrap_or_default();
     let parsed = meta.rsplit_once(':').and_then(|(target, verb)| Some((parse_target(target)?, verb)));
     let Some(((id, step), verb)) = parsed else {
@@ -132,4 +191,93 @@ async fn view_submission(state: &AppState, actor: &Actor, payload: &Value) -> Re
                 .into_response()
         }
     }
+}
+
+/// An error shown next to an input of the submitted view: the field's own block
+/// when the view has it, else the first input.
+fn field_error(view: &Value, e: &WorkflowError) -> Value {
+    let inputs = modals::input_blocks(view);
+    let (block, message) = match e {
+        WorkflowError::InvalidField { field, message } if inputs.contains(field) => (field.clone(), message.clone()),
+        _ => (inputs.first().cloned().unwrap_or_else(|| modals::JUSTIFICATION.to_string()), super::explain(e)),
+    };
+    modals::errors([(block, message)].into_iter().collect())
+}
+
+/// The request exists already: say so in place of the form.
+fn existing_view(r: &crate::workflow::model::Request, actor: &Actor) -> Value {
+    let whose = if r.requested_for.is(&actor.party) {
+        "You already have".to_string()
+    } else {
+        format!("{} already has", who(&r.requested_for.id))
+    };
+    let text = format!("{whose} an open request for *{}*: {}", esc(&r.app_name), blocks::summary(r));
+    json!({"response_action": "update", "view": modals::notice("Request access", &text)})
+}
+
+/// Submits a request from a modal; the outbox DMs tell the requester how it went.
+async fn submit(state: &AppState, actor: &Actor, view: &Value, input: NewRequest) -> Value {
+    match state.workflow.submit(actor, input).await {
+        Ok(s) if s.existing => existing_view(&s.request, actor),
+        Ok(_) => json!({"response_action": "clear"}),
+        Err(e) => field_error(view, &e),
+    }
+}
+
+/// The request-field form of one app.
+async fn request_form(state: &AppState, actor: &Actor, view: &Value) -> Value {
+    let wf = &state.workflow;
+    let Some(meta) = view["private_metadata"].as_str().and_then(Meta::parse) else {
+        return json!({"response_action": "update", "view": modals::notice("Request access", "This form is out of date; run `/access request` again.")});
+    };
+    let catalog = wf.catalog();
+    let Some(app) = catalog.apps.get(&meta.app).filter(|a| a.self_service) else {
+        let text = format!("`{}` is no longer requestable. `/access apps` lists what you can request.", esc(&meta.app));
+        return json!({"response_action": "update", "view": modals::notice("Request access", &text)});
+    };
+    let fields = match modals::read_fields(app, view, wf.now()) {
+        Ok(f) => f,
+        Err(errors) => return modals::errors(errors),
+    };
+    let requested_for = match &meta.for_user {
+        Some(u) => match wf.party(u).await {
+            Ok(p) => p,
+            Err(e) => return field_error(view, &e),
+        },
+        None => actor.party.clone(),
+    };
+    let justification =
+        fields.iter().find(|(id, _)| id == modals::JUSTIFICATION).map(|(_, v)| v.clone()).unwrap_or_default();
+    let input =
+        NewRequest { app_id: app.id.clone(), requested_by: actor.party.clone(), requested_for, justification, fields };
+    submit(state, actor, view, input).await
+}
+
+/// The app picker: submit at once, or show the app's form when it asks more.
+async fn request_pick(state: &AppState, actor: &Actor, view: &Value) -> Value {
+    let wf = &state.workflow;
+    let catalog = wf.catalog();
+    let app = modals::value(view, modals::APP_BLOCK).and_then(|id| catalog.apps.get(&id).filter(|a| a.self_service));
+    let Some(app) = app else {
+        return modals::errors(
+            [(modals::APP_BLOCK.to_string(), "Choose one of the apps in the list".to_string())].into(),
+        );
+    };
+    let justification = modals::value(view, modals::JUSTIFICATION).unwrap_or_default();
+    match wf.store().open_request(&actor.party.id, &app.id).await {
+        Ok(Some(existing)) => return existing_view(&existing, actor),
+        Ok(None) => {}
+        Err(e) => return field_error(view, &e.into()),
+    }
+    if modals::has_more_to_ask(app, &justification) {
+        return json!({"response_action": "update", "view": modals::request_form(app, None, &justification)});
+    }
+    let input = NewRequest {
+        app_id: app.id.clone(),
+        requested_by: actor.party.clone(),
+        requested_for: actor.party.clone(),
+        justification,
+        fields: Vec::new(),
+    };
+    submit(state, actor, view, input).await
 }

@@ -6,7 +6,9 @@ pub mod client;
 mod commands;
 pub mod deliver;
 mod events;
+mod home;
 mod interactions;
+mod modals;
 pub mod verify;
 
 use axum::routing::post;

@@ -2,6 +2,7 @@
 //! of any backend. Filters are trees over a whitelist of attributes; they
 //! compile to SQL with placeholders only — user text never becomes SQL.
 
+use chrono::SubsecRound;
 use serde::{Deserialize, Serialize};
 
 use crate::workflow::model::{Request, Timestamp};
@@ -186,12 +187,26 @@ impl Attribute for LogAttr {
     }
 }
 
+/// Stored times have millisecond precision, so a finer bound is rounded to the
+/// millisecond that selects the same rows: up for `ge`/`lt`, down for `gt`/`le`.
+fn to_stored_precision(op: Op, value: &Value) -> Value {
+    let Value::Time(t) = value else { return value.clone() };
+    let floor = t.trunc_subsecs(3);
+    if floor == *t {
+        return value.clone();
+    }
+    match op {
+        Op::Ge | Op::Lt => Value::Time(floor + chrono::Duration::milliseconds(1)),
+        _ => Value::Time(floor),
+    }
+}
+
 /// Compiles a filter to a SQL boolean expression; values go to `params`,
 /// `placeholder(n)` names the n-th (1-based) parameter (`?` or `$n`).
 pub fn to_sql<A: Attribute>(f: &Filter<A>, params: &mut Vec<Value>, placeholder: &dyn Fn(usize) -> String) -> String {
     match f {
         Filter::Cmp { attr, op, value } => {
-            params.push(value.clone());
+            params.push(to_stored_precision(*op, value));
             attr.sql(*op, &placeholder(params.len()))
         }
         Filter::And(a, b) => format!("({} AND {})", to_sql(a, params, placeholder), to_sql(b, params, placeholder)),

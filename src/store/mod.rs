@@ -108,6 +108,8 @@ pub trait Store: Send + Sync + 'static {
     /// A filtered page of system-log events with their sequence numbers (the paging key).
     async fn list_events(&self, q: &filter::LogQuery) -> Result<Vec<(i64, LogEvent)>, StoreError>;
     async fn assignment(&self, user_id: &str, app_id: &str) -> Result<Option<Assignment>, StoreError>;
+    /// Time-bound assignments ending before `before`, soonest first.
+    async fn expiring_assignments(&self, before: Timestamp, limit: i64) -> Result<Vec<Assignment>, StoreError>;
 
     async fn append_events(&self, events: &[LogEvent]) -> Result<(), StoreError>;
     /// A request's events, oldest first.
@@ -115,7 +117,8 @@ pub trait Store: Send + Sync + 'static {
     /// Events of a type, oldest first (tests and operators).
     async fn events_of_type(&self, event_type: &str, limit: i64) -> Result<Vec<LogEvent>, StoreError>;
 
-    async fn enqueue(&self, items: &[OutboxItem]) -> Result<(), StoreError>;
+    /// Queues work due at `now` (the workflow's clock).
+    async fn enqueue(&self, items: &[OutboxItem], now: Timestamp) -> Result<(), StoreError>;
     /// Claims up to `limit` due rows for `lease`; a row whose lease lapsed can be
     /// claimed again. Never returns a row while an older row with its key is undelivered.
     async fn claim_jobs(&self, now: Timestamp, lease: Duration, limit: i64) -> Result<Vec<ClaimedJob>, StoreError>;
@@ -128,11 +131,16 @@ pub trait Store: Send + Sync + 'static {
 
     async fn record_message(&self, msg: &MessageRef) -> Result<(), StoreError>;
     async fn messages(&self, request_id: &str, step: i64, recipient: &str) -> Result<Vec<MessageRef>, StoreError>;
+    /// Every message posted about a request (all steps, all recipients), oldest first.
+    async fn request_messages(&self, request_id: &str) -> Result<Vec<MessageRef>, StoreError>;
 
     async fn identity(&self, user_id: &str) -> Result<Option<Identity>, StoreError>;
     async fn identity_by_email(&self, email: &str) -> Result<Option<Identity>, StoreError>;
     /// Inserts or merges (fields given as `None` keep their stored value).
     async fn save_identity(&self, identity: &Identity) -> Result<(), StoreError>;
+    /// Remembers that a user opened the App Home (so it is kept up to date).
+    async fn mark_home_opened(&self, user_id: &str) -> Result<(), StoreError>;
+    async fn home_opened(&self, user_id: &str) -> Result<bool, StoreError>;
 }
 
 /// Opens (creating and migrating) the store named by a database URL.

@@ -34,6 +34,20 @@ fn decode_request(row: &PgRow) -> Result<Request, StoreError> {
     Ok(req)
 }
 
+fn decode_assignment(row: &PgRow) -> Result<Assignment, StoreError> {
+    let source: String = row.try_get("source")?;
+    Ok(Assignment {
+        user_id: row.try_get("user_id")?,
+        app_id: row.try_get("app_id")?,
+        request_id: row.try_get("request_id")?,
+        source: parse_source(&source),
+        granted: row.try_get("granted")?,
+        expires: row.try_get("expires")?,
+        warned_day: row.try_get("warned_day")?,
+        warned_hour: row.try_get("warned_hour")?,
+    })
+}
+
 fn decode_event(row: &PgRow) -> Result<LogEvent, StoreError> {
     let mut ev: LogEvent = json_column(row, "body")?;
     ev.request_id = row.try_get("request_id")?;
@@ -177,11 +191,24 @@ impl Store for PgStore {
                 .await?;
             }
             Some(AssignmentChange::Revoke { user_id, app_id }) => {
-                sqlx::query("DELETE FROM assignments WHERE user_id = $1 AND app_id = $2")
+                let res = sqlx::query("DELETE FROM assignments WHERE user_id = $1 AND app_id = $2")
                     .bind(user_id)
                     .bind(app_id)
                     .execute(&mut *tx)
                     .await?;
+                if res.rows_affected() != 1 {
+                    return Err(StoreError::Conflict);
+                }
+            }
+            Some(AssignmentChange::Warned { user_id, app_id, hour }) => {
+                let column = if *hour { "warned_hour" } else { "warned_day" };
+                let sql = format!(
+                    "UPDATE assignments SET {column} = TRUE WHERE user_id = $1 AND app_id = $2 AND {column} = FALSE"
+                );
+                let res = sqlx::query(&sql).bind(user_id).bind(app_id).execute(&mut *tx).await?;
+                if res.rows_affected() != 1 {
+                    return Err(StoreError::Conflict);
+                }
             }
             None => {}
         }
@@ -303,22 +330,25 @@ impl Store for PgStore {
 
     async fn assignment(&self, user_id: &str, app_id: &str) -> Result<Option<Assignment>, StoreError> {
         let row = sqlx::query(
-            "SELECT user_id, app_id, request_id, source, granted, expires FROM assignments WHERE user_id = $1 AND app_id = $2",
+            "SELECT user_id, app_id, request_id, source, granted, expires, warned_day, warned_hour FROM assignments WHERE user_id = $1 AND app_id = $2",
         )
         .bind(user_id)
         .bind(app_id)
         .fetch_optional(&self.pool)
         .await?;
-        let Some(row) = row else { return Ok(None) };
-        let source: String = row.try_get("source")?;
-        Ok(Some(Assignment {
-            user_id: row.try_get("user_id")?,
-            app_id: row.try_get("app_id")?,
-            request_id: row.try_get("request_id")?,
-            source: parse_source(&source),
-            granted: row.try_get("granted")?,
-            expires: row.try_get("expires")?,
-        }))
+        row.as_ref().map(decode_assignment).transpose()
+    }
+
+    async fn expiring_assignments(&self, before: Timestamp, limit: i64) -> Result<Vec<Assignment>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT user_id, app_id, request_id, source, granted, expires, warned_day, warned_hour FROM assignments
+             WHERE expires IS NOT NULL AND expires <= $1 ORDER BY expires LIMIT $2",
+        )
+        .bind(before)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(decode_assignment).collect()
     }
 
     async fn append_events(&self, events: &[LogEvent]) -> Result<(), StoreError> {
@@ -347,10 +377,10 @@ impl Store for PgStore {
         rows.iter().map(decode_event).collect()
     }
 
-    async fn enqueue(&self, items: &[OutboxItem]) -> Result<(), StoreError> {
+    async fn enqueue(&self, items: &[OutboxItem], now: Timestamp) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         for item in items {
-            insert_job(&mut tx, item, Utc::now()).await?;
+            insert_job(&mut tx, item, now).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -498,6 +528,49 @@ impl Store for PgStore {
                 })
             })
             .collect()
+    }
+
+    async fn request_messages(&self, request_id: &str) -> Result<Vec<MessageRef>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT request_id, step, recipient, channel, ts FROM slack_messages WHERE request_id = $1 ORDER BY ts",
+        )
+        .bind(request_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(MessageRef {
+                    request_id: r.try_get("request_id")?,
+                    step: r.try_get("step")?,
+                    recipient: r.try_get("recipient")?,
+                    channel: r.try_get("channel")?,
+                    ts: r.try_get("ts")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn mark_home_opened(&self, user_id: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO identities (user_id, home_opened, updated) VALUES ($1, TRUE, $2)
+             ON CONFLICT (user_id) DO UPDATE SET home_opened = TRUE",
+        )
+        .bind(user_id)
+        .bind(Utc::now())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn home_opened(&self, user_id: &str) -> Result<bool, StoreError> {
+        let row = sqlx::query("SELECT home_opened FROM identities WHERE user_id = $1")
+            .bind(user_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(match row {
+            Some(r) => r.try_get::<bool, _>("home_opened")?,
+            None => false,
+        })
     }
 
     async fn identity(&self, user_id: &str) -> Result<Option<Identity>, StoreError> {
@@ -813,6 +886,8 @@ approval = false
             source: AssignmentSource::Override,
             granted: t4,
             expires: Some(t4 + TimeDelta::days(30)),
+            warned_day: false,
+            warned_hour: false,
         };
         store
             .commit(&Changeset { assignment: Some(AssignmentChange::Grant(replaced.clone())), ..Default::default() })
@@ -875,7 +950,7 @@ approval = false
         let deadline = now()? + TimeDelta::minutes(5);
         let mut first = item("k", 1);
         first.deadline = Some(deadline);
-        store.enqueue(&[first.clone(), item("k", 2), item("other", 3)]).await?;
+        store.enqueue(&[first.clone(), item("k", 2), item("other", 3)], Utc::now()).await?;
         let t = now()? + TimeDelta::seconds(1);
 
         // The second "k" row waits behind the first.
@@ -907,7 +982,7 @@ approval = false
         ensure!(jobs.len() == 1 && jobs[0].id == k2 && jobs[0].attempts == 1, "after release: {jobs:?}");
 
         // Retry: not due before `at`; a later row of the key still waits.
-        store.enqueue(&[item("k", 4)]).await?;
+        store.enqueue(&[item("k", 4)], Utc::now()).await?;
         let at = t2 + TimeDelta::minutes(1);
         store.finish_job(k2, JobOutcome::Retry { at, error: "busy".into() }, t2).await?;
         ensure!(store.claim_jobs(at - TimeDelta::seconds(1), lease, 10).await?.is_empty());
@@ -936,7 +1011,7 @@ approval = false
                 items.push(item(&format!("key{k}"), n));
             }
         }
-        store.enqueue(&items).await?;
+        store.enqueue(&items, Utc::now()).await?;
         let t = now()? + TimeDelta::seconds(1);
         let mut workers = Vec::new();
         for _ in 0..8 {

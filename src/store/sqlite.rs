@@ -172,11 +172,23 @@ impl Store for SqliteStore {
                 .await?;
             }
             Some(AssignmentChange::Revoke { user_id, app_id }) => {
-                sqlx::query("DELETE FROM assignments WHERE user_id = ? AND app_id = ?")
+                let res = sqlx::query("DELETE FROM assignments WHERE user_id = ? AND app_id = ?")
                     .bind(user_id)
                     .bind(app_id)
                     .execute(&mut *tx)
                     .await?;
+                if res.rows_affected() != 1 {
+                    return Err(StoreError::Conflict);
+                }
+            }
+            Some(AssignmentChange::Warned { user_id, app_id, hour }) => {
+                let column = if *hour { "warned_hour" } else { "warned_day" };
+                let sql =
+                    format!("UPDATE assignments SET {column} = 1 WHERE user_id = ? AND app_id = ? AND {column} = 0");
+                let res = sqlx::query(&sql).bind(user_id).bind(app_id).execute(&mut *tx).await?;
+                if res.rows_affected() != 1 {
+                    return Err(StoreError::Conflict);
+                }
             }
             None => {}
         }
@@ -289,21 +301,26 @@ impl Store for SqliteStore {
     }
 
     async fn assignment(&self, user_id: &str, app_id: &str) -> Result<Option<Assignment>, StoreError> {
-        let row = sqlx::query("SELECT user_id, app_id, request_id, source, granted, expires FROM assignments WHERE user_id = ? AND app_id = ?")
+        let row = sqlx::query(
+            "SELECT user_id, app_id, request_id, source, granted, expires, warned_day, warned_hour FROM assignments WHERE user_id = ? AND app_id = ?",
+        )
             .bind(user_id)
             .bind(app_id)
             .fetch_optional(&self.pool)
             .await?;
-        let Some(row) = row else { return Ok(None) };
-        let source: String = row.try_get("source")?;
-        Ok(Some(Assignment {
-            user_id: row.try_get("user_id")?,
-            app_id: row.try_get("app_id")?,
-            request_id: row.try_get("request_id")?,
-            source: parse_source(&source),
-            granted: from_ms(row.try_get("granted")?),
-            expires: row.try_get::<Option<i64>, _>("expires")?.map(from_ms),
-        }))
+        row.as_ref().map(decode_assignment).transpose()
+    }
+
+    async fn expiring_assignments(&self, before: Timestamp, limit: i64) -> Result<Vec<Assignment>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT user_id, app_id, request_id, source, granted, expires, warned_day, warned_hour FROM assignments
+             WHERE expires IS NOT NULL AND expires <= ? ORDER BY expires LIMIT ?",
+        )
+        .bind(ms(before))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(decode_assignment).collect()
     }
 
     async fn append_events(&self, events: &[LogEvent]) -> Result<(), StoreError> {
@@ -332,10 +349,10 @@ impl Store for SqliteStore {
         rows.iter().map(decode_event).collect()
     }
 
-    async fn enqueue(&self, items: &[OutboxItem]) -> Result<(), StoreError> {
+    async fn enqueue(&self, items: &[OutboxItem], now: Timestamp) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         for item in items {
-            insert_job(&mut tx, item, Utc::now()).await?;
+            insert_job(&mut tx, item, now).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -481,6 +498,49 @@ impl Store for SqliteStore {
             .collect()
     }
 
+    async fn request_messages(&self, request_id: &str) -> Result<Vec<MessageRef>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT request_id, step, recipient, channel, ts FROM slack_messages WHERE request_id = ? ORDER BY ts",
+        )
+        .bind(request_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(MessageRef {
+                    request_id: r.try_get("request_id")?,
+                    step: r.try_get("step")?,
+                    recipient: r.try_get("recipient")?,
+                    channel: r.try_get("channel")?,
+                    ts: r.try_get("ts")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn mark_home_opened(&self, user_id: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO identities (user_id, home_opened, updated) VALUES (?, 1, ?)
+             ON CONFLICT (user_id) DO UPDATE SET home_opened = 1",
+        )
+        .bind(user_id)
+        .bind(ms(Utc::now()))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn home_opened(&self, user_id: &str) -> Result<bool, StoreError> {
+        let row = sqlx::query("SELECT home_opened FROM identities WHERE user_id = ?")
+            .bind(user_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(match row {
+            Some(r) => r.try_get::<bool, _>("home_opened")?,
+            None => false,
+        })
+    }
+
     async fn identity(&self, user_id: &str) -> Result<Option<Identity>, StoreError> {
         let row = sqlx::query("SELECT user_id, email, name, dm_channel FROM identities WHERE user_id = ?")
             .bind(user_id)
@@ -515,6 +575,20 @@ impl Store for SqliteStore {
         .await?;
         Ok(())
     }
+}
+
+fn decode_assignment(row: &SqliteRow) -> Result<Assignment, StoreError> {
+    let source: String = row.try_get("source")?;
+    Ok(Assignment {
+        user_id: row.try_get("user_id")?,
+        app_id: row.try_get("app_id")?,
+        request_id: row.try_get("request_id")?,
+        source: parse_source(&source),
+        granted: from_ms(row.try_get("granted")?),
+        expires: row.try_get::<Option<i64>, _>("expires")?.map(from_ms),
+        warned_day: row.try_get("warned_day")?,
+        warned_hour: row.try_get("warned_hour")?,
+    })
 }
 
 fn decode_identity(r: &SqliteRow) -> Result<Identity, StoreError> {

@@ -87,6 +87,27 @@ pub struct Group {
 pub enum StepDef {
     User(Person),
     Group(String),
+    /// Call a webhook with mapped fields, then continue.
+    Action {
+        url: String,
+        secret_env: Option<String>,
+        fields: BTreeMap<String, String>,
+    },
+    /// A manual task for a person or a group.
+    Task(TaskAssignee),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TaskAssignee {
+    User(Person),
+    Group(String),
+}
+
+/// An outbound webhook, signed with the secret in the environment variable `secret_env`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Webhook {
+    pub url: String,
+    pub secret_env: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -117,6 +138,7 @@ pub struct App {
     pub max_duration: Option<Duration>,
     pub steps: Vec<StepDef>,
     pub fields: Vec<FieldDef>,
+    pub provisioning: Option<Webhook>,
 }
 
 impl App {
@@ -193,7 +215,7 @@ impl Catalog {
         for a in self.apps.values() {
             a.admins.iter().for_each(&mut push);
             for s in &a.steps {
-                if let StepDef::User(p) = s {
+                if let StepDef::User(p) | StepDef::Task(TaskAssignee::User(p)) = s {
                     push(p);
                 }
             }

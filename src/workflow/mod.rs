@@ -5,6 +5,7 @@ pub mod catalog;
 pub mod engine;
 pub mod events;
 pub mod model;
+pub mod reload;
 mod service;
 
 use std::sync::Arc;
@@ -14,7 +15,7 @@ use chrono::{SubsecRound, Utc};
 pub use catalog::{Catalog, Party, Person};
 pub use engine::{Decision, NewRequest};
 pub use model::ActorType;
-pub use service::{CommitHook, Submitted, Workflow};
+pub use service::{CommitHook, JobReport, Submitted, Workflow};
 
 use model::{Status, Timestamp};
 
@@ -97,4 +98,24 @@ impl Clock for SystemClock {
 
 pub fn system_clock() -> Arc<dyn Clock> {
     Arc::new(SystemClock)
+}
+
+/// A clock that moves only when told (tests of reminders, expiry, time-bound access).
+pub struct ManualClock(std::sync::Mutex<Timestamp>);
+
+impl ManualClock {
+    pub fn new(start: Timestamp) -> Arc<ManualClock> {
+        Arc::new(ManualClock(std::sync::Mutex::new(start.trunc_subsecs(3))))
+    }
+
+    pub fn advance(&self, by: chrono::Duration) {
+        let mut t = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        *t += by;
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> Timestamp {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }

@@ -62,6 +62,24 @@ pub enum GrantStatus {
     ManualRequired,
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum RevocationStatus {
+    Pending,
+    Revoked,
+    Failed,
+}
+
+impl RevocationStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RevocationStatus::Pending => "PENDING",
+            RevocationStatus::Revoked => "REVOKED",
+            RevocationStatus::Failed => "FAILED",
+        }
+    }
+}
+
 impl GrantStatus {
     pub fn as_str(self) -> &'static str {
         match self {
@@ -73,12 +91,27 @@ impl GrantStatus {
     }
 }
 
-/// What kind of approver a step asks. Action and task steps will join here.
+/// What a step does: ask a user or a group, call a webhook, or wait for a manual task.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum StepKind {
     User,
-    Group { group_id: String, group_name: String },
+    Group {
+        group_id: String,
+        group_name: String,
+    },
+    /// Calls `url` with the mapped fields, then the workflow continues (one-way).
+    Action {
+        url: String,
+        secret_env: Option<String>,
+        /// Output key → source (`requester.email`, `field.<id>`, …).
+        fields: std::collections::BTreeMap<String, String>,
+    },
+    /// A manual task: the assignee presses "Mark done".
+    Task {
+        group_id: Option<String>,
+        group_name: Option<String>,
+    },
 }
 
 /// Where a step went when the requester was its only approver (separation of duties).
@@ -115,6 +148,9 @@ pub struct Step {
     pub decided_by: Option<String>,
     pub decided: Option<Timestamp>,
     pub comment: Option<String>,
+    /// When the current approvers were last reminded.
+    #[serde(default)]
+    pub reminded: Option<Timestamp>,
 }
 
 impl Step {
@@ -124,12 +160,19 @@ impl Step {
             (_, Some(Routing::SuperAdmins)) => "the super admins".to_string(),
             (StepKind::Group { group_name, .. }, None) => group_name.clone(),
             (StepKind::User, None) => self.approvers.first().map(|p| p.to_string()).unwrap_or_default(),
+            (StepKind::Action { .. }, None) => "an automated action".to_string(),
+            (StepKind::Task { group_name: Some(g), .. }, None) => format!("a task for {g}"),
+            (StepKind::Task { .. }, None) => {
+                format!("a task for {}", self.approvers.first().map(|p| p.to_string()).unwrap_or_default())
+            }
         }
     }
 
     pub fn approver_type(&self) -> &'static str {
-        match self.kind {
+        match &self.kind {
             StepKind::User if self.routed_to.is_none() => "USER",
+            StepKind::Task { group_id: None, .. } if self.routed_to.is_none() => "USER",
+            StepKind::Action { .. } => "SYSTEM",
             _ => "GROUP",
         }
     }
@@ -162,6 +205,19 @@ pub struct Request {
     pub granted: Option<Timestamp>,
     /// Why the workflow could not start, for REJECTED requests.
     pub reason: Option<String>,
+    /// Set when a config change stranded this pending request (why).
+    #[serde(default)]
+    pub flagged: Option<String>,
+    /// When access granted by this request ends (max_duration or the end-date field).
+    #[serde(default)]
+    pub access_until: Option<Timestamp>,
+    /// ISO 8601 duration of time-bound access, e.g. `P30D`.
+    #[serde(default)]
+    pub access_duration: Option<String>,
+    #[serde(default)]
+    pub revocation_status: Option<RevocationStatus>,
+    #[serde(default)]
+    pub revoked: Option<Timestamp>,
     /// Optimistic-concurrency version: every commit must name the version it read.
     pub version: i64,
 }
@@ -214,12 +270,27 @@ pub struct Assignment {
     pub source: AssignmentSource,
     pub granted: Timestamp,
     pub expires: Option<Timestamp>,
+    /// Time-bound access: the one-day and one-hour warnings went out.
+    #[serde(default)]
+    pub warned_day: bool,
+    #[serde(default)]
+    pub warned_hour: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AssignmentChange {
     Grant(Assignment),
-    Revoke { user_id: String, app_id: String },
+    /// Fails with a conflict when the assignment is already gone (each revocation happens once).
+    Revoke {
+        user_id: String,
+        app_id: String,
+    },
+    /// Records that a time-bound access warning went out; conflicts when it already had.
+    Warned {
+        user_id: String,
+        app_id: String,
+        hour: bool,
+    },
 }
 
 // ---- system log -----------------------------------------------------------
@@ -327,14 +398,54 @@ pub enum CloseKind {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum RequesterEvent {
-    Submitted { first_step: String },
-    StepApproved { step: usize, by: String, next_step: String },
-    Approved { source: AssignmentSource, by: Option<String> },
-    Denied { by: String },
-    Canceled { by: String, reason: Option<String> },
-    Rejected { reason: String },
-    Revoked { by: String },
-    Message { from: String, text: String },
+    Submitted {
+        first_step: String,
+    },
+    StepApproved {
+        step: usize,
+        by: String,
+        next_step: String,
+    },
+    Approved {
+        source: AssignmentSource,
+        by: Option<String>,
+    },
+    Denied {
+        by: String,
+    },
+    Canceled {
+        by: String,
+        reason: Option<String>,
+    },
+    Rejected {
+        reason: String,
+    },
+    Revoked {
+        by: String,
+    },
+    Message {
+        from: String,
+        text: String,
+    },
+    Expired,
+    /// Time-bound access ends soon.
+    AccessEnding {
+        ends: Timestamp,
+    },
+    /// Time-bound access ended and was removed.
+    AccessEnded,
+}
+
+/// Why an outbound webhook is called; its final outcome feeds back into the workflow.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "purpose", rename_all = "snake_case")]
+pub enum WebhookPurpose {
+    /// An action step of a request.
+    Action { request_id: String, step: usize },
+    /// The provisioning hook on grant.
+    Grant { request_id: Option<String>, user_id: String, app_id: String },
+    /// The provisioning hook on revoke.
+    Revoke { request_id: Option<String>, user_id: String, app_id: String },
 }
 
 /// A platform-neutral notification intent, written to the outbox in the
@@ -350,6 +461,9 @@ pub enum Notice {
         routed_to: Option<Routing>,
         recipient: Person,
         kind: AskKind,
+        /// A manual task ("Mark done") rather than a decision.
+        #[serde(default)]
+        task: bool,
     },
     /// Bring every message sent to `recipient` for this step to its final state.
     Close { request: RequestView, step: usize, recipient: Person, outcome: CloseKind, by: Option<String> },
@@ -357,6 +471,14 @@ pub enum Notice {
     Requester { request: Option<RequestView>, app_name: String, recipient: String, event: RequesterEvent },
     /// The optional admin channel feed of outcomes.
     AdminFeed { channel: String, text: String },
+    /// A reply in the thread of every approver message of the request.
+    Thread { request_id: String, text: String },
+    /// These users' overviews (App Home) changed; republish for those who use it.
+    HomeChanged { users: Vec<Person> },
+    /// A direct message to a person (admins told about flagged requests, suggestions, …).
+    Direct { to: Person, text: String },
+    /// A signed outbound webhook (action steps, provisioning).
+    Webhook { url: String, secret_env: Option<String>, body: serde_json::Value, purpose: WebhookPurpose },
 }
 
 impl Notice {
@@ -371,6 +493,15 @@ impl Notice {
                 None => format!("user:{recipient}"),
             },
             Notice::AdminFeed { channel, .. } => format!("channel:{channel}"),
+            Notice::Thread { request_id, .. } => format!("{request_id}:thread"),
+            Notice::HomeChanged { users } => format!("home:{}", users.first().map(|u| u.key()).unwrap_or_default()),
+            Notice::Direct { to, .. } => format!("direct:{}", to.key()),
+            Notice::Webhook { purpose, url, .. } => match purpose {
+                WebhookPurpose::Action { request_id, .. } => format!("{request_id}:webhook"),
+                WebhookPurpose::Grant { user_id, app_id, .. } | WebhookPurpose::Revoke { user_id, app_id, .. } => {
+                    format!("provisioning:{app_id}:{user_id}:{url}")
+                }
+            },
         }
     }
 }

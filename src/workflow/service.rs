@@ -8,8 +8,9 @@ use tokio::sync::Notify;
 use super::catalog::{Catalog, Party};
 use super::engine::{self, Decision, NewRequest};
 use super::events::EventBuilder;
-use super::model::{Changeset, LogEvent, OutcomeResult, Request};
+use super::model::{Changeset, LogEvent, OutcomeResult, Request, Status, WebhookPurpose};
 use super::{Actor, Clock, WorkflowError};
+use crate::store::filter::{Filter, Op, OrderBy, RequestAttr, RequestQuery, Value};
 use crate::store::{Store, StoreError};
 
 const MAX_RETRIES: usize = 16;
@@ -25,6 +26,17 @@ pub struct Workflow {
 
 /// Called after every successful commit (metrics count decisions with it).
 pub type CommitHook = Arc<dyn Fn(&Changeset) + Send + Sync>;
+
+/// What one run of the time-driven jobs did.
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct JobReport {
+    pub reminded: usize,
+    pub expired: usize,
+    pub warned: usize,
+    pub revoked: usize,
+    /// Already done by another replica (the conditional commit lost).
+    pub skipped: usize,
+}
 
 /// The result of a request command: the request, and whether it already existed.
 pub struct Submitted {
@@ -49,6 +61,19 @@ impl Workflow {
         }
     }
 
+    /// Swaps in a new catalog (config reload); commands already running keep the old one.
+    pub fn replace_catalog(&self, catalog: Catalog) {
+        match self.catalog.write() {
+            Ok(mut c) => *c = Arc::new(catalog),
+            Err(poisoned) => *poisoned.into_inner() = Arc::new(catalog),
+        }
+    }
+
+    /// Commits a changeset built outside the request commands (reload flags, jobs).
+    pub async fn commit_changeset(&self, cs: &Changeset) -> Result<(), StoreError> {
+        self.commit(cs).await
+    }
+
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
     }
@@ -63,15 +88,23 @@ impl Workflow {
         Ok(Party::new(user_id, email))
     }
 
-    async fn commit(&self, cs: &Changeset) -> Result<(), StoreError> {
-        self.store.commit(cs).await?;
+    /// Commits a changeset with the notices it implies (App Home refreshes, thread
+    /// replies); `before` is the request as it was read.
+    async fn commit_from(&self, cs: &Changeset, before: Option<&Request>) -> Result<(), StoreError> {
+        let mut cs = cs.clone();
+        engine::derive_notices(before, &mut cs);
+        self.store.commit(&cs).await?;
         if !cs.notices.is_empty() {
             self.wake.notify_one();
         }
         if let Some(hook) = &self.on_commit {
-            hook(cs);
+            hook(&cs);
         }
         Ok(())
+    }
+
+    async fn commit(&self, cs: &Changeset) -> Result<(), StoreError> {
+        self.commit_from(cs, None).await
     }
 
     /// Records a refusal (`security.request.blocked`) and hands the error back.
@@ -122,9 +155,10 @@ impl Workflow {
     {
         for _ in 0..MAX_RETRIES {
             let req = self.load(id).await?;
+            let before = req.clone();
             let catalog = self.catalog();
             let cs = self.guard(actor, action, Some(id), f(&catalog, req)).await?;
-            match self.commit(&cs).await {
+            match self.commit_from(&cs, Some(&before)).await {
                 Ok(()) => return cs.request.ok_or_else(|| WorkflowError::NotFound(format!("request {id}"))),
                 Err(StoreError::Conflict) => continue,
                 Err(e) => return Err(e.into()),
@@ -151,6 +185,87 @@ impl Workflow {
             }
         }
         Err(WorkflowError::Store(StoreError::Conflict))
+    }
+
+    /// Runs what time makes due: reminders, expiry, access-ending warnings and
+    /// revocations. Safe on several replicas: every change is a conditional
+    /// commit, so a job another replica already did conflicts and is skipped.
+    pub async fn run_jobs(&self) -> Result<JobReport, WorkflowError> {
+        let mut report = JobReport::default();
+        let catalog = self.catalog();
+        let now = self.clock.now();
+        let mut query = RequestQuery {
+            filter: Some(Filter::Cmp { attr: RequestAttr::Status, op: Op::Eq, value: Value::Text("PENDING".into()) }),
+            order_by: OrderBy::Created,
+            descending: false,
+            after: None,
+            limit: 500,
+        };
+        loop {
+            let page = self.store.list_requests(&query).await?;
+            for r in &page {
+                if let Some(cs) = engine::timers::remind_or_expire(&catalog, r.clone(), now) {
+                    let expired = cs.request.as_ref().is_some_and(|x| x.status == Status::Expired);
+                    match self.commit_from(&cs, Some(r)).await {
+                        Ok(()) if expired => report.expired += 1,
+                        Ok(()) => report.reminded += 1,
+                        Err(StoreError::Conflict) => report.skipped += 1,
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+            }
+            match page.last() {
+                Some(last) if page.len() as i64 == query.limit => query.after = Some(query.cursor_of(last)),
+                _ => break,
+            }
+        }
+        for a in self.store.expiring_assignments(now + chrono::Duration::days(1), 1000).await? {
+            let request = match &a.request_id {
+                Some(id) => self.store.request(id).await?,
+                None => None,
+            };
+            let before = request.clone();
+            if let Some(cs) = engine::timers::access_due(&catalog, &a, request, now) {
+                let revoked = matches!(cs.assignment, Some(crate::workflow::model::AssignmentChange::Revoke { .. }));
+                match self.commit_from(&cs, before.as_ref()).await {
+                    Ok(()) if revoked => report.revoked += 1,
+                    Ok(()) => report.warned += 1,
+                    Err(StoreError::Conflict) => report.skipped += 1,
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    /// A webhook's final outcome (delivered, or given up on), from the outbox.
+    pub async fn webhook_settled(&self, purpose: &WebhookPurpose, error: Option<&str>) -> Result<(), WorkflowError> {
+        let request_id = match purpose {
+            WebhookPurpose::Action { request_id, .. } => Some(request_id.clone()),
+            WebhookPurpose::Grant { request_id, .. } | WebhookPurpose::Revoke { request_id, .. } => request_id.clone(),
+        };
+        for _ in 0..MAX_RETRIES {
+            let request = match &request_id {
+                Some(id) => self.store.request(id).await?,
+                None => None,
+            };
+            let before = request.clone();
+            let cs = engine::timers::webhook_settled(&self.catalog(), purpose, request, error, self.clock.now());
+            match self.commit_from(&cs, before.as_ref()).await {
+                Ok(()) => return Ok(()),
+                Err(StoreError::Conflict) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(WorkflowError::Store(StoreError::Conflict))
+    }
+
+    /// "Request an app" that is not in the catalog: sent to the technical contact.
+    pub async fn suggest(&self, actor: &Actor, text: &str) -> Result<(), WorkflowError> {
+        let catalog = self.catalog();
+        let cs = engine::suggest(&catalog, text, actor, self.clock.now())?;
+        self.commit(&cs).await?;
+        Ok(())
     }
 
     /// Adds a message to a request; the requester sees it in chat.
@@ -186,7 +301,7 @@ impl Workflow {
 
     /// Queues outbound work that belongs to no state change (modals, replies, look-ups).
     pub async fn enqueue(&self, items: &[crate::store::OutboxItem]) -> Result<(), WorkflowError> {
-        self.store.enqueue(items).await?;
+        self.store.enqueue(items, self.clock.now()).await?;
         self.wake.notify_one();
         Ok(())
     }
@@ -227,18 +342,24 @@ impl Workflow {
     }
 
     pub async fn revoke(&self, actor: &Actor, app_id: &str, user: &Party) -> Result<(), WorkflowError> {
-        let existing = self.store.assignment(&user.id, app_id).await?;
-        let catalog = self.catalog();
-        let cs = self
-            .guard(
-                actor,
-                "admin revoke",
-                None,
-                engine::revoke(&catalog, app_id, user, existing.as_ref(), actor, self.clock.now()),
-            )
-            .await?;
-        self.commit(&cs).await?;
-        Ok(())
+        for _ in 0..MAX_RETRIES {
+            let existing = self.store.assignment(&user.id, app_id).await?;
+            let request = match existing.as_ref().and_then(|a| a.request_id.clone()) {
+                Some(id) => self.store.request(&id).await?,
+                None => None,
+            };
+            let before = request.clone();
+            let catalog = self.catalog();
+            let now = self.clock.now();
+            let revoked = engine::revoke(&catalog, app_id, user, existing.as_ref(), request, false, actor, now);
+            let cs = self.guard(actor, "admin revoke", None, revoked).await?;
+            match self.commit_from(&cs, before.as_ref()).await {
+                Ok(()) => return Ok(()),
+                Err(StoreError::Conflict) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(WorkflowError::Store(StoreError::Conflict))
     }
 
     fn require_admin(&self, actor: &Actor, app_id: Option<&str>) -> Result<(), WorkflowError> {

@@ -494,6 +494,7 @@ async fn catalog_and_openapi(b: Backend) {
             "GET /governance/api/v2/requests",
             "GET /governance/api/v2/requests/{id}",
             "PATCH /governance/api/v2/requests/{id}",
+            "POST /admin/reload",
             "POST /governance/api/v2/requests",
             "POST /governance/api/v2/requests/{id}/messages",
         ]

@@ -17,6 +17,8 @@ use serde_json::{json, Value};
 pub struct Call {
     pub method: String,
     pub body: Value,
+    /// For webhook calls: the raw body and the (timestamp, signature) headers.
+    pub raw: Option<(String, Option<String>, Option<String>)>,
     /// What the fake answered: "ok", "429", "500", or an `ok:false` error.
     pub answer: String,
 }
@@ -32,9 +34,13 @@ impl Call {
 
 #[derive(Clone, Debug)]
 pub enum Fail {
-    RateLimited { retry_after: u64 },
+    RateLimited {
+        retry_after: u64,
+    },
     ServerError,
     NotOk(&'static str),
+    /// Any HTTP status with an empty body.
+    Status(u16),
 }
 
 #[derive(Default)]
@@ -59,6 +65,7 @@ impl FakeSlack {
         let app = Router::new()
             .route("/api/{method}", post(api))
             .route("/respond/{id}", post(respond))
+            .route("/hooks/{name}", post(hook))
             .with_state(inner.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -101,10 +108,22 @@ impl FakeSlack {
         self.calls().into_iter().filter(|c| c.method == method && c.ok()).collect()
     }
 
-    /// Successful messages posted to a DM channel of the user (the fake names it `D` + user id).
+    /// Successful top-level messages posted to a DM channel of the user (the fake names it `D` + user id).
     pub fn dms_to(&self, user: &str) -> Vec<Call> {
         let ch = format!("D{user}");
-        self.ok_calls("chat.postMessage").into_iter().filter(|c| c.body["channel"] == json!(ch)).collect()
+        self.ok_calls("chat.postMessage")
+            .into_iter()
+            .filter(|c| c.body["channel"] == json!(ch) && c.body.get("thread_ts").is_none())
+            .collect()
+    }
+
+    /// Successful thread replies in a user's DM channel.
+    pub fn thread_replies_to(&self, user: &str) -> Vec<Call> {
+        let ch = format!("D{user}");
+        self.ok_calls("chat.postMessage")
+            .into_iter()
+            .filter(|c| c.body["channel"] == json!(ch) && c.body.get("thread_ts").is_some())
+            .collect()
     }
 
     /// Successful updates of messages in a user's DM channel.
@@ -130,7 +149,7 @@ fn parse_body(headers: &HeaderMap, body: &Bytes) -> Value {
 }
 
 fn record(inner: &Inner, method: &str, body: Value, answer: &str) {
-    inner.calls.lock().unwrap().push(Call { method: method.to_string(), body, answer: answer.to_string() });
+    inner.calls.lock().unwrap().push(Call { method: method.to_string(), body, raw: None, answer: answer.to_string() });
 }
 
 fn scripted(inner: &Inner, method: &str) -> Option<Fail> {
@@ -148,6 +167,10 @@ fn fail_response(f: &Fail) -> (String, Response) {
         ),
         Fail::ServerError => ("500".into(), (StatusCode::INTERNAL_SERVER_ERROR, "boom").into_response()),
         Fail::NotOk(e) => (e.to_string(), Json(json!({"ok": false, "error": e})).into_response()),
+        Fail::Status(code) => {
+            let status = StatusCode::from_u16(*code).unwrap_or(StatusCode::IM_A_TEAPOT);
+            (code.to_string(), (status, "").into_response())
+        }
     }
 }
 
@@ -209,4 +232,22 @@ async fn respond(State(inner): State<Arc<Inner>>, Path(id): Path<String>, header
     }
     record(&inner, "response_url", body, "ok");
     (StatusCode::OK, "").into_response()
+}
+
+async fn hook(State(inner): State<Arc<Inner>>, Path(name): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
+    let method = format!("hook:{name}");
+    let raw = String::from_utf8_lossy(&body).to_string();
+    let h = |k: &str| headers.get(k).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let parsed = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let (answer, resp) = match scripted(&inner, &method) {
+        Some(f) => fail_response(&f),
+        None => ("ok".to_string(), (StatusCode::OK, "").into_response()),
+    };
+    inner.calls.lock().unwrap().push(Call {
+        method,
+        body: parsed,
+        raw: Some((raw, h("x-accessbot-request-timestamp"), h("x-accessbot-signature"))),
+        answer,
+    });
+    resp
 }

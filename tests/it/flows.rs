@@ -246,13 +246,13 @@ async fn help_apps_tasks_and_unknown_commands(b: Backend) {
     assert!(s.contains("salesforce") && s.contains("no approval needed") && !s.contains("payroll"), "{s}");
     let unknown = app.say("U0EVE", "frobnicate").await;
     assert!(unknown.contains("Unknown command `frobnicate`") && unknown.contains("/access apps"));
-    assert!(app.say("U0EVE", "request").await.contains("Usage"));
+    assert!(app.say("U0EVE", "request").await.contains("Opening the form"), "no app: the app picker opens");
     assert!(app.say("U0EVE", "request nosuchapp").await.contains("There is no app `nosuchapp`"));
     assert!(app.say("U0EVE", "request payroll").await.contains("not requestable"));
-    assert!(app
-        .say("U0EVE", "request salesforce")
-        .await
-        .contains("needs a value for \"Business justification\": add it after the app"));
+    assert!(
+        app.say("U0EVE", "request salesforce").await.contains("Opening the form for *Salesforce*"),
+        "missing justification: its form opens"
+    );
     assert!(app.say("U0EVE", "cancel nope").await.contains("is not a request id"));
 
     let id = app.request_app("U0REQ", "github", "x").await;

@@ -117,6 +117,8 @@ impl Drop for TestDb {
 
 pub struct Setup {
     pub backend: Backend,
+    /// A clock the test moves by hand (default: the system clock).
+    pub clock: Option<Arc<accessbot::workflow::ManualClock>>,
     pub config: String,
     pub team_ids: Option<Vec<String>>,
     pub outbox: OutboxConfig,
@@ -126,6 +128,7 @@ impl Setup {
     pub fn new(backend: Backend) -> Self {
         Setup {
             backend,
+            clock: None,
             config: CONFIG.to_string(),
             team_ids: Some(vec![TEAM.to_string()]),
             outbox: OutboxConfig {
@@ -154,6 +157,11 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
 }
 
 pub async fn spawn_with(setup: Setup) -> TestApp {
+    // RUST_LOG=accessbot=debug cargo test … shows the server's logs.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
     let db = Arc::new(TestDb::create(&setup.backend).await);
     let slack = FakeSlack::start().await;
     slack.add_user("U0CAROL", "carol@example.com");
@@ -163,7 +171,7 @@ pub async fn spawn_with(setup: Setup) -> TestApp {
 async fn start(setup: Setup, slack: FakeSlack, db: Arc<TestDb>) -> TestApp {
     let database_url = db.url.clone();
     let env = Env {
-        config_path: "accessbot.toml".into(),
+        config_path: write_config(&db, &setup.config),
         port: 0,
         database_url: database_url.clone(),
         signing_secret: Secret::new(SECRET),
@@ -174,13 +182,18 @@ async fn start(setup: Setup, slack: FakeSlack, db: Arc<TestDb>) -> TestApp {
         outbox_lease: setup.outbox.lease,
         shutdown_timeout: Duration::from_secs(5),
     };
-    let catalog = parse_catalog("accessbot.toml", &setup.config).unwrap();
+    // `{HOOKS}` in a test config names the fake webhook receiver.
+    let config = setup.config.replace("{HOOKS}", &format!("http://{}/hooks", slack.addr));
+    let catalog = parse_catalog("accessbot.toml", &config).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let opts = Options {
         env,
         catalog,
         outbox: setup.outbox.clone(),
-        clock: system_clock(),
+        clock: match &setup.clock {
+            Some(c) => c.clone() as Arc<dyn accessbot::workflow::Clock>,
+            None => system_clock(),
+        },
         shutdown_grace: Duration::from_secs(5),
     };
     let running = server::start(opts, listener).await.unwrap();
@@ -379,4 +392,26 @@ pub async fn drain(store: &Arc<dyn Store>, within: Duration) {
 /// Event types of a request's history, in order.
 pub fn types(events: &[LogEvent]) -> Vec<String> {
     events.iter().map(|e| e.event_type.clone()).collect()
+}
+
+/// Writes the config the server starts with to `accessbot.toml` in the test's
+/// temp dir (so `POST /admin/reload` re-reads a real file) and returns its path.
+pub fn write_config(db: &TestDb, text: &str) -> std::path::PathBuf {
+    let path = db.config_path();
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+impl TestDb {
+    /// Where this test's server reads its config file.
+    pub fn config_path(&self) -> std::path::PathBuf {
+        self._dir.path().join("accessbot.toml")
+    }
+}
+
+impl TestApp {
+    /// Replaces the config file on disk (the running server sees it on reload).
+    pub fn write_config(&self, text: &str) {
+        write_config(&self.db, text);
+    }
 }

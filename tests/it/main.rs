@@ -29,8 +29,11 @@ mod process;
 
 mod admin;
 mod api;
+mod chat;
 mod delivery;
 mod flows;
 mod ops;
+mod reload;
 mod replicas;
 mod security;
+mod steps;

@@ -96,7 +96,7 @@ async fn each_notification_is_delivered_once_by_two_replicas(b: Backend) {
     let _a = process::start(dir.path(), "a", &db.url, &slack, &[]).await;
     let _b = process::start(dir.path(), "b", &db.url, &slack, &[]).await;
     let store = open_store(&db).await;
-    store.enqueue(&feed_items(500, "n")).await.unwrap();
+    store.enqueue(&feed_items(500, "n"), chrono::Utc::now()).await.unwrap();
     drain(&store, Duration::from_secs(60)).await;
     let mut texts = delivered_texts(&slack, "n");
     assert_eq!(texts.len(), 500, "every row delivered, none twice");
@@ -120,7 +120,7 @@ async fn a_killed_replicas_claims_are_delivered_after_the_lease(b: Backend) {
     drain(&store, Duration::from_secs(10)).await;
 
     slack.set_delay(Duration::from_secs(30));
-    store.enqueue(&feed_items(40, "k")).await.unwrap();
+    store.enqueue(&feed_items(40, "k"), chrono::Utc::now()).await.unwrap();
     // Let A claim its batches and hang in the slow Slack, then kill it.
     tokio::time::sleep(Duration::from_millis(500)).await;
     a.kill9();
@@ -169,7 +169,7 @@ async fn sigterm_finishes_in_flight_work_and_releases_claims(b: Backend) {
     let store = open_store(&db).await;
     drain(&store, Duration::from_secs(10)).await;
     slack.set_delay(Duration::from_millis(700));
-    store.enqueue(&feed_items(30, "t")).await.unwrap();
+    store.enqueue(&feed_items(30, "t"), chrono::Utc::now()).await.unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     let asked = Instant::now();

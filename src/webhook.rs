@@ -1,0 +1,118 @@
+//! Outbound webhooks (action steps, provisioning), delivered from the outbox
+//! and signed like Slack signs its requests:
+//! `X-Accessbot-Signature: v0=hex(HMAC-SHA256(secret, "v0:{timestamp}:{body}"))`.
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::outbox::{Deliverer, Delivery};
+use crate::store::ClaimedJob;
+use crate::workflow::model::{Notice, WebhookPurpose};
+use crate::workflow::Workflow;
+
+/// The outbox kind of webhook notices.
+pub const WEBHOOK: &str = "webhook";
+
+/// Reads a secret by its environment variable name.
+pub type SecretLookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
+pub struct WebhookDeliverer {
+    http: reqwest::Client,
+    /// Reads a secret by environment variable name (tests inject their own).
+    secrets: SecretLookup,
+    /// Set after the workflow exists; told each webhook's final outcome.
+    workflow: OnceLock<Arc<Workflow>>,
+}
+
+impl WebhookDeliverer {
+    pub fn new(secrets: SecretLookup) -> WebhookDeliverer {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .connect_timeout(Duration::from_secs(5))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap_or_default();
+        WebhookDeliverer { http, secrets, workflow: OnceLock::new() }
+    }
+
+    pub fn set_workflow(&self, wf: Arc<Workflow>) {
+        let _ = self.workflow.set(wf);
+    }
+
+    fn parse(job: &ClaimedJob) -> Option<(String, Option<String>, serde_json::Value, WebhookPurpose)> {
+        match serde_json::from_value::<Notice>(job.item.payload.clone()).ok()? {
+            Notice::Webhook { url, secret_env, body, purpose } => Some((url, secret_env, body, purpose)),
+            _ => None,
+        }
+    }
+}
+
+#[async_trait]
+impl Deliverer for WebhookDeliverer {
+    async fn deliver(&self, job: &ClaimedJob) -> Delivery {
+        let Some((url, secret_env, body, _)) = Self::parse(job) else {
+            return Delivery::Failed("unreadable webhook payload".into());
+        };
+        let body = body.to_string();
+        let mut req = self.http.post(&url).header("content-type", "application/json");
+        if let Some(name) = secret_env {
+            let Some(secret) = (self.secrets)(&name).filter(|s| !s.is_empty()) else {
+                return Delivery::Failed(format!("the secret environment variable {name} is not set"));
+            };
+            let ts = chrono::Utc::now().timestamp().to_string();
+            let sig = crate::slack::verify::sign(&secret, &ts, body.as_bytes());
+            req = req.header("x-accessbot-request-timestamp", ts).header("x-accessbot-signature", sig);
+        }
+        match req.body(body).send().await {
+            Err(e) => Delivery::Retry { after: None, error: format!("webhook: {e}"), rate_limited: false },
+            Ok(r) if r.status().is_success() => Delivery::Done,
+            Ok(r) if r.status().as_u16() == 429 => {
+                let after = r
+                    .headers()
+                    .get("retry-after")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.trim().parse().ok())
+                    .map(Duration::from_secs);
+                Delivery::Retry { after, error: "webhook: HTTP 429".into(), rate_limited: false }
+            }
+            Ok(r) if r.status().is_server_error() => {
+                Delivery::Retry { after: None, error: format!("webhook: HTTP {}", r.status()), rate_limited: false }
+            }
+            Ok(r) => Delivery::Failed(format!("webhook: HTTP {}", r.status())),
+        }
+    }
+
+    async fn settled(&self, job: &ClaimedJob, error: Option<&str>) {
+        let (Some(wf), Some((_, _, _, purpose))) = (self.workflow.get(), Self::parse(job)) else { return };
+        if let Err(e) = wf.webhook_settled(&purpose, error).await {
+            tracing::error!(error = %e, job = job.id, "could not record a webhook's outcome");
+        }
+    }
+}
+
+/// Sends each outbox row to the deliverer for its kind.
+pub struct DeliveryRouter {
+    pub chat: Arc<dyn Deliverer>,
+    pub webhooks: Arc<dyn Deliverer>,
+}
+
+#[async_trait]
+impl Deliverer for DeliveryRouter {
+    async fn deliver(&self, job: &ClaimedJob) -> Delivery {
+        if job.item.kind == WEBHOOK {
+            self.webhooks.deliver(job).await
+        } else {
+            self.chat.deliver(job).await
+        }
+    }
+
+    async fn settled(&self, job: &ClaimedJob, error: Option<&str>) {
+        if job.item.kind == WEBHOOK {
+            self.webhooks.settled(job, error).await
+        } else {
+            self.chat.settled(job, error).await
+        }
+    }
+}

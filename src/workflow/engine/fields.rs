@@ -1,0 +1,112 @@
+//! Request fields: answers checked against the app's questions.
+
+use super::*;
+use crate::workflow::catalog::FieldKind;
+
+/// Checks answers against the app's fields; a `justification` answer is the justification.
+pub(super) fn validate_fields(
+    app: &App,
+    given: Vec<(String, String)>,
+    justification: &mut String,
+    now: Timestamp,
+) -> Result<Vec<FieldValue>, WorkflowError> {
+    let mut out: Vec<FieldValue> = Vec::new();
+    for (id, value) in given {
+        // Every request may carry a justification, whether or not the app asks for it as a field.
+        if id == "justification" && !app.fields.iter().any(|f| f.id == id) {
+            *justification = clean(Some(value)).unwrap_or_default();
+            continue;
+        }
+        let def = app.fields.iter().find(|f| f.id == id).ok_or_else(|| {
+            let known: Vec<&str> = app.fields.iter().map(|f| f.id.as_str()).collect();
+            bad_field(
+                &id,
+                format!(
+                    "{} has no field `{id}` (fields: {})",
+                    app.name,
+                    if known.is_empty() { "none".into() } else { known.join(", ") }
+                ),
+            )
+        })?;
+        if out.iter().any(|f| f.id == id) {
+            return Err(bad_field(&id, format!("field `{id}` is given twice")));
+        }
+        let value = clean(Some(value)).unwrap_or_default();
+        if value.is_empty() {
+            continue;
+        }
+        if value.chars().count() > 2000 {
+            return Err(bad_field(&id, format!("{} is longer than 2000 characters", def.label)));
+        }
+        match def.kind {
+            FieldKind::Select if !def.options.contains(&value) => {
+                return Err(bad_field(&id, format!("{} must be one of: {}", def.label, def.options.join(", "))));
+            }
+            FieldKind::Date => {
+                let date = chrono::NaiveDate::parse_from_str(&value, "%Y-%m-%d")
+                    .map_err(|_| bad_field(&id, format!("{} must be a date like 2026-12-31", def.label)))?;
+                if date < now.date_naive() {
+                    return Err(bad_field(&id, format!("{} is in the past", def.label)));
+                }
+            }
+            _ => {}
+        }
+        if id == "justification" && def.kind == FieldKind::Text {
+            *justification = value.clone();
+        }
+        out.push(FieldValue { id: def.id.clone(), label: def.label.clone(), kind: def.kind, value });
+    }
+    if !justification.is_empty() && !out.iter().any(|f| f.id == "justification") {
+        if let Some(def) = app.fields.iter().find(|f| f.id == "justification") {
+            out.push(FieldValue {
+                id: def.id.clone(),
+                label: def.label.clone(),
+                kind: def.kind,
+                value: justification.clone(),
+            });
+        }
+    }
+    for def in app.fields.iter().filter(|f| f.required) {
+        if !out.iter().any(|f| f.id == def.id) {
+            return Err(bad_field(&def.id, format!("{} needs a value for \"{}\"", app.name, def.label)));
+        }
+    }
+    Ok(out)
+}
+
+/// When access granted now ends: `max_duration` after now, or the end of the
+/// `end_date` field's day (UTC), whichever is earlier; with its ISO 8601 duration.
+pub(super) fn access_window(
+    app: Option<&App>,
+    values: &[FieldValue],
+    now: Timestamp,
+) -> (Option<Timestamp>, Option<String>) {
+    let by_duration =
+        app.and_then(|a| a.max_duration).and_then(|d| chrono::Duration::from_std(d).ok()).map(|d| now + d);
+    let by_field = values
+        .iter()
+        .find(|f| f.id == "end_date" && f.kind == FieldKind::Date)
+        .and_then(|f| chrono::NaiveDate::parse_from_str(&f.value, "%Y-%m-%d").ok())
+        .and_then(|d| d.and_hms_milli_opt(23, 59, 59, 999))
+        .map(|t| t.and_utc());
+    let until = match (by_duration, by_field) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    let duration = until.map(|u| iso_duration(u - now));
+    (until, duration)
+}
+
+/// `P30D`, `PT36H`, `PT90M`…
+pub fn iso_duration(d: chrono::Duration) -> String {
+    let secs = d.num_seconds().max(0);
+    if secs % 86_400 == 0 {
+        format!("P{}D", secs / 86_400)
+    } else if secs % 3600 == 0 {
+        format!("PT{}H", secs / 3600)
+    } else if secs % 60 == 0 {
+        format!("PT{}M", secs / 60)
+    } else {
+        format!("PT{secs}S")
+    }
+}

@@ -1,0 +1,543 @@
+//! The request state machine as pure functions: each takes what was read
+//! and returns the [`Changeset`] to commit, or why the command is refused.
+
+use rand::Rng;
+use serde_json::json;
+
+mod admin;
+mod fields;
+pub mod timers;
+pub mod webhooks;
+
+pub use admin::*;
+use fields::validate_fields;
+
+use super::catalog::{App, Catalog, Party, Person, StepDef, TaskAssignee};
+use super::events::EventBuilder;
+use super::model::ActorType;
+use super::model::*;
+use super::{Actor, WorkflowError};
+
+/// `req` + 17 letters and digits, like Okta's request ids.
+pub fn new_request_id() -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let mut rng = rand::thread_rng();
+    let tail: String = (0..17).map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char).collect();
+    format!("req{tail}")
+}
+
+pub fn is_request_id(s: &str) -> bool {
+    s.len() == 20 && s.starts_with("req") && s[3..].chars().all(|c| c.is_ascii_alphanumeric())
+}
+
+#[derive(Clone, Debug)]
+pub struct NewRequest {
+    pub app_id: String,
+    /// Who asks; the actor may be an integration acting for them.
+    pub requested_by: Party,
+    pub requested_for: Party,
+    pub justification: String,
+    /// Answers to the app's request fields, by field id.
+    pub fields: Vec<(String, String)>,
+}
+
+/// Admins of an app, and API tokens (trusted integrations), may administer its requests.
+fn admin_of(catalog: &Catalog, actor: &Actor, app_id: &str) -> bool {
+    actor.kind == ActorType::ApiToken || catalog.is_admin_of(&actor.party, app_id)
+}
+
+fn bad_field(field: &str, message: String) -> WorkflowError {
+    WorkflowError::InvalidField { field: field.to_string(), message }
+}
+
+/// User text as stored: trimmed, without NUL (which PostgreSQL text cannot hold), empty = none.
+fn clean(s: Option<String>) -> Option<String> {
+    s.map(|t| t.replace('\0', "").trim().to_string()).filter(|t| !t.is_empty())
+}
+
+fn forbidden(reason: impl Into<String>) -> WorkflowError {
+    WorkflowError::Forbidden(reason.into())
+}
+
+/// Who may decide a step once separation of duties is applied.
+fn eligible(people: &[Person], req_by: &Party, req_for: &Party) -> Vec<Person> {
+    people.iter().filter(|p| !p.matches(req_by) && !p.matches(req_for)).cloned().collect()
+}
+
+/// Approvers for a list of configured people once separation of duties is applied,
+/// falling back to the app's admins, then the super admins.
+fn route(
+    catalog: &Catalog,
+    app: &App,
+    people: &[Person],
+    by: &Party,
+    for_: &Party,
+) -> Option<(Vec<Person>, Option<Routing>)> {
+    let direct = eligible(people, by, for_);
+    if !direct.is_empty() {
+        return Some((direct, None));
+    }
+    let admins = eligible(&app.admins, by, for_);
+    if !admins.is_empty() {
+        return Some((admins, Some(Routing::AppAdmins)));
+    }
+    let supers = eligible(&catalog.settings.admins, by, for_);
+    (!supers.is_empty()).then_some((supers, Some(Routing::SuperAdmins)))
+}
+
+fn build_steps(catalog: &Catalog, app: &App, by: &Party, for_: &Party) -> Result<Vec<Step>, String> {
+    let mut steps = Vec::new();
+    for def in &app.steps {
+        let group = |gid: &str| catalog.groups.get(gid).ok_or_else(|| format!("group {gid} is not defined"));
+        let (kind, people) = match def {
+            StepDef::User(p) => (StepKind::User, vec![p.clone()]),
+            StepDef::Group(gid) => {
+                let g = group(gid)?;
+                (StepKind::Group { group_id: g.id.clone(), group_name: g.name.clone() }, g.members.clone())
+            }
+            StepDef::Action { url, secret_env, fields } => {
+                (StepKind::Action { url: url.clone(), secret_env: secret_env.clone(), fields: fields.clone() }, vec![])
+            }
+            StepDef::Task(TaskAssignee::User(p)) => {
+                (StepKind::Task { group_id: None, group_name: None }, vec![p.clone()])
+            }
+            StepDef::Task(TaskAssignee::Group(gid)) => {
+                let g = group(gid)?;
+                (StepKind::Task { group_id: Some(g.id.clone()), group_name: Some(g.name.clone()) }, g.members.clone())
+            }
+        };
+        let (approvers, routed_to) = if matches!(kind, StepKind::Action { .. }) {
+            (vec![], None)
+        } else {
+            route(catalog, app, &people, by, for_).ok_or_else(|| {
+                format!("step {} has no approver other than the requester, and no admin can take it", steps.len() + 1)
+            })?
+        };
+        steps.push(Step {
+            kind,
+            approvers,
+            routed_to,
+            state: StepState::Waiting,
+            activated: None,
+            decided_by: None,
+            decided: None,
+            comment: None,
+            reminded: None,
+        });
+    }
+    Ok(steps)
+}
+
+fn step_data(step: &Step, index: usize) -> serde_json::Map<String, serde_json::Value> {
+    let mut m = serde_json::Map::new();
+    m.insert("stepIndex".into(), json!(index + 1));
+    m.insert("approverType".into(), json!(step.approver_type()));
+    if let StepKind::Group { group_id, group_name } = &step.kind {
+        m.insert("groupId".into(), json!(group_id));
+        m.insert("groupName".into(), json!(group_name));
+    }
+    if let Some(r) = step.routed_to {
+        m.insert("routedTo".into(), json!(r));
+    }
+    m
+}
+
+fn ask_all(req: &Request, index: usize, kind: AskKind) -> Vec<Notice> {
+    let Some(step) = req.steps.get(index) else { return Vec::new() };
+    step.approvers
+        .iter()
+        .map(|p| Notice::Ask {
+            request: req.view(),
+            step: index,
+            step_label: step.label(),
+            routed_to: step.routed_to,
+            recipient: p.clone(),
+            kind,
+            task: matches!(step.kind, StepKind::Task { .. }),
+        })
+        .collect()
+}
+
+fn close_all(req: &Request, index: usize, outcome: CloseKind, by: Option<&str>) -> Vec<Notice> {
+    let Some(step) = req.steps.get(index) else { return Vec::new() };
+    step.approvers
+        .iter()
+        .map(|p| Notice::Close {
+            request: req.view(),
+            step: index,
+            recipient: p.clone(),
+            outcome,
+            by: by.map(str::to_string),
+        })
+        .collect()
+}
+
+fn tell_requester(req: &Request, event: RequesterEvent) -> Notice {
+    Notice::Requester {
+        request: Some(req.view()),
+        app_name: req.app_name.clone(),
+        recipient: req.requested_for.id.clone(),
+        event,
+    }
+}
+
+fn feed(catalog: &Catalog, text: String) -> Option<Notice> {
+    catalog.settings.admin_channel.as_ref().map(|c| Notice::AdminFeed { channel: c.clone(), text })
+}
+
+fn touch(req: &mut Request, actor: &Actor, now: Timestamp) {
+    req.last_updated = now;
+    req.last_updated_by = actor.party.id.clone();
+}
+
+/// Final approval: records the assignment (capped by `max_duration` and the
+/// `end_date` field), fires the provisioning hook, logs the membership.
+fn grant(
+    catalog: &Catalog,
+    req: &mut Request,
+    source: AssignmentSource,
+    actor: &Actor,
+    now: Timestamp,
+    cs: &mut Changeset,
+) {
+    let app = catalog.apps.get(&req.app_id);
+    req.status = Status::Approved;
+    req.resolved = Some(now);
+    req.current_step = None;
+    req.granted = Some(now);
+    let (until, duration) = fields::access_window(app, &req.field_values, now);
+    req.access_until = until;
+    req.access_duration = duration;
+    let hook = app.and_then(|a| a.provisioning.as_ref());
+    req.grant_status = Some(if hook.is_some() { GrantStatus::Pending } else { GrantStatus::Granted });
+    cs.assignment = Some(AssignmentChange::Grant(Assignment {
+        user_id: req.requested_for.id.clone(),
+        app_id: req.app_id.clone(),
+        request_id: Some(req.id.clone()),
+        source,
+        granted: now,
+        expires: until,
+        warned_day: false,
+        warned_hour: false,
+    }));
+    cs.events.push(
+        EventBuilder::new(
+            "application.user_membership.add",
+            actor,
+            now,
+            format!("Add user to application membership: {}", req.app_name),
+        )
+        .request(req)
+        .data("assignmentSource", json!(source))
+        .data("expires", json!(until))
+        .build(),
+    );
+    if let Some(h) = hook {
+        cs.notices.push(webhooks::provisioning(h, "grant", Some(&req.id), &req.requested_for, &req.app_id, until, now));
+    }
+}
+
+/// Creates a request: validated, first step asked, or granted at once when
+/// the app needs no approval.
+pub fn submit(catalog: &Catalog, input: NewRequest, actor: &Actor, now: Timestamp) -> Result<Changeset, WorkflowError> {
+    let app =
+        catalog.apps.get(&input.app_id).ok_or_else(|| WorkflowError::NotFound(format!("app `{}`", input.app_id)))?;
+    if !app.self_service {
+        return Err(WorkflowError::Invalid(format!("{} is not requestable; ask an admin", app.name)));
+    }
+    if !input.requested_by.is(&input.requested_for) && !catalog.settings.allow_request_on_behalf {
+        return Err(forbidden("requests on behalf of someone else are turned off"));
+    }
+    let mut justification = clean(Some(input.justification)).unwrap_or_default();
+    let field_values = validate_fields(app, input.fields, &mut justification, now)?;
+    let mut req = Request {
+        id: new_request_id(),
+        app_id: app.id.clone(),
+        app_name: app.name.clone(),
+        requested_by: input.requested_by,
+        requested_for: input.requested_for,
+        justification,
+        field_values,
+        status: Status::Pending,
+        current_step: None,
+        steps: Vec::new(),
+        created: now,
+        created_by: actor.party.id.clone(),
+        last_updated: now,
+        last_updated_by: actor.party.id.clone(),
+        resolved: None,
+        grant_status: None,
+        granted: None,
+        reason: None,
+        flagged: None,
+        access_until: None,
+        access_duration: None,
+        revocation_status: None,
+        revoked: None,
+        version: 0,
+    };
+    let mut cs = Changeset::default();
+    let built =
+        if app.approval { build_steps(catalog, app, &req.requested_by, &req.requested_for) } else { Ok(vec![]) };
+    let mut created =
+        EventBuilder::new("app.access_request.request", actor, now, format!("Access request created for {}", app.name))
+            .data("justification", req.justification.clone());
+    match built {
+        Err(reason) => {
+            req.status = Status::Rejected;
+            req.resolved = Some(now);
+            req.reason = Some(reason.clone());
+            created = created.outcome(OutcomeResult::Failure, Some(reason.clone()));
+            cs.events.push(created.request(&req).build());
+            cs.notices.push(tell_requester(&req, RequesterEvent::Rejected { reason }));
+        }
+        Ok(steps) if steps.is_empty() => {
+            cs.events.push(created.data("approval", false).request(&req).build());
+            grant(catalog, &mut req, AssignmentSource::Workflow, actor, now, &mut cs);
+            cs.events.push(
+                EventBuilder::new("app.access_request.grant", actor, now, "Access request granted")
+                    .request(&req)
+                    .data("approval", false)
+                    .build(),
+            );
+            cs.notices
+                .push(tell_requester(&req, RequesterEvent::Approved { source: AssignmentSource::Workflow, by: None }));
+            cs.notices.extend(feed(
+                catalog,
+                format!("{}: {} was granted {} (no approval needed)", req.id, req.requested_for.id, req.app_name),
+            ));
+        }
+        Ok(steps) => {
+            let plan: Vec<_> = steps
+                .iter()
+                .enumerate()
+                .map(|(i, s)| {
+                    let mut m = step_data(s, i);
+                    m.insert("approvers".into(), json!(s.approvers.iter().map(|p| p.to_string()).collect::<Vec<_>>()));
+                    serde_json::Value::Object(m)
+                })
+                .collect();
+            req.steps = steps;
+            cs.events.push(created.data("steps", plan).request(&req).build());
+            advance(catalog, &mut req, 0, actor, now, &mut cs);
+            if let Some(first) = req.current().map(Step::label) {
+                cs.notices.push(tell_requester(&req, RequesterEvent::Submitted { first_step: first }));
+            }
+        }
+    }
+    cs.request = Some(req);
+    Ok(cs)
+}
+
+/// Whether `actor` may decide this step now: an approver of it, not the
+/// requester, and the step is the open current one.
+pub fn check_decider(req: &Request, step_index: usize, actor: &Actor) -> Result<(), WorkflowError> {
+    let step = req
+        .steps
+        .get(step_index)
+        .ok_or_else(|| WorkflowError::Invalid(format!("{} has no step {}", req.id, step_index + 1)))?;
+    if req.involves_as_requester(&actor.party) {
+        return Err(forbidden("you cannot decide on your own request"));
+    }
+    if !step.may_decide(&actor.party) {
+        return Err(forbidden(format!("you are not an approver of step {} of {}", step_index + 1, req.id)));
+    }
+    if !req.status.is_open() || req.current_step != Some(step_index) {
+        return Err(WorkflowError::AlreadyDecided {
+            request: req.id.clone(),
+            status: req.status,
+            by: step.decided_by.clone(),
+        });
+    }
+    Ok(())
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Decision {
+    Approve,
+    Deny,
+}
+
+/// Moves the request to step `index` and on: an action step fires its webhook
+/// and completes at once; the first step that needs a person is asked; past
+/// the last step the request is granted.
+fn advance(catalog: &Catalog, req: &mut Request, mut index: usize, actor: &Actor, now: Timestamp, cs: &mut Changeset) {
+    loop {
+        let Some(step) = req.steps.get(index).cloned() else {
+            grant(catalog, req, AssignmentSource::Workflow, actor, now, cs);
+            cs.events.push(
+                EventBuilder::new(
+                    "app.access_request.grant",
+                    &Actor::system(),
+                    now,
+                    "Access request granted: all steps approved",
+                )
+                .request(req)
+                .build(),
+            );
+            cs.notices
+                .push(tell_requester(req, RequesterEvent::Approved { source: AssignmentSource::Workflow, by: None }));
+            cs.notices.extend(feed(
+                catalog,
+                format!("{}: {} for {} was approved", req.id, req.app_name, req.requested_for.id),
+            ));
+            return;
+        };
+        if let StepKind::Action { url, secret_env, fields } = &step.kind {
+            let body = webhooks::action_body(req, index, fields, now);
+            cs.notices.push(Notice::Webhook {
+                url: url.clone(),
+                secret_env: secret_env.clone(),
+                body,
+                purpose: WebhookPurpose::Action { request_id: req.id.clone(), step: index },
+            });
+            let s = &mut req.steps[index];
+            s.state = StepState::Approved;
+            s.activated = Some(now);
+            s.decided_by = Some("accessbot".into());
+            s.decided = Some(now);
+            let mut ev =
+                EventBuilder::new("app.access_request.action", &Actor::system(), now, "Workflow action called")
+                    .request(req)
+                    .data("url", url.clone());
+            for (k, v) in step_data(&step, index) {
+                ev = ev.data(&k, v);
+            }
+            cs.events.push(ev.build());
+            index += 1;
+            continue;
+        }
+        let s = &mut req.steps[index];
+        s.state = StepState::Pending;
+        s.activated = Some(now);
+        req.current_step = Some(index);
+        cs.notices.extend(ask_all(req, index, AskKind::New));
+        return;
+    }
+}
+
+/// Records one approver's decision on the current step (or a task marked done).
+pub fn decide(
+    catalog: &Catalog,
+    mut req: Request,
+    step_index: usize,
+    decision: Decision,
+    comment: Option<String>,
+    actor: &Actor,
+    now: Timestamp,
+) -> Result<Changeset, WorkflowError> {
+    check_decider(&req, step_index, actor)?;
+    let task = matches!(req.steps[step_index].kind, StepKind::Task { .. });
+    if task && decision == Decision::Deny {
+        return Err(WorkflowError::Invalid("a task can only be marked done".into()));
+    }
+    let comment = clean(comment);
+    let approve = decision == Decision::Approve;
+    let mut cs = Changeset::default();
+    touch(&mut req, actor, now);
+    let step = &mut req.steps[step_index];
+    step.state = if approve { StepState::Approved } else { StepState::Denied };
+    step.decided_by = Some(actor.party.id.clone());
+    step.decided = Some(now);
+    step.comment = comment.clone();
+    let data = step_data(step, step_index);
+    let (etype, message) = match (task, approve) {
+        (true, _) => ("app.access_request.task.complete", format!("Task of step {} marked done", step_index + 1)),
+        (false, true) => (
+            "app.access_request.approver.approve",
+            format!("Approver approved step {} of the access request", step_index + 1),
+        ),
+        (false, false) => (
+            "app.access_request.approver.deny",
+            format!("Approver denied step {} of the access request", step_index + 1),
+        ),
+    };
+    let mut ev = EventBuilder::new(etype, actor, now, message).request(&req);
+    for (k, v) in data {
+        ev = ev.data(&k, v);
+    }
+    if let Some(c) = &comment {
+        ev = ev.data("comment", c.clone());
+    }
+    cs.events.push(ev.build());
+    let outcome = if approve { CloseKind::Approved } else { CloseKind::Denied };
+    cs.notices.extend(close_all(&req, step_index, outcome, Some(&actor.party.id)));
+
+    if !approve {
+        req.status = Status::Denied;
+        req.resolved = Some(now);
+        req.current_step = None;
+        cs.events.push(
+            EventBuilder::new("app.access_request.deny", actor, now, "Access request denied")
+                .request(&req)
+                .outcome(OutcomeResult::Deny, Some(format!("denied at step {}", step_index + 1)))
+                .build(),
+        );
+        cs.notices.push(tell_requester(&req, RequesterEvent::Denied { by: actor.party.id.clone() }));
+        cs.notices.extend(feed(
+            catalog,
+            format!("{}: {} for {} was denied by <@{}>", req.id, req.app_name, req.requested_for.id, actor.party.id),
+        ));
+    } else {
+        advance(catalog, &mut req, step_index + 1, actor, now, &mut cs);
+        if let Some(next_step) = req.current().map(Step::label) {
+            cs.notices.push(tell_requester(
+                &req,
+                RequesterEvent::StepApproved { step: step_index, by: actor.party.id.clone(), next_step },
+            ));
+        }
+    }
+    cs.request = Some(req);
+    Ok(cs)
+}
+
+/// The notices every request change implies: the overviews (App Home) of the
+/// people involved, and a reply in each approver message's thread for events
+/// worth following. Comments stay in the system log.
+pub fn derive_notices(before: Option<&Request>, cs: &mut Changeset) {
+    let Some(req) = cs.request.as_ref() else { return };
+    let mut users: Vec<Person> =
+        vec![Person::Slack(req.requested_for.id.clone()), Person::Slack(req.requested_by.id.clone())];
+    let steps = [before.and_then(Request::current), req.current()];
+    for step in steps.into_iter().flatten() {
+        users.extend(step.approvers.iter().cloned());
+    }
+    if let Some(b) = before {
+        for (old, new) in b.steps.iter().zip(&req.steps) {
+            if old.state != new.state {
+                users.extend(new.approvers.iter().cloned());
+            }
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    users.retain(|u| seen.insert(u.key().to_string()));
+    let mut extra = vec![Notice::HomeChanged { users }];
+    if !req.steps.is_empty() {
+        for e in cs.events.iter().filter(|e| e.request_id.as_deref() == Some(req.id.as_str())) {
+            let by = if e.actor.kind == ActorType::User { format!(" by <@{}>", e.actor.id) } else { String::new() };
+            let step = e.debug_context.debug_data.get("stepIndex").and_then(|v| v.as_u64()).unwrap_or(0);
+            let text = match e.event_type.as_str() {
+                "app.access_request.approver.approve" => format!(":white_check_mark: Step {step} approved{by}"),
+                "app.access_request.approver.deny" => format!(":x: Step {step} denied{by}"),
+                "app.access_request.task.complete" => {
+                    format!(":ballot_box_with_check: Task (step {step}) marked done{by}")
+                }
+                "app.access_request.grant" => ":tada: Approved — access granted".to_string(),
+                "app.access_request.deny" => ":x: Request denied".to_string(),
+                "app.access_request.delete" => format!(":no_entry_sign: Request canceled{by}"),
+                "app.access_request.expire" => ":hourglass: Request expired".to_string(),
+                "app.access_request.override" => format!(":fast_forward: Assigned by admin override{by}"),
+                "app.access_request.message" => {
+                    let m = e.debug_context.debug_data.get("message").and_then(|m| m.as_str()).unwrap_or_default();
+                    format!(
+                        ":speech_balloon: Message from {}: {m}",
+                        e.actor.display_name.clone().unwrap_or_else(|| e.actor.id.clone())
+                    )
+                }
+                _ => continue,
+            };
+            extra.push(Notice::Thread { request_id: req.id.clone(), text });
+        }
+    }
+    cs.notices.extend(extra);
+}

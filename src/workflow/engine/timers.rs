@@ -1,0 +1,138 @@
+//! What time does to requests and assignments: reminders, expiry, warnings
+//! before time-bound access ends, its revocation — and what a webhook's final
+//! outcome changes. Each returns `None` when nothing is due.
+
+use super::*;
+
+/// A reminder to the current approvers after `reminder_after` (again every
+/// interval), or expiry after `request_ttl`.
+pub fn remind_or_expire(catalog: &Catalog, mut req: Request, now: Timestamp) -> Option<Changeset> {
+    if req.status != Status::Pending {
+        return None;
+    }
+    let ttl = chrono::Duration::from_std(catalog.settings.request_ttl).ok()?;
+    let actor = Actor::system();
+    let mut cs = Changeset::default();
+    if now - req.created >= ttl {
+        touch(&mut req, &actor, now);
+        req.status = Status::Expired;
+        req.resolved = Some(now);
+        let current = req.current_step.take();
+        for s in req.steps.iter_mut().filter(|s| matches!(s.state, StepState::Waiting | StepState::Pending)) {
+            s.state = StepState::Closed;
+        }
+        cs.events.push(
+            EventBuilder::new("app.access_request.expire", &actor, now, "Access request expired before a decision")
+                .request(&req)
+                .data("requestTtl", humantime::format_duration(catalog.settings.request_ttl).to_string())
+                .build(),
+        );
+        if let Some(i) = current {
+            cs.notices.extend(close_all(&req, i, CloseKind::Expired, None));
+        }
+        cs.notices.push(tell_requester(&req, RequesterEvent::Expired));
+        cs.notices.extend(feed(catalog, format!("{}: {} for {} expired", req.id, req.app_name, req.requested_for.id)));
+        cs.request = Some(req);
+        return Some(cs);
+    }
+    let every = chrono::Duration::from_std(catalog.settings.reminder_after).ok()?;
+    let index = req.current_step?;
+    let step = req.steps.get(index)?;
+    let last = step.reminded.or(step.activated)?;
+    if now - last < every {
+        return None;
+    }
+    let mut ev =
+        EventBuilder::new("app.access_request.remind", &actor, now, "Current approvers reminded").request(&req);
+    for (k, v) in step_data(step, index) {
+        ev = ev.data(&k, v);
+    }
+    cs.events.push(ev.build());
+    cs.notices.extend(ask_all(&req, index, AskKind::Reminder));
+    req.steps[index].reminded = Some(now);
+    req.last_updated = now;
+    cs.request = Some(req);
+    Some(cs)
+}
+
+/// For an assignment that ends: the one-day or one-hour warning, or the revocation once it has ended.
+pub fn access_due(catalog: &Catalog, a: &Assignment, request: Option<Request>, now: Timestamp) -> Option<Changeset> {
+    let ends = a.expires?;
+    let actor = Actor::system();
+    let app_name = catalog.apps.get(&a.app_id).map(|x| x.name.clone()).unwrap_or_else(|| a.app_id.clone());
+    if ends <= now {
+        let user =
+            request.as_ref().map(|r| r.requested_for.clone()).unwrap_or_else(|| Party::new(a.user_id.clone(), None));
+        return revoke(catalog, &a.app_id, &user, Some(a), request, true, &actor, now).ok();
+    }
+    let hour = ends - now <= chrono::Duration::hours(1);
+    let day = ends - now <= chrono::Duration::days(1);
+    if (hour && a.warned_hour) || (!hour && (!day || a.warned_day)) {
+        return None;
+    }
+    let mut cs = Changeset {
+        assignment: Some(AssignmentChange::Warned { user_id: a.user_id.clone(), app_id: a.app_id.clone(), hour }),
+        ..Changeset::default()
+    };
+    cs.notices.push(Notice::Requester {
+        request: None,
+        app_name,
+        recipient: a.user_id.clone(),
+        event: RequesterEvent::AccessEnding { ends },
+    });
+    Some(cs)
+}
+
+/// A webhook's final outcome: provisioning sets grant/revocation status; a
+/// failed call is logged and admins are told.
+pub fn webhook_settled(
+    catalog: &Catalog,
+    purpose: &WebhookPurpose,
+    request: Option<Request>,
+    error: Option<&str>,
+    now: Timestamp,
+) -> Changeset {
+    let actor = Actor::system();
+    let mut cs = Changeset::default();
+    let ok = error.is_none();
+    let (what, app_id, user_id) = match purpose {
+        WebhookPurpose::Action { step, .. } => (format!("action of step {}", step + 1), None, None),
+        WebhookPurpose::Grant { app_id, user_id, .. } => {
+            ("provisioning (grant)".to_string(), Some(app_id), Some(user_id))
+        }
+        WebhookPurpose::Revoke { app_id, user_id, .. } => {
+            ("provisioning (revoke)".to_string(), Some(app_id), Some(user_id))
+        }
+    };
+    if let Some(mut req) = request {
+        match purpose {
+            WebhookPurpose::Grant { .. } => {
+                req.grant_status = Some(if ok { GrantStatus::Granted } else { GrantStatus::Failed });
+            }
+            WebhookPurpose::Revoke { .. } => {
+                req.revocation_status = Some(if ok { RevocationStatus::Revoked } else { RevocationStatus::Failed });
+            }
+            WebhookPurpose::Action { .. } => {}
+        }
+        if !matches!(purpose, WebhookPurpose::Action { .. }) || !ok {
+            touch(&mut req, &actor, now);
+            cs.request = Some(req);
+        }
+    }
+    if ok && matches!(purpose, WebhookPurpose::Action { .. }) {
+        return cs;
+    }
+    let mut ev = EventBuilder::new("app.access_request.webhook", &actor, now, format!("Webhook {what}"));
+    if let Some(r) = &cs.request {
+        ev = ev.request(r);
+    } else if let (Some(app), Some(user)) = (app_id, user_id) {
+        ev = ev.app(app, app).user(user, None);
+    }
+    if let Some(e) = error {
+        ev = ev.outcome(OutcomeResult::Failure, Some(e.to_string()));
+        let id = cs.request.as_ref().map(|r| format!("{}: ", r.id)).unwrap_or_default();
+        cs.notices.extend(feed(catalog, format!(":warning: {id}webhook {what} failed: {e}")));
+    }
+    cs.events.push(ev.build());
+    cs
+}

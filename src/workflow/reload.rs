@@ -1,0 +1,624 @@
+//! Config reload and the stranded-request rule (SPEC §2 rule 8): a new catalog
+//! that would strand pending requests (app removed or no longer self-service,
+//! approver removed, group removed or emptied) flags those requests, tells the
+//! admins once with the full list, logs everything, and only then takes effect.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::Path;
+
+use serde::Serialize;
+use serde_json::json;
+
+use super::catalog::{Catalog, Person, StepDef, TaskAssignee};
+use super::events::EventBuilder;
+use super::model::{Changeset, Notice, OutcomeResult, Request, StepKind, StepState};
+use super::{Actor, Workflow, WorkflowError};
+use crate::config::{self, ConfigError};
+use crate::store::filter::{Filter, Op, OrderBy, RequestAttr, RequestQuery, Value};
+use crate::store::StoreError;
+
+/// Event type of a request stranded by a config change (Okta's name).
+pub const FLAGGED_EVENT: &str = "app.access_request.flagged";
+/// Event type of a config reload, successful or refused (not an Okta name).
+pub const RELOAD_EVENT: &str = "system.config.reload";
+
+const PAGE: i64 = 200;
+const MAX_RETRIES: usize = 16;
+
+/// One request a reload found stranded, and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Flagged {
+    pub request_id: String,
+    pub reason: String,
+}
+
+/// What a reload did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReloadReport {
+    /// Apps and groups in the catalog now in effect.
+    pub apps: usize,
+    pub groups: usize,
+    /// Requests this reload flagged (or flagged again with a new reason); admins were told.
+    pub flagged: Vec<Flagged>,
+    /// Stranded requests already flagged for the same reason earlier: not told again.
+    pub already_flagged: Vec<Flagged>,
+    /// Requests an earlier reload flagged that this config no longer strands.
+    /// They stay flagged (the flag records what happened); an admin resolves them.
+    pub no_longer_stranded: Vec<String>,
+}
+
+/// Why a reload from the config file did not take effect.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The file is unreadable or invalid: the running catalog is kept.
+    #[error("{0}")]
+    Invalid(ConfigError),
+    #[error(transparent)]
+    Workflow(#[from] WorkflowError),
+}
+
+/// The pending requests in `pending` that `new` would strand, with a reason
+/// each. `old` is the catalog in effect until now, but whether and why a
+/// request is stranded is decided on `new` alone: a request pending since
+/// before an earlier change, or across a restart, is caught too, and loading
+/// the same file twice gives the same reasons (nothing is flagged twice).
+pub fn check(old: &Catalog, new: &Catalog, pending: &[Request]) -> Vec<(String, String)> {
+    check_with(old, new, pending, &|p: &Person| p.key().to_string())
+}
+
+/// [`check`], comparing people by `canon` (so `U0CAROL` and `carol@example.com`
+/// are the same person when the identity cache says so).
+pub fn check_with(
+    _old: &Catalog,
+    new: &Catalog,
+    pending: &[Request],
+    canon: &dyn Fn(&Person) -> String,
+) -> Vec<(String, String)> {
+    pending
+        .iter()
+        .filter(|r| r.status.is_open())
+        .filter_map(|r| stranded(new, r, canon).map(|reason| (r.id.clone(), reason)))
+        .collect()
+}
+
+/// Everyone `new` would put on `app_id`'s steps: step users, members of the
+/// groups its steps name, its admins and the super admins (where separation of
+/// duties routes a step).
+fn configured_people(new: &Catalog, app_id: &str, canon: &dyn Fn(&Person) -> String) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let Some(app) = new.apps.get(app_id) else { return out };
+    for def in &app.steps {
+        match def {
+            StepDef::User(p) | StepDef::Task(TaskAssignee::User(p)) => {
+                out.insert(canon(p));
+            }
+            StepDef::Group(g) | StepDef::Task(TaskAssignee::Group(g)) => {
+                if let Some(g) = new.groups.get(g) {
+                    out.extend(g.members.iter().map(canon));
+                }
+            }
+            StepDef::Action { .. } => {}
+        }
+    }
+    out.extend(app.admins.iter().map(canon));
+    out.extend(new.settings.admins.iter().map(canon));
+    out
+}
+
+/// The reason depends only on `new` and the request, so reloading the same file
+/// twice finds the same reason and flags (and tells) nothing new.
+fn stranded(new: &Catalog, req: &Request, canon: &dyn Fn(&Person) -> String) -> Option<String> {
+    let Some(app) = new.apps.get(&req.app_id) else {
+        return Some(format!("app {} was removed", req.app_id));
+    };
+    let mut reasons: Vec<String> = Vec::new();
+    let mut push = |r: String| {
+        if !reasons.contains(&r) {
+            reasons.push(r);
+        }
+    };
+    if !app.self_service {
+        push(format!("app {} is no longer self-service", app.id));
+    }
+    let allowed = configured_people(new, &app.id, canon);
+    let open = req.steps.iter().enumerate().filter(|(_, s)| matches!(s.state, StepState::Waiting | StepState::Pending));
+    for (i, step) in open {
+        let group = match &step.kind {
+            StepKind::Group { group_id, .. } => Some(group_id),
+            StepKind::Task { group_id: Some(g), .. } => Some(g),
+            _ => None,
+        };
+        if let Some(gid) = group {
+            match new.groups.get(gid) {
+                None => {
+                    push(format!("group {gid} was removed"));
+                    continue;
+                }
+                Some(g) if g.members.is_empty() && g.slack_usergroup.is_none() => {
+                    push(format!("group {gid} was emptied"));
+                    continue;
+                }
+                Some(_) => {}
+            }
+        }
+        let gone: Vec<String> =
+            step.approvers.iter().filter(|p| !allowed.contains(&canon(p))).map(|p| p.to_string()).collect();
+        match gone.as_slice() {
+            [] => {}
+            [one] => push(format!("approver {one} of step {} is no longer configured", i + 1)),
+            many => push(format!("approvers {} of step {} are no longer configured", many.join(", "), i + 1)),
+        }
+    }
+    (!reasons.is_empty()).then(|| reasons.join("; "))
+}
+
+/// One reload at a time per process (SIGHUP and the API may race).
+static RELOADING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn open_status() -> Filter<RequestAttr> {
+    let status = |s: &str| Filter::Cmp { attr: RequestAttr::Status, op: Op::Eq, value: Value::Text(s.to_string()) };
+    Filter::Or(Box::new(status("PENDING")), Box::new(status("SUBMITTED")))
+}
+
+/// What the flagging passes found.
+#[derive(Default)]
+struct Found {
+    /// Newly flagged: (request as committed, reason).
+    flagged: Vec<(Request, String)>,
+    already: Vec<Flagged>,
+    stale: Vec<String>,
+    seen: BTreeSet<String>,
+}
+
+impl Workflow {
+    /// Applies a new catalog: flags the pending requests it strands (each in its
+    /// own transaction with its `app.access_request.flagged` event), swaps the
+    /// catalog in, then tells the admins once and logs `system.config.reload`
+    /// (one transaction). `trigger` names what asked for it (`SIGHUP`, `API`).
+    pub async fn reload(&self, actor: &Actor, trigger: &str, new: Catalog) -> Result<ReloadReport, WorkflowError> {
+        let _one_at_a_time = RELOADING.lock().await;
+        let old = self.catalog();
+        let mut aliases: HashMap<String, String> = HashMap::new();
+        let mut found = Found::default();
+        self.flag_pass(&old, &new, trigger, &mut aliases, &mut found).await?;
+        let (apps, groups) = (new.apps.len(), new.groups.len());
+        self.replace_catalog(new);
+        let new = self.catalog();
+        // A command that read the old catalog may have committed a request since the
+        // first pass read its page; a second pass (idempotent) catches it.
+        self.flag_pass(&new, &new, trigger, &mut aliases, &mut found).await?;
+
+        let now = self.now();
+        let mut cs = Changeset { notices: admin_notices(&old, &new, &found.flagged), ..Changeset::default() };
+        let ids: Vec<&str> = found.flagged.iter().map(|(r, _)| r.id.as_str()).collect();
+        cs.events.push(
+            EventBuilder::new(RELOAD_EVENT, actor, now, "Config reloaded")
+                .data("trigger", trigger)
+                .data("apps", apps)
+                .data("groups", groups)
+                .data("flagged", json!(ids))
+                .data("alreadyFlagged", found.already.len())
+                .data("noLongerStranded", json!(found.stale))
+                .build(),
+        );
+        self.commit_changeset(&cs).await?;
+        tracing::info!(trigger, apps, groups, flagged = ids.len(), "config reloaded");
+        Ok(ReloadReport {
+            apps,
+            groups,
+            flagged: found.flagged.into_iter().map(|(r, reason)| Flagged { request_id: r.id, reason }).collect(),
+            already_flagged: found.already,
+            no_longer_stranded: found.stale,
+        })
+    }
+
+    /// Flags what `new` strands among every open request, page by page.
+    async fn flag_pass(
+        &self,
+        old: &Catalog,
+        new: &Catalog,
+        trigger: &str,
+        aliases: &mut HashMap<String, String>,
+        found: &mut Found,
+    ) -> Result<(), WorkflowError> {
+        let mut q = RequestQuery {
+            filter: Some(open_status()),
+            order_by: OrderBy::Created,
+            descending: false,
+            after: None,
+            limit: PAGE,
+        };
+        loop {
+            let page = self.store().list_requests(&q).await?;
+            let Some(last) = page.last() else { break };
+            q.after = Some(q.cursor_of(last));
+            for req in &page {
+                if !found.seen.insert(req.id.clone()) {
+                    continue;
+                }
+                self.learn_aliases(new, req, aliases).await?;
+                let stranded = check_with(old, new, std::slice::from_ref(req), &|p| canon(aliases, p));
+                match stranded.into_iter().next() {
+                    Some((_, reason)) => self.flag(req.clone(), reason, old, new, trigger, aliases, found).await?,
+                    None if req.flagged.is_some() => found.stale.push(req.id.clone()),
+                    None => {}
+                }
+            }
+            if (page.len() as i64) < PAGE {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Sets `flagged` with its event; a concurrent change re-reads and re-checks.
+    #[allow(clippy::too_many_arguments)]
+    async fn flag(
+        &self,
+        mut req: Request,
+        mut reason: String,
+        old: &Catalog,
+        new: &Catalog,
+        trigger: &str,
+        aliases: &HashMap<String, String>,
+        found: &mut Found,
+    ) -> Result<(), WorkflowError> {
+        for _ in 0..MAX_RETRIES {
+            if req.flagged.as_deref() == Some(reason.as_str()) {
+                found.already.push(Flagged { request_id: req.id.clone(), reason });
+                return Ok(());
+            }
+            let now = self.now();
+            let system = Actor::system();
+            let mut updated = req.clone();
+            updated.flagged = Some(reason.clone());
+            updated.last_updated = now;
+            updated.last_updated_by = system.party.id.clone();
+            let event = EventBuilder::new(FLAGGED_EVENT, &system, now, format!("Access request flagged: {reason}"))
+                .request(&updated)
+                .outcome(OutcomeResult::Success, Some(reason.clone()))
+                .data("reason", reason.clone())
+                .data("trigger", trigger)
+                .build();
+            let cs = Changeset { request: Some(updated.clone()), events: vec![event], ..Changeset::default() };
+            match self.commit_changeset(&cs).await {
+                Ok(()) => {
+                    tracing::warn!(request = %req.id, %reason, "pending request stranded by the config: flagged");
+                    found.flagged.push((updated, reason));
+                    return Ok(());
+                }
+                Err(StoreError::Conflict) => {
+                    let Some(fresh) = self.store().request(&req.id).await? else { return Ok(()) };
+                    match check_with(old, new, std::slice::from_ref(&fresh), &|p| canon(aliases, p)).pop() {
+                        Some((_, r)) => {
+                            req = fresh;
+                            reason = r;
+                        }
+                        // Decided, canceled or no longer stranded meanwhile.
+                        None => return Ok(()),
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(WorkflowError::Store(StoreError::Conflict))
+    }
+
+    /// Learns the Slack ids of the emails this request and `new` name (from the identity cache).
+    async fn learn_aliases(
+        &self,
+        new: &Catalog,
+        req: &Request,
+        aliases: &mut HashMap<String, String>,
+    ) -> Result<(), WorkflowError> {
+        let mut emails: Vec<String> = Vec::new();
+        if aliases.is_empty() {
+            emails.extend(new.emails());
+        }
+        for s in &req.steps {
+            for p in &s.approvers {
+                if let Person::Email(e) = p {
+                    emails.push(e.clone());
+                }
+            }
+        }
+        for e in emails {
+            if aliases.contains_key(&e) {
+                continue;
+            }
+            let id = self.store().identity_by_email(&e).await?.map(|i| i.user_id).unwrap_or_else(|| e.clone());
+            aliases.insert(e, id);
+        }
+        Ok(())
+    }
+}
+
+fn canon(aliases: &HashMap<String, String>, p: &Person) -> String {
+    match p {
+        Person::Slack(id) => id.clone(),
+        Person::Email(e) => aliases.get(e).cloned().unwrap_or_else(|| e.clone()),
+    }
+}
+
+/// One DM per admin (super admins get the full list, app admins their apps'
+/// requests), and the admin channel feed when configured.
+fn admin_notices(old: &Catalog, new: &Catalog, flagged: &[(Request, String)]) -> Vec<Notice> {
+    if flagged.is_empty() {
+        return Vec::new();
+    }
+    let line = |(r, reason): &(Request, String)| {
+        format!("• `{}` {} for <@{}>: {}", r.id, r.app_name, r.requested_for.id, reason)
+    };
+    let text = |items: &[&(Request, String)]| {
+        let n = items.len();
+        let mut t = format!(
+            ":warning: The config reload strands {n} pending request{}; {} flagged. \
+             Resend, cancel or assign {} with `/access admin resend|cancel|assign <request-id>`:",
+            if n == 1 { "" } else { "s" },
+            if n == 1 { "it is" } else { "they are" },
+            if n == 1 { "it" } else { "them" },
+        );
+        for item in items {
+            t.push('\n');
+            t.push_str(&line(item));
+        }
+        t
+    };
+    let supers = if new.settings.admins.is_empty() { &old.settings.admins } else { &new.settings.admins };
+    let mut per_admin: BTreeMap<Person, Vec<&(Request, String)>> = BTreeMap::new();
+    for item in flagged {
+        let app_admins = new.apps.get(&item.0.app_id).or_else(|| old.apps.get(&item.0.app_id)).map(|a| &a.admins);
+        for p in app_admins.into_iter().flatten().filter(|p| !supers.contains(p)) {
+            per_admin.entry(p.clone()).or_default().push(item);
+        }
+    }
+    let all: Vec<&(Request, String)> = flagged.iter().collect();
+    let mut notices: Vec<Notice> = supers.iter().map(|p| Notice::Direct { to: p.clone(), text: text(&all) }).collect();
+    notices.extend(per_admin.into_iter().map(|(p, items)| Notice::Direct { to: p, text: text(&items) }));
+    if let Some(channel) = &new.settings.admin_channel {
+        notices.push(Notice::AdminFeed { channel: channel.clone(), text: text(&all) });
+    }
+    notices
+}
+
+/// Re-reads and validates `path`, then [`Workflow::reload`]s it. An invalid
+/// file is refused: every problem is logged, a FAILURE `system.config.reload`
+/// event is written, and the running catalog is kept.
+pub async fn from_file(
+    workflow: &Workflow,
+    path: &Path,
+    actor: &Actor,
+    trigger: &str,
+) -> Result<ReloadReport, ReloadError> {
+    match config::load_catalog(path) {
+        Ok(catalog) => Ok(workflow.reload(actor, trigger, catalog).await?),
+        Err(e) => {
+            for p in &e.problems {
+                tracing::error!(file = %e.file, key = %p.key, problem = %p.message, trigger, "config reload refused");
+            }
+            tracing::error!(file = %e.file, "config reload refused: the running config is kept");
+            let problems: Vec<serde_json::Value> =
+                e.problems.iter().map(|p| json!({"key": p.key, "problem": p.message})).collect();
+            let event = EventBuilder::new(RELOAD_EVENT, actor, workflow.now(), "Config reload refused: invalid file")
+                .outcome(OutcomeResult::Failure, Some(format!("{} problem(s) in {}", e.problems.len(), e.file)))
+                .data("trigger", trigger)
+                .data("problems", problems)
+                .build();
+            workflow.store().append_events(&[event]).await.map_err(WorkflowError::from)?;
+            Err(ReloadError::Invalid(e))
+        }
+    }
+}
+
+/// Flags what the loaded catalog strands among requests left pending while the
+/// server was down (the config may have been edited meanwhile). Writes
+/// nothing when nothing is stranded.
+pub async fn check_on_start(workflow: &Workflow) -> Result<Vec<Flagged>, WorkflowError> {
+    let _one_at_a_time = RELOADING.lock().await;
+    let catalog = workflow.catalog();
+    let mut aliases = HashMap::new();
+    let mut found = Found::default();
+    workflow.flag_pass(&catalog, &catalog, "STARTUP", &mut aliases, &mut found).await?;
+    if !found.flagged.is_empty() {
+        let cs = Changeset { notices: admin_notices(&catalog, &catalog, &found.flagged), ..Changeset::default() };
+        workflow.commit_changeset(&cs).await?;
+    }
+    Ok(found.flagged.into_iter().map(|(r, reason)| Flagged { request_id: r.id, reason }).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::config::parse_catalog;
+    use crate::workflow::model::{Status, Step};
+    use crate::workflow::Party;
+
+    const BASE: &str = r#"
+[settings]
+admins = ["U0ROOT"]
+
+[groups.security]
+name = "Security Team"
+members = ["U0BOB", "carol@example.com"]
+
+[apps.salesforce]
+name = "Salesforce"
+admins = ["U0SFADMIN"]
+steps = [{ user = "U0ALICE" }, { group = "security" }, { user = "U0DAVE" }]
+
+[apps.github]
+name = "GitHub"
+steps = [{ group = "security" }]
+"#;
+
+    fn cat(text: &str) -> Catalog {
+        parse_catalog("t.toml", text).unwrap()
+    }
+
+    fn step(kind: StepKind, approvers: &[&str], state: StepState) -> Step {
+        Step {
+            kind,
+            approvers: approvers.iter().map(|a| Person::parse(a).unwrap()).collect(),
+            routed_to: None,
+            state,
+            activated: None,
+            decided_by: None,
+            decided: None,
+            comment: None,
+            reminded: None,
+        }
+    }
+
+    fn security() -> StepKind {
+        StepKind::Group { group_id: "security".into(), group_name: "Security Team".into() }
+    }
+
+    fn request(id: &str, app: &str, steps: Vec<Step>) -> Request {
+        let now = chrono::Utc::now();
+        Request {
+            id: id.into(),
+            app_id: app.into(),
+            app_name: app.into(),
+            requested_by: Party::new("U0REQ", None),
+            requested_for: Party::new("U0REQ", None),
+            justification: String::new(),
+            field_values: vec![],
+            status: Status::Pending,
+            current_step: Some(0),
+            steps,
+            created: now,
+            created_by: "U0REQ".into(),
+            last_updated: now,
+            last_updated_by: "U0REQ".into(),
+            resolved: None,
+            grant_status: None,
+            granted: None,
+            reason: None,
+            flagged: None,
+            access_until: None,
+            access_duration: None,
+            revocation_status: None,
+            revoked: None,
+            version: 1,
+        }
+    }
+
+    fn sf(first: StepState) -> Request {
+        request(
+            "reqSF",
+            "salesforce",
+            vec![
+                step(StepKind::User, &["U0ALICE"], first),
+                step(security(), &["U0BOB", "carol@example.com"], StepState::Waiting),
+                step(StepKind::User, &["U0DAVE"], StepState::Waiting),
+            ],
+        )
+    }
+
+    fn gh() -> Request {
+        request("reqGH", "github", vec![step(security(), &["U0BOB", "carol@example.com"], StepState::Pending)])
+    }
+
+    #[test]
+    fn an_unchanged_or_unrelated_config_strands_nothing() {
+        let old = cat(BASE);
+        assert!(check(&old, &old, &[sf(StepState::Pending), gh()]).is_empty());
+        let new = cat(&BASE.replace("name = \"GitHub\"", "name = \"GitHub Enterprise\"\ndescription = \"code\""));
+        assert!(check(&old, &new, &[sf(StepState::Pending), gh()]).is_empty());
+    }
+
+    #[test]
+    fn a_removed_app_strands_its_requests_only() {
+        let old = cat(BASE);
+        let new = cat(&BASE.replace("[apps.github]\nname = \"GitHub\"\nsteps = [{ group = \"security\" }]", ""));
+        assert_eq!(
+            check(&old, &new, &[sf(StepState::Pending), gh()]),
+            [("reqGH".into(), "app github was removed".into())]
+        );
+    }
+
+    #[test]
+    fn self_service_off_strands() {
+        let old = cat(BASE);
+        let new = cat(&BASE.replace("name = \"GitHub\"", "name = \"GitHub\"\nself_service = false"));
+        assert_eq!(check(&old, &new, &[gh()]), [("reqGH".into(), "app github is no longer self-service".into())]);
+    }
+
+    #[test]
+    fn a_removed_approver_strands_only_while_their_step_is_open() {
+        let old = cat(BASE);
+        let new = cat(&BASE.replace("{ user = \"U0ALICE\" }", "{ user = \"U0ERIN\" }"));
+        assert_eq!(
+            check(&old, &new, &[sf(StepState::Pending)]),
+            [("reqSF".into(), "approver U0ALICE of step 1 is no longer configured".into())]
+        );
+        assert!(check(&old, &new, &[sf(StepState::Approved)]).is_empty(), "step 1 was already decided");
+        // Moving a person from a step to the app's admins keeps them where separation of duties routes.
+        let moved = cat(&BASE
+            .replace("admins = [\"U0SFADMIN\"]", "admins = [\"U0SFADMIN\", \"U0ALICE\"]")
+            .replace("{ user = \"U0ALICE\" }", "{ user = \"U0ERIN\" }"));
+        assert!(check(&old, &moved, &[sf(StepState::Pending)]).is_empty());
+    }
+
+    #[test]
+    fn a_removed_or_changed_group_strands_requests_waiting_on_it() {
+        let old = cat(BASE);
+        let without = cat(&BASE
+            .replace("[groups.security]\nname = \"Security Team\"\nmembers = [\"U0BOB\", \"carol@example.com\"]", "")
+            .replace("{ group = \"security\" }, ", "")
+            .replace("steps = [{ group = \"security\" }]", "steps = [{ user = \"U0ERIN\" }]"));
+        let found = check(&old, &without, &[sf(StepState::Pending), gh()]);
+        assert_eq!(
+            found,
+            [
+                ("reqSF".into(), "group security was removed".into()),
+                ("reqGH".into(), "group security was removed".into())
+            ]
+        );
+        let mut emptied = old.clone();
+        emptied.groups.get_mut("security").unwrap().members.clear();
+        assert_eq!(check(&old, &emptied, &[gh()]), [("reqGH".into(), "group security was emptied".into())]);
+        let fewer = cat(&BASE.replace("members = [\"U0BOB\", \"carol@example.com\"]", "members = [\"U0BOB\"]"));
+        assert_eq!(
+            check(&old, &fewer, &[gh()]),
+            [("reqGH".into(), "approver carol@example.com of step 1 is no longer configured".into())]
+        );
+    }
+
+    #[test]
+    fn closed_requests_are_never_stranded_and_aliases_match_people() {
+        let old = cat(BASE);
+        let new = cat(&BASE.replace("\"carol@example.com\"", "\"U0CAROL\""));
+        let mut done = gh();
+        done.status = Status::Approved;
+        assert!(check(&old, &cat(""), &[done]).is_empty());
+        assert_eq!(check(&old, &new, &[gh()]).len(), 1, "without the identity cache the email is someone else");
+        let aliases = HashMap::from([("carol@example.com".to_string(), "U0CAROL".to_string())]);
+        assert!(check_with(&old, &new, &[gh()], &|p| canon(&aliases, p)).is_empty());
+    }
+
+    #[test]
+    fn admins_are_told_once_each() {
+        let old = cat(BASE);
+        let mut new = cat(&BASE.replace("[settings]", "[settings]\nadmin_channel = \"C0ADMINS\""));
+        new.apps.remove("salesforce");
+        let r = sf(StepState::Pending);
+        let notices = admin_notices(&old, &new, &[(r.clone(), "app salesforce was removed".into())]);
+        let to: Vec<String> = notices
+            .iter()
+            .map(|n| match n {
+                Notice::Direct { to, text } => {
+                    assert!(text.contains(&r.id) && text.contains("app salesforce was removed"), "{text}");
+                    to.to_string()
+                }
+                Notice::AdminFeed { channel, .. } => channel.clone(),
+                other => panic!("unexpected {other:?}"),
+            })
+            .collect();
+        assert_eq!(to, ["U0ROOT", "U0SFADMIN", "C0ADMINS"]);
+        assert!(admin_notices(&old, &new, &[]).is_empty());
+    }
+}
