@@ -63,7 +63,7 @@ fn example_config_loads_with_expected_catalog() {
     assert_eq!(security.slack_usergroup, None);
     assert!(!catalog.groups["finance"].members.is_empty());
 
-    assert_eq!(catalog.apps.keys().collect::<Vec<_>>(), ["github", "payroll", "salesforce", "zoom"]);
+    assert_eq!(catalog.apps.keys().collect::<Vec<_>>(), ["aws", "github", "payroll", "salesforce", "zoom"]);
 
     let sf = &catalog.apps["salesforce"];
     assert_eq!(sf.name, "Salesforce");
@@ -534,7 +534,7 @@ fn cli_check_config_example_ok() {
     assert_eq!(out.status.code(), Some(0), "stdout:\n{}\nstderr:\n{}", stdout(&out), stderr(&out));
     let text = stdout(&out);
     assert!(text.contains("accessbot.example.toml: OK"), "{text}");
-    assert!(text.contains("4 apps, 2 groups, 2 super admins"), "{text}");
+    assert!(text.contains("5 apps, 2 groups, 2 super admins"), "{text}");
 }
 
 #[test]

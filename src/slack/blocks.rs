@@ -315,6 +315,9 @@ pub fn summary(r: &Request) -> String {
             line.push_str(&format!(", step {} of {}: {}", i + 1, r.steps.len(), esc(&s.label())));
         }
     }
+    if let Some(why) = &r.flagged {
+        line.push_str(&format!(" :warning: flagged: {}", esc(why)));
+    }
     line
 }
 

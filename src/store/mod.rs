@@ -97,7 +97,7 @@ pub trait Store: Send + Sync + 'static {
     async fn commit(&self, cs: &Changeset) -> Result<(), StoreError>;
     async fn request(&self, id: &str) -> Result<Option<Request>, StoreError>;
     async fn open_request(&self, user_id: &str, app_id: &str) -> Result<Option<Request>, StoreError>;
-    /// Newest first.
+    /// Requests for or by the user (on-behalf ones included), newest first.
     async fn requests_for_user(&self, user_id: &str, limit: i64) -> Result<Vec<Request>, StoreError>;
     /// Open requests whose current step lists any of `people` (ids or emails).
     async fn pending_for_approver(&self, people: &[String], limit: i64) -> Result<Vec<Request>, StoreError>;

@@ -242,7 +242,7 @@ impl Store for PgStore {
 
     async fn requests_for_user(&self, user_id: &str, limit: i64) -> Result<Vec<Request>, StoreError> {
         let rows = sqlx::query(
-            "SELECT body, version FROM requests WHERE requested_for = $1 ORDER BY created DESC, id DESC LIMIT $2",
+            "SELECT body, version FROM requests WHERE requested_for = $1 OR requested_by = $1 ORDER BY created DESC, id DESC LIMIT $2",
         )
         .bind(user_id)
         .bind(limit)

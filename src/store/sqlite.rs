@@ -222,7 +222,7 @@ impl Store for SqliteStore {
 
     async fn requests_for_user(&self, user_id: &str, limit: i64) -> Result<Vec<Request>, StoreError> {
         self.query_requests(
-            "SELECT body, version FROM requests WHERE requested_for = ? ORDER BY created DESC, id DESC LIMIT ?",
+            "SELECT body, version FROM requests WHERE requested_for = ?1 OR requested_by = ?1 ORDER BY created DESC, id DESC LIMIT ?2",
             vec![user_id.to_string()],
             limit,
         )
