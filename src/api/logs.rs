@@ -1,15 +1,14 @@
 //! `/api/v1/logs`: the system log in Okta's shape, and the catalog as loaded.
 
 use axum::extract::{RawQuery, State};
-use axum::http::{HeaderMap, HeaderValue};
-use axum::response::{IntoResponse, Response};
+use axum::http::HeaderMap;
+use axum::response::Response;
 use axum::Json;
 
 use super::auth::ApiActor;
 use super::dto::*;
 use super::error::{ApiError, ErrorBody};
-use super::paging::{base_url, decode_cursor, encode_cursor, link_header, Params};
-use super::scim;
+use super::paging::{base_url, decode_cursor, encode_cursor, paged, Params};
 use crate::server::AppState;
 use crate::store::filter::{LogAttr, LogQuery};
 use crate::workflow::model::Timestamp;
@@ -51,10 +50,7 @@ pub async fn list(
             return Err(ApiError::validation("sortOrder", "query", format!("`{other}`: use ASCENDING or DESCENDING")))
         }
     };
-    let filter = match params.get("filter").map(str::trim).filter(|f| !f.is_empty()) {
-        Some(f) => Some(scim::parse::<LogAttr>(f).map_err(|e| ApiError::validation("filter", "query", e.to_string()))?),
-        None => None,
-    };
+    let filter = params.filter::<LogAttr>()?;
     let (since, until) = (time_param(&params, "since")?, time_param(&params, "until")?);
     let after = match params.get("after").filter(|a| !a.is_empty()) {
         Some(a) => Some(decode_cursor::<i64>(a)?),
@@ -64,18 +60,10 @@ pub async fn list(
     let mut rows = state.workflow.store().list_events(&q).await.map_err(ApiError::internal)?;
     let more = rows.len() as i64 > limit;
     rows.truncate(usize::try_from(limit).unwrap_or(0));
-    let base = base_url(&headers);
-    let self_url = format!("{base}/api/v1/logs?{}", params.query_string()).trim_end_matches('?').to_string();
-    let next_url = match rows.last() {
-        Some((seq, _)) if more => Some(format!("{base}/api/v1/logs?{}", params.with_after(&encode_cursor(seq)))),
-        _ => None,
-    };
+    let next = rows.last().filter(|_| more).map(|(seq, _)| encode_cursor(seq));
+    let (self_url, next_url) = params.page_urls(&base_url(&headers), "/api/v1/logs", next);
     let body: Vec<LogEventDto> = rows.iter().map(|(_, e)| LogEventDto::from(e)).collect();
-    let mut res = Json(body).into_response();
-    if let Ok(v) = HeaderValue::from_str(&link_header(&self_url, next_url.as_deref())) {
-        res.headers_mut().insert("link", v);
-    }
-    Ok(res)
+    Ok(paged(body, &self_url, next_url.as_deref()))
 }
 
 #[utoipa::path(get, path = "/governance/api/v2/catalog/entries", tag = "catalog",

@@ -1,11 +1,14 @@
 //! Query parameters, opaque keyset cursors and `Link` headers.
 
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde::{de::DeserializeOwned, Serialize};
 
 use super::error::ApiError;
+use crate::store::filter::{Attribute, Filter};
 
 /// Query parameters in order (repeated names: the last one wins).
 pub struct Params(Vec<(String, String)>);
@@ -43,6 +46,32 @@ impl Params {
     pub fn query_string(&self) -> String {
         serde_urlencoded::to_string(&self.0).unwrap_or_default()
     }
+
+    /// The `filter` parameter parsed for attributes `A`; a parse error is a 400 naming the position.
+    pub fn filter<A: Attribute>(&self) -> Result<Option<Filter<A>>, ApiError> {
+        match self.get("filter").map(str::trim).filter(|f| !f.is_empty()) {
+            Some(f) => {
+                super::scim::parse::<A>(f).map(Some).map_err(|e| ApiError::validation("filter", "query", e.to_string()))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// This page's URL and, when `next_cursor` is given, the next page's.
+    pub fn page_urls(&self, base: &str, path: &str, next_cursor: Option<String>) -> (String, Option<String>) {
+        let self_url = format!("{base}{path}?{}", self.query_string()).trim_end_matches('?').to_string();
+        let next_url = next_cursor.map(|c| format!("{base}{path}?{}", self.with_after(&c)));
+        (self_url, next_url)
+    }
+}
+
+/// `body` as JSON with the page's `Link` header.
+pub fn paged<T: Serialize>(body: T, self_url: &str, next_url: Option<&str>) -> Response {
+    let mut res = Json(body).into_response();
+    if let Ok(v) = HeaderValue::from_str(&link_header(self_url, next_url)) {
+        res.headers_mut().insert("link", v);
+    }
+    res
 }
 
 pub fn encode_cursor<T: Serialize>(c: &T) -> String {
@@ -66,7 +95,7 @@ pub fn base_url(headers: &HeaderMap) -> String {
 }
 
 /// `Link: <…>; rel="self", <…>; rel="next"`.
-pub fn link_header(self_url: &str, next_url: Option<&str>) -> String {
+fn link_header(self_url: &str, next_url: Option<&str>) -> String {
     let mut out = format!("<{self_url}>; rel=\"self\"");
     if let Some(n) = next_url {
         out.push_str(&format!(", <{n}>; rel=\"next\""));

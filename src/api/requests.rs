@@ -2,7 +2,7 @@
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
@@ -10,8 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::auth::ApiActor;
 use super::dto::*;
 use super::error::{ApiError, ErrorBody};
-use super::paging::{base_url, decode_cursor, encode_cursor, link_header, Params};
-use super::scim;
+use super::paging::{base_url, decode_cursor, encode_cursor, paged, Params};
 use crate::server::AppState;
 use crate::store::filter::{OrderBy, RequestAttr, RequestCursor, RequestQuery};
 use crate::workflow::engine::is_request_id;
@@ -104,12 +103,7 @@ pub async fn list(
     let params = Params::parse(raw.as_deref())?;
     let limit = params.limit(20, 200)?;
     let (order_by, descending) = parse_order(params.get("orderBy"))?;
-    let filter = match params.get("filter").map(str::trim).filter(|f| !f.is_empty()) {
-        Some(f) => {
-            Some(scim::parse::<RequestAttr>(f).map_err(|e| ApiError::validation("filter", "query", e.to_string()))?)
-        }
-        None => None,
-    };
+    let filter = params.filter::<RequestAttr>()?;
     let after = match params.get("after").filter(|a| !a.is_empty()) {
         Some(a) => {
             let c: Cursor = decode_cursor(a)?;
@@ -127,25 +121,16 @@ pub async fn list(
     let more = rows.len() as i64 > limit;
     rows.truncate(usize::try_from(limit).unwrap_or(0));
     let base = base_url(&headers);
-    let self_url = format!("{base}{PATH}?{}", params.query_string()).trim_end_matches('?').to_string();
-    let next_url = match rows.last() {
-        Some(last) if more => {
-            let c = query.cursor_of(last);
-            let cursor = encode_cursor(&Cursor { o: order_by, d: descending, t: c.at.timestamp_millis(), id: c.id });
-            Some(format!("{base}{PATH}?{}", params.with_after(&cursor)))
-        }
-        _ => None,
-    };
-    let link = link_header(&self_url, next_url.as_deref());
+    let next = rows.last().filter(|_| more).map(|last| {
+        let c = query.cursor_of(last);
+        encode_cursor(&Cursor { o: order_by, d: descending, t: c.at.timestamp_millis(), id: c.id })
+    });
+    let (self_url, next_url) = params.page_urls(&base, PATH, next);
     let list = RequestList {
         data: rows.iter().map(|r| RequestDto::from_request(r, &base)).collect(),
-        links: PageLinks { self_: Href { href: self_url }, next: next_url.map(|href| Href { href }) },
+        links: PageLinks { self_: Href { href: self_url.clone() }, next: next_url.clone().map(|href| Href { href }) },
     };
-    let mut res = Json(list).into_response();
-    if let Ok(v) = HeaderValue::from_str(&link) {
-        res.headers_mut().insert("link", v);
-    }
-    Ok(res)
+    Ok(paged(list, &self_url, next_url.as_deref()))
 }
 
 #[utoipa::path(post, path = "/governance/api/v2/requests", tag = "requests", request_body = CreateRequest,

@@ -54,6 +54,16 @@ fn decode_event(row: &PgRow) -> Result<LogEvent, StoreError> {
     Ok(ev)
 }
 
+fn decode_message(r: &PgRow) -> Result<MessageRef, StoreError> {
+    Ok(MessageRef {
+        request_id: r.try_get("request_id")?,
+        step: r.try_get("step")?,
+        recipient: r.try_get("recipient")?,
+        channel: r.try_get("channel")?,
+        ts: r.try_get("ts")?,
+    })
+}
+
 fn decode_identity(r: &PgRow) -> Result<Identity, StoreError> {
     Ok(Identity {
         user_id: r.try_get("user_id")?,
@@ -517,17 +527,7 @@ impl Store for PgStore {
         .bind(recipient)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(MessageRef {
-                    request_id: r.try_get("request_id")?,
-                    step: r.try_get("step")?,
-                    recipient: r.try_get("recipient")?,
-                    channel: r.try_get("channel")?,
-                    ts: r.try_get("ts")?,
-                })
-            })
-            .collect()
+        rows.iter().map(decode_message).collect()
     }
 
     async fn request_messages(&self, request_id: &str) -> Result<Vec<MessageRef>, StoreError> {
@@ -537,17 +537,7 @@ impl Store for PgStore {
         .bind(request_id)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(MessageRef {
-                    request_id: r.try_get("request_id")?,
-                    step: r.try_get("step")?,
-                    recipient: r.try_get("recipient")?,
-                    channel: r.try_get("channel")?,
-                    ts: r.try_get("ts")?,
-                })
-            })
-            .collect()
+        rows.iter().map(decode_message).collect()
     }
 
     async fn mark_home_opened(&self, user_id: &str) -> Result<(), StoreError> {

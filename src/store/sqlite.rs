@@ -485,17 +485,7 @@ impl Store for SqliteStore {
         .bind(recipient)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(MessageRef {
-                    request_id: r.try_get("request_id")?,
-                    step: r.try_get("step")?,
-                    recipient: r.try_get("recipient")?,
-                    channel: r.try_get("channel")?,
-                    ts: r.try_get("ts")?,
-                })
-            })
-            .collect()
+        rows.iter().map(decode_message).collect()
     }
 
     async fn request_messages(&self, request_id: &str) -> Result<Vec<MessageRef>, StoreError> {
@@ -505,17 +495,7 @@ impl Store for SqliteStore {
         .bind(request_id)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(MessageRef {
-                    request_id: r.try_get("request_id")?,
-                    step: r.try_get("step")?,
-                    recipient: r.try_get("recipient")?,
-                    channel: r.try_get("channel")?,
-                    ts: r.try_get("ts")?,
-                })
-            })
-            .collect()
+        rows.iter().map(decode_message).collect()
     }
 
     async fn mark_home_opened(&self, user_id: &str) -> Result<(), StoreError> {
@@ -588,6 +568,16 @@ fn decode_assignment(row: &SqliteRow) -> Result<Assignment, StoreError> {
         expires: row.try_get::<Option<i64>, _>("expires")?.map(from_ms),
         warned_day: row.try_get("warned_day")?,
         warned_hour: row.try_get("warned_hour")?,
+    })
+}
+
+fn decode_message(r: &SqliteRow) -> Result<MessageRef, StoreError> {
+    Ok(MessageRef {
+        request_id: r.try_get("request_id")?,
+        step: r.try_get("step")?,
+        recipient: r.try_get("recipient")?,
+        channel: r.try_get("channel")?,
+        ts: r.try_get("ts")?,
     })
 }
 
