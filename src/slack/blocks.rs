@@ -70,6 +70,11 @@ pub fn details(r: &RequestView, step: usize) -> Vec<Value> {
     let mut blocks = vec![json!({"type": "section", "fields": fields})];
     let just = if r.justification.is_empty() { "_none given_".to_string() } else { esc(&r.justification) };
     blocks.push(section(&format!("*Justification*\n{just}")));
+    if !r.fields.is_empty() {
+        let lines: Vec<String> =
+            r.fields.iter().map(|(label, value)| format!("*{}*: {}", esc(label), esc(value))).collect();
+        blocks.push(section(&lines.join("\n")));
+    }
     blocks
 }
 
@@ -363,7 +368,14 @@ mod tests {
             justification: "new hire".into(),
             status: Status::Pending,
             step_count: 2,
+            fields: vec![("Region".into(), "EU".into())],
         }
+    }
+
+    #[test]
+    fn approvers_see_field_values() {
+        let (_, blocks) = ask(&view(), 0, "U0ALICE", None, AskKind::New);
+        assert!(serde_json::to_string(&blocks).unwrap().contains("*Region*: EU"));
     }
 
     #[test]

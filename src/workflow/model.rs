@@ -242,6 +242,12 @@ impl Request {
             justification: self.justification.clone(),
             status: self.status,
             step_count: self.steps.len(),
+            fields: self
+                .field_values
+                .iter()
+                .filter(|f| f.id != "justification")
+                .map(|f| (f.label.clone(), f.value.clone()))
+                .collect(),
         }
     }
 }
@@ -375,6 +381,9 @@ pub struct RequestView {
     pub justification: String,
     pub status: Status,
     pub step_count: usize,
+    /// Answers to request fields other than the justification: (label, value).
+    #[serde(default)]
+    pub fields: Vec<(String, String)>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

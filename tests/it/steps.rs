@@ -86,6 +86,8 @@ async fn action_task_and_provisioning(b: Backend) {
     let id = create_vpn(&app, &end).await;
     app.drain().await;
     assert!(app.slack.ok_calls("hook:flow").is_empty(), "the action waits for step 1");
+    let asked = app.slack.dms_to("U0ALICE")[0].text();
+    assert!(asked.contains("*Region*: EU") && asked.contains(&format!("*Access until*: {end}")), "{asked}");
     assert_eq!(app.click("U0ALICE", "approve", &id, 0).await, StatusCode::OK);
     app.drain().await;
 
