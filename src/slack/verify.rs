@@ -75,6 +75,32 @@ fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
     h.get(name).and_then(|v| v.to_str().ok())
 }
 
+/// At most `limit` events per minute (per process).
+pub struct MinuteBudget {
+    limit: u64,
+    state: std::sync::Mutex<(i64, u64)>,
+}
+
+impl MinuteBudget {
+    pub const fn new(limit: u64) -> MinuteBudget {
+        MinuteBudget { limit, state: std::sync::Mutex::new((0, 0)) }
+    }
+
+    /// Whether one more event fits in the minute of `now` (Unix seconds).
+    pub fn allow(&self, now: i64) -> bool {
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let minute = now.div_euclid(60);
+        if s.0 != minute {
+            *s = (minute, 0);
+        }
+        s.1 += 1;
+        s.1 <= self.limit
+    }
+}
+
+/// Signature rejections written to the system log per minute; the rest are counted in metrics.
+static BLOCKED_LOG_BUDGET: MinuteBudget = MinuteBudget::new(600);
+
 /// A request body whose Slack signature checked out.
 pub struct SignedBody {
     pub body: Bytes,
@@ -99,9 +125,12 @@ impl FromRequest<AppState> for SignedBody {
         if let Err(r) = checked {
             state.metrics.signature_rejected();
             tracing::warn!(%path, reason = r.reason(), "slack: request signature rejected");
-            let actor = Actor::user(Party::new("unknown", None), Source::Slack);
-            if let Err(e) = state.workflow.refuse(&actor, &format!("POST {path}"), r.reason(), None).await {
-                tracing::error!(error = %e, "could not log a blocked request");
+            // A flood of forged requests must not flood the system log: past the budget they are only counted.
+            if BLOCKED_LOG_BUDGET.allow(now) {
+                let actor = Actor::user(Party::new("unknown", None), Source::Slack);
+                if let Err(e) = state.workflow.refuse(&actor, &format!("POST {path}"), r.reason(), None).await {
+                    tracing::error!(error = %e, "could not log a blocked request");
+                }
             }
             return Err((StatusCode::UNAUTHORIZED, "invalid request signature").into_response());
         }
@@ -123,6 +152,14 @@ mod tests {
     fn slacks_published_test_vector() {
         assert_eq!(sign(SECRET, TS, BODY.as_bytes()), EXPECTED);
         assert_eq!(verify(SECRET, Some(TS), Some(EXPECTED), BODY.as_bytes(), 1531420618 + 60), Ok(()));
+    }
+
+    #[test]
+    fn the_blocked_log_budget_resets_each_minute() {
+        let b = MinuteBudget::new(2);
+        assert!(b.allow(60) && b.allow(61));
+        assert!(!b.allow(119));
+        assert!(b.allow(120));
     }
 
     #[test]
