@@ -58,11 +58,11 @@ async fn resend_then_decision_updates_every_message(b: Backend) {
     let updates = app.slack.updates_for("U0BOB");
     let mut ts: Vec<String> = updates.iter().map(|u| u.body["ts"].as_str().unwrap().to_string()).collect();
     ts.sort();
-    let mut posted: Vec<String> = Vec::new();
-    for _ in &bob {
-        posted.push(String::new());
-    }
-    assert_eq!(ts.len(), 2, "both the first and the resent message are updated");
+    let mut posted: Vec<String> =
+        app.store().messages(&id, 0, "U0BOB").await.unwrap().into_iter().map(|m| m.ts).collect();
+    posted.sort();
+    assert_eq!(posted.len(), 2);
+    assert_eq!(ts, posted, "both the first and the resent message are updated");
     assert_eq!(app.slack.updates_for("U0CAROL").len(), 2);
     let t = types(&app.events(&id).await);
     assert!(t.contains(&"app.access_request.resend".to_string()));
