@@ -88,7 +88,7 @@ pub trait Attribute: Copy + 'static {
     fn name(self) -> &'static str;
     fn kind(self) -> AttrKind;
     fn ops(self) -> &'static [Op];
-    /// SQL for `attr <op> <placeholder>`, false (never NULL) when the column is NULL,
+    /// SQL for `attr <op> <placeholder>`; never NULL (nullable columns are wrapped),
     /// so that `not` follows two-valued logic like the in-memory evaluation.
     fn sql(self, op: Op, placeholder: &str) -> String;
 }
@@ -96,9 +96,15 @@ pub trait Attribute: Copy + 'static {
 const TEXT_OPS: &[Op] = &[Op::Eq, Op::Ne];
 const TIME_OPS: &[Op] = &[Op::Gt, Op::Ge, Op::Lt, Op::Le];
 
+/// `column <op> ?` for a NOT NULL column: plain, so the database can use an index.
 fn column_cmp(column: &str, op: Op, ph: &str) -> String {
+    format!("{column} {} {ph}", op.sql())
+}
+
+/// The same for a nullable column: a missing value is "not equal" to anything and
+/// compares false otherwise (never NULL, so `not` stays two-valued).
+fn nullable_cmp(column: &str, op: Op, ph: &str) -> String {
     match op {
-        // A missing value is "not equal" to anything.
         Op::Ne => format!("COALESCE({column} <> {ph}, TRUE)"),
         _ => format!("COALESCE({column} {} {ph}, FALSE)", op.sql()),
     }
@@ -140,7 +146,7 @@ impl Attribute for RequestAttr {
     fn sql(self, op: Op, ph: &str) -> String {
         let column = match self {
             RequestAttr::Status => "status",
-            RequestAttr::GrantStatus => "grant_status",
+            RequestAttr::GrantStatus => return nullable_cmp("grant_status", op, ph),
             RequestAttr::RequestedFor => "requested_for",
             RequestAttr::RequestedBy => "requested_by",
             RequestAttr::ResourceId => "app_id",
@@ -302,12 +308,11 @@ impl RequestQuery {
         if let Some(c) = &self.after {
             let cmp = if self.descending { "<" } else { ">" };
             params.push(Value::Time(c.at));
-            let t1 = placeholder(params.len());
-            params.push(Value::Time(c.at));
-            let t2 = placeholder(params.len());
+            let t = placeholder(params.len());
             params.push(Value::Text(c.id.clone()));
             let id = placeholder(params.len());
-            clauses.push(format!("({column} {cmp} {t1} OR ({column} = {t2} AND id {cmp} {id}))"));
+            // A row comparison lets both databases seek straight to the cursor in the index.
+            clauses.push(format!("({column}, id) {cmp} ({t}, {id})"));
         }
         let dir = if self.descending { "DESC" } else { "ASC" };
         let where_sql = if clauses.is_empty() { "TRUE".to_string() } else { clauses.join(" AND ") };
