@@ -13,8 +13,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
 use crate::store::{ClaimedJob, JobOutcome, OutboxItem, Store, StoreError};
-use crate::workflow::model::Notice;
+use crate::workflow::model::{Notice, Timestamp};
 use crate::workflow::Clock;
+
+/// The longest a peer's `Retry-After` may hold a row back.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 
 /// The outbox kind of workflow notifications.
 pub const NOTICE: &str = "notice";
@@ -187,7 +190,8 @@ impl Outbox {
                 JobOutcome::Failed { error: format!("gave up after {} attempts: {error}", job.attempts) }
             }
             Delivery::Retry { after, error, rate_limited } => {
-                let wait = after.unwrap_or_else(|| backoff(&self.cfg, job.attempts));
+                // A peer's Retry-After is capped: a huge one must not park the row for ever (or overflow).
+                let wait = after.unwrap_or_else(|| backoff(&self.cfg, job.attempts)).min(MAX_RETRY_AFTER);
                 let at = now + chrono::Duration::from_std(wait).unwrap_or_default();
                 if rate_limited {
                     self.paused_until.fetch_max(at.timestamp_millis(), Ordering::Relaxed);
@@ -209,6 +213,24 @@ impl Outbox {
         if let Some(error) = settled {
             self.deliverer.settled(job, error.as_deref()).await;
         }
-        self.store.finish_job(job.id, outcome, now).await
+        self.finish(job.id, outcome, now).await
+    }
+
+    /// Closes a row, retrying briefly: a delivered row whose outcome is not written
+    /// (a dropped database connection) would be delivered again once its lease lapses.
+    async fn finish(&self, id: i64, outcome: JobOutcome, now: Timestamp) -> Result<(), StoreError> {
+        let mut wait = Duration::from_millis(50);
+        for _ in 0..FINISH_RETRIES {
+            match self.store.finish_job(id, outcome.clone(), now).await {
+                Ok(()) => return Ok(()),
+                Err(e) => tracing::warn!(job = id, error = %e, "outbox: could not record an outcome; retrying"),
+            }
+            tokio::time::sleep(wait).await;
+            wait *= 2;
+        }
+        self.store.finish_job(id, outcome, now).await
     }
 }
+
+/// Attempts to record a row's outcome before giving up (50 ms, doubling: 750 ms in all).
+const FINISH_RETRIES: usize = 4;

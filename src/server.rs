@@ -42,6 +42,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// The config file, re-read on reload (`POST /admin/reload`, SIGHUP).
     pub config_path: Arc<PathBuf>,
+    /// Requests created per user (chat and API), from `ACCESSBOT_REQUEST_RATE`.
+    pub request_rate: Arc<crate::ratelimit::RateLimiter>,
 }
 
 pub struct Options {
@@ -179,6 +181,7 @@ fn spawn_jobs(workflow: Arc<Workflow>, shutdown: CancellationToken) -> tokio::ta
 
 /// Starts the server on `listener` (port 0 in tests) with its outbox workers.
 pub async fn start(opts: Options, listener: TcpListener) -> anyhow::Result<Running> {
+    let request_rate = Arc::new(crate::ratelimit::RateLimiter::from_env().map_err(anyhow::Error::msg)?);
     let store = crate::store::open(&opts.env.database_url).await?;
     let wake = Arc::new(Notify::new());
     let metrics = Arc::new(Metrics::default());
@@ -235,6 +238,7 @@ pub async fn start(opts: Options, listener: TcpListener) -> anyhow::Result<Runni
         }),
         metrics: metrics.clone(),
         config_path: config_path.clone(),
+        request_rate,
     };
     let addr = listener.local_addr()?;
     let app = router(state);

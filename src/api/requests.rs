@@ -2,14 +2,14 @@
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 
 use super::auth::ApiActor;
 use super::dto::*;
-use super::error::{ApiError, ErrorBody};
+use super::error::{ApiError, ErrorBody, Kind};
 use super::paging::{base_url, decode_cursor, encode_cursor, paged, Params};
 use crate::server::AppState;
 use crate::store::filter::{OrderBy, RequestAttr, RequestCursor, RequestQuery};
@@ -141,6 +141,10 @@ pub async fn list(
         (status = 401, description = "Missing or invalid token", body = ErrorBody),
         (status = 403, description = "On-behalf requests are turned off", body = ErrorBody),
         (status = 404, description = "No such catalog entry", body = ErrorBody),
+        (status = 429, description = "Rate limit (E0000047): the `requestedBy` user (else `requestedFor`) created too many \
+            requests; by default 10 per minute per user, shared with chat and counted per replica (`ACCESSBOT_REQUEST_RATE`)",
+            body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds until this user may create a request again"))),
     ),
     security(("bearer" = []), ("ssws" = [])))]
 pub async fn create(
@@ -162,6 +166,10 @@ pub async fn create(
         Some(p) => slack_user(p, "requestedBy")?,
         None => for_id.clone(),
     };
+    if let Err(wait) = state.request_rate.check(&by_id) {
+        tracing::warn!(user = %by_id, "api: request rate limit reached");
+        return Ok(rate_limited(&by_id, wait));
+    }
     for id in [&for_id, &by_id] {
         crate::slack::deliver::ensure_identity(wf, id).await?;
     }
@@ -176,6 +184,16 @@ pub async fn create(
     let submitted = wf.submit(&actor, new).await?;
     let status = if submitted.existing { StatusCode::OK } else { StatusCode::ACCEPTED };
     Ok((status, Json(RequestDto::from_request(&submitted.request, &base_url(&headers)))).into_response())
+}
+
+/// 429 `E0000047` with `Retry-After` (whole seconds, rounded up).
+fn rate_limited(user: &str, wait: std::time::Duration) -> Response {
+    let secs = crate::ratelimit::retry_secs(wait);
+    let mut res = ApiError::new(Kind::RateLimit)
+        .cause(format!("{user} is creating requests too fast; try again in {secs} s"), "requestedBy", "body")
+        .into_response();
+    res.headers_mut().insert("retry-after", HeaderValue::from(secs));
+    res
 }
 
 #[utoipa::path(get, path = "/governance/api/v2/requests/{id}", tag = "requests",

@@ -37,13 +37,13 @@ pub const USAGE: &str = "*accessbot* — request access to apps and approve requ
 `/access admin revoke <app> <@user>` — remove an assignment";
 
 #[derive(Deserialize)]
-struct CommandForm {
-    team_id: Option<String>,
-    user_id: Option<String>,
-    text: Option<String>,
-    ssl_check: Option<String>,
+pub struct CommandForm {
+    pub team_id: Option<String>,
+    pub user_id: Option<String>,
+    pub text: Option<String>,
+    pub ssl_check: Option<String>,
     /// Lets the reply open a modal (`views.open`) within a few seconds.
-    trigger_id: Option<String>,
+    pub trigger_id: Option<String>,
 }
 
 pub async fn handle(State(state): State<AppState>, signed: SignedBody) -> Response {
@@ -79,7 +79,7 @@ pub fn parse_user(s: &str) -> Option<String> {
 }
 
 /// Splits off the first word; the rest keeps its inner spacing.
-fn word(s: &str) -> (&str, &str) {
+pub fn word(s: &str) -> (&str, &str) {
     let s = s.trim_start();
     match s.find(char::is_whitespace) {
         Some(i) => (&s[..i], s[i..].trim()),
@@ -228,6 +228,10 @@ async fn request(state: &AppState, actor: &Actor, text: &str, trigger: Option<&s
         modals::open(wf, trigger, view).await?;
         return Ok(ephemeral(&format!(":memo: Opening the form for *{}*…", esc(&app.name))));
     }
+    if let Err(wait) = state.request_rate.check(&actor.party.id) {
+        tracing::warn!(user = %actor.party.id, "slack: request rate limit reached");
+        return Ok(ephemeral(&too_fast(wait)));
+    }
     let input = NewRequest {
         app_id: app.id.clone(),
         requested_by: actor.party.clone(),
@@ -237,6 +241,14 @@ async fn request(state: &AppState, actor: &Actor, text: &str, trigger: Option<&s
     };
     let s = wf.submit(actor, input).await?;
     Ok(ephemeral(&submitted(&s.request, s.existing, actor)))
+}
+
+/// The reply when a user creates requests faster than `ACCESSBOT_REQUEST_RATE` allows.
+pub fn too_fast(wait: std::time::Duration) -> String {
+    format!(
+        ":hourglass_flowing_sand: You're creating requests too fast; try again in {} s.",
+        crate::ratelimit::retry_secs(wait)
+    )
 }
 
 fn submitted(r: &Request, existing: bool, actor: &Actor) -> String {

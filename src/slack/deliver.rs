@@ -19,6 +19,8 @@ pub const VIEWS_OPEN: &str = "slack.views_open";
 pub const RESPOND: &str = "slack.respond";
 pub const RESOLVE_EMAIL: &str = "identity.email";
 pub const RESOLVE_USER: &str = "identity.user";
+/// One reply in one message's thread (a `Notice::Thread` fans out to these).
+pub const THREAD_REPLY: &str = "slack.thread_reply";
 
 #[derive(Serialize, Deserialize)]
 struct ViewsOpen {
@@ -30,6 +32,13 @@ struct ViewsOpen {
 struct Respond {
     url: String,
     body: Value,
+}
+
+#[derive(Serialize, Deserialize)]
+struct ThreadReply {
+    channel: String,
+    thread_ts: String,
+    text: String,
 }
 
 pub fn views_open_item(trigger_id: &str, view: Value, deadline: crate::workflow::model::Timestamp) -> OutboxItem {
@@ -192,7 +201,8 @@ impl SlackDeliverer {
         Ok(res["ts"].as_str().unwrap_or_default().to_string())
     }
 
-    async fn notice(&self, n: &Notice) -> Result<(), ApiError> {
+    /// `queued` is when the notice's row was created (the workflow's clock).
+    async fn notice(&self, n: &Notice, queued: crate::workflow::model::Timestamp) -> Result<(), ApiError> {
         match n {
             Notice::Ask { request, step, step_label, routed_to, recipient, kind, task } => {
                 let user = self.user_id(recipient).await?;
@@ -252,13 +262,24 @@ impl SlackDeliverer {
                 let blocks = [blocks::section(text)];
                 self.post(channel, text, &blocks).await.map(|_| ())
             }
+            // One row per message: posting every reply from this row would post the
+            // first ones again whenever a later one failed and the row was retried.
+            // Rows keyed per message keep each thread's replies in order.
             Notice::Thread { request_id, text } => {
-                let blocks = [blocks::section(text)];
-                for m in self.store.request_messages(request_id).await.map_err(db)? {
-                    let body = json!({"channel": m.channel, "thread_ts": m.ts, "text": text, "blocks": blocks});
-                    self.client.call("chat.postMessage", &body).await?;
-                }
-                Ok(())
+                let replies: Vec<OutboxItem> = self
+                    .store
+                    .request_messages(request_id)
+                    .await
+                    .map_err(db)?
+                    .into_iter()
+                    .map(|m| OutboxItem {
+                        ordering_key: format!("{request_id}:thread:{}:{}", m.channel, m.ts),
+                        kind: THREAD_REPLY.into(),
+                        payload: json!(ThreadReply { channel: m.channel, thread_ts: m.ts, text: text.clone() }),
+                        deadline: None,
+                    })
+                    .collect();
+                self.store.enqueue(&replies, queued).await.map_err(db)
             }
             Notice::Direct { to, text } => {
                 let user = self.user_id(to).await?;
@@ -348,7 +369,7 @@ impl Deliverer for SlackDeliverer {
         let payload = job.item.payload.clone();
         let result = match job.item.kind.as_str() {
             NOTICE => match serde_json::from_value::<Notice>(payload) {
-                Ok(n) => self.notice(&n).await,
+                Ok(n) => self.notice(&n, job.created).await,
                 Err(e) => return bad_payload(e),
             },
             VIEWS_OPEN => match serde_json::from_value::<ViewsOpen>(payload) {
@@ -357,6 +378,15 @@ impl Deliverer for SlackDeliverer {
                     .call("views.open", &json!({"trigger_id": v.trigger_id, "view": v.view}))
                     .await
                     .map(|_| ()),
+                Err(e) => return bad_payload(e),
+            },
+            THREAD_REPLY => match serde_json::from_value::<ThreadReply>(payload) {
+                Ok(r) => {
+                    let blocks = [blocks::section(&r.text)];
+                    let body =
+                        json!({"channel": r.channel, "thread_ts": r.thread_ts, "text": r.text, "blocks": blocks});
+                    self.client.call("chat.postMessage", &body).await.map(|_| ())
+                }
                 Err(e) => return bad_payload(e),
             },
             RESPOND => match serde_json::from_value::<Respond>(payload) {

@@ -24,14 +24,11 @@ struct Form {
 }
 
 pub async fn handle(State(state): State<AppState>, signed: SignedBody) -> Response {
-    let Ok(form) = serde_urlencoded::from_bytes::<Form>(&signed.body) else {
-        return (StatusCode::BAD_REQUEST, "missing payload").into_response();
+    let payload = match payload(&signed.body) {
+        Ok(p) => p,
+        Err(why) => return (StatusCode::BAD_REQUEST, why).into_response(),
     };
-    let Ok(payload) = serde_json::from_str::<Value>(&form.payload) else {
-        return (StatusCode::BAD_REQUEST, "malformed payload").into_response();
-    };
-    let team = payload["team"]["id"].as_str().or(payload["user"]["team_id"].as_str());
-    let user = payload["user"]["id"].as_str();
+    let (team, user) = team_and_user(&payload);
     if !state.slack.team_allowed(team) {
         super::wrong_workspace(&state, team, user).await;
         return StatusCode::FORBIDDEN.into_response();
@@ -56,10 +53,45 @@ pub async fn handle(State(state): State<AppState>, signed: SignedBody) -> Respon
     }
 }
 
+/// The interaction payload of a form-encoded body (its `payload` field, JSON);
+/// `Err` is the reason for a 400.
+pub fn payload(body: &[u8]) -> Result<Value, &'static str> {
+    let form = serde_urlencoded::from_bytes::<Form>(body).map_err(|_| "missing payload")?;
+    serde_json::from_str::<Value>(&form.payload).map_err(|_| "malformed payload")
+}
+
+/// The workspace and the user an interaction comes from.
+pub fn team_and_user(payload: &Value) -> (Option<&str>, Option<&str>) {
+    let team = payload["team"]["id"].as_str().or(payload["user"]["team_id"].as_str());
+    (team, payload["user"]["id"].as_str())
+}
+
 /// `reqXXXX:step`
-fn parse_target(value: &str) -> Option<(String, usize)> {
+pub fn parse_target(value: &str) -> Option<(String, usize)> {
     let (id, step) = value.split_once(':')?;
     Some((id.to_string(), step.parse().ok()?))
+}
+
+/// The first action of a `block_actions` payload: its `action_id` and `value` (empty when absent).
+pub fn first_action(payload: &Value) -> Option<(&str, &str)> {
+    let action = payload["actions"].as_array().and_then(|a| a.first())?;
+    Some((action["action_id"].as_str().unwrap_or_default(), action["value"].as_str().unwrap_or_default()))
+}
+
+/// The comment modal's `private_metadata`: `reqXXXX:step:approve` or `…:deny`.
+pub fn decision_target(meta: &str) -> Option<(String, usize, Decision)> {
+    let ((id, step), verb) = meta.rsplit_once(':').and_then(|(target, verb)| Some((parse_target(target)?, verb)))?;
+    let decision = match verb {
+        "approve" => Decision::Approve,
+        "deny" => Decision::Deny,
+        _ => return None,
+    };
+    Some((id, step, decision))
+}
+
+/// The comment typed in the comment modal, if any.
+pub fn comment_value(view: &Value) -> Option<String> {
+    view["state"]["values"]["comment"]["comment"]["value"].as_str().map(str::to_string)
 }
 
 /// Whether the click came from the App Home tab (which has no `response_url`).
@@ -106,9 +138,7 @@ async fn refresh_home(state: &AppState, actor: &Actor) {
 }
 
 async fn block_actions(state: &AppState, actor: &Actor, payload: &Value) {
-    let Some(action) = payload["actions"].as_array().and_then(|a| a.first()) else { return };
-    let action_id = action["action_id"].as_str().unwrap_or_default();
-    let value = action["value"].as_str().unwrap_or_default();
+    let Some((action_id, value)) = first_action(payload) else { return };
     let wf = &state.workflow;
     let trigger = payload["trigger_id"].as_str();
     let result = match action_id {
@@ -174,16 +204,10 @@ async fn view_submission(state: &AppState, actor: &Actor, payload: &Value) -> Re
 
 async fn decision_comment(state: &AppState, actor: &Actor, view: &Value) -> Response {
     let meta = view["private_metadata"].as_str().unwrap_or_default();
-    let parsed = meta.rsplit_once(':').and_then(|(target, verb)| Some((parse_target(target)?, verb)));
-    let Some(((id, step), verb)) = parsed else {
+    let Some((id, step, decision)) = decision_target(meta) else {
         return (StatusCode::BAD_REQUEST, "malformed private_metadata").into_response();
     };
-    let decision = match verb {
-        "approve" => Decision::Approve,
-        "deny" => Decision::Deny,
-        _ => return (StatusCode::BAD_REQUEST, "malformed private_metadata").into_response(),
-    };
-    let comment = view["state"]["values"]["comment"]["comment"]["value"].as_str().map(str::to_string);
+    let comment = comment_value(view);
     match state.workflow.decide(actor, &id, step, decision, comment).await {
         Ok(_) => Json(json!({"response_action": "clear"})).into_response(),
         Err(e) => {

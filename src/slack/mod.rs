@@ -11,6 +11,14 @@ mod interactions;
 mod modals;
 pub mod verify;
 
+/// The pure parsers the handlers run on what Slack sends, before acting (no I/O,
+/// no state): exposed for the fuzz targets in `fuzz/` and for tests.
+pub mod parse {
+    pub use super::commands::{parse_user, word, CommandForm};
+    pub use super::interactions::{comment_value, decision_target, first_action, parse_target, payload, team_and_user};
+    pub use super::modals::{input_blocks, read_fields, value, Meta};
+}
+
 use axum::routing::post;
 use axum::Router;
 

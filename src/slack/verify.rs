@@ -63,7 +63,7 @@ pub fn verify(
         return Err(Rejection::MissingHeaders);
     };
     let ts: i64 = timestamp.trim().parse().map_err(|_| Rejection::BadTimestamp)?;
-    if (now - ts).abs() > MAX_SKEW_SECS {
+    if now.abs_diff(ts) > MAX_SKEW_SECS.unsigned_abs() {
         return Err(Rejection::Stale);
     }
     let hex_sig = signature.strip_prefix("v0=").ok_or(Rejection::BadSignature)?;

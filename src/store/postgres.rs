@@ -399,6 +399,12 @@ impl Store for PgStore {
     async fn claim_jobs(&self, now: Timestamp, lease: Duration, limit: i64) -> Result<Vec<ClaimedJob>, StoreError> {
         // Rows another replica is claiming right now are skipped, not waited on; a
         // row whose key has an older pending row (locked or not) is never taken.
+        // Without sorting, the plan walks the pending rows in id order (`outbox_pending`)
+        // and stops at the first claimable ones; with stale statistics (a young table,
+        // autovacuum off or behind) it would read and sort every pending row on every
+        // claim, so a backlog drained ever more slowly.
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SET LOCAL enable_sort = off").execute(&mut *tx).await?;
         let rows = sqlx::query(
             "UPDATE outbox SET lease_until = $1, attempts = attempts + 1
              WHERE id IN (
@@ -414,8 +420,9 @@ impl Store for PgStore {
         .bind(lease_end(now, lease))
         .bind(now)
         .bind(limit)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *tx)
         .await?;
+        tx.commit().await?;
         let mut jobs = Vec::with_capacity(rows.len());
         for row in rows {
             jobs.push(ClaimedJob {

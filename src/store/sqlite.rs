@@ -359,12 +359,14 @@ impl Store for SqliteStore {
     }
 
     async fn claim_jobs(&self, now: Timestamp, lease: Duration, limit: i64) -> Result<Vec<ClaimedJob>, StoreError> {
+        // Walks the pending rows in id order and stops at the first claimable ones
+        // (without statistics SQLite would read and sort every pending row).
         let now_ms = ms(now);
         let until = now_ms + i64::try_from(lease.as_millis()).unwrap_or(i64::MAX / 2);
         let rows = sqlx::query(
             "UPDATE outbox SET lease_until = ?, attempts = attempts + 1
              WHERE id IN (
-               SELECT o.id FROM outbox o
+               SELECT o.id FROM outbox o INDEXED BY outbox_pending
                WHERE o.status = 'pending' AND o.next_attempt_at <= ?
                  AND (o.lease_until IS NULL OR o.lease_until < ?)
                  AND NOT EXISTS (SELECT 1 FROM outbox p

@@ -1,9 +1,16 @@
-//! A fake Slack Web API: records every call, answers like Slack, and fails on demand.
+//! A fake Slack Web API: records every call, answers like Slack, and fails on
+//! demand — scripted (`fail_next`, `set_down`, `set_delay`) or at random from a
+//! seed (`set_chaos`: 429 with `Retry-After`, 500, transient `ok:false`, and slow
+//! answers that come only after the client gave up).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -19,8 +26,10 @@ pub struct Call {
     pub body: Value,
     /// For webhook calls: the raw body and the (timestamp, signature) headers.
     pub raw: Option<(String, Option<String>, Option<String>)>,
-    /// What the fake answered: "ok", "429", "500", or an `ok:false` error.
+    /// What the fake answered: "ok", "429", "500", "timeout" (a slow answer), or an `ok:false` error.
     pub answer: String,
+    /// The `ts` a successful `chat.postMessage` was given.
+    pub ts: Option<String>,
 }
 
 impl Call {
@@ -41,6 +50,107 @@ pub enum Fail {
     NotOk(&'static str),
     /// Any HTTP status with an empty body.
     Status(u16),
+    /// Recorded as `timeout` at once, answered (503) only after `after`: longer
+    /// than the client waits, so the client has given up. A real Slack might have
+    /// acted on such a call; this fake never does, so it is never counted delivered.
+    Slow {
+        after: Duration,
+    },
+}
+
+/// Random faults, drawn per call from a seeded generator. Probabilities are per
+/// call and exclusive (their sum must stay below 1); the rest answer normally.
+#[derive(Clone, Debug)]
+pub struct Chaos {
+    pub seed: u64,
+    /// HTTP 429; `Retry-After: 1` for `retry_after_one` of them, else `Retry-After: 0`.
+    pub rate_limited: f64,
+    pub retry_after_one: f64,
+    /// HTTP 500.
+    pub server_error: f64,
+    /// `ok:false` with a transient error (`internal_error`, `service_unavailable`, `fatal_error`).
+    pub not_ok: f64,
+    /// Slow answers (see [`Fail::Slow`]), at most `max_slow` in a run.
+    pub slow: f64,
+    pub slow_after: Duration,
+    pub max_slow: usize,
+    /// Also fail `response_url` posts.
+    pub response_urls: bool,
+}
+
+impl Chaos {
+    /// Every kind of fault, about one call in eight; no slow answers.
+    pub fn new(seed: u64) -> Chaos {
+        Chaos {
+            seed,
+            rate_limited: 0.03,
+            retry_after_one: 0.05,
+            server_error: 0.04,
+            not_ok: 0.04,
+            slow: 0.0,
+            // The server's Slack client gives up after 10 s.
+            slow_after: Duration::from_secs(11),
+            max_slow: 0,
+            response_urls: true,
+        }
+    }
+
+    /// Also slow answers: `max` of them at most, with probability `p` per call.
+    pub fn with_slow(mut self, p: f64, max: usize) -> Chaos {
+        self.slow = p;
+        self.max_slow = max;
+        self
+    }
+}
+
+struct ChaosState {
+    cfg: Chaos,
+    rng: StdRng,
+    slow_used: usize,
+    /// How many faults of each kind were injected.
+    injected: BTreeMap<String, usize>,
+}
+
+impl ChaosState {
+    fn draw(&mut self) -> Option<Fail> {
+        let c = &self.cfg;
+        let x: f64 = self.rng.gen();
+        let mut edge = c.rate_limited;
+        let fail = if x < edge {
+            let one = self.rng.gen::<f64>() < c.retry_after_one;
+            Some(Fail::RateLimited { retry_after: u64::from(one) })
+        } else if x < {
+            edge += c.server_error;
+            edge
+        } {
+            Some(Fail::ServerError)
+        } else if x < {
+            edge += c.not_ok;
+            edge
+        } {
+            const TRANSIENT: [&str; 3] = ["internal_error", "service_unavailable", "fatal_error"];
+            Some(Fail::NotOk(TRANSIENT[self.rng.gen_range(0..TRANSIENT.len())]))
+        } else if x < edge + c.slow && self.slow_used < c.max_slow {
+            self.slow_used += 1;
+            Some(Fail::Slow { after: c.slow_after })
+        } else {
+            None
+        };
+        if let Some(f) = &fail {
+            *self.injected.entry(label(f)).or_default() += 1;
+        }
+        fail
+    }
+}
+
+fn label(f: &Fail) -> String {
+    match f {
+        Fail::RateLimited { retry_after } => format!("429 (Retry-After: {retry_after})"),
+        Fail::ServerError => "500".into(),
+        Fail::NotOk(e) => format!("ok:false {e}"),
+        Fail::Status(code) => code.to_string(),
+        Fail::Slow { .. } => "slow (client timed out)".into(),
+    }
 }
 
 #[derive(Default)]
@@ -51,6 +161,7 @@ struct Inner {
     users: Mutex<HashMap<String, String>>,
     delay_ms: AtomicU64,
     ts: AtomicU64,
+    chaos: Mutex<Option<ChaosState>>,
 }
 
 #[derive(Clone)]
@@ -97,6 +208,26 @@ impl FakeSlack {
     /// While down, every call answers 500.
     pub fn set_down(&self, down: bool) {
         *self.inner.down.lock().unwrap() = down;
+    }
+
+    /// Random faults from now on (`None`: off). Scripted failures and `set_down` still come first.
+    pub fn set_chaos(&self, chaos: Option<Chaos>) {
+        *self.inner.chaos.lock().unwrap() = chaos.map(|cfg| ChaosState {
+            rng: StdRng::seed_from_u64(cfg.seed),
+            cfg,
+            slow_used: 0,
+            injected: BTreeMap::new(),
+        });
+    }
+
+    /// How many random faults of each kind were injected so far.
+    pub fn chaos_injected(&self) -> BTreeMap<String, usize> {
+        self.inner.chaos.lock().unwrap().as_ref().map(|c| c.injected.clone()).unwrap_or_default()
+    }
+
+    /// Takes the calls recorded so far, leaving the record empty (long runs fold them as they go).
+    pub fn take_calls(&self) -> Vec<Call> {
+        std::mem::take(&mut *self.inner.calls.lock().unwrap())
     }
 
     pub fn calls(&self) -> Vec<Call> {
@@ -149,14 +280,42 @@ fn parse_body(headers: &HeaderMap, body: &Bytes) -> Value {
 }
 
 fn record(inner: &Inner, method: &str, body: Value, answer: &str) {
-    inner.calls.lock().unwrap().push(Call { method: method.to_string(), body, raw: None, answer: answer.to_string() });
+    record_ts(inner, method, body, answer, None)
 }
 
-fn scripted(inner: &Inner, method: &str) -> Option<Fail> {
+fn record_ts(inner: &Inner, method: &str, body: Value, answer: &str, ts: Option<String>) {
+    let call = Call { method: method.to_string(), body, raw: None, answer: answer.to_string(), ts };
+    inner.calls.lock().unwrap().push(call);
+}
+
+/// A failure set up by the test (`set_down`, `fail_next`).
+fn scripted_only(inner: &Inner, method: &str) -> Option<Fail> {
     if *inner.down.lock().unwrap() {
         return Some(Fail::ServerError);
     }
     inner.script.lock().unwrap().get_mut(method).and_then(|q| q.pop_front())
+}
+
+/// A scripted failure, else a random one when chaos is on (Web API and `response_url` only).
+fn scripted(inner: &Inner, method: &str) -> Option<Fail> {
+    if let Some(f) = scripted_only(inner, method) {
+        return Some(f);
+    }
+    let mut chaos = inner.chaos.lock().unwrap();
+    match chaos.as_mut() {
+        Some(c) if method != "response_url" || c.cfg.response_urls => c.draw(),
+        _ => None,
+    }
+}
+
+/// Records a failed call and answers it (a slow one only after its delay).
+async fn fail_with(inner: &Inner, method: &str, body: Value, f: &Fail) -> Response {
+    let (answer, resp) = fail_response(f);
+    record(inner, method, body, &answer);
+    if let Fail::Slow { after } = f {
+        tokio::time::sleep(*after).await;
+    }
+    resp
 }
 
 fn fail_response(f: &Fail) -> (String, Response) {
@@ -171,6 +330,7 @@ fn fail_response(f: &Fail) -> (String, Response) {
             let status = StatusCode::from_u16(*code).unwrap_or(StatusCode::IM_A_TEAPOT);
             (code.to_string(), (status, "").into_response())
         }
+        Fail::Slow { .. } => ("timeout".into(), (StatusCode::SERVICE_UNAVAILABLE, "too late").into_response()),
     }
 }
 
@@ -185,9 +345,7 @@ async fn api(State(inner): State<Arc<Inner>>, Path(method): Path<String>, header
         return Json(json!({"ok": false, "error": "not_authed"})).into_response();
     }
     if let Some(f) = scripted(&inner, &method) {
-        let (answer, resp) = fail_response(&f);
-        record(&inner, &method, body, &answer);
-        return resp;
+        return fail_with(&inner, &method, body, &f).await;
     }
     let answer = match method.as_str() {
         "conversations.open" => {
@@ -218,7 +376,8 @@ async fn api(State(inner): State<Arc<Inner>>, Path(method): Path<String>, header
     };
     let ok = answer["ok"] == json!(true);
     let label = if ok { "ok".to_string() } else { answer["error"].as_str().unwrap_or("error").to_string() };
-    record(&inner, &method, body, &label);
+    let ts = if ok && method == "chat.postMessage" { answer["ts"].as_str().map(str::to_string) } else { None };
+    record_ts(&inner, &method, body, &label, ts);
     Json(answer).into_response()
 }
 
@@ -226,9 +385,7 @@ async fn respond(State(inner): State<Arc<Inner>>, Path(id): Path<String>, header
     let mut body = parse_body(&headers, &body);
     body["_response_url_id"] = json!(id);
     if let Some(f) = scripted(&inner, "response_url") {
-        let (answer, resp) = fail_response(&f);
-        record(&inner, "response_url", body, &answer);
-        return resp;
+        return fail_with(&inner, "response_url", body, &f).await;
     }
     record(&inner, "response_url", body, "ok");
     (StatusCode::OK, "").into_response()
@@ -239,7 +396,7 @@ async fn hook(State(inner): State<Arc<Inner>>, Path(name): Path<String>, headers
     let raw = String::from_utf8_lossy(&body).to_string();
     let h = |k: &str| headers.get(k).and_then(|v| v.to_str().ok()).map(str::to_string);
     let parsed = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    let (answer, resp) = match scripted(&inner, &method) {
+    let (answer, resp) = match scripted_only(&inner, &method) {
         Some(f) => fail_response(&f),
         None => ("ok".to_string(), (StatusCode::OK, "").into_response()),
     };
@@ -248,6 +405,7 @@ async fn hook(State(inner): State<Arc<Inner>>, Path(name): Path<String>, headers
         body: parsed,
         raw: Some((raw, h("x-accessbot-request-timestamp"), h("x-accessbot-signature"))),
         answer,
+        ts: None,
     });
     resp
 }

@@ -29,11 +29,14 @@ mod process;
 
 mod admin;
 mod api;
+mod authz;
 mod chat;
 mod delivery;
+mod faults;
 mod flows;
 mod ops;
 mod reload;
 mod replicas;
 mod security;
+mod soak;
 mod steps;

@@ -81,8 +81,11 @@ pub(super) fn access_window(
     values: &[FieldValue],
     now: Timestamp,
 ) -> (Option<Timestamp>, Option<String>) {
-    let by_duration =
-        app.and_then(|a| a.max_duration).and_then(|d| chrono::Duration::from_std(d).ok()).map(|d| now + d);
+    // A duration past the end of time (a config typo) caps nothing, rather than overflowing.
+    let by_duration = app
+        .and_then(|a| a.max_duration)
+        .and_then(|d| chrono::Duration::from_std(d).ok())
+        .and_then(|d| now.checked_add_signed(d));
     let by_field = values
         .iter()
         .find(|f| f.id == "end_date" && f.kind == FieldKind::Date)

@@ -335,7 +335,7 @@ pub fn check_decider(req: &Request, step_index: usize, actor: &Actor) -> Result<
     let step = req
         .steps
         .get(step_index)
-        .ok_or_else(|| WorkflowError::Invalid(format!("{} has no step {}", req.id, step_index + 1)))?;
+        .ok_or_else(|| WorkflowError::Invalid(format!("{} has no step {}", req.id, step_index.saturating_add(1))))?;
     if req.involves_as_requester(&actor.party) {
         return Err(forbidden("you cannot decide on your own request"));
     }
@@ -467,6 +467,9 @@ pub fn decide(
         req.status = Status::Denied;
         req.resolved = Some(now);
         req.current_step = None;
+        for s in req.steps.iter_mut().filter(|s| s.state == StepState::Waiting) {
+            s.state = StepState::Closed;
+        }
         cs.events.push(
             EventBuilder::new("app.access_request.deny", actor, now, "Access request denied")
                 .request(&req)

@@ -1,7 +1,5 @@
-//! Benchmarks against the real server, run in-process over HTTP.
-//!
 //! `bench list`: pages of the request list API at 10k, 100k and 1M requests on
-//! SQLite and PostgreSQL. Rows are seeded straight into the `requests` table
+//! SQLite and PostgreSQL, against the server started in-process. Rows are seeded straight into the `requests` table
 //! (setup, not measured); each page is then fetched sequentially over HTTP and
 //! p50/p95/max are printed per backend, size and query.
 //!
@@ -15,16 +13,13 @@
 //!     /tmp/accessbot-target/release/bench list --quick
 //! ```
 
-#![forbid(unsafe_code)]
-
 use std::collections::HashSet;
-use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context};
 use chrono::{DateTime, SecondsFormat, SubsecRound, TimeDelta, Utc};
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::Args;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -32,7 +27,7 @@ use reqwest::Url;
 use serde_json::json;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Connection, PgPool, SqlitePool};
+use sqlx::{PgPool, SqlitePool};
 
 use accessbot::config::{parse_catalog, Env};
 use accessbot::outbox::OutboxConfig;
@@ -40,28 +35,11 @@ use accessbot::server::{self, Options, Running};
 use accessbot::workflow::model::Request;
 use accessbot::workflow::system_clock;
 
-#[derive(Parser)]
-#[command(name = "bench", about = "accessbot benchmarks against the in-process server")]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// List API pages (filtered, deep cursor, first page) at growing table sizes.
-    List(ListArgs),
-}
-
-#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum BackendChoice {
-    Sqlite,
-    Postgres,
-    Both,
-}
+use crate::db::{BackendChoice, BenchDb, Kind};
+use crate::{loadavg, ms};
 
 #[derive(Args)]
-struct ListArgs {
+pub struct ListArgs {
     /// Table sizes to measure at, comma-separated; the table grows from one to the next.
     #[arg(long, value_delimiter = ',')]
     sizes: Option<Vec<usize>>,
@@ -112,32 +90,6 @@ fn catalog_toml() -> String {
     s
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn,sqlx=error".into());
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
-    match Cli::parse().command {
-        Command::List(args) => list_bench(args).await,
-    }
-}
-
-// ---- the list benchmark ------------------------------------------------------
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Sqlite,
-    Postgres,
-}
-
-impl Kind {
-    fn name(self) -> &'static str {
-        match self {
-            Kind::Sqlite => "sqlite",
-            Kind::Postgres => "postgres",
-        }
-    }
-}
-
 struct Row {
     backend: Kind,
     rows: usize,
@@ -155,7 +107,7 @@ struct Seeding {
     analyze: Duration,
 }
 
-async fn list_bench(args: ListArgs) -> anyhow::Result<()> {
+pub async fn list_bench(args: ListArgs) -> anyhow::Result<()> {
     let mut sizes = args.sizes.clone().unwrap_or_else(|| {
         if args.quick {
             vec![10_000, 100_000]
@@ -169,22 +121,7 @@ async fn list_bench(args: ListArgs) -> anyhow::Result<()> {
     let iterations = args.iterations.unwrap_or(if args.quick { 50 } else { 200 });
     ensure!(iterations > 0, "--iterations must be above zero");
 
-    let pg_server = ["BENCH_DATABASE_URL", "TEST_DATABASE_URL"]
-        .iter()
-        .find_map(|k| std::env::var(k).ok().filter(|v| !v.trim().is_empty()));
-    let mut backends = Vec::new();
-    if matches!(args.backend, BackendChoice::Sqlite | BackendChoice::Both) {
-        backends.push(Kind::Sqlite);
-    }
-    if matches!(args.backend, BackendChoice::Postgres | BackendChoice::Both) {
-        match &pg_server {
-            Some(_) => backends.push(Kind::Postgres),
-            None if args.backend == BackendChoice::Postgres => {
-                bail!("--backend postgres needs BENCH_DATABASE_URL or TEST_DATABASE_URL naming a PostgreSQL server")
-            }
-            None => eprintln!("note: BENCH_DATABASE_URL / TEST_DATABASE_URL not set: PostgreSQL skipped"),
-        }
-    }
+    let (backends, pg_server) = crate::db::backends(args.backend)?;
 
     let started = Utc::now();
     let load_before = loadavg();
@@ -450,18 +387,6 @@ fn percentiles(mut v: Vec<Duration>) -> (Duration, Duration, Duration) {
     (rank(0.50), rank(0.95), v.last().copied().unwrap_or_default())
 }
 
-/// The 1-minute load average (other work on the machine skews latencies).
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .and_then(|s| s.split_whitespace().next().map(str::to_string))
-        .unwrap_or_else(|| "?".into())
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
-
 fn print_report(
     started: DateTime<Utc>,
     iterations: usize,
@@ -549,73 +474,6 @@ fn print_report(
                 smallest,
                 ratio
             );
-        }
-    }
-}
-
-// ---- databases ----------------------------------------------------------------
-
-struct BenchDb {
-    kind: Kind,
-    url: String,
-    /// SQLite: the directory holding the file.
-    dir: Option<PathBuf>,
-    /// PostgreSQL: the server URL and the database name, to drop it.
-    pg: Option<(String, String)>,
-}
-
-impl BenchDb {
-    async fn create(kind: Kind, pg_server: Option<&str>) -> anyhow::Result<BenchDb> {
-        let tag = uuid::Uuid::new_v4().simple().to_string();
-        match kind {
-            Kind::Sqlite => {
-                let dir = std::env::temp_dir().join(format!("accessbot_bench_{tag}"));
-                std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-                let url = format!("sqlite://{}", dir.join("accessbot.db").display());
-                Ok(BenchDb { kind, url, dir: Some(dir), pg: None })
-            }
-            Kind::Postgres => {
-                let server = pg_server.context("no PostgreSQL server URL")?;
-                let name = format!("accessbot_bench_{tag}");
-                let mut conn = sqlx::PgConnection::connect(server).await.context("connecting to the server URL")?;
-                sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await?;
-                conn.close().await?;
-                let mut url = Url::parse(server).context("the PostgreSQL URL")?;
-                url.set_path(&format!("/{name}"));
-                Ok(BenchDb { kind, url: url.to_string(), dir: None, pg: Some((server.to_string(), name)) })
-            }
-        }
-    }
-
-    fn describe(&self) -> String {
-        match (&self.dir, &self.pg) {
-            (Some(dir), _) => format!("temp file {}", dir.join("accessbot.db").display()),
-            (_, Some((_, name))) => format!("database {name}"),
-            _ => self.url.clone(),
-        }
-    }
-
-    /// Removes the database, or says where it is when kept.
-    async fn finish(&self, keep: bool) {
-        if keep {
-            eprintln!("kept {} database: {}", self.kind.name(), self.url);
-            return;
-        }
-        if let Some(dir) = &self.dir {
-            if let Err(e) = std::fs::remove_dir_all(dir) {
-                eprintln!("warning: could not remove {}: {e}", dir.display());
-            }
-        }
-        if let Some((server, name)) = &self.pg {
-            let dropped = async {
-                let mut conn = sqlx::PgConnection::connect(server).await?;
-                sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut conn).await?;
-                conn.close().await?;
-                anyhow::Ok(())
-            };
-            if let Err(e) = dropped.await {
-                eprintln!("warning: could not drop database {name}: {e:#}");
-            }
         }
     }
 }
