@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use serde_json::{json, Value};
 
-use crate::db::{BenchDb, Kind};
+use crate::db::{BenchDb, Kind, ReadDb};
 use crate::fake_slack::FakeSlack;
 use crate::load::{self, Check, MakeReq, Outcome, Pool};
 use crate::procs::{self, Proc, WorkDir};
@@ -216,11 +216,12 @@ pub struct Row {
     pub mode: String,
     pub offered: Option<f64>,
     pub out: Outcome,
-    /// Cores the server (with its children) kept busy during the run, and this process.
-    pub server_cpu: f64,
-    pub gen_cpu: f64,
+    pub cpu: Cpu,
     /// How long the outbox took to drain after the run (and rows left if it did not).
     pub drain: Option<(Duration, u64)>,
+    /// Outbox rows the run's requests queued (counted once the outbox drained: delivering
+    /// a thread notice queues one row per message), per ok request.
+    pub outbox_per_req: Option<f64>,
 }
 
 impl Row {
@@ -231,13 +232,13 @@ impl Row {
     /// Throughput per core the server kept busy: comparable across runs when other
     /// work on the machine takes part of CPU 0.
     pub fn per_core(&self) -> f64 {
-        self.out.achieved() / self.server_cpu.max(1e-9)
+        self.out.achieved() / self.cpu.server.max(1e-9)
     }
 }
 
 pub fn print_rows(rows: &[&Row]) {
     println!(
-        "{:<18} {:<17} {:<15} {:>6} {:>6} {:>9} {:>8} {:>7} {:>7} {:>8} {:>7} {:>6} {:>6} {:>5} {:>9}  errors",
+        "{:<18} {:<17} {:<15} {:>6} {:>6} {:>9} {:>8} {:>7} {:>7} {:>8} {:>7} {:>6} {:>6} {:>6} {:>7} {:>5} {:>9} {:>10}  errors",
         "backend",
         "workload",
         "mode",
@@ -250,9 +251,12 @@ pub fn print_rows(rows: &[&Row]) {
         "max ms",
         "lag p99",
         "srvCPU",
+        "dbCPU",
         "genCPU",
+        "csw/req",
         "conns",
-        "drain s"
+        "drain s",
+        "outbox/req"
     );
     for r in rows {
         let drain = match r.drain {
@@ -262,7 +266,7 @@ pub fn print_rows(rows: &[&Row]) {
         };
         let lag = if r.offered.is_some() { format!("{:.2}", ms(r.out.lag(0.99))) } else { "-".into() };
         println!(
-            "{:<18} {:<17} {:<15} {:>6} {:>6} {:>9.0} {:>8.0} {:>7.2} {:>7.2} {:>8.2} {:>7} {:>5.0}% {:>5.0}% {:>5} {:>9}  {}",
+            "{:<18} {:<17} {:<15} {:>6} {:>6} {:>9.0} {:>8.0} {:>7.2} {:>7.2} {:>8.2} {:>7} {:>5.0}% {:>6} {:>5.0}% {:>7.1} {:>5} {:>9} {:>10}  {}",
             r.backend,
             r.workload,
             r.mode,
@@ -274,30 +278,53 @@ pub fn print_rows(rows: &[&Row]) {
             ms(r.out.pct(0.99)),
             ms(r.out.pct(1.0)),
             lag,
-            r.server_cpu * 100.0,
-            r.gen_cpu * 100.0,
+            r.cpu.server * 100.0,
+            r.cpu.db.map(|d| format!("{:.0}%", d * 100.0)).unwrap_or_else(|| "-".into()),
+            r.cpu.gen * 100.0,
+            r.cpu.switches as f64 / r.out.ok.max(1) as f64,
             r.out.connections,
             drain,
+            r.outbox_per_req.map(|x| format!("{x:.1}")).unwrap_or_else(|| "-".into()),
             r.out.errors_text()
         );
     }
     println!(
         "   latency: open loop from the scheduled send time (queueing behind a slow answer included), closed loop per \
-         request; lag = how late the generator sent; srvCPU/genCPU = share of one core used by the server / this \
-         process; per core = ok req/s ÷ srvCPU; conns = connections opened during the run; drain = time for the \
+         request; lag = how late the generator sent; srvCPU/dbCPU/genCPU = share of one core used by the server / \
+         all PostgreSQL processes (unpinned) / this process; per core = ok req/s ÷ srvCPU; csw/req = context switches of the server's \
+         threads per ok request; conns = connections opened during the run; drain = time for the \
          server's outbox to deliver everything the run queued (not part of the run; `T+N`: N rows still pending \
-         after T s)"
+         after T s); outbox/req = outbox rows the run queued per ok request, counted once drained"
     );
 }
 
-/// A run with CPU accounting for `pid`.
-async fn measured<F: std::future::Future<Output = Outcome>>(pid: u32, run: F) -> (Outcome, f64, f64) {
+/// Cores kept busy during a run (CPU seconds ÷ wall seconds).
+#[derive(Clone, Copy, Default)]
+pub struct Cpu {
+    /// The server (with its child processes).
+    pub server: f64,
+    /// This process: load generator and fake Slack.
+    pub gen: f64,
+    /// Every `postgres` process on the machine (PostgreSQL runs only).
+    pub db: Option<f64>,
+    /// Context switches of the server's threads during the run.
+    pub switches: u64,
+}
+
+/// A run with CPU accounting for `pid` (and the PostgreSQL server's processes when `pg`).
+async fn measured<F: std::future::Future<Output = Outcome>>(pid: u32, pg: bool, run: F) -> (Outcome, Cpu) {
+    let db0 = pg.then(|| procs::cpu_seconds_named("postgres"));
     let (s0, g0, t0) = (procs::cpu_seconds(pid), procs::own_cpu_seconds(), Instant::now());
+    let c0 = procs::context_switches(pid);
     let out = run.await;
     let wall = t0.elapsed().as_secs_f64().max(1e-9);
-    let server = (procs::cpu_seconds(pid) - s0) / wall;
-    let gen = (procs::own_cpu_seconds() - g0) / wall;
-    (out, server, gen)
+    let cpu = Cpu {
+        switches: procs::context_switches(pid).saturating_sub(c0),
+        server: (procs::cpu_seconds(pid) - s0) / wall,
+        gen: (procs::own_cpu_seconds() - g0) / wall,
+        db: db0.map(|d| (procs::cpu_seconds_named("postgres") - d) / wall),
+    };
+    (out, cpu)
 }
 
 pub struct Memory {
@@ -529,14 +556,16 @@ async fn run_backend(
     let server = Server::start(env, work, &name, &db.url, &slack, &catalog()).await?;
     let pid = server.proc.pid();
     let backend = kind.name().to_string();
+    let pg = kind == Kind::Postgres;
     let d = args.duration();
     // Runs within the server's means drain in seconds; overload runs leave a backlog that
     // takes minutes, so a quick run waits less for it (the drain column shows what was left).
-    let drain_light = if args.quick { Duration::from_secs(30) } else { Duration::from_secs(180) };
-    let drain_heavy = if args.quick { Duration::from_secs(5) } else { Duration::from_secs(180) };
+    let drain_light = if args.quick { Duration::from_secs(10) } else { Duration::from_secs(180) };
+    let drain_heavy = if args.quick { Duration::from_secs(2) } else { Duration::from_secs(180) };
     tokio::time::sleep(Duration::from_secs(1)).await;
     let (idle_rss, idle_hwm) = procs::memory_kib(pid).unwrap_or_default();
 
+    let read_db = ReadDb::connect(&db.url, kind).await?;
     let next_user = Arc::new(AtomicUsize::new(0));
     let ids = Arc::new(Mutex::new(Vec::<String>::new()));
     let cmd = commands(server.addr, next_user.clone(), args.users);
@@ -609,15 +638,19 @@ async fn run_backend(
             }
         }
         let (make, judge) = if is_click { (click.clone(), ok200.clone()) } else { (cmd.clone(), check.clone()) };
+        let rows_before = read_db.max_id().await?;
         let sampler = (!is_click && rate == Some(mem.rate)).then(|| RssSampler::start(pid));
-        let (out, server_cpu, gen_cpu, mode) = match rate {
+        let (out, cpu, mode) = match rate {
             Some(rate) => {
                 let n = (rate as f64 * d.as_secs_f64()).round() as usize;
                 note!("{workload} open loop {rate}/s × {n}");
-                let (o, s, g) =
-                    measured(pid, load::open_loop(&server.pool, rate as f64, n, make, judge, MAX_IN_FLIGHT, GIVE_UP))
-                        .await;
-                (o, s, g, format!("open {rate}/s"))
+                let (o, c) = measured(
+                    pid,
+                    pg,
+                    load::open_loop(&server.pool, rate as f64, n, make, judge, MAX_IN_FLIGHT, GIVE_UP),
+                )
+                .await;
+                (o, c, format!("open {rate}/s"))
             }
             None => {
                 note!("{workload} closed loop × {} connections", args.connections);
@@ -630,11 +663,11 @@ async fn run_backend(
                     }
                     None => None,
                 };
-                let (o, s, g) = measured(pid, load::closed_loop(&server.pool, args.connections, d, make, judge)).await;
+                let (o, c) = measured(pid, pg, load::closed_loop(&server.pool, args.connections, d, make, judge)).await;
                 if let Some(p) = perf {
                     report.profiles.push((format!("{backend} {workload} saturation"), p.finish(25).await));
                 }
-                (o, s, g, format!("closed {} conns", args.connections))
+                (o, c, format!("closed {} conns", args.connections))
             }
         };
         if let Some(s) = sampler {
@@ -656,15 +689,17 @@ async fn run_backend(
             _ => drain_heavy,
         };
         let drain = server.drain(within).await?;
+        let rows_after = read_db.max_id().await?;
+        let outbox_per_req = (drain.1 == 0 && out.ok > 0).then(|| (rows_after - rows_before) as f64 / out.ok as f64);
         report.rows.push(Row {
             backend: backend.clone(),
             workload,
             mode,
             offered: rate.map(f64::from),
             out,
-            server_cpu,
-            gen_cpu,
+            cpu,
             drain: Some(drain),
+            outbox_per_req,
         });
     }
     let created = server.metric("accessbot_requests_created_total").await? - created0;
@@ -677,6 +712,7 @@ async fn run_backend(
         decided as usize == clicks_ok,
         "the server counted {decided} approvals, the bench {clicks_ok} clicks answered 200"
     );
+    read_db.close().await;
     mem.end_rss = procs::memory_kib(pid).map(|m| m.0).unwrap_or_default();
     report.memory.push(mem);
     let calls: Vec<String> = slack.stats().iter().map(|(m, s)| format!("{m} {}", s.ok)).collect();
@@ -744,10 +780,11 @@ async fn run_ceiling(args: &BenchArgs, env: &Machine, work: &WorkDir) -> anyhow:
     let next_user = Arc::new(AtomicUsize::new(0));
     let make = commands(addr, next_user, args.users);
     note!("ceiling warm-up");
-    let _ = load::closed_loop(&pool, args.connections, Duration::from_secs(1), make.clone(), answered_200()).await;
+    let _ = load::closed_loop(&pool, args.connections, Duration::from_millis(500), make.clone(), answered_200()).await;
     note!("ceiling closed loop × {} connections", args.connections);
-    let (out, server_cpu, gen_cpu) =
-        measured(proc.pid(), load::closed_loop(&pool, args.connections, args.duration(), make, answered_200())).await;
+    let (out, cpu) =
+        measured(proc.pid(), false, load::closed_loop(&pool, args.connections, args.duration(), make, answered_200()))
+            .await;
     proc.stop(Duration::from_secs(5)).await;
     Ok(Row {
         backend: "ceiling".into(),
@@ -755,9 +792,9 @@ async fn run_ceiling(args: &BenchArgs, env: &Machine, work: &WorkDir) -> anyhow:
         mode: format!("closed {} conns", args.connections),
         offered: None,
         out,
-        server_cpu,
-        gen_cpu,
+        cpu,
         drain: None,
+        outbox_per_req: None,
     })
 }
 
@@ -845,32 +882,35 @@ async fn run_peer(
     for rate in args.rates.iter().copied().filter(|r| *r <= 300) {
         let n = (rate as f64 * d.as_secs_f64()).round() as usize;
         note!("peer open loop {rate}/s × {n}");
-        let (out, server_cpu, gen_cpu) =
-            measured(pid, load::open_loop(&pool, rate as f64, n, make.clone(), check.clone(), MAX_IN_FLIGHT, GIVE_UP))
-                .await;
+        let (out, cpu) = measured(
+            pid,
+            false,
+            load::open_loop(&pool, rate as f64, n, make.clone(), check.clone(), MAX_IN_FLIGHT, GIVE_UP),
+        )
+        .await;
         rows.push(Row {
             backend: backend.clone(),
             workload: WL_COMMAND,
             mode: format!("open {rate}/s"),
             offered: Some(rate as f64),
             out,
-            server_cpu,
-            gen_cpu,
+            cpu,
             drain: None,
+            outbox_per_req: None,
         });
     }
     note!("peer closed loop × {} connections", args.connections);
-    let (out, server_cpu, gen_cpu) =
-        measured(pid, load::closed_loop(&pool, args.connections, d, make.clone(), check.clone())).await;
+    let (out, cpu) =
+        measured(pid, false, load::closed_loop(&pool, args.connections, d, make.clone(), check.clone())).await;
     rows.push(Row {
         backend: backend.clone(),
         workload: WL_COMMAND,
         mode: format!("closed {} conns", args.connections),
         offered: None,
         out,
-        server_cpu,
-        gen_cpu,
+        cpu,
         drain: None,
+        outbox_per_req: None,
     });
     proc.stop(Duration::from_secs(10)).await;
     let config = format!(

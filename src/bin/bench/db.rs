@@ -2,11 +2,14 @@
 //! PostgreSQL database on the server named by `BENCH_DATABASE_URL` / `TEST_DATABASE_URL`.
 
 use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::ValueEnum;
 use reqwest::Url;
-use sqlx::Connection;
+use sqlx::sqlite::SqliteConnectOptions;
+use sqlx::{Connection, PgPool, SqlitePool};
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum BackendChoice {
@@ -120,4 +123,60 @@ pub fn backends(choice: BackendChoice) -> anyhow::Result<(Vec<Kind>, Option<Stri
         }
     }
     Ok((out, pg))
+}
+
+/// Read-only queries on the server's database.
+pub enum ReadDb {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+impl ReadDb {
+    pub async fn connect(url: &str, kind: Kind) -> anyhow::Result<ReadDb> {
+        Ok(match kind {
+            Kind::Sqlite => {
+                let opts = SqliteConnectOptions::from_str(url)?.busy_timeout(Duration::from_secs(10));
+                ReadDb::Sqlite(sqlx::sqlite::SqlitePoolOptions::new().max_connections(1).connect_with(opts).await?)
+            }
+            Kind::Postgres => {
+                ReadDb::Postgres(sqlx::postgres::PgPoolOptions::new().max_connections(1).connect(url).await?)
+            }
+        })
+    }
+
+    pub async fn max_id(&self) -> anyhow::Result<i64> {
+        Ok(match self {
+            ReadDb::Sqlite(p) => sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM outbox").fetch_one(p).await?,
+            ReadDb::Postgres(p) => {
+                sqlx::query_scalar("SELECT COALESCE(MAX(id), 0)::int8 FROM outbox").fetch_one(p).await?
+            }
+        })
+    }
+
+    /// `close` notices (one `chat.update` intent per member) queued after `after`.
+    pub async fn closes_after(&self, after: i64) -> anyhow::Result<i64> {
+        Ok(match self {
+            ReadDb::Sqlite(p) => {
+                sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM outbox WHERE id > ? AND json_extract(payload, '$.notice') = 'close'",
+                )
+                .bind(after)
+                .fetch_one(p)
+                .await?
+            }
+            ReadDb::Postgres(p) => {
+                sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE id > $1 AND payload->>'notice' = 'close'")
+                    .bind(after)
+                    .fetch_one(p)
+                    .await?
+            }
+        })
+    }
+
+    pub async fn close(self) {
+        match self {
+            ReadDb::Sqlite(p) => p.close().await,
+            ReadDb::Postgres(p) => p.close().await,
+        }
+    }
 }

@@ -12,17 +12,14 @@
 //!   ok, and how many 429s the server drew doing it (goal: no more than one
 //!   per pacing window).
 
-use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use sqlx::sqlite::SqliteConnectOptions;
-use sqlx::{PgPool, SqlitePool};
 
 use crate::ack::{click_body, command_body, Server};
-use crate::db::{BenchDb, Kind};
+use crate::db::{BenchDb, Kind, ReadDb as Db};
 use crate::fake_slack::{FakeSlack, MethodStats};
 use crate::load;
 use crate::procs::WorkDir;
@@ -41,58 +38,6 @@ fn catalog(members: usize) -> String {
          [apps.bigapp]\nname = \"Big App\"\nsteps = [{{ group = \"everyone\" }}]\n",
         list.join(", ")
     )
-}
-
-/// Read-only queries on the server's database.
-enum Db {
-    Sqlite(SqlitePool),
-    Postgres(PgPool),
-}
-
-impl Db {
-    async fn connect(url: &str, kind: Kind) -> anyhow::Result<Db> {
-        Ok(match kind {
-            Kind::Sqlite => {
-                let opts = SqliteConnectOptions::from_str(url)?.busy_timeout(Duration::from_secs(10));
-                Db::Sqlite(sqlx::sqlite::SqlitePoolOptions::new().max_connections(1).connect_with(opts).await?)
-            }
-            Kind::Postgres => Db::Postgres(sqlx::postgres::PgPoolOptions::new().max_connections(1).connect(url).await?),
-        })
-    }
-
-    async fn max_id(&self) -> anyhow::Result<i64> {
-        Ok(match self {
-            Db::Sqlite(p) => sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM outbox").fetch_one(p).await?,
-            Db::Postgres(p) => sqlx::query_scalar("SELECT COALESCE(MAX(id), 0)::int8 FROM outbox").fetch_one(p).await?,
-        })
-    }
-
-    /// `close` notices (one `chat.update` intent per member) queued after `after`.
-    async fn closes_after(&self, after: i64) -> anyhow::Result<i64> {
-        Ok(match self {
-            Db::Sqlite(p) => {
-                sqlx::query_scalar(
-                    "SELECT COUNT(*) FROM outbox WHERE id > ? AND json_extract(payload, '$.notice') = 'close'",
-                )
-                .bind(after)
-                .fetch_one(p)
-                .await?
-            }
-            Db::Postgres(p) => {
-                sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE id > $1 AND payload->>'notice' = 'close'")
-                    .bind(after)
-                    .fetch_one(p)
-                    .await?
-            }
-        })
-    }
-
-    async fn close(self) {
-        match self {
-            Db::Sqlite(p) => p.close().await,
-            Db::Postgres(p) => p.close().await,
-        }
-    }
 }
 
 pub struct Fanout {

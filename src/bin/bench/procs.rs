@@ -154,14 +154,33 @@ fn clk_tck() -> f64 {
 
 /// (ppid, user + system CPU seconds) of a process.
 fn stat(pid: u32) -> Option<(u32, f64)> {
+    stat_named(pid).map(|(_, ppid, t)| (ppid, t))
+}
+
+/// (command name, ppid, user + system CPU seconds) of a process.
+fn stat_named(pid: u32) -> Option<(String, u32, f64)> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name may hold spaces; fields after it are fixed.
-    let rest = &s[s.rfind(')')? + 2..];
+    let open = s.find('(')?;
+    let close = s.rfind(')')?;
+    let name = s.get(open + 1..close)?.to_string();
+    let rest = s.get(close + 2..)?;
     let f: Vec<&str> = rest.split_whitespace().collect();
     let ppid = f.get(1)?.parse().ok()?;
     let utime: f64 = f.get(11)?.parse().ok()?;
     let stime: f64 = f.get(12)?.parse().ok()?;
-    Some((ppid, (utime + stime) / clk_tck()))
+    Some((name, ppid, (utime + stime) / clk_tck()))
+}
+
+/// CPU seconds used so far by every process named `name` (e.g. the PostgreSQL server's).
+pub fn cpu_seconds_named(name: &str) -> f64 {
+    let Ok(dir) = std::fs::read_dir("/proc") else { return 0.0 };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()))
+        .filter_map(stat_named)
+        .filter(|(n, _, _)| n == name)
+        .map(|(_, _, t)| t)
+        .sum()
 }
 
 /// CPU seconds used so far by `pid` and its direct children (gunicorn's workers).
@@ -174,6 +193,21 @@ pub fn cpu_seconds(pid: u32) -> f64 {
                 if ppid == pid {
                     total += t;
                 }
+            }
+        }
+    }
+    total
+}
+
+/// Context switches (voluntary and not) of every live thread of `pid` so far.
+pub fn context_switches(pid: u32) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return 0 };
+    let mut total = 0;
+    for t in tasks.flatten() {
+        let Ok(status) = std::fs::read_to_string(t.path().join("status")) else { continue };
+        for line in status.lines() {
+            if line.starts_with("voluntary_ctxt_switches:") || line.starts_with("nonvoluntary_ctxt_switches:") {
+                total += line.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
             }
         }
     }
