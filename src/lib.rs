@@ -4,11 +4,11 @@
 
 #![forbid(unsafe_code)]
 
-/// Health and readiness endpoints (the REST API grows here).
+/// The REST API (Okta Governance Requests v2 and System Log shapes), OpenAPI, probes, metrics.
 pub mod api;
 /// The config file and environment, validated with errors that name file and key.
 pub mod config;
-/// Process counters.
+/// Prometheus metrics.
 pub mod metrics;
 /// Durable delivery of notification intents, with retries and per-key order.
 pub mod outbox;
@@ -18,7 +18,7 @@ pub mod ratelimit;
 pub mod server;
 /// The Slack edge: signatures, slash commands, buttons, Block Kit, Web API.
 pub mod slack;
-/// Persistence behind one trait; SQLite today, picked from `DATABASE_URL`.
+/// Persistence behind one trait: SQLite or PostgreSQL, picked from `DATABASE_URL`.
 pub mod store;
 /// Signed outbound webhooks (action steps, provisioning) and the outbox's deliverer router.
 pub mod webhook;
