@@ -448,7 +448,12 @@ pub async fn run(args: &BenchArgs, env: &Machine) -> anyhow::Result<AckReport> {
         db.finish(false).await;
         result.with_context(|| format!("ack bench on {}", kind.name()))?;
         let load_end = loadavg();
-        section_header("1. Ack latency and throughput", kind.name(), env, &load_start, &load_end);
+        let title = if args.stall_outbox {
+            "1. Ack latency and throughput — DIAGNOSIS, outbox stalled (--stall-outbox): the request path alone"
+        } else {
+            "1. Ack latency and throughput"
+        };
+        section_header(title, kind.name(), env, &load_start, &load_end);
         let mut rows: Vec<&Row> = report.rows.iter().filter(|r| r.backend == kind.name()).collect();
         rows.sort_by(|a, b| {
             let key = |r: &Row| (r.workload == WL_CLICK, r.offered.unwrap_or(f64::INFINITY));
@@ -552,6 +557,9 @@ async fn run_backend(
     report: &mut AckReport,
 ) -> anyhow::Result<()> {
     let slack = FakeSlack::start().await?;
+    if args.stall_outbox {
+        slack.set_stall(Some(Duration::from_secs(60)));
+    }
     let name = format!("accessbot-ack-{}", kind.name());
     let server = Server::start(env, work, &name, &db.url, &slack, &catalog()).await?;
     let pid = server.proc.pid();
@@ -583,7 +591,9 @@ async fn run_backend(
         load::closed_loop(&server.pool, 8, Duration::from_secs(60), limited(cmd.clone(), 500), check.clone()).await;
     anyhow::ensure!(warm.error_count() == 0, "warm-up commands failed: {}", warm.errors_text());
     commands_ok += warm.ok;
-    server.drain(drain_light).await?;
+    if !args.stall_outbox {
+        server.drain(drain_light).await?;
+    }
     let (warm_rss, _) = procs::memory_kib(pid).unwrap_or_default();
     let mut mem = Memory {
         backend: backend.clone(),
@@ -634,7 +644,9 @@ async fn run_backend(
                 .await;
                 anyhow::ensure!(out.error_count() == 0, "creating requests to click failed: {}", out.errors_text());
                 commands_ok += out.ok;
-                server.drain(drain_heavy).await?;
+                if !args.stall_outbox {
+                    server.drain(drain_heavy).await?;
+                }
             }
         }
         let (make, judge) = if is_click { (click.clone(), ok200.clone()) } else { (cmd.clone(), check.clone()) };
@@ -684,7 +696,7 @@ async fn run_backend(
             }
         }
         let within = match rate {
-            _ if k == last => Duration::ZERO,
+            _ if k == last || args.stall_outbox => Duration::ZERO,
             Some(r) if r <= 300 => drain_light,
             _ => drain_heavy,
         };

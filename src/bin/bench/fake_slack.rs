@@ -43,6 +43,9 @@ struct Inner {
     stats: Mutex<BTreeMap<String, MethodStats>>,
     pace: Mutex<Option<(u32, Duration)>>,
     windows: Mutex<HashMap<String, Window>>,
+    /// Hold every Web API call this long before answering (longer than the server's
+    /// client waits: its outbox then all but stops).
+    stall: Mutex<Option<Duration>>,
 }
 
 #[derive(Clone)]
@@ -85,6 +88,11 @@ impl FakeSlack {
     pub fn set_pace(&self, pace: Option<(u32, Duration)>) {
         *self.inner.pace.lock().unwrap_or_else(|p| p.into_inner()) = pace;
         self.inner.windows.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+
+    /// Holds every Web API call for `d` before answering (`None`: answer at once).
+    pub fn set_stall(&self, d: Option<Duration>) {
+        *self.inner.stall.lock().unwrap_or_else(|p| p.into_inner()) = d;
     }
 
     pub fn stats(&self) -> BTreeMap<String, MethodStats> {
@@ -167,6 +175,10 @@ fn field(headers: &HeaderMap, body: &[u8], name: &str) -> String {
 }
 
 async fn api(State(inner): State<Arc<Inner>>, Path(method): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
+    let stall = *inner.stall.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(d) = stall {
+        tokio::time::sleep(d).await;
+    }
     let now = Instant::now();
     if let Some(retry) = paced(&inner, &method, now) {
         count(&inner, &method, false, now);

@@ -123,6 +123,10 @@ pub struct BenchArgs {
     /// during each saturation run into this directory, and print its top entries.
     #[arg(long)]
     pub perf_dir: Option<PathBuf>,
+    /// Diagnosis: the fake Slack holds every Web API call for 60 s (the server's client gives
+    /// up after 10 s), so the outbox all but stops and `ack` measures the request path alone.
+    #[arg(long)]
+    pub stall_outbox: bool,
     /// Do not pin processes to CPUs (the default pins the server to CPU 0, this process to CPU 1).
     #[arg(long)]
     pub no_pin: bool,
