@@ -8,6 +8,8 @@
 pub mod api;
 /// The config file and environment, validated with errors that name file and key.
 pub mod config;
+/// The HTTP accept loop, with header and idle deadlines.
+pub mod http;
 /// Prometheus metrics.
 pub mod metrics;
 /// Durable delivery of notification intents, with retries and per-key order.

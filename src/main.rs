@@ -118,7 +118,14 @@ async fn serve(mut env: Env, config: Option<PathBuf>, port: Option<u16>) -> anyh
     let listener = tokio::net::TcpListener::bind(("0.0.0.0", env.port)).await?;
     let outbox = OutboxConfig { lease: env.outbox_lease, ..OutboxConfig::default() };
     let shutdown_grace = env.shutdown_timeout;
-    let opts = Options { env, catalog, outbox, clock: system_clock(), shutdown_grace };
+    let opts = Options {
+        env,
+        catalog,
+        outbox,
+        clock: system_clock(),
+        shutdown_grace,
+        header_timeout: accessbot::http::HEADER_TIMEOUT,
+    };
     // Installed before the server is up, so an early SIGHUP never kills the process.
     #[cfg(unix)]
     let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;

@@ -53,6 +53,8 @@ pub struct Options {
     pub clock: Arc<dyn Clock>,
     /// How long in-flight work may take after shutdown starts.
     pub shutdown_grace: Duration,
+    /// How long a connection may take to send headers, or stay idle ([`crate::http::HEADER_TIMEOUT`]).
+    pub header_timeout: Duration,
 }
 
 pub struct Running {
@@ -243,12 +245,7 @@ pub async fn start(opts: Options, listener: TcpListener) -> anyhow::Result<Runni
     let addr = listener.local_addr()?;
     let app = router(state);
     let stop = shutdown.clone();
-    let server = tokio::spawn(async move {
-        let served = axum::serve(listener, app).with_graceful_shutdown(async move { stop.cancelled().await }).await;
-        if let Err(e) = served {
-            tracing::error!(error = %e, "server stopped with an error");
-        }
-    });
+    let server = tokio::spawn(crate::http::serve(listener, app, opts.header_timeout, stop));
     tracing::info!(%addr, "accessbot listening");
     Ok(Running { addr, workflow, metrics, config_path, shutdown, server, workers, grace: opts.shutdown_grace })
 }

@@ -35,6 +35,19 @@ fn signature_extreme_timestamps_are_stale_not_an_overflow() {
     assert_eq!(verify(SECRET, Some(&ts), Some(&sig), body, NOW + 301), Err(Rejection::Stale));
 }
 
+/// `blocks`: a direct message whose text was only markup (backticks, `*`,
+/// emoji codes) rendered an empty fallback `text`, which Slack shows as a blank
+/// notification (and refuses when there are no blocks either).
+#[test]
+fn blocks_direct_message_of_only_markup_has_fallback_text() {
+    for text in ["", "``````", "**", ":bulb:", "` * `", "\n>\n>"] {
+        let (fallback, blocks) = accessbot::slack::blocks::direct(text);
+        assert!(!fallback.trim().is_empty(), "{text:?}");
+        assert!(!blocks.is_empty(), "{text:?}");
+    }
+    assert_eq!(accessbot::slack::blocks::direct("*hello* `you`").0, "hello you");
+}
+
 /// `config`: a valid config with `max_duration = "100000000years"` made every
 /// grant of that app panic (`DateTime + TimeDelta` overflowed): the request, an
 /// admin override, a direct grant. Such a duration caps nothing now.

@@ -32,6 +32,8 @@ pub struct ErrorBody {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Kind {
     Validation,
+    /// A body over the limit: a validation error, answered 413.
+    TooLarge,
     Authentication,
     Forbidden,
     NotFound,
@@ -45,6 +47,7 @@ impl Kind {
     fn code(&self) -> (&'static str, StatusCode, &'static str) {
         match self {
             Kind::Validation => ("E0000001", StatusCode::BAD_REQUEST, "Api validation failed"),
+            Kind::TooLarge => ("E0000001", StatusCode::PAYLOAD_TOO_LARGE, "Api validation failed"),
             Kind::Authentication => ("E0000004", StatusCode::UNAUTHORIZED, "Authentication failed"),
             Kind::Forbidden => {
                 ("E0000006", StatusCode::FORBIDDEN, "You do not have permission to perform the requested action")

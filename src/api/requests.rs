@@ -28,7 +28,10 @@ struct Cursor {
 }
 
 fn body<T>(r: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
-    r.map(|Json(v)| v).map_err(|e| ApiError::validation("body", "body", e.body_text()))
+    r.map(|Json(v)| v).map_err(|e| {
+        let kind = if e.status() == StatusCode::PAYLOAD_TOO_LARGE { Kind::TooLarge } else { Kind::Validation };
+        ApiError::new(kind).cause(e.body_text(), "body", "body")
+    })
 }
 
 fn slack_user(p: &PrincipalInput, location: &str) -> Result<String, ApiError> {
@@ -141,6 +144,7 @@ pub async fn list(
         (status = 401, description = "Missing or invalid token", body = ErrorBody),
         (status = 403, description = "On-behalf requests are turned off", body = ErrorBody),
         (status = 404, description = "No such catalog entry", body = ErrorBody),
+        (status = 413, description = "The body is over 256 KiB (E0000001)", body = ErrorBody),
         (status = 429, description = "Rate limit (E0000047): the `requestedBy` user (else `requestedFor`) created too many \
             requests; by default 10 per minute per user, shared with chat and counted per replica (`ACCESSBOT_REQUEST_RATE`)",
             body = ErrorBody,
@@ -234,6 +238,7 @@ async fn load(state: &AppState, id: &str) -> Result<crate::workflow::model::Requ
         (status = 400, description = "Invalid body", body = ErrorBody),
         (status = 401, description = "Missing or invalid token", body = ErrorBody),
         (status = 404, description = "No such request", body = ErrorBody),
+        (status = 413, description = "The body is over 256 KiB (E0000001)", body = ErrorBody),
     ),
     security(("bearer" = []), ("ssws" = [])))]
 pub async fn post_message(
@@ -270,6 +275,7 @@ pub async fn post_message(
         (status = 401, description = "Missing or invalid token", body = ErrorBody),
         (status = 404, description = "No such request", body = ErrorBody),
         (status = 409, description = "The request is no longer pending", body = ErrorBody),
+        (status = 413, description = "The body is over 256 KiB (E0000001)", body = ErrorBody),
     ),
     security(("bearer" = []), ("ssws" = [])))]
 pub async fn patch(

@@ -182,7 +182,11 @@ pub fn direct(text: &str) -> (String, Vec<Value>) {
     }
     blocks.truncate(45);
     blocks.push(context("Sent by accessbot · `/access help` lists what I can do"));
-    let fallback = clip(&strip_emoji(text).replace(['*', '`'], "").replace("\n>", "\n"), 3000);
+    let mut fallback = clip(&strip_emoji(text).replace(['*', '`'], "").replace("\n>", "\n"), 3000);
+    // Text made only of markup (or nothing) still needs a notification line.
+    if fallback.trim().is_empty() {
+        fallback = "A message from accessbot".to_string();
+    }
     (fallback, blocks)
 }
 

@@ -225,10 +225,8 @@ impl Store for PgStore {
         for ev in &cs.events {
             insert_event(&mut tx, ev).await?;
         }
-        for n in &cs.notices {
-            let item = crate::outbox::notice_item(n)?;
-            insert_job(&mut tx, &item, now).await?;
-        }
+        let items = cs.notices.iter().map(crate::outbox::notice_item).collect::<Result<Vec<_>, _>>()?;
+        insert_jobs(&mut tx, &items, now).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -389,9 +387,7 @@ impl Store for PgStore {
 
     async fn enqueue(&self, items: &[OutboxItem], now: Timestamp) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
-        for item in items {
-            insert_job(&mut tx, item, now).await?;
-        }
+        insert_jobs(&mut tx, items, now).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -618,12 +614,15 @@ async fn insert_event(tx: &mut sqlx::Transaction<'_, Postgres>, ev: &LogEvent) -
     .bind(Json(ev))
     .fetch_one(&mut **tx)
     .await?;
-    for t in &ev.target {
-        sqlx::query("INSERT INTO system_log_targets (seq, target_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
-            .bind(seq)
-            .bind(&t.id)
-            .execute(&mut **tx)
-            .await?;
+    if !ev.target.is_empty() {
+        let ids: Vec<&str> = ev.target.iter().map(|t| t.id.as_str()).collect();
+        sqlx::query(
+            "INSERT INTO system_log_targets (seq, target_id) SELECT $1, t FROM UNNEST($2::text[]) AS t ON CONFLICT DO NOTHING",
+        )
+        .bind(seq)
+        .bind(ids)
+        .execute(&mut **tx)
+        .await?;
     }
     Ok(())
 }
@@ -645,19 +644,30 @@ fn dollar(n: usize) -> String {
     format!("${n}")
 }
 
-async fn insert_job(
+/// Queues outbox rows in one statement (one round trip); the rows take ids in
+/// the slice's order, which per-key delivery order relies on.
+async fn insert_jobs(
     tx: &mut sqlx::Transaction<'_, Postgres>,
-    item: &OutboxItem,
+    items: &[OutboxItem],
     now: Timestamp,
 ) -> Result<(), StoreError> {
+    if items.is_empty() {
+        return Ok(());
+    }
+    let keys: Vec<&str> = items.iter().map(|i| i.ordering_key.as_str()).collect();
+    let kinds: Vec<&str> = items.iter().map(|i| i.kind.as_str()).collect();
+    let payloads: Vec<Json<&serde_json::Value>> = items.iter().map(|i| Json(&i.payload)).collect();
+    let deadlines: Vec<Option<Timestamp>> = items.iter().map(|i| i.deadline).collect();
     sqlx::query(
-        "INSERT INTO outbox (ordering_key, kind, payload, next_attempt_at, deadline, created) VALUES ($1, $2, $3, $4, $5, $6)",
+        "INSERT INTO outbox (ordering_key, kind, payload, next_attempt_at, deadline, created)
+         SELECT k, t, p, $5, d, $5
+         FROM UNNEST($1::text[], $2::text[], $3::jsonb[], $4::timestamptz[]) WITH ORDINALITY AS u(k, t, p, d, n)
+         ORDER BY n",
     )
-    .bind(&item.ordering_key)
-    .bind(&item.kind)
-    .bind(Json(&item.payload))
-    .bind(now)
-    .bind(item.deadline)
+    .bind(keys)
+    .bind(kinds)
+    .bind(payloads)
+    .bind(deadlines)
     .bind(now)
     .execute(&mut **tx)
     .await?;

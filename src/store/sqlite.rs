@@ -6,14 +6,53 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{TimeZone, Utc};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
-use sqlx::{Row, SqlitePool};
+use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 
 use super::filter::{to_sql, LogQuery, RequestQuery, Value};
 use super::*;
 use crate::workflow::model::{AssignmentChange, AssignmentSource};
 
 pub struct SqliteStore {
+    /// Reads: WAL lets them run beside the writer.
     pool: SqlitePool,
+    /// Every write, on one connection. SQLite admits one writer at a time anyway;
+    /// queueing for this connection is fair and cheap, where several writing
+    /// connections busy-wait on SQLite's lock (sleeping up to 100 ms a turn) and
+    /// throw away each other's page caches.
+    writer: SqlitePool,
+    checkpoints: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for SqliteStore {
+    fn drop(&mut self) {
+        if let Some(task) = &self.checkpoints {
+            task.abort();
+        }
+    }
+}
+
+/// How often the WAL is copied back into the database file.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
+
+/// Checkpoints the WAL in the background. PASSIVE never blocks the writer or
+/// readers (it copies what no reader still needs; the rest waits for the next
+/// turn); a WAL that keeps growing past that is truncated as soon as it can be.
+async fn checkpoint_loop(conn: SqlitePool) {
+    let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match sqlx::query_as::<_, (i64, i64, i64)>("PRAGMA wal_checkpoint(PASSIVE)").fetch_one(&conn).await {
+            // (busy, frames in the WAL, frames checkpointed): all copied and large, start the file over.
+            Ok((0, log, done)) if log > 10_000 && done == log => {
+                if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&conn).await {
+                    tracing::debug!(error = %e, "sqlite: truncating the WAL");
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "sqlite: checkpoint failed; retrying"),
+        }
+    }
 }
 
 fn ms(t: Timestamp) -> i64 {
@@ -66,13 +105,27 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true);
-        let pool = SqlitePoolOptions::new().max_connections(8).connect_with(opts).await?;
-        sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+        // The writer never checkpoints (a checkpoint's fsync would stall every write
+        // behind it); a task does, on a connection of its own.
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(opts.clone().pragma("wal_autocheckpoint", "0"))
+            .await?;
+        sqlx::migrate!("./migrations/sqlite").run(&writer).await?;
         // One process owns a SQLite file: claims left by a crashed run are free at once.
         sqlx::query("UPDATE outbox SET lease_until = NULL WHERE status = 'pending' AND lease_until IS NOT NULL")
-            .execute(&pool)
+            .execute(&writer)
             .await?;
-        Ok(SqliteStore { pool })
+        // An in-memory database exists once per connection: there, the writer reads too.
+        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        let (pool, checkpoints) = if in_memory {
+            (writer.clone(), None)
+        } else {
+            let checkpointer = SqlitePoolOptions::new().max_connections(1).connect_with(opts.clone()).await?;
+            let readers = SqlitePoolOptions::new().max_connections(4).connect_with(opts.read_only(true)).await?;
+            (readers, Some(tokio::spawn(checkpoint_loop(checkpointer))))
+        };
+        Ok(SqliteStore { pool, writer, checkpoints })
     }
 
     async fn query_requests(&self, sql: &str, binds: Vec<String>, limit: i64) -> Result<Vec<Request>, StoreError> {
@@ -97,7 +150,7 @@ impl Store for SqliteStore {
     }
 
     async fn commit(&self, cs: &Changeset) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         let now = cs.events.first().map(|e| e.published).unwrap_or_else(Utc::now);
         if let Some(req) = &cs.request {
             let body = json(req)?;
@@ -147,12 +200,14 @@ impl Store for SqliteStore {
             }
             if req.status.is_open() {
                 if let Some(step) = req.current() {
-                    for p in &step.approvers {
-                        sqlx::query("INSERT OR IGNORE INTO current_approvers (person, request_id) VALUES (?, ?)")
-                            .bind(p.key())
-                            .bind(&req.id)
-                            .execute(&mut *tx)
-                            .await?;
+                    for chunk in step.approvers.chunks(ROWS_PER_INSERT) {
+                        let mut q = QueryBuilder::<Sqlite>::new(
+                            "INSERT OR IGNORE INTO current_approvers (person, request_id) ",
+                        );
+                        q.push_values(chunk, |mut b, p| {
+                            b.push_bind(p.key()).push_bind(&req.id);
+                        });
+                        q.build().execute(&mut *tx).await?;
                     }
                 }
             }
@@ -195,10 +250,8 @@ impl Store for SqliteStore {
         for ev in &cs.events {
             insert_event(&mut tx, ev).await?;
         }
-        for n in &cs.notices {
-            let item = crate::outbox::notice_item(n)?;
-            insert_job(&mut tx, &item, now).await?;
-        }
+        let items = cs.notices.iter().map(crate::outbox::notice_item).collect::<Result<Vec<_>, _>>()?;
+        insert_jobs(&mut tx, &items, now).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -324,7 +377,7 @@ impl Store for SqliteStore {
     }
 
     async fn append_events(&self, events: &[LogEvent]) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         for ev in events {
             insert_event(&mut tx, ev).await?;
         }
@@ -350,10 +403,8 @@ impl Store for SqliteStore {
     }
 
     async fn enqueue(&self, items: &[OutboxItem], now: Timestamp) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
-        for item in items {
-            insert_job(&mut tx, item, now).await?;
-        }
+        let mut tx = self.writer.begin().await?;
+        insert_jobs(&mut tx, items, now).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -378,7 +429,7 @@ impl Store for SqliteStore {
         .bind(now_ms)
         .bind(now_ms)
         .bind(limit)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.writer)
         .await?;
         let mut jobs = Vec::with_capacity(rows.len());
         for row in rows {
@@ -419,7 +470,7 @@ impl Store for SqliteStore {
             .bind(ms(now))
             .bind(id),
         };
-        q.execute(&self.pool).await?;
+        q.execute(&self.writer).await?;
         Ok(())
     }
 
@@ -427,7 +478,7 @@ impl Store for SqliteStore {
         for id in ids {
             sqlx::query("UPDATE outbox SET lease_until = NULL, attempts = MAX(attempts - 1, 0) WHERE id = ? AND status = 'pending'")
                 .bind(id)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?;
         }
         Ok(())
@@ -472,7 +523,7 @@ impl Store for SqliteStore {
         .bind(&m.recipient)
         .bind(&m.channel)
         .bind(&m.ts)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -507,7 +558,7 @@ impl Store for SqliteStore {
         )
         .bind(user_id)
         .bind(ms(Utc::now()))
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -553,7 +604,7 @@ impl Store for SqliteStore {
         .bind(&i.name)
         .bind(&i.dm_channel)
         .bind(ms(Utc::now()))
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -592,7 +643,7 @@ fn decode_identity(r: &SqliteRow) -> Result<Identity, StoreError> {
     })
 }
 
-async fn insert_event(tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>, ev: &LogEvent) -> Result<(), StoreError> {
+async fn insert_event(tx: &mut sqlx::Transaction<'_, Sqlite>, ev: &LogEvent) -> Result<(), StoreError> {
     let seq: i64 = sqlx::query_scalar(
         "INSERT INTO system_log (uuid, published, event_type, request_id, actor_id, body) VALUES (?, ?, ?, ?, ?, ?) RETURNING seq",
     )
@@ -604,12 +655,12 @@ async fn insert_event(tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>, ev: &LogEven
     .bind(json(ev)?)
     .fetch_one(&mut **tx)
     .await?;
-    for t in &ev.target {
-        sqlx::query("INSERT OR IGNORE INTO system_log_targets (seq, target_id) VALUES (?, ?)")
-            .bind(seq)
-            .bind(&t.id)
-            .execute(&mut **tx)
-            .await?;
+    for chunk in ev.target.chunks(ROWS_PER_INSERT) {
+        let mut q = QueryBuilder::<Sqlite>::new("INSERT OR IGNORE INTO system_log_targets (seq, target_id) ");
+        q.push_values(chunk, |mut b, t| {
+            b.push_bind(seq).push_bind(&t.id);
+        });
+        q.build().execute(&mut **tx).await?;
     }
     Ok(())
 }
@@ -627,21 +678,30 @@ fn bind_values<'q>(
     q
 }
 
-async fn insert_job(
-    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
-    item: &OutboxItem,
+/// Rows per multi-row INSERT: every statement is a round trip to the
+/// connection's thread, and SQLite allows 32,766 bound values per statement.
+const ROWS_PER_INSERT: usize = 500;
+
+/// Queues outbox rows; one multi-row INSERT assigns ids in the slice's order.
+async fn insert_jobs(
+    tx: &mut sqlx::Transaction<'_, Sqlite>,
+    items: &[OutboxItem],
     now: Timestamp,
 ) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO outbox (ordering_key, kind, payload, next_attempt_at, deadline, created) VALUES (?, ?, ?, ?, ?, ?)",
-    )
-    .bind(&item.ordering_key)
-    .bind(&item.kind)
-    .bind(json(&item.payload)?)
-    .bind(ms(now))
-    .bind(item.deadline.map(ms))
-    .bind(ms(now))
-    .execute(&mut **tx)
-    .await?;
+    for chunk in items.chunks(ROWS_PER_INSERT) {
+        let payloads = chunk.iter().map(|i| json(&i.payload)).collect::<Result<Vec<_>, _>>()?;
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO outbox (ordering_key, kind, payload, next_attempt_at, deadline, created) ",
+        );
+        q.push_values(chunk.iter().zip(payloads), |mut b, (item, payload)| {
+            b.push_bind(&item.ordering_key)
+                .push_bind(&item.kind)
+                .push_bind(payload)
+                .push_bind(ms(now))
+                .push_bind(item.deadline.map(ms))
+                .push_bind(ms(now));
+        });
+        q.build().execute(&mut **tx).await?;
+    }
     Ok(())
 }

@@ -727,7 +727,7 @@ async fn kill_9_under_load(b: Backend) {
 // ---------------------------------------------------------------------------
 // 5. Abuse limits.
 
-/// Slack routes answer 413; the REST API a 400 `E0000001` naming the length limit.
+/// Every route answers 413; the REST API in Okta's shape (`E0000001` naming the length limit).
 async fn oversized_bodies_are_refused(b: Backend) {
     let app = spawn_app(b).await;
     let client = Client::new(&app.slack);
@@ -753,8 +753,7 @@ async fn oversized_bodies_are_refused(b: Backend) {
         .send()
         .await
         .unwrap();
-    // The REST API answers in Okta's error shape: a validation error naming the limit.
-    assert_eq!(res.status(), StatusCode::BAD_REQUEST, "POST requests");
+    assert_eq!(res.status(), StatusCode::PAYLOAD_TOO_LARGE, "POST requests");
     let e: Value = res.json().await.unwrap();
     assert_eq!(e["errorCode"], "E0000001");
     assert!(e["errorCauses"][0]["reason"].as_str().unwrap().contains("length limit exceeded"), "{e}");
@@ -838,6 +837,68 @@ async fn slow_loris_bodies_are_cut_off_and_others_are_served(b: Backend) {
         worst = worst.max(after);
     }
     eprintln!("slow-loris: 30 trickled bodies answered 408 and closed within {worst:?}");
+}
+
+/// Reads until the server closes the connection (or `limit` passes); returns when it closed.
+async fn closed_within(stream: &mut tokio::net::TcpStream, limit: Duration) -> Option<Duration> {
+    let started = Instant::now();
+    let mut buf = [0u8; 1024];
+    loop {
+        let left = limit.saturating_sub(started.elapsed());
+        match tokio::time::timeout(left, stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return Some(started.elapsed()),
+            Ok(Ok(_)) => continue,
+            Err(_) => return None,
+        }
+    }
+}
+
+/// Connections that trickle their headers, or sit idle before or between
+/// requests, are closed after the header deadline; everyone else is served.
+async fn slow_headers_and_idle_connections_are_closed(b: Backend) {
+    let mut setup = Setup::new(b);
+    setup.header_timeout = Duration::from_secs(2);
+    let app = spawn_with(setup).await;
+    let addr = app.running.as_ref().unwrap().addr;
+    let mut trickling = Vec::new();
+    for _ in 0..20 {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"POST /slack/commands HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+        trickling.push(tokio::spawn(async move {
+            // A header line every 500 ms: never done, always busy.
+            let started = Instant::now();
+            for i in 0..40 {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                if s.write_all(format!("X-Slow-{i}: 1\r\n").as_bytes()).await.is_err() {
+                    break;
+                }
+            }
+            closed_within(&mut s, Duration::from_secs(1)).await.map(|_| started.elapsed())
+        }));
+    }
+    // Connected, silent.
+    let mut idle = tokio::net::TcpStream::connect(addr).await.unwrap();
+    // One request served, then silent on the kept-alive connection.
+    let mut kept = tokio::net::TcpStream::connect(addr).await.unwrap();
+    kept.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    let mut buf = [0u8; 512];
+    let n = kept.read(&mut buf).await.unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"), "{}", String::from_utf8_lossy(&buf[..n]));
+
+    let t = Instant::now();
+    let id = app.request_app("U0CALM", "github", "while others dawdle").await;
+    assert!(t.elapsed() < Duration::from_secs(2), "a normal request took {:?}", t.elapsed());
+    assert_eq!(app.request(&id).await.status.as_str(), "PENDING");
+
+    let idle_after = closed_within(&mut idle, Duration::from_secs(10)).await.expect("the idle connection stays open");
+    let kept_after =
+        closed_within(&mut kept, Duration::from_secs(10)).await.expect("the kept-alive connection stays open");
+    assert!(idle_after <= Duration::from_secs(4), "idle closed after {idle_after:?}");
+    assert!(kept_after <= Duration::from_secs(4), "kept-alive closed after {kept_after:?}");
+    for t in trickling {
+        let after = t.await.unwrap().expect("a connection trickling headers stays open");
+        assert!(after >= Duration::from_millis(1500) && after <= Duration::from_secs(4), "closed after {after:?}");
+    }
 }
 
 /// One app per line, none needing approval (requests are granted at once).
@@ -995,6 +1056,7 @@ crate::both!(
     kill_9_under_load,
     oversized_bodies_are_refused,
     slow_loris_bodies_are_cut_off_and_others_are_served,
+    slow_headers_and_idle_connections_are_closed,
     chat_request_rate_is_limited_per_user,
     api_request_rate_is_limited_per_requested_by,
     deeply_nested_and_huge_json_is_refused_quickly,

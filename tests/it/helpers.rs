@@ -122,6 +122,7 @@ pub struct Setup {
     pub config: String,
     pub team_ids: Option<Vec<String>>,
     pub outbox: OutboxConfig,
+    pub header_timeout: Duration,
 }
 
 impl Setup {
@@ -140,6 +141,7 @@ impl Setup {
                 max_backoff: Duration::from_millis(500),
                 max_attempts: 6,
             },
+            header_timeout: accessbot::http::HEADER_TIMEOUT,
         }
     }
 }
@@ -195,6 +197,7 @@ async fn start(setup: Setup, slack: FakeSlack, db: Arc<TestDb>) -> TestApp {
             None => system_clock(),
         },
         shutdown_grace: Duration::from_secs(5),
+        header_timeout: setup.header_timeout,
     };
     let running = server::start(opts, listener).await.unwrap();
     let app = TestApp {

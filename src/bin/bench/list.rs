@@ -238,6 +238,7 @@ async fn start_server(database_url: &str) -> anyhow::Result<Running> {
         outbox: OutboxConfig::default(),
         clock: system_clock(),
         shutdown_grace: Duration::from_secs(5),
+        header_timeout: accessbot::http::HEADER_TIMEOUT,
     };
     server::start(opts, listener).await
 }
