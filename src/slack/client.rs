@@ -30,6 +30,9 @@ pub struct SlackClient {
 /// How long after its last 429 a method's calls go one at a time.
 pub const SERIAL_AFTER_429: Duration = Duration::from_secs(60);
 
+/// The longest one paced call keeps its method's turn.
+const TURN_MAX: Duration = Duration::from_secs(1);
+
 /// Slack limits each method per workspace. Once a method answers 429, its calls
 /// go out one at a time for a while, and none before its `Retry-After` is up:
 /// when its budget runs out again, one call learns it, instead of every worker
@@ -110,9 +113,8 @@ impl SlackClient {
     }
 
     async fn send(&self, method: &str, req: reqwest::RequestBuilder) -> Result<Value, ApiError> {
-        let gate = self.pacing.gate(method);
-        let _turn = match &gate {
-            Some(g) => Some(g.lock().await),
+        let mut turn = match self.pacing.gate(method) {
+            Some(g) => Some(g.lock_owned().await),
             None => None,
         };
         if let Some(left) = self.pacing.wait(method) {
@@ -123,7 +125,21 @@ impl SlackClient {
                 rate_limited: true,
             });
         }
-        let res = Self::finish(method, req.send().await).await;
+        // A 429 comes back at once: a call still unanswered after TURN_MAX gives up
+        // its turn, so one hung call does not hold up every call of its method.
+        let call = Self::finish(method, req.send());
+        tokio::pin!(call);
+        let res = match turn {
+            Some(_) => tokio::select! {
+                res = &mut call => res,
+                _ = tokio::time::sleep(TURN_MAX) => {
+                    turn = None;
+                    call.await
+                }
+            },
+            None => call.await,
+        };
+        drop(turn);
         if let Err(ApiError::Transient { rate_limited: true, retry_after, .. }) = &res {
             self.pacing.limited(method, *retry_after);
         }
@@ -147,8 +163,11 @@ impl SlackClient {
         }
     }
 
-    async fn finish(method: &str, res: Result<reqwest::Response, reqwest::Error>) -> Result<Value, ApiError> {
-        let res = res.map_err(|e| ApiError::Transient {
+    async fn finish(
+        method: &str,
+        sent: impl std::future::Future<Output = Result<reqwest::Response, reqwest::Error>>,
+    ) -> Result<Value, ApiError> {
+        let res = sent.await.map_err(|e| ApiError::Transient {
             error: format!("{method}: {e}"),
             retry_after: None,
             rate_limited: false,
@@ -265,5 +284,43 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(1100)).await;
         assert_eq!(burst(&client, 4).await, (2, 2));
         assert_eq!(server_429s.load(Ordering::SeqCst), 3, "one 429 in the window");
+    }
+
+    #[tokio::test]
+    async fn a_hung_call_gives_up_its_turn() {
+        let n = Arc::new(AtomicUsize::new(0));
+        let calls = n.clone();
+        let app = axum::Router::new().route(
+            "/views.publish",
+            post(move || {
+                let calls = calls.clone();
+                async move {
+                    match calls.fetch_add(1, Ordering::SeqCst) {
+                        0 => (StatusCode::TOO_MANY_REQUESTS, [("retry-after", "0")]).into_response(),
+                        1 => {
+                            tokio::time::sleep(Duration::from_secs(4)).await;
+                            axum::Json(json!({"ok": true})).into_response()
+                        }
+                        _ => axum::Json(json!({"ok": true})).into_response(),
+                    }
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let client = SlackClient::new(&format!("http://{addr}"), Secret::new("xoxb-test"));
+        let body = json!({});
+        assert!(client.call("views.publish", &body).await.is_err(), "the 429 paces the method");
+        let hung = {
+            let client = client.clone();
+            tokio::spawn(async move { client.call("views.publish", &json!({})).await })
+        };
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let started = Instant::now();
+        assert!(client.call("views.publish", &body).await.is_ok());
+        assert!(started.elapsed() < Duration::from_secs(3), "waited {:?} behind a hung call", started.elapsed());
+        assert!(!hung.is_finished(), "the hung call is still out");
+        assert!(hung.await.unwrap().is_ok());
     }
 }
