@@ -28,7 +28,7 @@ pub struct SlackClient {
 }
 
 /// How long after its last 429 a method's calls go one at a time.
-pub const SERIAL_AFTER_429: Duration = Duration::from_secs(60);
+const SERIAL_AFTER_429: Duration = Duration::from_secs(60);
 
 /// The longest one paced call keeps its method's turn.
 const TURN_MAX: Duration = Duration::from_secs(1);
@@ -117,7 +117,8 @@ impl SlackClient {
             Some(g) => Some(g.lock_owned().await),
             None => None,
         };
-        if let Some(left) = self.pacing.wait(method) {
+        // Only a paced method can be inside its Retry-After (the map is not locked twice per call otherwise).
+        if let Some(left) = turn.as_ref().and_then(|_| self.pacing.wait(method)) {
             // Rate limited while this call waited for its turn: answer as Slack would.
             return Err(ApiError::Transient {
                 error: format!("{method}: rate limited (waiting out Retry-After)"),
@@ -254,10 +255,15 @@ mod tests {
                 }
             }),
         );
+        (serve(app).await, limited)
+    }
+
+    /// Serves `app` on a random port; its base URL.
+    async fn serve(app: axum::Router) -> String {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, app).await });
-        (format!("http://{addr}"), limited)
+        format!("http://{addr}")
     }
 
     async fn burst(client: &SlackClient, n: usize) -> (usize, usize) {
@@ -306,10 +312,7 @@ mod tests {
                 }
             }),
         );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        let client = SlackClient::new(&format!("http://{addr}"), Secret::new("xoxb-test"));
+        let client = SlackClient::new(&serve(app).await, Secret::new("xoxb-test"));
         let body = json!({});
         assert!(client.call("views.publish", &body).await.is_err(), "the 429 paces the method");
         let hung = {
