@@ -19,6 +19,30 @@ pub struct PgStore {
     pool: PgPool,
 }
 
+/// Settings for the claim's transaction. Without sorting, the plan walks the
+/// pending rows in id order (`outbox_pending`) and stops at the first claimable
+/// ones; with a sort it would read every pending row on every claim. A custom plan
+/// every time: a connection's cached generic plan, made while the table was empty
+/// (and never replaced where autovacuum never analyzes it), read the whole
+/// `outbox_pending_key` index for every row it looked at; as delivered rows left
+/// dead entries there, each claim cost more, until the backlog outgrew the workers
+/// (the 30-minute soak on a server with autovacuum off).
+const CLAIM_SETTINGS: &str =
+    "SELECT set_config('enable_sort', 'off', true), set_config('plan_cache_mode', 'force_custom_plan', true)";
+
+/// Claims due rows: rows another replica is claiming right now are skipped, not
+/// waited on; a row whose key has an older pending row (locked or not) is never taken.
+const CLAIM: &str = "UPDATE outbox SET lease_until = $1, attempts = attempts + 1
+     WHERE id IN (
+       SELECT o.id FROM outbox o
+       WHERE o.status = 'pending' AND o.next_attempt_at <= $2
+         AND (o.lease_until IS NULL OR o.lease_until < $2)
+         AND NOT EXISTS (SELECT 1 FROM outbox p
+                         WHERE p.ordering_key = o.ordering_key AND p.status = 'pending' AND p.id < o.id)
+       ORDER BY o.id LIMIT $3
+       FOR UPDATE SKIP LOCKED)
+     RETURNING id, ordering_key, kind, payload, attempts, deadline, created";
+
 /// Decodes a JSONB column; a body that does not deserialize is `Corrupt`, like in SQLite.
 fn json_column<T: serde::de::DeserializeOwned>(row: &PgRow, column: &str) -> Result<T, StoreError> {
     match row.try_get::<Json<T>, _>(column) {
@@ -393,31 +417,9 @@ impl Store for PgStore {
     }
 
     async fn claim_jobs(&self, now: Timestamp, lease: Duration, limit: i64) -> Result<Vec<ClaimedJob>, StoreError> {
-        // Rows another replica is claiming right now are skipped, not waited on; a
-        // row whose key has an older pending row (locked or not) is never taken.
-        // Without sorting, the plan walks the pending rows in id order (`outbox_pending`)
-        // and stops at the first claimable ones; with stale statistics (a young table,
-        // autovacuum off or behind) it would read and sort every pending row on every
-        // claim, so a backlog drained ever more slowly.
         let mut tx = self.pool.begin().await?;
-        sqlx::query("SET LOCAL enable_sort = off").execute(&mut *tx).await?;
-        let rows = sqlx::query(
-            "UPDATE outbox SET lease_until = $1, attempts = attempts + 1
-             WHERE id IN (
-               SELECT o.id FROM outbox o
-               WHERE o.status = 'pending' AND o.next_attempt_at <= $2
-                 AND (o.lease_until IS NULL OR o.lease_until < $2)
-                 AND NOT EXISTS (SELECT 1 FROM outbox p
-                                 WHERE p.ordering_key = o.ordering_key AND p.status = 'pending' AND p.id < o.id)
-               ORDER BY o.id LIMIT $3
-               FOR UPDATE SKIP LOCKED)
-             RETURNING id, ordering_key, kind, payload, attempts, deadline, created",
-        )
-        .bind(lease_end(now, lease))
-        .bind(now)
-        .bind(limit)
-        .fetch_all(&mut *tx)
-        .await?;
+        sqlx::query(CLAIM_SETTINGS).execute(&mut *tx).await?;
+        let rows = sqlx::query(CLAIM).bind(lease_end(now, lease)).bind(now).bind(limit).fetch_all(&mut *tx).await?;
         tx.commit().await?;
         let mut jobs = Vec::with_capacity(rows.len());
         for row in rows {
@@ -1002,6 +1004,54 @@ approval = false
         ensure!(jobs.len() == 1 && jobs[0].item == item("k", 4), "after failure: {jobs:?}");
         store.finish_job(jobs[0].id, JobOutcome::Done, at).await?;
         ensure!(store.outbox_counts().await? == OutboxCounts { pending: 0, done: 3, failed: 1 });
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn outbox_claim_cost_does_not_grow_with_history() -> anyhow::Result<()> {
+        with_db("outbox_claim_cost_does_not_grow_with_history", |store| Box::pin(claim_cost_body(store))).await
+    }
+
+    /// Pages one claim reads once 20,000 rows were delivered, on a connection that
+    /// had prepared and run the claim while the table was empty (as a replica does
+    /// at start, and keeps doing where autovacuum never analyzes the table).
+    async fn claim_cost_body(store: &PgStore) -> anyhow::Result<()> {
+        let mut conn = store.pool.acquire().await?;
+        conn.execute(format!("PREPARE claim(timestamptz, timestamptz, bigint) AS {CLAIM}").as_str()).await?;
+        async fn claim(conn: &mut PgConnection, explain: bool) -> anyhow::Result<Option<serde_json::Value>> {
+            conn.execute("BEGIN").await?;
+            conn.execute(CLAIM_SETTINGS).await?;
+            let sql = "EXECUTE claim(now() + interval '60 seconds', now(), 16)";
+            let plan = if explain {
+                let row = conn.fetch_one(format!("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {sql}").as_str()).await?;
+                Some(row.try_get::<serde_json::Value, _>(0)?)
+            } else {
+                conn.execute(sql).await?;
+                None
+            };
+            conn.execute("ROLLBACK").await?;
+            Ok(plan)
+        }
+        for _ in 0..10 {
+            claim(&mut conn, false).await?;
+        }
+        // 20,000 rows on 2,000 keys, all but the last 200 delivered; of those, each
+        // key's second row waits behind its first, and a few are not due yet.
+        conn.execute(
+            "INSERT INTO outbox (ordering_key, kind, payload, next_attempt_at, created)
+               SELECT 'k' || (g % 2000), 'notice', '{}', now(), now() FROM generate_series(1, 20000) g;
+             UPDATE outbox SET status = 'done', finished = now() WHERE id <= 19800;
+             UPDATE outbox SET next_attempt_at = now() + interval '1 hour' WHERE id > 19800 AND id % 7 = 0;",
+        )
+        .await?;
+        // The first claim after the history meets its dead index entries; later ones must not.
+        claim(&mut conn, false).await?;
+        let plan = claim(&mut conn, true).await?.ok_or_else(|| anyhow!("no plan"))?;
+        let top = &plan[0]["Plan"];
+        let pages = top["Shared Hit Blocks"].as_i64().unwrap_or(0) + top["Shared Read Blocks"].as_i64().unwrap_or(0);
+        let claimed = top["Actual Rows"].as_i64().unwrap_or(0);
+        ensure!(claimed == 16, "claimed {claimed} rows: {plan:#}");
+        ensure!(pages < 400, "one claim read {pages} pages: {plan:#}");
         Ok(())
     }
 
