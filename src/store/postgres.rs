@@ -1035,11 +1035,11 @@ approval = false
         for _ in 0..10 {
             claim(&mut conn, false).await?;
         }
-        // 20,000 rows on 2,000 keys, all but the last 200 delivered; of those, each
+        // 20,000 rows on 100 keys, all but the last 200 delivered; of those, each
         // key's second row waits behind its first, and a few are not due yet.
         conn.execute(
             "INSERT INTO outbox (ordering_key, kind, payload, next_attempt_at, created)
-               SELECT 'k' || (g % 2000), 'notice', '{}', now(), now() FROM generate_series(1, 20000) g;
+               SELECT 'k' || (g % 100), 'notice', '{}', now(), now() FROM generate_series(1, 20000) g;
              UPDATE outbox SET status = 'done', finished = now() WHERE id <= 19800;
              UPDATE outbox SET next_attempt_at = now() + interval '1 hour' WHERE id > 19800 AND id % 7 = 0;",
         )
