@@ -254,7 +254,7 @@ impl RequestDto {
     }
 }
 
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct PageLinks {
     #[serde(rename = "self")]
     pub self_: Href,

@@ -30,6 +30,7 @@ use sqlx::postgres::PgConnectOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, SqlitePool};
 
+use accessbot::api::dto::PageLinks;
 use accessbot::config::{parse_catalog, Env};
 use accessbot::outbox::OutboxConfig;
 use accessbot::server::{self, Options, Running};
@@ -269,16 +270,6 @@ struct PageRow {
     status: String,
     created: DateTime<Utc>,
     last_updated: DateTime<Utc>,
-}
-
-#[derive(Deserialize)]
-struct PageLinks {
-    next: Option<Href>,
-}
-
-#[derive(Deserialize)]
-struct Href {
-    href: String,
 }
 
 impl Page {
