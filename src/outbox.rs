@@ -12,25 +12,15 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
-use crate::store::{ClaimedJob, JobOutcome, OutboxItem, Store, StoreError};
-use crate::workflow::model::{Notice, Timestamp};
+use crate::store::{ClaimedJob, JobOutcome, Store, StoreError};
+use crate::workflow::model::Timestamp;
 use crate::workflow::Clock;
 
 /// The longest a peer's `Retry-After` may hold a row back.
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 
 /// The outbox kind of workflow notifications.
-pub const NOTICE: &str = "notice";
-
-pub fn notice_item(n: &Notice) -> Result<OutboxItem, StoreError> {
-    let kind = if matches!(n, Notice::Webhook { .. }) { crate::webhook::WEBHOOK } else { NOTICE };
-    Ok(OutboxItem {
-        ordering_key: n.ordering_key(),
-        kind: kind.to_string(),
-        payload: serde_json::to_value(n).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-        deadline: None,
-    })
-}
+pub use crate::workflow::ports::{notice_item, NOTICE_KIND as NOTICE};
 
 /// What one delivery attempt came to.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -27,7 +27,7 @@ use crate::slack::deliver::{resolve_email_item, SlackDeliverer};
 use crate::slack::SlackSettings;
 use crate::webhook::{DeliveryRouter, WebhookDeliverer};
 use crate::workflow::model::Changeset;
-use crate::workflow::reload::{self, ReloadError, ReloadReport};
+use crate::workflow::reload::{self, ReloadReport};
 use crate::workflow::{Actor, Catalog, Clock, CommitHook, Workflow};
 
 /// Slack payloads are small; this bounds what an unauthenticated caller can make us buffer.
@@ -107,6 +107,16 @@ impl Reloader {
     }
 }
 
+/// Why a reload from the config file did not take effect.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The file is unreadable or invalid: the running catalog is kept.
+    #[error("{0}")]
+    Invalid(crate::config::ConfigError),
+    #[error(transparent)]
+    Workflow(#[from] crate::workflow::WorkflowError),
+}
+
 /// Re-reads and validates the config file and applies it: stranded pending
 /// requests are flagged and admins told (`workflow::reload`). An invalid file
 /// is refused and the running catalog kept. Emails new to the catalog are
@@ -117,7 +127,20 @@ pub async fn reload_config(
     actor: &Actor,
     trigger: &str,
 ) -> Result<ReloadReport, ReloadError> {
-    let report = reload::from_file(workflow, path, actor, trigger).await?;
+    let catalog = match crate::config::load_catalog(path) {
+        Ok(c) => c,
+        Err(e) => {
+            for p in &e.problems {
+                tracing::error!(file = %e.file, key = %p.key, problem = %p.message, trigger, "config reload refused");
+            }
+            tracing::error!(file = %e.file, "config reload refused: the running config is kept");
+            let problems: Vec<(String, String)> =
+                e.problems.iter().map(|p| (p.key.clone(), p.message.clone())).collect();
+            reload::refused(workflow, actor, trigger, &e.file, &problems).await?;
+            return Err(ReloadError::Invalid(e));
+        }
+    };
+    let report = workflow.reload(actor, trigger, catalog).await?;
     let mut unresolved = Vec::new();
     for email in workflow.catalog().emails() {
         match workflow.store().identity_by_email(&email).await {

@@ -13,7 +13,7 @@ use crate::workflow::model::{Notice, WebhookPurpose};
 use crate::workflow::Workflow;
 
 /// The outbox kind of webhook notices.
-pub const WEBHOOK: &str = "webhook";
+pub use crate::workflow::ports::WEBHOOK_KIND as WEBHOOK;
 
 /// Reads a secret by its environment variable name.
 pub type SecretLookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;

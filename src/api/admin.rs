@@ -8,7 +8,7 @@ use super::auth::ApiActor;
 use super::error::ErrorBody;
 use super::error::{ApiError, Kind};
 use crate::server::AppState;
-use crate::workflow::reload::ReloadError;
+use crate::server::ReloadError;
 
 /// 200 `{"status":"reloaded","apps","groups","flagged":[{"requestId","reason"}],…}`;
 /// an invalid file is 400 `E0000001` with one cause per problem, the running config kept.

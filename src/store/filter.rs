@@ -1,104 +1,31 @@
-//! Filters and pages for listing requests and system-log events, independent
-//! of any backend. Filters are trees over a whitelist of attributes; they
-//! compile to SQL with placeholders only — user text never becomes SQL.
+//! Filters and pages compiled to SQL with placeholders only: user text never
+//! becomes SQL. The filter types are the core's (`crate::workflow::query`).
 
 use chrono::SubsecRound;
-use serde::{Deserialize, Serialize};
 
-use crate::workflow::model::{Request, Timestamp};
+pub use crate::workflow::query::*;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Op {
-    Eq,
-    Ne,
-    Gt,
-    Ge,
-    Lt,
-    Le,
-}
-
-impl Op {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Op::Eq => "eq",
-            Op::Ne => "ne",
-            Op::Gt => "gt",
-            Op::Ge => "ge",
-            Op::Lt => "lt",
-            Op::Le => "le",
-        }
-    }
-
-    fn sql(self) -> &'static str {
-        match self {
-            Op::Eq => "=",
-            Op::Ne => "<>",
-            Op::Gt => ">",
-            Op::Ge => ">=",
-            Op::Lt => "<",
-            Op::Le => "<=",
-        }
+fn op_sql(op: Op) -> &'static str {
+    match op {
+        Op::Eq => "=",
+        Op::Ne => "<>",
+        Op::Gt => ">",
+        Op::Ge => ">=",
+        Op::Lt => "<",
+        Op::Le => "<=",
     }
 }
 
-#[derive(Clone, Debug, PartialEq)]
-pub enum Value {
-    Text(String),
-    Time(Timestamp),
-}
-
-#[derive(Clone, Debug, PartialEq)]
-pub enum Filter<A> {
-    Cmp { attr: A, op: Op, value: Value },
-    And(Box<Filter<A>>, Box<Filter<A>>),
-    Or(Box<Filter<A>>, Box<Filter<A>>),
-    Not(Box<Filter<A>>),
-}
-
-/// Attributes of a request that a filter may name (SCIM names in `name()`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum RequestAttr {
-    Status,
-    GrantStatus,
-    RequestedFor,
-    RequestedBy,
-    ResourceId,
-    ResourceType,
-    Created,
-    LastUpdated,
-}
-
-/// Attributes of a system-log event that a filter may name.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum LogAttr {
-    EventType,
-    TargetId,
-    ActorId,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum AttrKind {
-    Text,
-    Time,
-}
-
-/// What the parser and the SQL compiler need to know about an attribute.
-pub trait Attribute: Copy + 'static {
-    fn all() -> &'static [Self];
-    fn name(self) -> &'static str;
-    fn kind(self) -> AttrKind;
-    fn ops(self) -> &'static [Op];
+/// How an attribute reads in SQL.
+pub trait SqlAttribute: Attribute {
     /// SQL for `attr <op> <placeholder>`; never NULL (nullable columns are wrapped),
     /// so that `not` follows two-valued logic like the in-memory evaluation.
     fn sql(self, op: Op, placeholder: &str) -> String;
 }
 
-const TEXT_OPS: &[Op] = &[Op::Eq, Op::Ne];
-const TIME_OPS: &[Op] = &[Op::Gt, Op::Ge, Op::Lt, Op::Le];
-
 /// `column <op> ?` for a NOT NULL column: plain, so the database can use an index.
 fn column_cmp(column: &str, op: Op, ph: &str) -> String {
-    format!("{column} {} {ph}", op.sql())
+    format!("{column} {} {ph}", op_sql(op))
 }
 
 /// The same for a nullable column: a missing value is "not equal" to anything and
@@ -106,43 +33,11 @@ fn column_cmp(column: &str, op: Op, ph: &str) -> String {
 fn nullable_cmp(column: &str, op: Op, ph: &str) -> String {
     match op {
         Op::Ne => format!("COALESCE({column} <> {ph}, TRUE)"),
-        _ => format!("COALESCE({column} {} {ph}, FALSE)", op.sql()),
+        _ => format!("COALESCE({column} {} {ph}, FALSE)", op_sql(op)),
     }
 }
 
-impl Attribute for RequestAttr {
-    fn all() -> &'static [Self] {
-        use RequestAttr::*;
-        &[Status, GrantStatus, RequestedFor, RequestedBy, ResourceId, ResourceType, Created, LastUpdated]
-    }
-
-    fn name(self) -> &'static str {
-        match self {
-            RequestAttr::Status => "status",
-            RequestAttr::GrantStatus => "grantStatus",
-            RequestAttr::RequestedFor => "requestedFor",
-            RequestAttr::RequestedBy => "requestedBy",
-            RequestAttr::ResourceId => "resourceId",
-            RequestAttr::ResourceType => "resourceType",
-            RequestAttr::Created => "created",
-            RequestAttr::LastUpdated => "lastUpdated",
-        }
-    }
-
-    fn kind(self) -> AttrKind {
-        match self {
-            RequestAttr::Created | RequestAttr::LastUpdated => AttrKind::Time,
-            _ => AttrKind::Text,
-        }
-    }
-
-    fn ops(self) -> &'static [Op] {
-        match self.kind() {
-            AttrKind::Text => TEXT_OPS,
-            AttrKind::Time => TIME_OPS,
-        }
-    }
-
+impl SqlAttribute for RequestAttr {
     fn sql(self, op: Op, ph: &str) -> String {
         let column = match self {
             RequestAttr::Status => "status",
@@ -159,27 +54,7 @@ impl Attribute for RequestAttr {
     }
 }
 
-impl Attribute for LogAttr {
-    fn all() -> &'static [Self] {
-        &[LogAttr::EventType, LogAttr::TargetId, LogAttr::ActorId]
-    }
-
-    fn name(self) -> &'static str {
-        match self {
-            LogAttr::EventType => "eventType",
-            LogAttr::TargetId => "target.id",
-            LogAttr::ActorId => "actor.id",
-        }
-    }
-
-    fn kind(self) -> AttrKind {
-        AttrKind::Text
-    }
-
-    fn ops(self) -> &'static [Op] {
-        &[Op::Eq]
-    }
-
+impl SqlAttribute for LogAttr {
     fn sql(self, op: Op, ph: &str) -> String {
         match self {
             LogAttr::EventType => column_cmp("event_type", op, ph),
@@ -209,7 +84,11 @@ fn to_stored_precision(op: Op, value: &Value) -> Value {
 
 /// Compiles a filter to a SQL boolean expression; values go to `params`,
 /// `placeholder(n)` names the n-th (1-based) parameter (`?` or `$n`).
-pub fn to_sql<A: Attribute>(f: &Filter<A>, params: &mut Vec<Value>, placeholder: &dyn Fn(usize) -> String) -> String {
+pub fn to_sql<A: SqlAttribute>(
+    f: &Filter<A>,
+    params: &mut Vec<Value>,
+    placeholder: &dyn Fn(usize) -> String,
+) -> String {
     match f {
         Filter::Cmp { attr, op, value } => {
             params.push(to_stored_precision(*op, value));
@@ -221,82 +100,14 @@ pub fn to_sql<A: Attribute>(f: &Filter<A>, params: &mut Vec<Value>, placeholder:
     }
 }
 
-/// The same filter evaluated in memory against a request (the reference the SQL is tested against).
-pub fn matches_request(f: &Filter<RequestAttr>, r: &Request) -> bool {
-    match f {
-        Filter::And(a, b) => matches_request(a, r) && matches_request(b, r),
-        Filter::Or(a, b) => matches_request(a, r) || matches_request(b, r),
-        Filter::Not(a) => !matches_request(a, r),
-        Filter::Cmp { attr, op, value } => {
-            let text = |v: Option<&str>| match (v, value) {
-                (Some(v), Value::Text(want)) => match op {
-                    Op::Eq => v == want,
-                    Op::Ne => v != want,
-                    _ => false,
-                },
-                (None, _) => *op == Op::Ne,
-                _ => false,
-            };
-            let time = |t: Timestamp| match value {
-                Value::Time(want) => match op {
-                    Op::Gt => t > *want,
-                    Op::Ge => t >= *want,
-                    Op::Lt => t < *want,
-                    Op::Le => t <= *want,
-                    Op::Eq => t == *want,
-                    Op::Ne => t != *want,
-                },
-                Value::Text(_) => false,
-            };
-            match attr {
-                RequestAttr::Status => text(Some(r.status.as_str())),
-                RequestAttr::GrantStatus => text(r.grant_status.map(|g| g.as_str())),
-                RequestAttr::RequestedFor => text(Some(&r.requested_for.id)),
-                RequestAttr::RequestedBy => text(Some(&r.requested_by.id)),
-                RequestAttr::ResourceId => text(Some(&r.app_id)),
-                RequestAttr::ResourceType => text(Some("APPLICATION")),
-                RequestAttr::Created => time(r.created),
-                RequestAttr::LastUpdated => time(r.last_updated),
-            }
-        }
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub enum OrderBy {
-    Created,
-    LastUpdated,
-}
-
-/// Where the previous page ended (keyset pagination).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RequestCursor {
-    pub at: Timestamp,
-    pub id: String,
-}
-
-#[derive(Clone, Debug)]
-pub struct RequestQuery {
-    pub filter: Option<Filter<RequestAttr>>,
-    pub order_by: OrderBy,
-    pub descending: bool,
-    pub after: Option<RequestCursor>,
-    pub limit: i64,
-}
-
-impl RequestQuery {
-    /// The cursor that continues after this row.
-    pub fn cursor_of(&self, r: &Request) -> RequestCursor {
-        let at = match self.order_by {
-            OrderBy::Created => r.created,
-            OrderBy::LastUpdated => r.last_updated,
-        };
-        RequestCursor { at, id: r.id.clone() }
-    }
-
+/// SQL for a page of requests.
+pub trait QuerySql {
     /// SQL for `WHERE …` (without the keyword) and `ORDER BY …`, with placeholders.
-    pub fn sql(&self, params: &mut Vec<Value>, placeholder: &dyn Fn(usize) -> String) -> (String, String) {
+    fn sql(&self, params: &mut Vec<Value>, placeholder: &dyn Fn(usize) -> String) -> (String, String);
+}
+
+impl QuerySql for RequestQuery {
+    fn sql(&self, params: &mut Vec<Value>, placeholder: &dyn Fn(usize) -> String) -> (String, String) {
         let column = match self.order_by {
             OrderBy::Created => "created",
             OrderBy::LastUpdated => "last_updated",
@@ -318,15 +129,4 @@ impl RequestQuery {
         let where_sql = if clauses.is_empty() { "TRUE".to_string() } else { clauses.join(" AND ") };
         (where_sql, format!("{column} {dir}, id {dir}"))
     }
-}
-
-#[derive(Clone, Debug)]
-pub struct LogQuery {
-    pub filter: Option<Filter<LogAttr>>,
-    pub since: Option<Timestamp>,
-    pub until: Option<Timestamp>,
-    /// The `seq` of the last event of the previous page.
-    pub after: Option<i64>,
-    pub limit: i64,
-    pub descending: bool,
 }

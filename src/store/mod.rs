@@ -1,146 +1,30 @@
-//! Persistence: one [`Store`] trait with coarse, intention-named methods, each
-//! its own transaction. The backend is chosen from the `DATABASE_URL` scheme.
+//! Persistence: the core's [`Store`] port implemented for SQLite and
+//! PostgreSQL, each method its own transaction. The backend is chosen from the
+//! `DATABASE_URL` scheme.
 
 pub mod filter;
 mod postgres;
 mod sqlite;
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use async_trait::async_trait;
-use serde::{Deserialize, Serialize};
-
-use crate::workflow::model::{Assignment, Changeset, LogEvent, Request, Status, Timestamp};
+pub use crate::workflow::ports::{
+    ClaimedJob, Identity, JobOutcome, MessageRef, OutboxCounts, OutboxItem, Store, StoreError,
+};
 
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// The row changed since it was read (optimistic concurrency).
-    #[error("the request changed concurrently")]
-    Conflict,
-    /// An open request for this user and app already exists.
-    #[error("an open request for this user and app exists")]
-    DuplicateOpen,
-    #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
-    #[error("migration error: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
-    #[error("stored data is corrupt: {0}")]
-    Corrupt(String),
-    #[error("{0}")]
-    Unsupported(String),
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> StoreError {
+        StoreError::Database(e.to_string())
+    }
 }
 
-/// A unit of outbound work. `kind` names the deliverer's handler; rows with the
-/// same `ordering_key` are delivered strictly in insertion order.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct OutboxItem {
-    pub ordering_key: String,
-    pub kind: String,
-    pub payload: serde_json::Value,
-    /// Give up (mark failed) when not delivered by then; e.g. a modal's trigger_id.
-    pub deadline: Option<Timestamp>,
-}
-
-#[derive(Clone, Debug)]
-pub struct ClaimedJob {
-    pub id: i64,
-    pub item: OutboxItem,
-    pub attempts: i64,
-    pub created: Timestamp,
-}
-
-#[derive(Clone, Debug)]
-pub enum JobOutcome {
-    Done,
-    Retry { at: Timestamp, error: String },
-    Failed { error: String },
-}
-
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct OutboxCounts {
-    pub pending: i64,
-    pub done: i64,
-    pub failed: i64,
-}
-
-/// A chat message the product posted about a request step, so it can be updated later.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct MessageRef {
-    pub request_id: String,
-    pub step: i64,
-    pub recipient: String,
-    pub channel: String,
-    pub ts: String,
-}
-
-/// Cached chat identity: id, email, and the DM channel once opened.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Identity {
-    pub user_id: String,
-    pub email: Option<String>,
-    pub name: Option<String>,
-    pub dm_channel: Option<String>,
-}
-
-#[async_trait]
-pub trait Store: Send + Sync + 'static {
-    async fn ping(&self) -> Result<(), StoreError>;
-
-    /// Writes a command's request state, assignment change, log events and
-    /// notification intents in one transaction. Fails with `Conflict` when the
-    /// request's version moved since it was read, `DuplicateOpen` when a new
-    /// request collides with an open one.
-    async fn commit(&self, cs: &Changeset) -> Result<(), StoreError>;
-    async fn request(&self, id: &str) -> Result<Option<Request>, StoreError>;
-    async fn open_request(&self, user_id: &str, app_id: &str) -> Result<Option<Request>, StoreError>;
-    /// Requests for or by the user (on-behalf ones included), newest first.
-    async fn requests_for_user(&self, user_id: &str, limit: i64) -> Result<Vec<Request>, StoreError>;
-    /// Open requests whose current step lists any of `people` (ids or emails).
-    async fn pending_for_approver(&self, people: &[String], limit: i64) -> Result<Vec<Request>, StoreError>;
-    /// Open requests, oldest first; only these apps when given.
-    async fn pending_requests(&self, apps: Option<&[String]>, limit: i64) -> Result<Vec<Request>, StoreError>;
-    /// A filtered, keyset-paginated page of requests.
-    async fn list_requests(&self, q: &filter::RequestQuery) -> Result<Vec<Request>, StoreError>;
-    /// A filtered page of system-log events with their sequence numbers (the paging key).
-    async fn list_events(&self, q: &filter::LogQuery) -> Result<Vec<(i64, LogEvent)>, StoreError>;
-    async fn assignment(&self, user_id: &str, app_id: &str) -> Result<Option<Assignment>, StoreError>;
-    /// Time-bound assignments ending before `before`, soonest first.
-    async fn expiring_assignments(&self, before: Timestamp, limit: i64) -> Result<Vec<Assignment>, StoreError>;
-
-    async fn append_events(&self, events: &[LogEvent]) -> Result<(), StoreError>;
-    /// A request's events, oldest first.
-    async fn request_events(&self, request_id: &str) -> Result<Vec<LogEvent>, StoreError>;
-    /// Events of a type, oldest first (tests and operators).
-    async fn events_of_type(&self, event_type: &str, limit: i64) -> Result<Vec<LogEvent>, StoreError>;
-
-    /// Queues work due at `now` (the workflow's clock).
-    async fn enqueue(&self, items: &[OutboxItem], now: Timestamp) -> Result<(), StoreError>;
-    /// Claims up to `limit` due rows for `lease`; a row whose lease lapsed can be
-    /// claimed again. Never returns a row while an older row with its key is undelivered.
-    async fn claim_jobs(&self, now: Timestamp, lease: Duration, limit: i64) -> Result<Vec<ClaimedJob>, StoreError>;
-    async fn finish_job(&self, id: i64, outcome: JobOutcome, now: Timestamp) -> Result<(), StoreError>;
-    /// Gives back claimed rows on shutdown so another worker takes them at once.
-    async fn release_jobs(&self, ids: &[i64]) -> Result<(), StoreError>;
-    async fn outbox_counts(&self) -> Result<OutboxCounts, StoreError>;
-    /// How many requests there are in each status.
-    async fn request_counts(&self) -> Result<Vec<(Status, i64)>, StoreError>;
-
-    async fn record_message(&self, msg: &MessageRef) -> Result<(), StoreError>;
-    async fn messages(&self, request_id: &str, step: i64, recipient: &str) -> Result<Vec<MessageRef>, StoreError>;
-    /// Every message posted about a request (all steps, all recipients), oldest first.
-    async fn request_messages(&self, request_id: &str) -> Result<Vec<MessageRef>, StoreError>;
-
-    async fn identity(&self, user_id: &str) -> Result<Option<Identity>, StoreError>;
-    async fn identity_by_email(&self, email: &str) -> Result<Option<Identity>, StoreError>;
-    /// Inserts or merges (fields given as `None` keep their stored value).
-    async fn save_identity(&self, identity: &Identity) -> Result<(), StoreError>;
-    /// Remembers that a user opened the App Home (so it is kept up to date).
-    async fn mark_home_opened(&self, user_id: &str) -> Result<(), StoreError>;
-    async fn home_opened(&self, user_id: &str) -> Result<bool, StoreError>;
+impl From<sqlx::migrate::MigrateError> for StoreError {
+    fn from(e: sqlx::migrate::MigrateError) -> StoreError {
+        StoreError::Database(format!("migration: {e}"))
+    }
 }
 
 /// Opens (creating and migrating) the store named by a database URL.

@@ -11,9 +11,11 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::types::Json;
 use sqlx::{PgPool, Postgres, Row};
 
-use super::filter::{to_sql, LogQuery, RequestQuery, Value};
+use super::filter::{to_sql, LogQuery, QuerySql, RequestQuery, Value};
 use super::*;
-use crate::workflow::model::{AssignmentChange, AssignmentSource};
+use crate::workflow::model::{
+    Assignment, AssignmentChange, AssignmentSource, Changeset, LogEvent, Request, Status, Timestamp,
+};
 
 pub struct PgStore {
     pool: PgPool,
@@ -249,7 +251,7 @@ impl Store for PgStore {
         for ev in &cs.events {
             insert_event(&mut tx, ev).await?;
         }
-        let items = cs.notices.iter().map(crate::outbox::notice_item).collect::<Result<Vec<_>, _>>()?;
+        let items = cs.notices.iter().map(crate::workflow::ports::notice_item).collect::<Result<Vec<_>, _>>()?;
         insert_jobs(&mut tx, &items, now).await?;
         tx.commit().await?;
         Ok(())

@@ -8,9 +8,11 @@ use chrono::{TimeZone, Utc};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
 use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 
-use super::filter::{to_sql, LogQuery, RequestQuery, Value};
+use super::filter::{to_sql, LogQuery, QuerySql, RequestQuery, Value};
 use super::*;
-use crate::workflow::model::{AssignmentChange, AssignmentSource};
+use crate::workflow::model::{
+    Assignment, AssignmentChange, AssignmentSource, Changeset, LogEvent, Request, Status, Timestamp,
+};
 
 pub struct SqliteStore {
     /// Reads: WAL lets them run beside the writer.
@@ -250,7 +252,7 @@ impl Store for SqliteStore {
         for ev in &cs.events {
             insert_event(&mut tx, ev).await?;
         }
-        let items = cs.notices.iter().map(crate::outbox::notice_item).collect::<Result<Vec<_>, _>>()?;
+        let items = cs.notices.iter().map(crate::workflow::ports::notice_item).collect::<Result<Vec<_>, _>>()?;
         insert_jobs(&mut tx, &items, now).await?;
         tx.commit().await?;
         Ok(())

@@ -5,6 +5,8 @@ pub mod catalog;
 pub mod engine;
 pub mod events;
 pub mod model;
+pub mod ports;
+pub mod query;
 pub mod reload;
 mod service;
 
@@ -79,7 +81,7 @@ pub enum WorkflowError {
     #[error("this step of {request} was already decided")]
     AlreadyDecided { request: String, status: Status, by: Option<String> },
     #[error(transparent)]
-    Store(#[from] crate::store::StoreError),
+    Store(#[from] ports::StoreError),
 }
 
 /// The time source; tests swap in a clock they move by hand.

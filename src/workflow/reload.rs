@@ -4,7 +4,6 @@
 //! admins once with the full list, logs everything, and only then takes effect.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::path::Path;
 
 use serde::Serialize;
 use serde_json::json;
@@ -12,10 +11,9 @@ use serde_json::json;
 use super::catalog::{Catalog, Person, StepDef, TaskAssignee};
 use super::events::EventBuilder;
 use super::model::{Changeset, Notice, OutcomeResult, Request, StepKind, StepState};
+use super::ports::StoreError;
+use super::query::{Filter, Op, OrderBy, RequestAttr, RequestQuery, Value};
 use super::{Actor, Workflow, WorkflowError};
-use crate::config::{self, ConfigError};
-use crate::store::filter::{Filter, Op, OrderBy, RequestAttr, RequestQuery, Value};
-use crate::store::StoreError;
 
 /// Event type of a request stranded by a config change (Okta's name).
 pub const FLAGGED_EVENT: &str = "app.access_request.flagged";
@@ -47,16 +45,6 @@ pub struct ReloadReport {
     /// Requests an earlier reload flagged that this config no longer strands.
     /// They stay flagged (the flag records what happened); an admin resolves them.
     pub no_longer_stranded: Vec<String>,
-}
-
-/// Why a reload from the config file did not take effect.
-#[derive(Debug, thiserror::Error)]
-pub enum ReloadError {
-    /// The file is unreadable or invalid: the running catalog is kept.
-    #[error("{0}")]
-    Invalid(ConfigError),
-    #[error(transparent)]
-    Workflow(#[from] WorkflowError),
 }
 
 /// The pending requests in `pending` that `new` would strand, with a reason
@@ -335,7 +323,7 @@ impl Workflow {
     }
 }
 
-fn canon(aliases: &HashMap<String, String>, p: &Person) -> String {
+pub fn canon(aliases: &HashMap<String, String>, p: &Person) -> String {
     match p {
         Person::Slack(id) => id.clone(),
         Person::Email(e) => aliases.get(e).cloned().unwrap_or_else(|| e.clone()),
@@ -344,7 +332,7 @@ fn canon(aliases: &HashMap<String, String>, p: &Person) -> String {
 
 /// One DM per admin (super admins get the full list, app admins their apps'
 /// requests), and the admin channel feed when configured.
-fn admin_notices(old: &Catalog, new: &Catalog, flagged: &[(Request, String)]) -> Vec<Notice> {
+pub fn admin_notices(old: &Catalog, new: &Catalog, flagged: &[(Request, String)]) -> Vec<Notice> {
     if flagged.is_empty() {
         return Vec::new();
     }
@@ -383,33 +371,23 @@ fn admin_notices(old: &Catalog, new: &Catalog, flagged: &[(Request, String)]) ->
     notices
 }
 
-/// Re-reads and validates `path`, then [`Workflow::reload`]s it. An invalid
-/// file is refused: every problem is logged, a FAILURE `system.config.reload`
-/// event is written, and the running catalog is kept.
-pub async fn from_file(
+/// Records a reload that did not take effect because the file is invalid:
+/// a FAILURE `system.config.reload` event naming every problem.
+pub async fn refused(
     workflow: &Workflow,
-    path: &Path,
     actor: &Actor,
     trigger: &str,
-) -> Result<ReloadReport, ReloadError> {
-    match config::load_catalog(path) {
-        Ok(catalog) => Ok(workflow.reload(actor, trigger, catalog).await?),
-        Err(e) => {
-            for p in &e.problems {
-                tracing::error!(file = %e.file, key = %p.key, problem = %p.message, trigger, "config reload refused");
-            }
-            tracing::error!(file = %e.file, "config reload refused: the running config is kept");
-            let problems: Vec<serde_json::Value> =
-                e.problems.iter().map(|p| json!({"key": p.key, "problem": p.message})).collect();
-            let event = EventBuilder::new(RELOAD_EVENT, actor, workflow.now(), "Config reload refused: invalid file")
-                .outcome(OutcomeResult::Failure, Some(format!("{} problem(s) in {}", e.problems.len(), e.file)))
-                .data("trigger", trigger)
-                .data("problems", problems)
-                .build();
-            workflow.store().append_events(&[event]).await.map_err(WorkflowError::from)?;
-            Err(ReloadError::Invalid(e))
-        }
-    }
+    file: &str,
+    problems: &[(String, String)],
+) -> Result<(), WorkflowError> {
+    let listed: Vec<serde_json::Value> = problems.iter().map(|(k, m)| json!({"key": k, "problem": m})).collect();
+    let event = EventBuilder::new(RELOAD_EVENT, actor, workflow.now(), "Config reload refused: invalid file")
+        .outcome(OutcomeResult::Failure, Some(format!("{} problem(s) in {file}", problems.len())))
+        .data("trigger", trigger)
+        .data("problems", listed)
+        .build();
+    workflow.store().append_events(&[event]).await?;
+    Ok(())
 }
 
 /// Flags what the loaded catalog strands among requests left pending while the
@@ -426,199 +404,4 @@ pub async fn check_on_start(workflow: &Workflow) -> Result<Vec<Flagged>, Workflo
         workflow.commit_changeset(&cs).await?;
     }
     Ok(found.flagged.into_iter().map(|(r, reason)| Flagged { request_id: r.id, reason }).collect())
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-    use super::*;
-    use crate::config::parse_catalog;
-    use crate::workflow::model::{Status, Step};
-    use crate::workflow::Party;
-
-    const BASE: &str = r#"
-[settings]
-admins = ["U0ROOT"]
-
-[groups.security]
-name = "Security Team"
-members = ["U0BOB", "carol@example.com"]
-
-[apps.salesforce]
-name = "Salesforce"
-admins = ["U0SFADMIN"]
-steps = [{ user = "U0ALICE" }, { group = "security" }, { user = "U0DAVE" }]
-
-[apps.github]
-name = "GitHub"
-steps = [{ group = "security" }]
-"#;
-
-    fn cat(text: &str) -> Catalog {
-        parse_catalog("t.toml", text).unwrap()
-    }
-
-    fn step(kind: StepKind, approvers: &[&str], state: StepState) -> Step {
-        Step {
-            kind,
-            approvers: approvers.iter().map(|a| Person::parse(a).unwrap()).collect(),
-            routed_to: None,
-            state,
-            activated: None,
-            decided_by: None,
-            decided: None,
-            comment: None,
-            reminded: None,
-        }
-    }
-
-    fn security() -> StepKind {
-        StepKind::Group { group_id: "security".into(), group_name: "Security Team".into() }
-    }
-
-    fn request(id: &str, app: &str, steps: Vec<Step>) -> Request {
-        let now = chrono::Utc::now();
-        Request {
-            id: id.into(),
-            app_id: app.into(),
-            app_name: app.into(),
-            requested_by: Party::new("U0REQ", None),
-            requested_for: Party::new("U0REQ", None),
-            justification: String::new(),
-            field_values: vec![],
-            status: Status::Pending,
-            current_step: Some(0),
-            steps,
-            created: now,
-            created_by: "U0REQ".into(),
-            last_updated: now,
-            last_updated_by: "U0REQ".into(),
-            resolved: None,
-            grant_status: None,
-            granted: None,
-            reason: None,
-            flagged: None,
-            access_until: None,
-            access_duration: None,
-            revocation_status: None,
-            revoked: None,
-            version: 1,
-        }
-    }
-
-    fn sf(first: StepState) -> Request {
-        request(
-            "reqSF",
-            "salesforce",
-            vec![
-                step(StepKind::User, &["U0ALICE"], first),
-                step(security(), &["U0BOB", "carol@example.com"], StepState::Waiting),
-                step(StepKind::User, &["U0DAVE"], StepState::Waiting),
-            ],
-        )
-    }
-
-    fn gh() -> Request {
-        request("reqGH", "github", vec![step(security(), &["U0BOB", "carol@example.com"], StepState::Pending)])
-    }
-
-    #[test]
-    fn an_unchanged_or_unrelated_config_strands_nothing() {
-        let old = cat(BASE);
-        assert!(check(&old, &old, &[sf(StepState::Pending), gh()]).is_empty());
-        let new = cat(&BASE.replace("name = \"GitHub\"", "name = \"GitHub Enterprise\"\ndescription = \"code\""));
-        assert!(check(&old, &new, &[sf(StepState::Pending), gh()]).is_empty());
-    }
-
-    #[test]
-    fn a_removed_app_strands_its_requests_only() {
-        let old = cat(BASE);
-        let new = cat(&BASE.replace("[apps.github]\nname = \"GitHub\"\nsteps = [{ group = \"security\" }]", ""));
-        assert_eq!(
-            check(&old, &new, &[sf(StepState::Pending), gh()]),
-            [("reqGH".into(), "app github was removed".into())]
-        );
-    }
-
-    #[test]
-    fn self_service_off_strands() {
-        let old = cat(BASE);
-        let new = cat(&BASE.replace("name = \"GitHub\"", "name = \"GitHub\"\nself_service = false"));
-        assert_eq!(check(&old, &new, &[gh()]), [("reqGH".into(), "app github is no longer self-service".into())]);
-    }
-
-    #[test]
-    fn a_removed_approver_strands_only_while_their_step_is_open() {
-        let old = cat(BASE);
-        let new = cat(&BASE.replace("{ user = \"U0ALICE\" }", "{ user = \"U0ERIN\" }"));
-        assert_eq!(
-            check(&old, &new, &[sf(StepState::Pending)]),
-            [("reqSF".into(), "approver U0ALICE of step 1 is no longer configured".into())]
-        );
-        assert!(check(&old, &new, &[sf(StepState::Approved)]).is_empty(), "step 1 was already decided");
-        // Moving a person from a step to the app's admins keeps them where separation of duties routes.
-        let moved = cat(&BASE
-            .replace("admins = [\"U0SFADMIN\"]", "admins = [\"U0SFADMIN\", \"U0ALICE\"]")
-            .replace("{ user = \"U0ALICE\" }", "{ user = \"U0ERIN\" }"));
-        assert!(check(&old, &moved, &[sf(StepState::Pending)]).is_empty());
-    }
-
-    #[test]
-    fn a_removed_or_changed_group_strands_requests_waiting_on_it() {
-        let old = cat(BASE);
-        let without = cat(&BASE
-            .replace("[groups.security]\nname = \"Security Team\"\nmembers = [\"U0BOB\", \"carol@example.com\"]", "")
-            .replace("{ group = \"security\" }, ", "")
-            .replace("steps = [{ group = \"security\" }]", "steps = [{ user = \"U0ERIN\" }]"));
-        let found = check(&old, &without, &[sf(StepState::Pending), gh()]);
-        assert_eq!(
-            found,
-            [
-                ("reqSF".into(), "group security was removed".into()),
-                ("reqGH".into(), "group security was removed".into())
-            ]
-        );
-        let mut emptied = old.clone();
-        emptied.groups.get_mut("security").unwrap().members.clear();
-        assert_eq!(check(&old, &emptied, &[gh()]), [("reqGH".into(), "group security was emptied".into())]);
-        let fewer = cat(&BASE.replace("members = [\"U0BOB\", \"carol@example.com\"]", "members = [\"U0BOB\"]"));
-        assert_eq!(
-            check(&old, &fewer, &[gh()]),
-            [("reqGH".into(), "approver carol@example.com of step 1 is no longer configured".into())]
-        );
-    }
-
-    #[test]
-    fn closed_requests_are_never_stranded_and_aliases_match_people() {
-        let old = cat(BASE);
-        let new = cat(&BASE.replace("\"carol@example.com\"", "\"U0CAROL\""));
-        let mut done = gh();
-        done.status = Status::Approved;
-        assert!(check(&old, &cat(""), &[done]).is_empty());
-        assert_eq!(check(&old, &new, &[gh()]).len(), 1, "without the identity cache the email is someone else");
-        let aliases = HashMap::from([("carol@example.com".to_string(), "U0CAROL".to_string())]);
-        assert!(check_with(&old, &new, &[gh()], &|p| canon(&aliases, p)).is_empty());
-    }
-
-    #[test]
-    fn admins_are_told_once_each() {
-        let old = cat(BASE);
-        let mut new = cat(&BASE.replace("[settings]", "[settings]\nadmin_channel = \"C0ADMINS\""));
-        new.apps.remove("salesforce");
-        let r = sf(StepState::Pending);
-        let notices = admin_notices(&old, &new, &[(r.clone(), "app salesforce was removed".into())]);
-        let to: Vec<String> = notices
-            .iter()
-            .map(|n| match n {
-                Notice::Direct { to, text } => {
-                    assert!(text.contains(&r.id) && text.contains("app salesforce was removed"), "{text}");
-                    to.to_string()
-                }
-                Notice::AdminFeed { channel, .. } => channel.clone(),
-                other => panic!("unexpected {other:?}"),
-            })
-            .collect();
-        assert_eq!(to, ["U0ROOT", "U0SFADMIN", "C0ADMINS"]);
-        assert!(admin_notices(&old, &new, &[]).is_empty());
-    }
 }

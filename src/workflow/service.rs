@@ -9,9 +9,9 @@ use super::catalog::{Catalog, Party};
 use super::engine::{self, Decision, NewRequest};
 use super::events::EventBuilder;
 use super::model::{Changeset, LogEvent, OutcomeResult, Request, Status, WebhookPurpose};
+use super::ports::{OutboxItem, Store, StoreError};
+use super::query::{Filter, Op, OrderBy, RequestAttr, RequestQuery, Value};
 use super::{Actor, Clock, WorkflowError};
-use crate::store::filter::{Filter, Op, OrderBy, RequestAttr, RequestQuery, Value};
-use crate::store::{Store, StoreError};
 
 const MAX_RETRIES: usize = 16;
 
@@ -226,7 +226,7 @@ impl Workflow {
             };
             let before = request.clone();
             if let Some(cs) = engine::timers::access_due(&catalog, &a, request, now) {
-                let revoked = matches!(cs.assignment, Some(crate::workflow::model::AssignmentChange::Revoke { .. }));
+                let revoked = matches!(cs.assignment, Some(super::model::AssignmentChange::Revoke { .. }));
                 match self.commit_from(&cs, before.as_ref()).await {
                     Ok(()) if revoked => report.revoked += 1,
                     Ok(()) => report.warned += 1,
@@ -300,7 +300,7 @@ impl Workflow {
     }
 
     /// Queues outbound work that belongs to no state change (modals, replies, look-ups).
-    pub async fn enqueue(&self, items: &[crate::store::OutboxItem]) -> Result<(), WorkflowError> {
+    pub async fn enqueue(&self, items: &[OutboxItem]) -> Result<(), WorkflowError> {
         self.store.enqueue(items, self.clock.now()).await?;
         self.wake.notify_one();
         Ok(())
