@@ -11,6 +11,7 @@ use serde::Deserialize;
 use crate::workflow::catalog::{
     App, Catalog, FieldDef, FieldKind, Group, Person, Settings, StepDef, TaskAssignee, Webhook,
 };
+use crate::workflow::{ratelimit, Limits, RateLimiter, DEFAULT_REFUSAL_LOG, DEFAULT_SUGGESTIONS};
 
 /// One problem in the config: where and what.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -503,6 +504,26 @@ pub struct Env {
 }
 
 /// A webhook secret by variable name: `NAME`, or the file named by `NAME_FILE`.
+/// The per-person limits: `ACCESSBOT_REQUEST_RATE` (new requests per
+/// `requestedBy`), `ACCESSBOT_SUGGEST_RATE` (suggestions per user) and
+/// `ACCESSBOT_REFUSAL_LOG_RATE` (refusals per actor written to the system
+/// log), each `N/DURATION` or `off`.
+pub fn limits_from_env() -> Result<Limits, String> {
+    let rate = |name: &str, default: Option<(u32, Duration)>| -> Result<RateLimiter, String> {
+        match std::env::var(name) {
+            Ok(v) if !v.trim().is_empty() => {
+                Ok(RateLimiter::from_rate(ratelimit::parse(&v).map_err(|e| format!("{name}: {e}"))?))
+            }
+            _ => Ok(RateLimiter::from_rate(default)),
+        }
+    };
+    Ok(Limits {
+        requests: rate("ACCESSBOT_REQUEST_RATE", Some((ratelimit::DEFAULT_BURST, ratelimit::DEFAULT_PERIOD)))?,
+        suggestions: rate("ACCESSBOT_SUGGEST_RATE", Some(DEFAULT_SUGGESTIONS))?,
+        refusal_log: rate("ACCESSBOT_REFUSAL_LOG_RATE", Some(DEFAULT_REFUSAL_LOG))?,
+    })
+}
+
 pub fn secret_from_env(name: &str) -> Option<String> {
     let mut problems = Vec::new();
     let s = secret_var(&|k| std::env::var(k).ok(), name, &mut problems);

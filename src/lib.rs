@@ -14,8 +14,6 @@ pub mod http;
 pub mod metrics;
 /// Durable delivery of notification intents, with retries and per-key order.
 pub mod outbox;
-/// Per-user limits on creating requests (token buckets, in memory).
-pub mod ratelimit;
 /// App state, router, start and graceful stop.
 pub mod server;
 /// The Slack edge: signatures, slash commands, buttons, Block Kit, Web API.

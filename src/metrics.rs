@@ -15,6 +15,7 @@ pub struct Metrics {
     signature_rejections: IntCounter,
     decisions: IntCounterVec,
     requests_created: IntCounter,
+    refusals: IntCounterVec,
     deliveries: IntCounterVec,
     slack_rate_limited: IntCounter,
     delivery_latency: Histogram,
@@ -78,6 +79,12 @@ impl Default for Metrics {
             ),
             decisions: counter_vec(&r, "decisions_total", "Approver decisions recorded", &["decision"]),
             requests_created: counter(&r, "requests_created_total", "Access requests created"),
+            refusals: counter_vec(
+                &r,
+                "refusals_total",
+                "Refused actions (security.request.blocked), logged or over the per-actor log budget",
+                &["action"],
+            ),
             deliveries: counter_vec(
                 &r,
                 "outbox_deliveries_total",
@@ -114,6 +121,10 @@ impl Metrics {
 
     pub fn request_created(&self) {
         self.requests_created.inc();
+    }
+
+    pub fn refused(&self, action: &str) {
+        self.refusals.with_label_values(&[action]).inc();
     }
 
     pub fn delivery(&self, kind: &str, result: &str) {

@@ -23,8 +23,8 @@ use crate::config::Env;
 use crate::metrics::Metrics;
 use crate::outbox::{Outbox, OutboxConfig};
 use crate::slack::client::SlackClient;
-use crate::slack::deliver::{resolve_email_item, SlackDeliverer};
-use crate::slack::SlackSettings;
+use crate::slack::deliver::SlackDeliverer;
+use crate::slack::{SlackDirectory, SlackSettings};
 use crate::webhook::{DeliveryRouter, WebhookDeliverer};
 use crate::workflow::model::Changeset;
 use crate::workflow::reload::{self, ReloadReport};
@@ -42,8 +42,6 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// The config file, re-read on reload (`POST /admin/reload`, SIGHUP).
     pub config_path: Arc<PathBuf>,
-    /// Requests created per user (chat and API), from `ACCESSBOT_REQUEST_RATE`.
-    pub request_rate: Arc<crate::ratelimit::RateLimiter>,
 }
 
 pub struct Options {
@@ -141,18 +139,8 @@ pub async fn reload_config(
         }
     };
     let report = workflow.reload(actor, trigger, catalog).await?;
-    let mut unresolved = Vec::new();
-    for email in workflow.catalog().emails() {
-        match workflow.store().identity_by_email(&email).await {
-            Ok(Some(_)) => {}
-            Ok(None) => unresolved.push(resolve_email_item(&email)),
-            Err(e) => tracing::warn!(error = %e, "reload: identity cache unavailable; emails resolve on first use"),
-        }
-    }
-    if !unresolved.is_empty() {
-        if let Err(e) = workflow.enqueue(&unresolved).await {
-            tracing::warn!(error = %e, "reload: could not queue email look-ups");
-        }
+    if let Err(e) = workflow.resolve_catalog_people().await {
+        tracing::warn!(error = %e, "reload: could not queue email look-ups; emails resolve on first use");
     }
     Ok(report)
 }
@@ -206,7 +194,7 @@ fn spawn_jobs(workflow: Arc<Workflow>, shutdown: CancellationToken) -> tokio::ta
 
 /// Starts the server on `listener` (port 0 in tests) with its outbox workers.
 pub async fn start(opts: Options, listener: TcpListener) -> anyhow::Result<Running> {
-    let request_rate = Arc::new(crate::ratelimit::RateLimiter::from_env().map_err(anyhow::Error::msg)?);
+    let limits = crate::config::limits_from_env().map_err(anyhow::Error::msg)?;
     let store = crate::store::open(&opts.env.database_url).await?;
     let wake = Arc::new(Notify::new());
     let metrics = Arc::new(Metrics::default());
@@ -221,17 +209,17 @@ pub async fn start(opts: Options, listener: TcpListener) -> anyhow::Result<Runni
             }
         }
     });
-    let workflow =
-        Arc::new(Workflow::new(store.clone(), opts.catalog, opts.clock.clone(), wake.clone()).with_commit_hook(hook));
-
+    let refused = metrics.clone();
+    let client = SlackClient::new(&opts.env.slack_api_base_url, opts.env.bot_token.clone());
+    let workflow = Arc::new(
+        Workflow::new(store.clone(), opts.catalog, opts.clock.clone(), wake.clone())
+            .with_commit_hook(hook)
+            .with_refusal_hook(Arc::new(move |action: &str| refused.refused(action)))
+            .with_directory(Arc::new(SlackDirectory::new(client.clone())))
+            .with_limits(limits),
+    );
     // Resolve configured emails to Slack ids ahead of the first click.
-    let mut unresolved = Vec::new();
-    for email in workflow.catalog().emails() {
-        if store.identity_by_email(&email).await?.is_none() {
-            unresolved.push(resolve_email_item(&email));
-        }
-    }
-    store.enqueue(&unresolved, opts.clock.now()).await?;
+    workflow.resolve_catalog_people().await?;
 
     // Requests left pending while the server was down may be stranded by an edited config.
     match reload::check_on_start(&workflow).await {
@@ -242,8 +230,7 @@ pub async fn start(opts: Options, listener: TcpListener) -> anyhow::Result<Runni
         Err(e) => tracing::error!(error = %e, "could not check pending requests against the config"),
     }
 
-    let client = SlackClient::new(&opts.env.slack_api_base_url, opts.env.bot_token.clone());
-    let slack = Arc::new(SlackDeliverer::new(client, store.clone()).with_catalog_of(&workflow));
+    let slack = Arc::new(SlackDeliverer::new(client, workflow.clone()));
     let webhooks = Arc::new(WebhookDeliverer::new(Arc::new(crate::config::secret_from_env)));
     webhooks.set_workflow(workflow.clone());
     let deliverer = Arc::new(DeliveryRouter { chat: slack, webhooks });
@@ -263,7 +250,6 @@ pub async fn start(opts: Options, listener: TcpListener) -> anyhow::Result<Runni
         }),
         metrics: metrics.clone(),
         config_path: config_path.clone(),
-        request_rate,
     };
     let addr = listener.local_addr()?;
     let app = router(state);

@@ -178,8 +178,12 @@ fn admins_are_told_once_each() {
     let to: Vec<String> = notices
         .iter()
         .map(|n| match n {
-            Notice::Direct { to, text } => {
-                assert!(text.contains(&r.id) && text.contains("app salesforce was removed"), "{text}");
+            Notice::Direct { to, message: DirectMessage::Flagged { items } } => {
+                assert_eq!(items.len(), 1);
+                assert_eq!(
+                    (items[0].request_id.as_str(), items[0].reason.as_str()),
+                    (r.id.as_str(), "app salesforce was removed")
+                );
                 to.to_string()
             }
             Notice::AdminFeed { channel, .. } => channel.clone(),

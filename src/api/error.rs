@@ -152,6 +152,18 @@ impl From<WorkflowError> for ApiError {
             WorkflowError::Invalid(m) => ApiError::new(Kind::Validation).cause(m, "body", "body"),
             WorkflowError::InvalidField { field, message } => ApiError::validation(&field, "body", message),
             WorkflowError::NotFound(what) => ApiError::not_found(what),
+            WorkflowError::UnknownApp { app_id } => ApiError::not_found(format!("catalog entry {app_id}")),
+            WorkflowError::NotRequestable { app_name, .. } => ApiError::validation(
+                "requested.entryId",
+                "body",
+                format!("{app_name} is not requestable (self-service is off)"),
+            ),
+            WorkflowError::TooLong { field, max, given } => {
+                ApiError::validation(&field, "body", format!("at most {max} characters ({given} given)"))
+            }
+            e @ WorkflowError::RateLimited { .. } => {
+                ApiError::new(Kind::RateLimit).cause(e.to_string(), "body", "body")
+            }
             WorkflowError::Forbidden(why) => ApiError::new(Kind::Forbidden).cause(why, "request", "body"),
             WorkflowError::NotPending { request, status } => ApiError::new(Kind::Conflict).cause(
                 format!("{request} is already {}", status.as_str()),

@@ -14,7 +14,7 @@ use super::paging::{base_url, decode_cursor, encode_cursor, paged, Params};
 use crate::server::AppState;
 use crate::store::filter::{OrderBy, RequestAttr, RequestCursor, RequestQuery};
 use crate::workflow::engine::is_request_id;
-use crate::workflow::NewRequest;
+use crate::workflow::{RequestInput, WorkflowError};
 
 const PATH: &str = "/governance/api/v2/requests";
 
@@ -161,38 +161,29 @@ pub async fn create(
     if input.requested.kind != "CATALOG_ENTRY" {
         return Err(ApiError::validation("requested.type", "body", "must be CATALOG_ENTRY"));
     }
-    let wf = &state.workflow;
-    if !wf.catalog().apps.contains_key(&input.requested.entry_id) {
-        return Err(ApiError::not_found(format!("catalog entry {}", input.requested.entry_id)));
-    }
     let for_id = slack_user(&input.requested_for, "requestedFor")?;
     let by_id = match &input.requested_by {
         Some(p) => slack_user(p, "requestedBy")?,
         None => for_id.clone(),
     };
-    if let Err(wait) = state.request_rate.check(&by_id) {
-        tracing::warn!(user = %by_id, "api: request rate limit reached");
-        return Ok(rate_limited(&by_id, wait));
-    }
-    for id in [&for_id, &by_id] {
-        crate::slack::deliver::ensure_identity(wf, id).await?;
-    }
-    let fields = input.requester_field_values.into_iter().map(|f| (f.id, f.value)).collect();
-    let new = NewRequest {
+    let new = RequestInput {
         app_id: input.requested.entry_id,
-        requested_by: wf.party(&by_id).await?,
-        requested_for: wf.party(&for_id).await?,
+        requested_by: by_id.clone(),
+        requested_for: for_id,
         justification: String::new(),
-        fields,
+        fields: input.requester_field_values.into_iter().map(|f| (f.id, f.value)).collect(),
     };
-    let submitted = wf.submit(&actor, new).await?;
+    let submitted = match state.workflow.request(&actor, new).await {
+        Err(WorkflowError::RateLimited { retry_after, .. }) => return Ok(rate_limited(&by_id, retry_after)),
+        other => other?,
+    };
     let status = if submitted.existing { StatusCode::OK } else { StatusCode::ACCEPTED };
     Ok((status, Json(RequestDto::from_request(&submitted.request, &base_url(&headers)))).into_response())
 }
 
 /// 429 `E0000047` with `Retry-After` (whole seconds, rounded up).
 fn rate_limited(user: &str, wait: std::time::Duration) -> Response {
-    let secs = crate::ratelimit::retry_secs(wait);
+    let secs = crate::workflow::retry_secs(wait);
     let mut res = ApiError::new(Kind::RateLimit)
         .cause(format!("{user} is creating requests too fast; try again in {secs} s"), "requestedBy", "body")
         .into_response();
@@ -249,10 +240,6 @@ pub async fn post_message(
 ) -> Result<(StatusCode, Json<MessageDto>), ApiError> {
     let input = body(input)?;
     load(&state, &id).await?;
-    let chars = input.message.trim().chars().count();
-    if chars == 0 || chars > 5000 {
-        return Err(ApiError::validation("message", "body", "a message is 1 to 5000 characters"));
-    }
     let r = state.workflow.post_message(&actor, &id, &input.message).await?;
     let events = state.workflow.store().request_events(&id).await.map_err(ApiError::internal)?;
     let ev = events

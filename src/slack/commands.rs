@@ -9,11 +9,12 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::blocks::{self, ephemeral, ephemeral_list, esc, summary, who};
+use super::modals;
 use super::verify::SignedBody;
-use super::{deliver, modals};
+use super::Problem;
 use crate::server::AppState;
 use crate::workflow::model::{Request, Status};
-use crate::workflow::{Actor, NewRequest, Party, WorkflowError};
+use crate::workflow::{Actor, Party, RequestInput, WorkflowError};
 
 const LIST_LIMIT: i64 = 25;
 
@@ -63,9 +64,9 @@ pub async fn handle(State(state): State<AppState>, signed: SignedBody) -> Respon
     let text = form.text.unwrap_or_default();
     let reply = match super::actor(&state.workflow, &user_id).await {
         Ok(actor) => run(&state, &actor, text.trim(), form.trigger_id.as_deref()).await,
-        Err(e) => Err(e),
+        Err(e) => Err(e.into()),
     };
-    Json(reply.unwrap_or_else(|e| ephemeral(&super::explain(&e)))).into_response()
+    Json(reply.unwrap_or_else(|p| ephemeral(&p.text()))).into_response()
 }
 
 /// `<@U123|name>`, `<@U123>` or a bare `U123`.
@@ -87,15 +88,15 @@ pub fn word(s: &str) -> (&str, &str) {
     }
 }
 
-fn need<'a>(arg: &'a str, usage: &str) -> Result<&'a str, WorkflowError> {
+fn need<'a>(arg: &'a str, usage: &str) -> Result<&'a str, Problem> {
     if arg.is_empty() {
-        Err(WorkflowError::Invalid(format!("Usage: `{usage}`")))
+        Err(Problem::Said(format!("Usage: `{usage}`")))
     } else {
         Ok(arg)
     }
 }
 
-async fn run(state: &AppState, actor: &Actor, text: &str, trigger: Option<&str>) -> Result<Value, WorkflowError> {
+async fn run(state: &AppState, actor: &Actor, text: &str, trigger: Option<&str>) -> Result<Value, Problem> {
     let wf = &state.workflow;
     let (cmd, rest) = word(text);
     match cmd.to_ascii_lowercase().as_str() {
@@ -138,12 +139,12 @@ async fn run(state: &AppState, actor: &Actor, text: &str, trigger: Option<&str>)
                     ":bulb: Thanks! Your suggestion was sent to the technical contact{to}. They will follow up with you."
                 )))
             }
-            Err(WorkflowError::InvalidField { field, .. }) if field == "suggestion" => Err(WorkflowError::Invalid(
+            Err(WorkflowError::InvalidField { field, .. }) if field == "suggestion" => Err(Problem::Said(
                 "Say which app you need and why, e.g. `/access suggest Figma — design reviews for the web team` \
                  (at most 2000 characters)."
                     .into(),
             )),
-            Err(e) => Err(e),
+            Err(e) => Err(e.into()),
         },
         "admin" => admin(state, actor, rest).await,
         other => Ok(ephemeral(&format!("Unknown command `{}`.\n\n{USAGE}", esc(other)))),
@@ -176,7 +177,7 @@ fn apps(state: &AppState) -> Value {
 
 /// `/access request …`: submits at once, or opens a form when the app needs
 /// answers the command text cannot give; `/access request` alone opens the app picker.
-async fn request(state: &AppState, actor: &Actor, text: &str, trigger: Option<&str>) -> Result<Value, WorkflowError> {
+async fn request(state: &AppState, actor: &Actor, text: &str, trigger: Option<&str>) -> Result<Value, Problem> {
     let wf = &state.workflow;
     let (app_word, rest) = word(text);
     if app_word.is_empty() {
@@ -184,75 +185,66 @@ async fn request(state: &AppState, actor: &Actor, text: &str, trigger: Option<&s
         return Ok(ephemeral(":memo: Opening the form…"));
     }
     let app_id = app_word.to_ascii_lowercase();
+    let (for_user, justification) = beneficiary(rest)?;
+    let requested_for = for_user.unwrap_or_else(|| actor.party.id.clone());
     let catalog = wf.catalog();
-    let Some(app) = catalog.apps.get(&app_id) else {
-        return Err(WorkflowError::Invalid(format!(
-            "There is no app `{}`. `/access apps` lists what you can request, and `/access suggest` asks for a new one.",
-            esc(&app_id)
-        )));
-    };
-    if !app.self_service {
-        return Err(WorkflowError::Invalid(format!("{} is not requestable; ask an admin.", esc(&app.name))));
-    }
-    // `for <@U…|name>` right after the app names the beneficiary.
-    let (mut for_user, mut justification) = (None, rest);
-    let (w, tail) = word(rest);
-    if w.eq_ignore_ascii_case("for") {
-        let (who_word, after) = word(tail);
-        match parse_user(who_word) {
-            Some(u) => (for_user, justification) = (Some(u), after),
-            None if who_word.starts_with('@') || who_word.starts_with("<@") => {
-                return Err(WorkflowError::Invalid(format!(
-                    "`{}` is not a user: mention them as @name so Slack sends their id. \
-                     Usage: `/access request <app> for @someone [justification…]`",
-                    esc(who_word)
-                )));
-            }
-            None => {}
-        }
-    }
-    let requested_for = match &for_user {
-        Some(u) => {
-            deliver::ensure_identity(wf, u).await?;
-            wf.party(u).await?
-        }
-        None => actor.party.clone(),
-    };
-    let on_behalf = !requested_for.is(&actor.party);
-    // When on-behalf requests are off the workflow refuses (and logs it); no form first.
-    if modals::needs_form(app, justification) && (!on_behalf || catalog.settings.allow_request_on_behalf) {
-        if let Some(existing) = wf.store().open_request(&requested_for.id, &app.id).await? {
+    if let Some(app) = catalog.apps.get(&app_id).filter(|a| modals::needs_form(a, justification)) {
+        // A form only after the checks its submission would get.
+        if let Some(existing) = wf.check_request(actor, &app.id, &actor.party.id, &requested_for).await? {
             return Ok(ephemeral(&submitted(&existing, true, actor)));
         }
-        let view = modals::request_form(app, on_behalf.then_some(requested_for.id.as_str()), justification);
-        modals::open(wf, trigger, view).await?;
+        let on_behalf = (requested_for != actor.party.id).then_some(requested_for.as_str());
+        modals::open(wf, trigger, modals::request_form(app, on_behalf, justification)).await?;
         return Ok(ephemeral(&format!(":memo: Opening the form for *{}*…", esc(&app.name))));
     }
-    if let Err(wait) = state.request_rate.check(&actor.party.id) {
-        tracing::warn!(user = %actor.party.id, "slack: request rate limit reached");
-        return Ok(ephemeral(&too_fast(wait)));
-    }
-    let input = NewRequest {
-        app_id: app.id.clone(),
-        requested_by: actor.party.clone(),
+    let input = RequestInput {
+        app_id,
+        requested_by: actor.party.id.clone(),
         requested_for,
         justification: justification.to_string(),
         fields: Vec::new(),
     };
-    let s = wf.submit(actor, input).await?;
+    let s = wf.request(actor, input).await?;
     Ok(ephemeral(&submitted(&s.request, s.existing, actor)))
+}
+
+/// `for <@U…|name>` right after the app names the beneficiary; the rest is the justification.
+fn beneficiary(rest: &str) -> Result<(Option<String>, &str), Problem> {
+    let (w, tail) = word(rest);
+    if !w.eq_ignore_ascii_case("for") {
+        return Ok((None, rest));
+    }
+    let (who_word, after) = word(tail);
+    match parse_user(who_word) {
+        Some(u) => Ok((Some(u), after)),
+        None if who_word.starts_with('@') || who_word.starts_with("<@") => Err(Problem::Said(format!(
+            "`{}` is not a user: mention them as @name so Slack sends their id. \
+             Usage: `/access request <app> for @someone [justification…]`",
+            esc(who_word)
+        ))),
+        None => Ok((None, rest)),
+    }
 }
 
 /// The reply when a user creates requests faster than `ACCESSBOT_REQUEST_RATE` allows.
 pub fn too_fast(wait: std::time::Duration) -> String {
     format!(
         ":hourglass_flowing_sand: You're creating requests too fast; try again in {} s.",
-        crate::ratelimit::retry_secs(wait)
+        crate::workflow::retry_secs(wait)
     )
 }
 
 fn submitted(r: &Request, existing: bool, actor: &Actor) -> String {
     let for_other = !r.requested_for.is(&actor.party);
+    if r.status == Status::Submitted {
+        return format!(
+            ":inbox_tray: Request `{}` for *{}* submitted. It goes to its approvers as soon as Slack confirms who {} \
+             (usually within seconds).",
+            r.id,
+            esc(&r.app_name),
+            if for_other { format!("{} is", who(&r.requested_for.id)) } else { "you are".to_string() }
+        );
+    }
     if existing {
         let whose =
             if for_other { format!("{} already has", who(&r.requested_for.id)) } else { "You already have".into() };
@@ -301,17 +293,17 @@ fn submitted(r: &Request, existing: bool, actor: &Actor) -> String {
     }
 }
 
-async fn target_user(state: &AppState, arg: &str, usage: &str) -> Result<Party, WorkflowError> {
+async fn target_user(state: &AppState, arg: &str, usage: &str) -> Result<Party, Problem> {
     let id = parse_user(need(arg, usage)?).ok_or_else(|| {
-        WorkflowError::Invalid(format!(
+        Problem::Said(format!(
             "`{}` is not a user: mention them as @name so Slack sends their id. Usage: `{usage}`",
             esc(arg)
         ))
     })?;
-    state.workflow.party(&id).await
+    Ok(state.workflow.party(&id).await?)
 }
 
-async fn admin(state: &AppState, actor: &Actor, text: &str) -> Result<Value, WorkflowError> {
+async fn admin(state: &AppState, actor: &Actor, text: &str) -> Result<Value, Problem> {
     let wf = &state.workflow;
     let (sub, rest) = word(text);
     match sub.to_ascii_lowercase().as_str() {

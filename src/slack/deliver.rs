@@ -1,6 +1,6 @@
 //! Delivers outbox rows through the Slack Web API: DMs to approvers and
 //! requesters, updates of every message of a step, modals, ephemeral
-//! responses and identity look-ups (cached in the store).
+//! responses; identity look-ups are the workflow's (`Notice::Resolve`).
 
 use std::sync::Arc;
 
@@ -9,18 +9,20 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::client::{ApiError, SlackClient};
-use super::{blocks, home};
+use super::directory::SlackDirectory;
+use super::{blocks, home, notices};
 use crate::outbox::{Deliverer, Delivery, NOTICE};
 use crate::store::{ClaimedJob, Identity, MessageRef, OutboxItem, Store};
 use crate::workflow::model::{Notice, Request, StepKind};
-use crate::workflow::{Catalog, Party, Person};
+use crate::workflow::ports::{Directory, DirectoryError};
+use crate::workflow::{Party, Person, Workflow};
 
 pub const VIEWS_OPEN: &str = "slack.views_open";
 pub const RESPOND: &str = "slack.respond";
-pub const RESOLVE_EMAIL: &str = "identity.email";
-pub const RESOLVE_USER: &str = "identity.user";
 /// One reply in one message's thread (a `Notice::Thread` fans out to these).
 pub const THREAD_REPLY: &str = "slack.thread_reply";
+/// A private reply as a DM, where a click has no `response_url` (the App Home).
+pub const DM: &str = "slack.dm";
 
 #[derive(Serialize, Deserialize)]
 struct ViewsOpen {
@@ -60,46 +62,21 @@ pub fn respond_item(url: &str, text: &str) -> OutboxItem {
     }
 }
 
-pub fn resolve_email_item(email: &str) -> OutboxItem {
+pub fn dm_item(user_id: &str, text: &str) -> OutboxItem {
     OutboxItem {
-        ordering_key: format!("identity:{email}"),
-        kind: RESOLVE_EMAIL.into(),
-        payload: json!({"email": email}),
+        ordering_key: format!("direct:{user_id}"),
+        kind: DM.into(),
+        payload: json!({"user_id": user_id, "text": text}),
         deadline: None,
     }
 }
-
-pub fn resolve_user_item(user_id: &str) -> OutboxItem {
-    OutboxItem {
-        ordering_key: format!("identity:{user_id}"),
-        kind: RESOLVE_USER.into(),
-        payload: json!({"user_id": user_id}),
-        deadline: None,
-    }
-}
-
-/// Queues a `users.info` look-up the first time a Slack user is seen (their email
-/// matches people configured by email).
-pub async fn ensure_identity(
-    workflow: &crate::workflow::Workflow,
-    user_id: &str,
-) -> Result<(), crate::workflow::WorkflowError> {
-    let store = workflow.store();
-    if store.identity(user_id).await?.is_none() {
-        store.save_identity(&Identity { user_id: user_id.to_string(), ..Default::default() }).await?;
-        workflow.enqueue(&[resolve_user_item(user_id)]).await?;
-    }
-    Ok(())
-}
-
-/// Reads the catalog as currently loaded (it can be reloaded while the deliverer runs).
-pub type CatalogSource = Arc<dyn Fn() -> Arc<Catalog> + Send + Sync>;
 
 pub struct SlackDeliverer {
     client: SlackClient,
+    directory: SlackDirectory,
     store: Arc<dyn Store>,
-    /// For the admin part of the App Home; without it the App Home has no admin section.
-    catalog: Option<CatalogSource>,
+    /// Resolves identities and gives the catalog (the admin part of the App Home).
+    workflow: Arc<Workflow>,
 }
 
 fn failed(e: ApiError) -> Delivery {
@@ -108,6 +85,13 @@ fn failed(e: ApiError) -> Delivery {
             Delivery::Retry { after: retry_after, error, rate_limited }
         }
         ApiError::Permanent(error) => Delivery::Failed(error),
+    }
+}
+
+fn from_directory(e: DirectoryError) -> ApiError {
+    match e {
+        DirectoryError::Transient(error) => ApiError::Transient { error, retry_after: None, rate_limited: false },
+        DirectoryError::Permanent(error) => ApiError::Permanent(error),
     }
 }
 
@@ -120,59 +104,28 @@ fn bad_payload(e: serde_json::Error) -> Delivery {
 }
 
 impl SlackDeliverer {
-    pub fn new(client: SlackClient, store: Arc<dyn Store>) -> SlackDeliverer {
-        SlackDeliverer { client, store, catalog: None }
-    }
-
-    /// Gives the deliverer the current catalog (who administers what, for the App Home).
-    pub fn with_catalog(mut self, catalog: CatalogSource) -> SlackDeliverer {
-        self.catalog = Some(catalog);
-        self
-    }
-
-    /// Reads the catalog from the workflow (it follows config reloads).
-    pub fn with_catalog_of(self, workflow: &Arc<crate::workflow::Workflow>) -> SlackDeliverer {
-        let workflow = workflow.clone();
-        self.with_catalog(Arc::new(move || workflow.catalog()))
+    pub fn new(client: SlackClient, workflow: Arc<Workflow>) -> SlackDeliverer {
+        let store = workflow.store().clone();
+        SlackDeliverer { directory: SlackDirectory::new(client.clone()), client, store, workflow }
     }
 
     /// The Slack id of a configured person (emails via `users.lookupByEmail`, cached).
     async fn user_id(&self, person: &Person) -> Result<String, ApiError> {
-        match person {
-            Person::Slack(id) => Ok(id.clone()),
-            Person::Email(email) => {
-                if let Some(i) = self.store.identity_by_email(email).await.map_err(db)? {
-                    return Ok(i.user_id);
-                }
-                self.lookup_email(email).await
-            }
+        let email = match person {
+            Person::Slack(id) => return Ok(id.clone()),
+            Person::Email(email) => email,
+        };
+        if let Some(i) = self.store.identity_by_email(email).await.map_err(db)? {
+            return Ok(i.user_id);
         }
-    }
-
-    async fn lookup_email(&self, email: &str) -> Result<String, ApiError> {
-        let res = self.client.call_form("users.lookupByEmail", &[("email", email)]).await?;
-        let user = &res["user"];
-        let id = user["id"].as_str().ok_or_else(|| ApiError::Permanent("users.lookupByEmail: no user id".into()))?;
-        let identity = Identity {
-            user_id: id.to_string(),
-            email: Some(email.to_ascii_lowercase()),
-            name: user["real_name"].as_str().or(user["name"].as_str()).map(str::to_string),
-            dm_channel: None,
-        };
-        self.store.save_identity(&identity).await.map_err(db)?;
-        Ok(id.to_string())
-    }
-
-    async fn lookup_user(&self, user_id: &str) -> Result<(), ApiError> {
-        let res = self.client.call_form("users.info", &[("user", user_id)]).await?;
-        let user = &res["user"];
-        let identity = Identity {
-            user_id: user_id.to_string(),
-            email: user["profile"]["email"].as_str().map(str::to_string),
-            name: user["real_name"].as_str().or(user["name"].as_str()).map(str::to_string),
-            dm_channel: None,
-        };
-        self.store.save_identity(&identity).await.map_err(db)
+        match self.directory.by_email(email).await {
+            Ok(Some(found)) => {
+                self.store.save_identity(&found).await.map_err(db)?;
+                Ok(found.user_id)
+            }
+            Ok(None) => Err(ApiError::Permanent(format!("users.lookupByEmail: no user has the email {email}"))),
+            Err(e) => Err(from_directory(e)),
+        }
     }
 
     /// The DM channel with a user (`conversations.open`, cached).
@@ -258,14 +211,16 @@ impl SlackDeliverer {
                 let (text, blocks) = blocks::requester(request.as_ref(), app_name, event);
                 self.post(&channel, &text, &blocks).await.map(|_| ())
             }
-            Notice::AdminFeed { channel, text } => {
-                let blocks = [blocks::section(text)];
-                self.post(channel, text, &blocks).await.map(|_| ())
+            Notice::AdminFeed { channel, event } => {
+                let text = notices::feed(event);
+                let blocks = [blocks::section(&text)];
+                self.post(channel, &text, &blocks).await.map(|_| ())
             }
             // One row per message: posting every reply from this row would post the
             // first ones again whenever a later one failed and the row was retried.
             // Rows keyed per message keep each thread's replies in order.
-            Notice::Thread { request_id, text } => {
+            Notice::Thread { request_id, event } => {
+                let text = notices::thread(event);
                 let replies: Vec<OutboxItem> = self
                     .store
                     .request_messages(request_id)
@@ -281,11 +236,9 @@ impl SlackDeliverer {
                     .collect();
                 self.store.enqueue(&replies, queued).await.map_err(db)
             }
-            Notice::Direct { to, text } => {
+            Notice::Direct { to, message } => {
                 let user = self.user_id(to).await?;
-                let channel = self.dm(&user).await?;
-                let (fallback, blocks) = blocks::direct(text);
-                self.post(&channel, &fallback, &blocks).await.map(|_| ())
+                self.direct(&user, &notices::direct_text(message)).await
             }
             Notice::HomeChanged { users } => {
                 for u in users {
@@ -293,8 +246,16 @@ impl SlackDeliverer {
                 }
                 Ok(())
             }
+            Notice::Resolve { person } => self.workflow.resolve(person).await.map_err(from_directory),
             Notice::Webhook { .. } => Err(ApiError::Permanent("webhooks are not delivered through Slack".into())),
         }
+    }
+
+    /// A direct message of mrkdwn text (escaped by whoever built it).
+    async fn direct(&self, user_id: &str, text: &str) -> Result<(), ApiError> {
+        let channel = self.dm(user_id).await?;
+        let (fallback, blocks) = blocks::direct(text);
+        self.post(&channel, &fallback, &blocks).await.map(|_| ())
     }
 
     /// Republishes the App Home of a user who has opened it (`views.publish`):
@@ -312,15 +273,14 @@ impl SlackDeliverer {
         if !self.store.home_opened(&user_id).await.map_err(db)? {
             return Ok(());
         }
-        let mut identity = self.store.identity(&user_id).await.map_err(db)?;
-        // Approvers configured by email need the user's email; look it up once.
-        if identity.as_ref().is_none_or(|i| i.email.is_none() && i.name.is_none()) {
-            match self.lookup_user(&user_id).await {
-                Ok(()) => identity = self.store.identity(&user_id).await.map_err(db)?,
-                Err(e) => tracing::warn!(error = ?e, "users.info failed; App Home without email-based approvals"),
+        // Approvers configured by email need the user's email.
+        let email = match self.workflow.person(&user_id).await {
+            Ok(p) => p.email,
+            Err(e) => {
+                tracing::warn!(error = %e, "App Home without email-based approvals: user not identified");
+                None
             }
-        }
-        let email = identity.and_then(|i| i.email).map(|e| e.to_ascii_lowercase());
+        };
         let party = Party::new(user_id.clone(), email.clone());
 
         let mine = self.store.requests_for_user(&user_id, home::MINE_LIMIT).await.map_err(db)?;
@@ -334,21 +294,16 @@ impl SlackDeliverer {
             .into_iter()
             .filter(|r| !r.involves_as_requester(&party))
             .collect();
-        let admin = match &self.catalog {
-            Some(catalog) => {
-                let catalog = catalog();
-                if catalog.is_super_admin(&party) {
-                    Some(self.store.pending_requests(None, home::ADMIN_LIMIT).await.map_err(db)?)
-                } else {
-                    let apps = catalog.administered_apps(&party);
-                    if apps.is_empty() {
-                        None
-                    } else {
-                        Some(self.store.pending_requests(Some(&apps), home::ADMIN_LIMIT).await.map_err(db)?)
-                    }
-                }
+        let catalog = self.workflow.catalog();
+        let admin = if catalog.is_super_admin(&party) {
+            Some(self.store.pending_requests(None, home::ADMIN_LIMIT).await.map_err(db)?)
+        } else {
+            let apps = catalog.administered_apps(&party);
+            if apps.is_empty() {
+                None
+            } else {
+                Some(self.store.pending_requests(Some(&apps), home::ADMIN_LIMIT).await.map_err(db)?)
             }
-            None => None,
         };
         let view =
             home::view(&home::Home { user_id: &user_id, mine: &mine, approvals: &approvals, admin: admin.as_deref() });
@@ -389,17 +344,13 @@ impl Deliverer for SlackDeliverer {
                 }
                 Err(e) => return bad_payload(e),
             },
+            DM => match (payload["user_id"].as_str(), payload["text"].as_str()) {
+                (Some(user), Some(text)) => self.direct(user, text).await,
+                _ => return Delivery::Failed("slack.dm without a user or text".into()),
+            },
             RESPOND => match serde_json::from_value::<Respond>(payload) {
                 Ok(r) => self.client.respond(&r.url, &r.body).await,
                 Err(e) => return bad_payload(e),
-            },
-            RESOLVE_EMAIL => match payload["email"].as_str() {
-                Some(email) => self.lookup_email(email).await.map(|_| ()),
-                None => return Delivery::Failed("identity.email without an email".into()),
-            },
-            RESOLVE_USER => match payload["user_id"].as_str() {
-                Some(id) => self.lookup_user(id).await,
-                None => return Delivery::Failed("identity.user without a user id".into()),
             },
             other => return Delivery::Failed(format!("unknown outbox kind `{other}`")),
         };

@@ -7,7 +7,6 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
 
-use super::deliver;
 use super::verify::SignedBody;
 use crate::outbox::notice_item;
 use crate::server::AppState;
@@ -55,8 +54,8 @@ pub async fn handle(State(state): State<AppState>, signed: SignedBody) -> Respon
 /// The user opened the App Home: keep it up to date from now on, and publish it.
 async fn home_opened(state: &AppState, user: &str) -> Result<(), WorkflowError> {
     let wf = &state.workflow;
-    // First the identity look-up (their email matches approvers configured by email).
-    deliver::ensure_identity(wf, user).await?;
+    // Known from now on (their email matches approvers configured by email).
+    wf.party(user).await?;
     wf.store().mark_home_opened(user).await?;
     let notice = Notice::HomeChanged { users: vec![Person::Slack(user.to_string())] };
     wf.enqueue(&[notice_item(&notice)?]).await

@@ -10,13 +10,13 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::blocks::{self, esc, who};
-use super::deliver::respond_item;
+use super::deliver::{dm_item, respond_item};
 use super::modals::{self, Meta};
 use super::verify::SignedBody;
-use crate::outbox::notice_item;
 use crate::server::AppState;
 use crate::workflow::model::Notice;
-use crate::workflow::{Actor, Decision, NewRequest, Person, WorkflowError};
+use crate::workflow::ports::notice_item;
+use crate::workflow::{Actor, Decision, Person, RequestInput, WorkflowError};
 
 #[derive(Deserialize)]
 struct Form {
@@ -108,16 +108,7 @@ async fn reply(state: &AppState, actor: &Actor, payload: &Value, text: &str) {
             tracing::warn!("slack: ignoring a response_url outside Slack's hosts");
             return;
         }
-        None if from_home(payload) => {
-            let notice = Notice::Direct { to: Person::Slack(actor.party.id.clone()), text: text.to_string() };
-            match notice_item(&notice) {
-                Ok(item) => item,
-                Err(e) => {
-                    tracing::error!(error = %e, "could not build a reply");
-                    return;
-                }
-            }
-        }
+        None if from_home(payload) => dm_item(&actor.party.id, text),
         None => return,
     };
     if let Err(e) = state.workflow.enqueue(&[item]).await {
@@ -239,11 +230,19 @@ fn existing_view(r: &crate::workflow::model::Request, actor: &Actor) -> Value {
     json!({"response_action": "update", "view": modals::notice("Request access", &text)})
 }
 
+/// The app can no longer be requested from this form: say so in its place.
+fn gone_view(app_id: &str) -> Value {
+    let text = format!("`{}` is no longer requestable. `/access apps` lists what you can request.", esc(app_id));
+    json!({"response_action": "update", "view": modals::notice("Request access", &text)})
+}
+
 /// Submits a request from a modal; the outbox DMs tell the requester how it went.
-async fn submit(state: &AppState, actor: &Actor, view: &Value, input: NewRequest) -> Value {
-    match state.workflow.submit(actor, input).await {
+async fn submit(state: &AppState, actor: &Actor, view: &Value, input: RequestInput) -> Value {
+    let app_id = input.app_id.clone();
+    match state.workflow.request(actor, input).await {
         Ok(s) if s.existing => existing_view(&s.request, actor),
         Ok(_) => json!({"response_action": "clear"}),
+        Err(WorkflowError::UnknownApp { .. } | WorkflowError::NotRequestable { .. }) => gone_view(&app_id),
         Err(e) => field_error(view, &e),
     }
 }
@@ -255,25 +254,21 @@ async fn request_form(state: &AppState, actor: &Actor, view: &Value) -> Value {
         return json!({"response_action": "update", "view": modals::notice("Request access", "This form is out of date; run `/access request` again.")});
     };
     let catalog = wf.catalog();
-    let Some(app) = catalog.apps.get(&meta.app).filter(|a| a.self_service) else {
-        let text = format!("`{}` is no longer requestable. `/access apps` lists what you can request.", esc(&meta.app));
-        return json!({"response_action": "update", "view": modals::notice("Request access", &text)});
-    };
+    // The app's definition reads the form; whether it may be requested is the workflow's call.
+    let Some(app) = catalog.apps.get(&meta.app) else { return gone_view(&meta.app) };
     let fields = match modals::read_fields(app, view, wf.now()) {
         Ok(f) => f,
         Err(errors) => return modals::errors(errors),
     };
-    let requested_for = match &meta.for_user {
-        Some(u) => match wf.party(u).await {
-            Ok(p) => p,
-            Err(e) => return field_error(view, &e),
-        },
-        None => actor.party.clone(),
-    };
     let justification =
         fields.iter().find(|(id, _)| id == modals::JUSTIFICATION).map(|(_, v)| v.clone()).unwrap_or_default();
-    let input =
-        NewRequest { app_id: app.id.clone(), requested_by: actor.party.clone(), requested_for, justification, fields };
+    let input = RequestInput {
+        app_id: app.id.clone(),
+        requested_by: actor.party.id.clone(),
+        requested_for: meta.for_user.unwrap_or_else(|| actor.party.id.clone()),
+        justification,
+        fields,
+    };
     submit(state, actor, view, input).await
 }
 
@@ -281,27 +276,20 @@ async fn request_form(state: &AppState, actor: &Actor, view: &Value) -> Value {
 async fn request_pick(state: &AppState, actor: &Actor, view: &Value) -> Value {
     let wf = &state.workflow;
     let catalog = wf.catalog();
-    let app = modals::value(view, modals::APP_BLOCK).and_then(|id| catalog.apps.get(&id).filter(|a| a.self_service));
-    let Some(app) = app else {
-        return modals::errors(
-            [(modals::APP_BLOCK.to_string(), "Choose one of the apps in the list".to_string())].into(),
-        );
+    let choose =
+        || modals::errors([(modals::APP_BLOCK.to_string(), "Choose one of the apps in the list".to_string())].into());
+    let Some(app) = modals::value(view, modals::APP_BLOCK).and_then(|id| catalog.apps.get(&id)) else {
+        return choose();
     };
     let justification = modals::value(view, modals::JUSTIFICATION).unwrap_or_default();
-    match wf.store().open_request(&actor.party.id, &app.id).await {
+    match wf.check_request(actor, &app.id, &actor.party.id, &actor.party.id).await {
         Ok(Some(existing)) => return existing_view(&existing, actor),
         Ok(None) => {}
-        Err(e) => return field_error(view, &e.into()),
+        Err(WorkflowError::UnknownApp { .. } | WorkflowError::NotRequestable { .. }) => return choose(),
+        Err(e) => return field_error(view, &e),
     }
     if modals::has_more_to_ask(app, &justification) {
         return json!({"response_action": "update", "view": modals::request_form(app, None, &justification)});
     }
-    let input = NewRequest {
-        app_id: app.id.clone(),
-        requested_by: actor.party.clone(),
-        requested_for: actor.party.clone(),
-        justification,
-        fields: Vec::new(),
-    };
-    submit(state, actor, view, input).await
+    submit(state, actor, view, RequestInput::own(actor, &app.id, &justification)).await
 }

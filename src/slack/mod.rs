@@ -5,10 +5,14 @@ pub mod blocks;
 pub mod client;
 mod commands;
 pub mod deliver;
+mod directory;
 mod events;
 mod home;
 mod interactions;
 mod modals;
+mod notices;
+
+pub use directory::SlackDirectory;
 pub mod verify;
 
 /// The pure parsers the handlers run on what Slack sends, before acting (no I/O,
@@ -24,7 +28,7 @@ use axum::Router;
 
 use crate::config::Secret;
 use crate::server::AppState;
-use crate::workflow::{Actor, Source, Workflow, WorkflowError};
+use crate::workflow::{Actor, RateLimited, Source, Workflow, WorkflowError};
 
 /// What the Slack edge needs to know about its workspace(s).
 #[derive(Clone, Debug)]
@@ -65,10 +69,31 @@ pub fn router() -> Router<AppState> {
         .route("/slack/events", post(events::handle))
 }
 
-/// The chat user behind a Slack request; unknown users get their email looked up.
+/// The chat user behind a Slack request, as the workflow knows them.
 async fn actor(workflow: &Workflow, user_id: &str) -> Result<Actor, WorkflowError> {
-    deliver::ensure_identity(workflow, user_id).await?;
     Ok(Actor::user(workflow.party(user_id).await?, Source::Slack))
+}
+
+/// Why a handler cannot do what was asked: the core refused, or the adapter's
+/// own words (mrkdwn, escaped where they quote the user).
+pub enum Problem {
+    Refused(WorkflowError),
+    Said(String),
+}
+
+impl From<WorkflowError> for Problem {
+    fn from(e: WorkflowError) -> Problem {
+        Problem::Refused(e)
+    }
+}
+
+impl Problem {
+    pub fn text(&self) -> String {
+        match self {
+            Problem::Refused(e) => explain(e),
+            Problem::Said(s) => s.clone(),
+        }
+    }
 }
 
 /// Refuses a request from a workspace that is not served.
@@ -81,16 +106,36 @@ async fn wrong_workspace(state: &AppState, team: Option<&str>, user: Option<&str
     }
 }
 
-/// The words a user sees for a workflow error.
+/// The words a user sees for a workflow error; the core's texts are plain and
+/// may quote the user, so all of them are escaped.
 pub fn explain(e: &WorkflowError) -> String {
+    use blocks::esc;
     match e {
-        WorkflowError::Invalid(m) => m.clone(),
+        WorkflowError::Invalid(m) => esc(m),
         WorkflowError::InvalidField { field, message } if field == "justification" => {
-            format!("{message}: add it after the app, e.g. `/access request <app> why you need it`.")
+            format!("{}: add it after the app, e.g. `/access request <app> why you need it`.", esc(message))
         }
-        WorkflowError::InvalidField { message, .. } => message.clone(),
-        WorkflowError::NotFound(what) => format!("{what} not found."),
-        WorkflowError::Forbidden(why) => format!(":no_entry: Not allowed: {why}."),
+        WorkflowError::InvalidField { message, .. } => esc(message),
+        WorkflowError::NotFound(what) => format!("{} not found.", esc(what)),
+        WorkflowError::UnknownApp { app_id } => format!(
+            "There is no app `{}`. `/access apps` lists what you can request, and `/access suggest` asks for a new one.",
+            esc(app_id)
+        ),
+        WorkflowError::NotRequestable { app_name, .. } => {
+            format!("*{}* is not requestable; ask an admin.", esc(app_name))
+        }
+        WorkflowError::TooLong { field, max, given } if field == "justification" => format!(
+            "Your justification is {given} characters long; the limit is {max}. Shorten it and try again."
+        ),
+        WorkflowError::TooLong { field, max, given } => {
+            format!("The answer to `{}` is {given} characters long; the limit is {max}.", esc(field))
+        }
+        WorkflowError::RateLimited { what: RateLimited::Requests, retry_after } => commands::too_fast(*retry_after),
+        WorkflowError::RateLimited { what: RateLimited::Suggestions, retry_after } => format!(
+            ":hourglass_flowing_sand: You have sent many suggestions recently; try again in {} s.",
+            crate::workflow::retry_secs(*retry_after)
+        ),
+        WorkflowError::Forbidden(why) => format!(":no_entry: Not allowed: {}.", esc(why)),
         WorkflowError::NotPending { request, status } => {
             format!("`{request}` is already {}; nothing to do.", status.as_str())
         }

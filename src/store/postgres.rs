@@ -96,6 +96,7 @@ fn decode_identity(r: &PgRow) -> Result<Identity, StoreError> {
         email: r.try_get("email")?,
         name: r.try_get("name")?,
         dm_channel: r.try_get("dm_channel")?,
+        resolved: r.try_get("resolved")?,
     })
 }
 
@@ -571,7 +572,7 @@ impl Store for PgStore {
     }
 
     async fn identity(&self, user_id: &str) -> Result<Option<Identity>, StoreError> {
-        let row = sqlx::query("SELECT user_id, email, name, dm_channel FROM identities WHERE user_id = $1")
+        let row = sqlx::query("SELECT user_id, email, name, dm_channel, resolved FROM identities WHERE user_id = $1")
             .bind(user_id)
             .fetch_optional(&self.pool)
             .await?;
@@ -579,17 +580,19 @@ impl Store for PgStore {
     }
 
     async fn identity_by_email(&self, email: &str) -> Result<Option<Identity>, StoreError> {
-        let row = sqlx::query("SELECT user_id, email, name, dm_channel FROM identities WHERE email = $1 LIMIT 1")
-            .bind(email.to_ascii_lowercase())
-            .fetch_optional(&self.pool)
-            .await?;
+        let row =
+            sqlx::query("SELECT user_id, email, name, dm_channel, resolved FROM identities WHERE email = $1 LIMIT 1")
+                .bind(email.to_ascii_lowercase())
+                .fetch_optional(&self.pool)
+                .await?;
         row.map(|r| decode_identity(&r)).transpose()
     }
 
     async fn save_identity(&self, i: &Identity) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO identities (user_id, email, name, dm_channel, updated) VALUES ($1, $2, $3, $4, $5)
+            "INSERT INTO identities (user_id, email, name, dm_channel, updated, resolved) VALUES ($1, $2, $3, $4, $5, $6)
              ON CONFLICT (user_id) DO UPDATE SET
+               resolved = identities.resolved OR excluded.resolved,
                email = COALESCE(excluded.email, identities.email),
                name = COALESCE(excluded.name, identities.name),
                dm_channel = COALESCE(excluded.dm_channel, identities.dm_channel),
@@ -600,6 +603,7 @@ impl Store for PgStore {
         .bind(&i.name)
         .bind(&i.dm_channel)
         .bind(Utc::now())
+        .bind(i.resolved)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -1122,14 +1126,22 @@ approval = false
         // Identities merge: `None` keeps the stored value; emails are lower-cased.
         let first = Identity { user_id: "U1".into(), email: Some("Al@Example.COM".into()), ..Default::default() };
         store.save_identity(&first).await?;
-        let more =
-            Identity { user_id: "U1".into(), email: None, name: Some("Al".into()), dm_channel: Some("D1".into()) };
+        let more = Identity {
+            user_id: "U1".into(),
+            email: None,
+            name: Some("Al".into()),
+            dm_channel: Some("D1".into()),
+            resolved: true,
+        };
         store.save_identity(&more).await?;
+        // Once resolved, a later save that knows less does not unresolve.
+        store.save_identity(&Identity { user_id: "U1".into(), ..Default::default() }).await?;
         let want = Identity {
             user_id: "U1".into(),
             email: Some("al@example.com".into()),
             name: Some("Al".into()),
             dm_channel: Some("D1".into()),
+            resolved: true,
         };
         ensure!(store.identity("U1").await? == Some(want.clone()));
         ensure!(store.identity_by_email("AL@example.com").await? == Some(want));

@@ -577,7 +577,7 @@ impl Store for SqliteStore {
     }
 
     async fn identity(&self, user_id: &str) -> Result<Option<Identity>, StoreError> {
-        let row = sqlx::query("SELECT user_id, email, name, dm_channel FROM identities WHERE user_id = ?")
+        let row = sqlx::query("SELECT user_id, email, name, dm_channel, resolved FROM identities WHERE user_id = ?")
             .bind(user_id)
             .fetch_optional(&self.pool)
             .await?;
@@ -585,17 +585,19 @@ impl Store for SqliteStore {
     }
 
     async fn identity_by_email(&self, email: &str) -> Result<Option<Identity>, StoreError> {
-        let row = sqlx::query("SELECT user_id, email, name, dm_channel FROM identities WHERE email = ? LIMIT 1")
-            .bind(email.to_ascii_lowercase())
-            .fetch_optional(&self.pool)
-            .await?;
+        let row =
+            sqlx::query("SELECT user_id, email, name, dm_channel, resolved FROM identities WHERE email = ? LIMIT 1")
+                .bind(email.to_ascii_lowercase())
+                .fetch_optional(&self.pool)
+                .await?;
         row.map(|r| decode_identity(&r)).transpose()
     }
 
     async fn save_identity(&self, i: &Identity) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO identities (user_id, email, name, dm_channel, updated) VALUES (?, ?, ?, ?, ?)
+            "INSERT INTO identities (user_id, email, name, dm_channel, updated, resolved) VALUES (?, ?, ?, ?, ?, ?)
              ON CONFLICT (user_id) DO UPDATE SET
+               resolved = identities.resolved OR excluded.resolved,
                email = COALESCE(excluded.email, identities.email),
                name = COALESCE(excluded.name, identities.name),
                dm_channel = COALESCE(excluded.dm_channel, identities.dm_channel),
@@ -606,6 +608,7 @@ impl Store for SqliteStore {
         .bind(&i.name)
         .bind(&i.dm_channel)
         .bind(ms(Utc::now()))
+        .bind(i.resolved)
         .execute(&self.writer)
         .await?;
         Ok(())
@@ -642,6 +645,7 @@ fn decode_identity(r: &SqliteRow) -> Result<Identity, StoreError> {
         email: r.try_get("email")?,
         name: r.try_get("name")?,
         dm_channel: r.try_get("dm_channel")?,
+        resolved: r.try_get("resolved")?,
     })
 }
 

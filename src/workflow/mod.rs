@@ -4,11 +4,16 @@
 pub mod catalog;
 pub mod engine;
 pub mod events;
+mod identity;
+mod intake;
 pub mod model;
 pub mod ports;
 pub mod query;
+pub mod ratelimit;
 pub mod reload;
 mod service;
+
+pub use ratelimit::{retry_secs, RateLimiter};
 
 use std::sync::Arc;
 
@@ -16,8 +21,12 @@ use chrono::{SubsecRound, Utc};
 
 pub use catalog::{Catalog, Party, Person};
 pub use engine::{Decision, NewRequest};
+pub use identity::{IDENTIFY_WAIT, IDENTITY_DEADLINE};
+pub use intake::RequestInput;
 pub use model::ActorType;
-pub use service::{CommitHook, JobReport, Submitted, Workflow};
+pub use service::{
+    CommitHook, JobReport, Limits, RefusalHook, Submitted, Workflow, DEFAULT_REFUSAL_LOG, DEFAULT_SUGGESTIONS,
+};
 
 use model::{Status, Timestamp};
 
@@ -73,6 +82,18 @@ pub enum WorkflowError {
     InvalidField { field: String, message: String },
     #[error("{0} not found")]
     NotFound(String),
+    /// No app with this id in the catalog.
+    #[error("there is no app {app_id}")]
+    UnknownApp { app_id: String },
+    /// The app is in the catalog but cannot be requested (self-service off).
+    #[error("{app_name} is not requestable; ask an admin")]
+    NotRequestable { app_id: String, app_name: String },
+    /// A text is over its limit (characters).
+    #[error("{field} is too long: at most {max} characters, {given} given")]
+    TooLong { field: String, max: usize, given: usize },
+    /// Too many of this command from one person; try again after the wait.
+    #[error("too many {what}; try again in {} s", retry_secs(*retry_after))]
+    RateLimited { what: RateLimited, retry_after: std::time::Duration },
     /// Not allowed; logged as `security.request.blocked`.
     #[error("{0}")]
     Forbidden(String),
@@ -82,6 +103,22 @@ pub enum WorkflowError {
     AlreadyDecided { request: String, status: Status, by: Option<String> },
     #[error(transparent)]
     Store(#[from] ports::StoreError),
+}
+
+/// Which per-person limit a command ran into.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RateLimited {
+    Requests,
+    Suggestions,
+}
+
+impl std::fmt::Display for RateLimited {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            RateLimited::Requests => "requests",
+            RateLimited::Suggestions => "suggestions",
+        })
+    }
 }
 
 /// The time source; tests swap in a clock they move by hand.

@@ -445,6 +445,98 @@ pub enum RequesterEvent {
     AccessEnded,
 }
 
+/// What the admin channel is told. User ids, app names and texts are plain
+/// data: the chat adapter renders and escapes them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum FeedEvent {
+    /// Granted at the end of the workflow, or at once (`approval` false).
+    Granted {
+        request_id: String,
+        app_name: String,
+        user: String,
+        approval: bool,
+    },
+    Denied {
+        request_id: String,
+        app_name: String,
+        user: String,
+        by: String,
+    },
+    Canceled {
+        request_id: String,
+        app_name: String,
+        user: String,
+        by: String,
+    },
+    Overridden {
+        request_id: String,
+        app_name: String,
+        user: String,
+        by: String,
+    },
+    Expired {
+        request_id: String,
+        app_name: String,
+        user: String,
+    },
+    /// An admin assigned the app directly, without a request.
+    Assigned {
+        app_name: String,
+        user: String,
+        by: String,
+    },
+    /// `by` is `None` when time-bound access ended.
+    Revoked {
+        app_name: String,
+        user: String,
+        by: Option<String>,
+    },
+    WebhookFailed {
+        request_id: Option<String>,
+        what: String,
+        error: String,
+    },
+    /// A config reload stranded these pending requests.
+    Flagged {
+        items: Vec<FlaggedItem>,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlaggedItem {
+    pub request_id: String,
+    pub app_name: String,
+    pub user: String,
+    pub reason: String,
+}
+
+/// A reply in the threads of a request's approver messages. `by` is the
+/// deciding user, `None` when it was the system or an API token.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum ThreadEvent {
+    StepApproved { step: usize, by: Option<String> },
+    StepDenied { step: usize, by: Option<String> },
+    TaskDone { step: usize, by: Option<String> },
+    Granted,
+    Denied,
+    Canceled { by: Option<String> },
+    Expired,
+    Overridden { by: Option<String> },
+    Message { from: String, text: String },
+}
+
+/// A direct message from accessbot to one person.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "message", rename_all = "snake_case")]
+pub enum DirectMessage {
+    /// An app suggested for the catalog, for the technical contact.
+    Suggestion { from: String, text: String },
+    /// Requests a config reload stranded, for an admin.
+    Flagged { items: Vec<FlaggedItem> },
+}
+
 /// Why an outbound webhook is called; its final outcome feeds back into the workflow.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "purpose", rename_all = "snake_case")]
@@ -479,13 +571,16 @@ pub enum Notice {
     /// Tell the requester (or the user granted/revoked) what happened.
     Requester { request: Option<RequestView>, app_name: String, recipient: String, event: RequesterEvent },
     /// The optional admin channel feed of outcomes.
-    AdminFeed { channel: String, text: String },
+    AdminFeed { channel: String, event: FeedEvent },
     /// A reply in the thread of every approver message of the request.
-    Thread { request_id: String, text: String },
+    Thread { request_id: String, event: ThreadEvent },
     /// These users' overviews (App Home) changed; republish for those who use it.
     HomeChanged { users: Vec<Person> },
-    /// A direct message to a person (admins told about flagged requests, suggestions, …).
-    Direct { to: Person, text: String },
+    /// A direct message to a person (admins told about flagged requests, suggestions).
+    Direct { to: Person, message: DirectMessage },
+    /// Find out who a person is (a chat user's email, an email's chat user);
+    /// requests waiting on it are routed then.
+    Resolve { person: Person },
     /// A signed outbound webhook (action steps, provisioning).
     Webhook { url: String, secret_env: Option<String>, body: serde_json::Value, purpose: WebhookPurpose },
 }
@@ -505,6 +600,7 @@ impl Notice {
             Notice::Thread { request_id, .. } => format!("{request_id}:thread"),
             Notice::HomeChanged { users } => format!("home:{}", users.first().map(|u| u.key()).unwrap_or_default()),
             Notice::Direct { to, .. } => format!("direct:{}", to.key()),
+            Notice::Resolve { person } => format!("identity:{}", person.key()),
             Notice::Webhook { purpose, url, .. } => match purpose {
                 WebhookPurpose::Action { request_id, .. } => format!("{request_id}:webhook"),
                 WebhookPurpose::Grant { user_id, app_id, .. } | WebhookPurpose::Revoke { user_id, app_id, .. } => {

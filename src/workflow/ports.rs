@@ -83,6 +83,8 @@ pub struct Identity {
     pub email: Option<String>,
     pub name: Option<String>,
     pub dm_channel: Option<String>,
+    /// The directory answered for this user (their email, or that they have none).
+    pub resolved: bool,
 }
 
 #[async_trait]
@@ -151,4 +153,24 @@ pub fn notice_item(n: &Notice) -> Result<OutboxItem, StoreError> {
         payload: serde_json::to_value(n).map_err(|e| StoreError::Corrupt(e.to_string()))?,
         deadline: None,
     })
+}
+
+/// Why the directory could not say who someone is.
+#[derive(Debug, thiserror::Error)]
+pub enum DirectoryError {
+    /// Try again later (rate limited, down, timed out).
+    #[error("{0}")]
+    Transient(String),
+    /// Asking again will not help (no such user, no permission).
+    #[error("{0}")]
+    Permanent(String),
+}
+
+/// Who people are in the chat workspace.
+#[async_trait]
+pub trait Directory: Send + Sync + 'static {
+    /// A chat user by id: their email and name (resolved, even without an email).
+    async fn user(&self, user_id: &str) -> Result<Identity, DirectoryError>;
+    /// The chat user with this email, if any.
+    async fn by_email(&self, email: &str) -> Result<Option<Identity>, DirectoryError>;
 }

@@ -10,8 +10,9 @@ use serde_json::json;
 
 use super::catalog::{Catalog, Person, StepDef, TaskAssignee};
 use super::events::EventBuilder;
-use super::model::{Changeset, Notice, OutcomeResult, Request, StepKind, StepState};
-use super::ports::StoreError;
+use super::model::{
+    Changeset, DirectMessage, FeedEvent, FlaggedItem, Notice, OutcomeResult, Request, StepKind, StepState,
+};
 use super::query::{Filter, Op, OrderBy, RequestAttr, RequestQuery, Value};
 use super::{Actor, Workflow, WorkflowError};
 
@@ -21,7 +22,6 @@ pub const FLAGGED_EVENT: &str = "app.access_request.flagged";
 pub const RELOAD_EVENT: &str = "system.config.reload";
 
 const PAGE: i64 = 200;
-const MAX_RETRIES: usize = 16;
 
 /// One request a reload found stranded, and why.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -245,53 +245,58 @@ impl Workflow {
     #[allow(clippy::too_many_arguments)]
     async fn flag(
         &self,
-        mut req: Request,
-        mut reason: String,
+        req: Request,
+        reason: String,
         old: &Catalog,
         new: &Catalog,
         trigger: &str,
         aliases: &HashMap<String, String>,
         found: &mut Found,
     ) -> Result<(), WorkflowError> {
-        for _ in 0..MAX_RETRIES {
-            if req.flagged.as_deref() == Some(reason.as_str()) {
-                found.already.push(Flagged { request_id: req.id.clone(), reason });
-                return Ok(());
-            }
-            let now = self.now();
-            let system = Actor::system();
-            let mut updated = req.clone();
-            updated.flagged = Some(reason.clone());
-            updated.last_updated = now;
-            updated.last_updated_by = system.party.id.clone();
-            let event = EventBuilder::new(FLAGGED_EVENT, &system, now, format!("Access request flagged: {reason}"))
-                .request(&updated)
-                .outcome(OutcomeResult::Success, Some(reason.clone()))
-                .data("reason", reason.clone())
-                .data("trigger", trigger)
-                .build();
-            let cs = Changeset { request: Some(updated.clone()), events: vec![event], ..Changeset::default() };
-            match self.commit_changeset(&cs).await {
-                Ok(()) => {
-                    tracing::warn!(request = %req.id, %reason, "pending request stranded by the config: flagged");
-                    found.flagged.push((updated, reason));
-                    return Ok(());
-                }
-                Err(StoreError::Conflict) => {
-                    let Some(fresh) = self.store().request(&req.id).await? else { return Ok(()) };
-                    match check_with(old, new, std::slice::from_ref(&fresh), &|p| canon(aliases, p)).pop() {
-                        Some((_, r)) => {
-                            req = fresh;
-                            reason = r;
+        // A lost race reads again and checks again whether and why it is stranded.
+        let first = std::sync::Mutex::new(Some((req.clone(), reason)));
+        let (first, id) = (&first, req.id.as_str());
+        let outcome = self
+            .retrying(|| async move {
+                let taken = first.lock().map(|mut read| read.take()).unwrap_or_default();
+                let (req, reason) = match taken {
+                    Some(read) => read,
+                    None => {
+                        let Some(fresh) = self.store().request(id).await? else { return Ok(None) };
+                        match check_with(old, new, std::slice::from_ref(&fresh), &|p| canon(aliases, p)).pop() {
+                            Some((_, r)) => (fresh, r),
+                            // Decided, canceled or no longer stranded meanwhile.
+                            None => return Ok(None),
                         }
-                        // Decided, canceled or no longer stranded meanwhile.
-                        None => return Ok(()),
                     }
+                };
+                if req.flagged.as_deref() == Some(reason.as_str()) {
+                    return Ok(Some(Err(Flagged { request_id: req.id.clone(), reason })));
                 }
-                Err(e) => return Err(e.into()),
-            }
+                let now = self.now();
+                let system = Actor::system();
+                let mut updated = req.clone();
+                updated.flagged = Some(reason.clone());
+                updated.last_updated = now;
+                updated.last_updated_by = system.party.id.clone();
+                let event = EventBuilder::new(FLAGGED_EVENT, &system, now, format!("Access request flagged: {reason}"))
+                    .request(&updated)
+                    .outcome(OutcomeResult::Success, Some(reason.clone()))
+                    .data("reason", reason.clone())
+                    .data("trigger", trigger)
+                    .build();
+                let cs = Changeset { request: Some(updated.clone()), events: vec![event], ..Changeset::default() };
+                self.commit_changeset(&cs).await?;
+                tracing::warn!(request = %req.id, %reason, "pending request stranded by the config: flagged");
+                Ok(Some(Ok((updated, reason))))
+            })
+            .await?;
+        match outcome {
+            Some(Ok(flagged)) => found.flagged.push(flagged),
+            Some(Err(already)) => found.already.push(already),
+            None => {}
         }
-        Err(WorkflowError::Store(StoreError::Conflict))
+        Ok(())
     }
 
     /// Learns the Slack ids of the emails this request and `new` name (from the identity cache).
@@ -336,23 +341,15 @@ pub fn admin_notices(old: &Catalog, new: &Catalog, flagged: &[(Request, String)]
     if flagged.is_empty() {
         return Vec::new();
     }
-    let line = |(r, reason): &(Request, String)| {
-        format!("• `{}` {} for <@{}>: {}", r.id, r.app_name, r.requested_for.id, reason)
-    };
-    let text = |items: &[&(Request, String)]| {
-        let n = items.len();
-        let mut t = format!(
-            ":warning: The config reload strands {n} pending request{}; {} flagged. \
-             Resend, cancel or assign {} with `/access admin resend|cancel|assign <request-id>`:",
-            if n == 1 { "" } else { "s" },
-            if n == 1 { "it is" } else { "they are" },
-            if n == 1 { "it" } else { "them" },
-        );
-        for item in items {
-            t.push('\n');
-            t.push_str(&line(item));
-        }
-        t
+    let items = |list: &[&(Request, String)]| -> Vec<FlaggedItem> {
+        list.iter()
+            .map(|(r, reason)| FlaggedItem {
+                request_id: r.id.clone(),
+                app_name: r.app_name.clone(),
+                user: r.requested_for.id.clone(),
+                reason: reason.clone(),
+            })
+            .collect()
     };
     let supers = if new.settings.admins.is_empty() { &old.settings.admins } else { &new.settings.admins };
     let mut per_admin: BTreeMap<Person, Vec<&(Request, String)>> = BTreeMap::new();
@@ -363,10 +360,15 @@ pub fn admin_notices(old: &Catalog, new: &Catalog, flagged: &[(Request, String)]
         }
     }
     let all: Vec<&(Request, String)> = flagged.iter().collect();
-    let mut notices: Vec<Notice> = supers.iter().map(|p| Notice::Direct { to: p.clone(), text: text(&all) }).collect();
-    notices.extend(per_admin.into_iter().map(|(p, items)| Notice::Direct { to: p, text: text(&items) }));
+    let direct = |to: Person, list: &[&(Request, String)]| Notice::Direct {
+        to,
+        message: DirectMessage::Flagged { items: items(list) },
+    };
+    let mut notices: Vec<Notice> = supers.iter().map(|p| direct(p.clone(), &all)).collect();
+    notices.extend(per_admin.into_iter().map(|(p, list)| direct(p, &list)));
     if let Some(channel) = &new.settings.admin_channel {
-        notices.push(Notice::AdminFeed { channel: channel.clone(), text: text(&all) });
+        let event = FeedEvent::Flagged { items: items(&all) };
+        notices.push(Notice::AdminFeed { channel: channel.clone(), event });
     }
     notices
 }

@@ -6,26 +6,58 @@ use std::sync::{Arc, RwLock};
 use tokio::sync::Notify;
 
 use super::catalog::{Catalog, Party};
-use super::engine::{self, Decision, NewRequest};
+use super::engine::{self, Decision};
 use super::events::EventBuilder;
 use super::model::{Changeset, LogEvent, OutcomeResult, Request, Status, WebhookPurpose};
-use super::ports::{OutboxItem, Store, StoreError};
+use super::ports::{Directory, OutboxItem, Store, StoreError};
 use super::query::{Filter, Op, OrderBy, RequestAttr, RequestQuery, Value};
-use super::{Actor, Clock, WorkflowError};
+use super::ratelimit::RateLimiter;
+use super::{Actor, Clock, RateLimited, WorkflowError};
 
 const MAX_RETRIES: usize = 16;
 
 pub struct Workflow {
-    store: Arc<dyn Store>,
+    pub(super) store: Arc<dyn Store>,
     catalog: RwLock<Arc<Catalog>>,
-    clock: Arc<dyn Clock>,
+    pub(super) clock: Arc<dyn Clock>,
     /// Woken after every commit that wrote notifications, so delivery starts at once.
     wake: Arc<Notify>,
+    /// Who chat users are; without one, people are who the identity cache says.
+    pub(super) directory: Option<Arc<dyn Directory>>,
+    pub(super) limits: Limits,
     on_commit: Option<CommitHook>,
+    on_refusal: Option<RefusalHook>,
 }
 
 /// Called after every successful commit (metrics count decisions with it).
 pub type CommitHook = Arc<dyn Fn(&Changeset) + Send + Sync>;
+/// Called for every refusal, logged or over the log budget (metrics count them).
+pub type RefusalHook = Arc<dyn Fn(&str) + Send + Sync>;
+
+/// Per-person limits, each a token bucket per key.
+pub struct Limits {
+    /// New requests per `requestedBy` (every entry point).
+    pub requests: RateLimiter,
+    /// Suggestions per user.
+    pub suggestions: RateLimiter,
+    /// Refusals per actor written to the system log (the rest are only counted).
+    pub refusal_log: RateLimiter,
+}
+
+/// Suggestions a user may send at once, and per hour.
+pub const DEFAULT_SUGGESTIONS: (u32, std::time::Duration) = (5, std::time::Duration::from_secs(3600));
+/// Refusals of one actor logged at once, and per minute.
+pub const DEFAULT_REFUSAL_LOG: (u32, std::time::Duration) = (30, std::time::Duration::from_secs(60));
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            requests: RateLimiter::default(),
+            suggestions: RateLimiter::new(DEFAULT_SUGGESTIONS.0, DEFAULT_SUGGESTIONS.1),
+            refusal_log: RateLimiter::new(DEFAULT_REFUSAL_LOG.0, DEFAULT_REFUSAL_LOG.1),
+        }
+    }
+}
 
 /// What one run of the time-driven jobs did.
 #[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
@@ -36,6 +68,8 @@ pub struct JobReport {
     pub revoked: usize,
     /// Already done by another replica (the conditional commit lost).
     pub skipped: usize,
+    /// Requests rejected because their requester could not be identified in time.
+    pub rejected: usize,
 }
 
 /// The result of a request command: the request, and whether it already existed.
@@ -46,11 +80,35 @@ pub struct Submitted {
 
 impl Workflow {
     pub fn new(store: Arc<dyn Store>, catalog: Catalog, clock: Arc<dyn Clock>, wake: Arc<Notify>) -> Workflow {
-        Workflow { store, catalog: RwLock::new(Arc::new(catalog)), clock, wake, on_commit: None }
+        Workflow {
+            store,
+            catalog: RwLock::new(Arc::new(catalog)),
+            clock,
+            wake,
+            directory: None,
+            limits: Limits::default(),
+            on_commit: None,
+            on_refusal: None,
+        }
     }
 
     pub fn with_commit_hook(mut self, hook: CommitHook) -> Workflow {
         self.on_commit = Some(hook);
+        self
+    }
+
+    pub fn with_refusal_hook(mut self, hook: RefusalHook) -> Workflow {
+        self.on_refusal = Some(hook);
+        self
+    }
+
+    pub fn with_directory(mut self, directory: Arc<dyn Directory>) -> Workflow {
+        self.directory = Some(directory);
+        self
+    }
+
+    pub fn with_limits(mut self, limits: Limits) -> Workflow {
+        self.limits = limits;
         self
     }
 
@@ -82,15 +140,9 @@ impl Workflow {
         self.clock.now()
     }
 
-    /// A chat user with the email the identity cache knows for them.
-    pub async fn party(&self, user_id: &str) -> Result<Party, WorkflowError> {
-        let email = self.store.identity(user_id).await?.and_then(|i| i.email);
-        Ok(Party::new(user_id, email))
-    }
-
     /// Commits a changeset with the notices it implies (App Home refreshes, thread
     /// replies); `before` is the request as it was read.
-    async fn commit_from(&self, cs: &Changeset, before: Option<&Request>) -> Result<(), StoreError> {
+    pub(super) async fn commit_from(&self, cs: &Changeset, before: Option<&Request>) -> Result<(), StoreError> {
         let mut cs = cs.clone();
         engine::derive_notices(before, &mut cs);
         self.store.commit(&cs).await?;
@@ -103,11 +155,12 @@ impl Workflow {
         Ok(())
     }
 
-    async fn commit(&self, cs: &Changeset) -> Result<(), StoreError> {
+    pub(super) async fn commit(&self, cs: &Changeset) -> Result<(), StoreError> {
         self.commit_from(cs, None).await
     }
 
-    /// Records a refusal (`security.request.blocked`) and hands the error back.
+    /// Records a refusal (`security.request.blocked`), within the actor's log
+    /// budget; every refusal is counted by the refusal hook.
     pub async fn refuse(
         &self,
         actor: &Actor,
@@ -115,6 +168,13 @@ impl Workflow {
         reason: &str,
         request_id: Option<&str>,
     ) -> Result<(), WorkflowError> {
+        if let Some(hook) = &self.on_refusal {
+            hook(action);
+        }
+        if self.limits.refusal_log.check(&actor.party.id).is_err() {
+            tracing::warn!(actor = %actor.party.id, action, "refusal not logged: over the actor's log budget");
+            return Ok(());
+        }
         let mut ev =
             EventBuilder::new("security.request.blocked", actor, self.clock.now(), format!("Blocked: {action}"))
                 .outcome(OutcomeResult::Deny, Some(reason.to_string()))
@@ -126,7 +186,7 @@ impl Workflow {
         Ok(())
     }
 
-    async fn guard<T>(
+    pub(super) async fn guard<T>(
         &self,
         actor: &Actor,
         action: &str,
@@ -142,56 +202,50 @@ impl Workflow {
     async fn load(&self, id: &str) -> Result<Request, WorkflowError> {
         if !engine::is_request_id(id) {
             return Err(WorkflowError::Invalid(format!(
-                "`{id}` is not a request id (they look like req42kjDgk1EubTwo0g4)"
+                "{id} is not a request id (they look like req42kjDgk1EubTwo0g4)"
             )));
         }
         self.store.request(id).await?.ok_or_else(|| WorkflowError::NotFound(format!("request {id}")))
     }
 
-    /// Read-modify-commit with optimistic concurrency: a lost race re-reads and re-decides.
-    async fn update<F>(&self, actor: &Actor, action: &str, id: &str, f: F) -> Result<Request, WorkflowError>
+    /// Runs `attempt` (read, decide, commit) until it commits: a lost race
+    /// (`Conflict`, `DuplicateOpen`) reads again and decides again.
+    pub(super) async fn retrying<T, F, Fut>(&self, mut attempt: F) -> Result<T, WorkflowError>
     where
-        F: Fn(&Catalog, Request) -> Result<Changeset, WorkflowError>,
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, WorkflowError>>,
     {
         for _ in 0..MAX_RETRIES {
-            let req = self.load(id).await?;
-            let before = req.clone();
-            let catalog = self.catalog();
-            let cs = self.guard(actor, action, Some(id), f(&catalog, req)).await?;
-            match self.commit_from(&cs, Some(&before)).await {
-                Ok(()) => return cs.request.ok_or_else(|| WorkflowError::NotFound(format!("request {id}"))),
-                Err(StoreError::Conflict) => continue,
-                Err(e) => return Err(e.into()),
+            match attempt().await {
+                Err(WorkflowError::Store(StoreError::Conflict | StoreError::DuplicateOpen)) => continue,
+                other => return other,
             }
         }
         Err(WorkflowError::Store(StoreError::Conflict))
     }
 
-    pub async fn submit(&self, actor: &Actor, input: NewRequest) -> Result<Submitted, WorkflowError> {
-        for _ in 0..MAX_RETRIES {
-            if let Some(existing) = self.store.open_request(&input.requested_for.id, &input.app_id).await? {
-                return Ok(Submitted { request: existing, existing: true });
-            }
+    /// Read-modify-commit of one request with optimistic concurrency.
+    async fn update<F>(&self, actor: &Actor, action: &str, id: &str, f: F) -> Result<Request, WorkflowError>
+    where
+        F: Fn(&Catalog, Request) -> Result<Changeset, WorkflowError>,
+    {
+        let f = &f;
+        self.retrying(|| async move {
+            let req = self.load(id).await?;
+            let before = req.clone();
             let catalog = self.catalog();
-            let created = engine::submit(&catalog, input.clone(), actor, self.clock.now());
-            let cs = self.guard(actor, "request", None, created).await?;
-            match self.commit(&cs).await {
-                Ok(()) => {
-                    let request = cs.request.ok_or_else(|| WorkflowError::Invalid("no request created".into()))?;
-                    return Ok(Submitted { request, existing: false });
-                }
-                Err(StoreError::DuplicateOpen) => continue,
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Err(WorkflowError::Store(StoreError::Conflict))
+            let cs = self.guard(actor, action, Some(id), f(&catalog, req)).await?;
+            self.commit_from(&cs, Some(&before)).await?;
+            cs.request.ok_or_else(|| WorkflowError::NotFound(format!("request {id}")))
+        })
+        .await
     }
 
     /// Runs what time makes due: reminders, expiry, access-ending warnings and
     /// revocations. Safe on several replicas: every change is a conditional
     /// commit, so a job another replica already did conflicts and is skipped.
     pub async fn run_jobs(&self) -> Result<JobReport, WorkflowError> {
-        let mut report = JobReport::default();
+        let mut report = JobReport { rejected: self.reject_overdue().await?, ..JobReport::default() };
         let catalog = self.catalog();
         let now = self.clock.now();
         let mut query = RequestQuery {
@@ -244,26 +298,26 @@ impl Workflow {
             WebhookPurpose::Action { request_id, .. } => Some(request_id.clone()),
             WebhookPurpose::Grant { request_id, .. } | WebhookPurpose::Revoke { request_id, .. } => request_id.clone(),
         };
-        for _ in 0..MAX_RETRIES {
-            let request = match &request_id {
+        let request_id = &request_id;
+        self.retrying(|| async move {
+            let request = match request_id {
                 Some(id) => self.store.request(id).await?,
                 None => None,
             };
             let before = request.clone();
             let cs = engine::timers::webhook_settled(&self.catalog(), purpose, request, error, self.clock.now());
-            match self.commit_from(&cs, before.as_ref()).await {
-                Ok(()) => return Ok(()),
-                Err(StoreError::Conflict) => continue,
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Err(WorkflowError::Store(StoreError::Conflict))
+            Ok(self.commit_from(&cs, before.as_ref()).await?)
+        })
+        .await
     }
 
     /// "Request an app" that is not in the catalog: sent to the technical contact.
     pub async fn suggest(&self, actor: &Actor, text: &str) -> Result<(), WorkflowError> {
         let catalog = self.catalog();
         let cs = engine::suggest(&catalog, text, actor, self.clock.now())?;
+        if let Err(retry_after) = self.limits.suggestions.check(&actor.party.id) {
+            return Err(WorkflowError::RateLimited { what: RateLimited::Suggestions, retry_after });
+        }
         self.commit(&cs).await?;
         Ok(())
     }
@@ -342,7 +396,7 @@ impl Workflow {
     }
 
     pub async fn revoke(&self, actor: &Actor, app_id: &str, user: &Party) -> Result<(), WorkflowError> {
-        for _ in 0..MAX_RETRIES {
+        self.retrying(|| async move {
             let existing = self.store.assignment(&user.id, app_id).await?;
             let request = match existing.as_ref().and_then(|a| a.request_id.clone()) {
                 Some(id) => self.store.request(&id).await?,
@@ -353,13 +407,9 @@ impl Workflow {
             let now = self.clock.now();
             let revoked = engine::revoke(&catalog, app_id, user, existing.as_ref(), request, false, actor, now);
             let cs = self.guard(actor, "admin revoke", None, revoked).await?;
-            match self.commit_from(&cs, before.as_ref()).await {
-                Ok(()) => return Ok(()),
-                Err(StoreError::Conflict) => continue,
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Err(WorkflowError::Store(StoreError::Conflict))
+            Ok(self.commit_from(&cs, before.as_ref()).await?)
+        })
+        .await
     }
 
     fn require_admin(&self, actor: &Actor, app_id: Option<&str>) -> Result<(), WorkflowError> {
@@ -394,7 +444,7 @@ impl Workflow {
         let catalog = self.catalog();
         if let Some(app) = app_id {
             if !catalog.apps.contains_key(app) {
-                return Err(WorkflowError::NotFound(format!("app `{app}`")));
+                return Err(WorkflowError::NotFound(format!("app {app}")));
             }
         }
         let allowed = self.require_admin(actor, app_id);

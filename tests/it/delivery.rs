@@ -60,6 +60,9 @@ async fn permanent_errors_fail_without_endless_retries(b: Backend) {
 
 async fn a_slack_outage_is_ridden_out_and_undelivered_rows_survive_a_restart(b: Backend) {
     let app = spawn_app(b.clone()).await;
+    // Known before the outage (a request waits for its requester's identity; see identity.rs).
+    app.say("U0REQ", "help").await;
+    app.drain().await;
     app.slack.set_down(true);
     let id = app.request_app("U0REQ", "github", "x").await;
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;

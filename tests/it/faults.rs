@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use accessbot::outbox::OutboxConfig;
 use accessbot::store::{OutboxItem, Store};
-use accessbot::workflow::model::Notice;
+
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use reqwest::StatusCode;
@@ -56,7 +56,7 @@ pub fn feed(keys: usize, per_key: usize, tag: &str) -> Vec<OutboxItem> {
     let mut items = Vec::with_capacity(keys * per_key);
     for seq in 0..per_key {
         for k in 0..keys {
-            let notice = Notice::AdminFeed { channel: format!("C0{tag}{k}"), text: format!("{tag}-{k}-{seq}") };
+            let notice = feed_notice(format!("C0{tag}{k}"), format!("{tag}-{k}-{seq}"));
             items.push(accessbot::outbox::notice_item(&notice).unwrap());
         }
     }
@@ -69,7 +69,9 @@ pub fn check_feed(calls: &[Call], tag: &str, keys: usize, per_key: usize) -> usi
     let mut seen: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
     let prefix = format!("{tag}-");
     for c in calls.iter().filter(|c| c.method == "chat.postMessage" && c.ok()) {
-        let Some(rest) = c.body["text"].as_str().and_then(|t| t.strip_prefix(&prefix)) else { continue };
+        let Some(rest) = c.body["text"].as_str().and_then(feed_tag).and_then(|t| t.strip_prefix(&prefix)) else {
+            continue;
+        };
         let (k, seq) = rest.split_once('-').unwrap();
         seen.entry(k.parse().unwrap()).or_default().push(seq.parse().unwrap());
     }
@@ -351,8 +353,10 @@ fn flows(tag: &str) -> Vec<Flow> {
     out
 }
 
-async fn run_flow(chat: ChatClient, f: Flow) -> (Flow, String) {
+async fn run_flow(chat: ChatClient, store: Arc<dyn Store>, f: Flow) -> (Flow, String) {
     let id = chat.request_app(&f.user, f.app, "fault injection").await;
+    // Approvers click the DM they were sent: only once the requester is identified and it is routed.
+    wait_routed(&store, &id).await;
     for (by, action, step) in &f.clicks {
         assert_eq!(chat.click(by, action, &id, *step).await, StatusCode::OK);
     }
@@ -371,7 +375,8 @@ async fn random_slack_faults_deliver_every_notice_once_in_order(b: Backend) {
     // 2,000 admin-feed notices (200 channels × 10, each channel in order) and real flows at once.
     let (keys, per_key) = (200, 10);
     app.store().enqueue(&feed(keys, per_key, "F"), chrono::Utc::now()).await.unwrap();
-    let tasks: Vec<_> = flows("R").into_iter().map(|f| tokio::spawn(run_flow(app.chat.clone(), f))).collect();
+    let tasks: Vec<_> =
+        flows("R").into_iter().map(|f| tokio::spawn(run_flow(app.chat.clone(), app.store(), f))).collect();
     let mut done = Vec::new();
     for t in tasks {
         done.push(t.await.unwrap());
@@ -489,6 +494,7 @@ async fn postgres_connections_killed_under_load_lose_nothing(b: Backend) {
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 };
                 ledger.accepted.lock().unwrap().insert(user.clone(), id.clone());
+                wait_routed(&store, &id).await;
                 let (by, action) = if n % 3 == 0 { ("U0CAROL", "deny") } else { ("U0BOB", "approve") };
                 // A click that hit a dead connection is answered 200 with an apology in
                 // its response_url; click again until the step is decided.
@@ -595,7 +601,8 @@ async fn kill_loop(b: Backend, kills: usize) -> usize {
 
     let mut loops = Vec::new();
     for t in 0..4 {
-        let (client, current, ledger, stop) = (client.clone(), current.clone(), ledger.clone(), stop.clone());
+        let (client, current, ledger, stop, store) =
+            (client.clone(), current.clone(), ledger.clone(), stop.clone(), store.clone());
         loops.push(tokio::spawn(async move {
             let base = || current.lock().unwrap().clone();
             let mut n = 0;
@@ -619,6 +626,7 @@ async fn kill_loop(b: Backend, kills: usize) -> usize {
                     tokio::time::sleep(Duration::from_millis(25)).await;
                 };
                 ledger.accepted.lock().unwrap().insert(user.clone(), id.clone());
+                wait_routed(&store, &id).await;
                 let (by, action) = match n % 3 {
                     0 => ("U0CAROL", "deny"),
                     1 => ("U0BOB", "approve"),

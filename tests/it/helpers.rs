@@ -9,7 +9,7 @@ use accessbot::outbox::OutboxConfig;
 use accessbot::server::{self, Options, Running};
 use accessbot::slack::verify::sign;
 use accessbot::store::Store;
-use accessbot::workflow::model::{LogEvent, Request};
+use accessbot::workflow::model::{FeedEvent, LogEvent, Notice, Request};
 use accessbot::workflow::system_clock;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -417,4 +417,27 @@ impl TestApp {
     pub fn write_config(&self, text: &str) {
         write_config(&self.db, text);
     }
+}
+
+/// An admin-feed notice that carries `tag` where [`feed_tag`] finds it again.
+pub fn feed_notice(channel: String, tag: String) -> Notice {
+    let event = FeedEvent::Expired { request_id: tag, app_name: "Tagged".into(), user: "U0TAG".into() };
+    Notice::AdminFeed { channel, event }
+}
+
+/// The tag of a feed message posted for [`feed_notice`] (its request id comes first, as code).
+pub fn feed_tag(text: &str) -> Option<&str> {
+    text.strip_prefix('`')?.split_once('`').map(|(tag, _)| tag)
+}
+
+/// Waits until a request has left `SUBMITTED` (its requester identified, routed).
+pub async fn wait_routed(store: &Arc<dyn Store>, id: &str) {
+    let started = std::time::Instant::now();
+    while started.elapsed() < Duration::from_secs(60) {
+        match store.request(id).await {
+            Ok(Some(r)) if r.status != accessbot::workflow::model::Status::Submitted => return,
+            _ => tokio::time::sleep(Duration::from_millis(25)).await,
+        }
+    }
+    panic!("{id} was never routed");
 }

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use accessbot::store::{OutboxItem, Store};
-use accessbot::workflow::model::Notice;
 use reqwest::StatusCode;
 
 use crate::fake_slack::FakeSlack;
@@ -21,7 +20,7 @@ fn feed_items(n: usize, tag: &str) -> Vec<OutboxItem> {
     (0..n)
         .map(|i| {
             // A distinct ordering key per row, so the workers may take them in parallel.
-            let notice = Notice::AdminFeed { channel: format!("C0FEED{i}"), text: format!("{tag}-{i}") };
+            let notice = feed_notice(format!("C0FEED{i}"), format!("{tag}-{i}"));
             accessbot::outbox::notice_item(&notice).unwrap()
         })
         .collect()
@@ -31,7 +30,7 @@ fn delivered_texts(slack: &FakeSlack, tag: &str) -> Vec<String> {
     slack
         .ok_calls("chat.postMessage")
         .into_iter()
-        .filter_map(|c| c.body["text"].as_str().map(str::to_string))
+        .filter_map(|c| c.body["text"].as_str().and_then(feed_tag).map(str::to_string))
         .filter(|t| t.starts_with(&format!("{tag}-")))
         .collect()
 }

@@ -140,7 +140,7 @@ impl BenchArgs {
     /// The pacing window, parsed (`None`: `off`).
     pub fn pace(&self) -> anyhow::Result<Option<(u32, Duration)>> {
         let text = self.pace.clone().unwrap_or_else(|| if self.quick { "100/1s" } else { "50/2s" }.to_string());
-        accessbot::ratelimit::parse(&text).map_err(|e| anyhow::anyhow!("--pace: {e}"))
+        accessbot::workflow::ratelimit::parse(&text).map_err(|e| anyhow::anyhow!("--pace: {e}"))
     }
 
     pub fn server_bin(&self) -> anyhow::Result<PathBuf> {

@@ -57,10 +57,8 @@ pub fn cancel(
     if as_admin {
         cs.notices.push(tell_requester(&req, RequesterEvent::Canceled { by: actor.party.id.clone(), reason }));
     }
-    cs.notices.extend(feed(
-        catalog,
-        format!("{}: {} for {} was canceled by <@{}>", req.id, req.app_name, req.requested_for.id, actor.party.id),
-    ));
+    let (request_id, app_name, user) = feed_ids(&req);
+    cs.notices.extend(feed(catalog, FeedEvent::Canceled { request_id, app_name, user, by: actor.party.id.clone() }));
     cs.request = Some(req);
     Ok(cs)
 }
@@ -103,13 +101,9 @@ pub fn override_assign(
         &req,
         RequesterEvent::Approved { source: AssignmentSource::Override, by: Some(actor.party.id.clone()) },
     ));
-    cs.notices.extend(feed(
-        catalog,
-        format!(
-            "{}: {} for {} was assigned by override by <@{}>",
-            req.id, req.app_name, req.requested_for.id, actor.party.id
-        ),
-    ));
+    let (request_id, app_name, user) = feed_ids(&req);
+    let by = actor.party.id.clone();
+    cs.notices.extend(feed(catalog, FeedEvent::Overridden { request_id, app_name, user, by }));
     cs.request = Some(req);
     Ok(cs)
 }
@@ -145,7 +139,7 @@ pub fn grant_direct(
     actor: &Actor,
     now: Timestamp,
 ) -> Result<Changeset, WorkflowError> {
-    let app = catalog.apps.get(app_id).ok_or_else(|| WorkflowError::NotFound(format!("app `{app_id}`")))?;
+    let app = catalog.apps.get(app_id).ok_or_else(|| WorkflowError::NotFound(format!("app {app_id}")))?;
     if !admin_of(catalog, actor, app_id) {
         return Err(forbidden(format!("only admins of {} can assign it", app.name)));
     }
@@ -153,7 +147,7 @@ pub fn grant_direct(
         return Err(forbidden("you cannot assign an app to yourself; request it instead"));
     }
     if existing.is_some() {
-        return Err(WorkflowError::Invalid(format!("<@{}> already has {}", user.id, app.name)));
+        return Err(WorkflowError::Invalid(format!("{} already has {}", user.id, app.name)));
     }
     let (expires, _) = fields::access_window(Some(app), &[], now);
     let mut cs = Changeset {
@@ -191,10 +185,8 @@ pub fn grant_direct(
         recipient: user.id.clone(),
         event: RequesterEvent::Approved { source: AssignmentSource::Direct, by: Some(actor.party.id.clone()) },
     });
-    cs.notices.extend(feed(
-        catalog,
-        format!("{} was assigned to <@{}> directly by <@{}>", app.name, user.id, actor.party.id),
-    ));
+    let (app_name, by) = (app.name.clone(), actor.party.id.clone());
+    cs.notices.extend(feed(catalog, FeedEvent::Assigned { app_name, user: user.id.clone(), by }));
     Ok(cs)
 }
 
@@ -217,10 +209,10 @@ pub fn revoke(
         return Err(forbidden(format!("only admins of {app_name} can revoke it")));
     }
     if !ended && app.is_none() {
-        return Err(WorkflowError::NotFound(format!("app `{app_id}`")));
+        return Err(WorkflowError::NotFound(format!("app {app_id}")));
     }
     let Some(existing) = existing else {
-        return Err(WorkflowError::Invalid(format!("<@{}> does not have {app_name}", user.id)));
+        return Err(WorkflowError::Invalid(format!("{} does not have {app_name}", user.id)));
     };
     let hook = app.and_then(|a| a.provisioning.as_ref());
     let mut cs = Changeset {
@@ -255,8 +247,8 @@ pub fn revoke(
     let event =
         if ended { RequesterEvent::AccessEnded } else { RequesterEvent::Revoked { by: actor.party.id.clone() } };
     cs.notices.push(Notice::Requester { request: None, app_name: app_name.clone(), recipient: user.id.clone(), event });
-    let by = if ended { "time-bound access ended".to_string() } else { format!("by <@{}>", actor.party.id) };
-    cs.notices.extend(feed(catalog, format!("{app_name} was revoked from <@{}> ({by})", user.id)));
+    let by = (!ended).then(|| actor.party.id.clone());
+    cs.notices.extend(feed(catalog, FeedEvent::Revoked { app_name, user: user.id.clone(), by }));
     Ok(cs)
 }
 
@@ -297,11 +289,7 @@ pub fn suggest(catalog: &Catalog, text: &str, actor: &Actor, now: Timestamp) -> 
     );
     cs.notices.push(Notice::Direct {
         to: contact,
-        text: format!(
-            ":bulb: <@{}> suggests adding an app to the catalog:\n>{}",
-            actor.party.id,
-            text.replace('\n', "\n>")
-        ),
+        message: DirectMessage::Suggestion { from: actor.party.id.clone(), text },
     });
     Ok(cs)
 }

@@ -22,21 +22,22 @@ pub(super) fn validate_fields(
             bad_field(
                 &id,
                 format!(
-                    "{} has no field `{id}` (fields: {})",
+                    "{} has no field \"{id}\" (fields: {})",
                     app.name,
                     if known.is_empty() { "none".into() } else { known.join(", ") }
                 ),
             )
         })?;
         if out.iter().any(|f| f.id == id) {
-            return Err(bad_field(&id, format!("field `{id}` is given twice")));
+            return Err(bad_field(&id, format!("field \"{id}\" is given twice")));
         }
         let value = clean(Some(value)).unwrap_or_default();
         if value.is_empty() {
             continue;
         }
-        if value.chars().count() > 2000 {
-            return Err(bad_field(&id, format!("{} is longer than 2000 characters", def.label)));
+        let given = value.chars().count();
+        if given > MAX_TEXT {
+            return Err(WorkflowError::TooLong { field: id, max: MAX_TEXT, given });
         }
         match def.kind {
             FieldKind::Select if !def.options.contains(&value) => {

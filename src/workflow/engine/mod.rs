@@ -181,8 +181,13 @@ fn tell_requester(req: &Request, event: RequesterEvent) -> Notice {
     }
 }
 
-fn feed(catalog: &Catalog, text: String) -> Option<Notice> {
-    catalog.settings.admin_channel.as_ref().map(|c| Notice::AdminFeed { channel: c.clone(), text })
+fn feed(catalog: &Catalog, event: FeedEvent) -> Option<Notice> {
+    catalog.settings.admin_channel.as_ref().map(|c| Notice::AdminFeed { channel: c.clone(), event })
+}
+
+/// The request's id, app and beneficiary, as the admin feed names them.
+fn feed_ids(req: &Request) -> (String, String, String) {
+    (req.id.clone(), req.app_name.clone(), req.requested_for.id.clone())
 }
 
 fn touch(req: &mut Request, actor: &Actor, now: Timestamp) {
@@ -237,20 +242,42 @@ fn grant(
     }
 }
 
-/// Creates a request: validated, first step asked, or granted at once when
-/// the app needs no approval.
-pub fn submit(catalog: &Catalog, input: NewRequest, actor: &Actor, now: Timestamp) -> Result<Changeset, WorkflowError> {
-    let app =
-        catalog.apps.get(&input.app_id).ok_or_else(|| WorkflowError::NotFound(format!("app `{}`", input.app_id)))?;
+/// Longest justification or text field answer, in characters.
+pub const MAX_TEXT: usize = 2000;
+
+/// Who may request `app_id` for whom: the app is in the catalog and
+/// requestable, and on-behalf requests are allowed when it is one.
+pub fn check_requestable<'c>(
+    catalog: &'c Catalog,
+    app_id: &str,
+    requested_by: &Party,
+    requested_for: &Party,
+) -> Result<&'c App, WorkflowError> {
+    let app = catalog.apps.get(app_id).ok_or_else(|| WorkflowError::UnknownApp { app_id: app_id.to_string() })?;
     if !app.self_service {
-        return Err(WorkflowError::Invalid(format!("{} is not requestable; ask an admin", app.name)));
+        return Err(WorkflowError::NotRequestable { app_id: app.id.clone(), app_name: app.name.clone() });
     }
-    if !input.requested_by.is(&input.requested_for) && !catalog.settings.allow_request_on_behalf {
+    if !requested_by.is(requested_for) && !catalog.settings.allow_request_on_behalf {
         return Err(forbidden("requests on behalf of someone else are turned off"));
     }
+    Ok(app)
+}
+
+/// A new request, validated, not yet routed (`SUBMITTED`, no steps).
+pub fn new_request(
+    catalog: &Catalog,
+    input: NewRequest,
+    actor: &Actor,
+    now: Timestamp,
+) -> Result<Request, WorkflowError> {
+    let app = check_requestable(catalog, &input.app_id, &input.requested_by, &input.requested_for)?;
     let mut justification = clean(Some(input.justification)).unwrap_or_default();
     let field_values = validate_fields(app, input.fields, &mut justification, now)?;
-    let mut req = Request {
+    let given = justification.chars().count();
+    if given > MAX_TEXT {
+        return Err(WorkflowError::TooLong { field: "justification".into(), max: MAX_TEXT, given });
+    }
+    Ok(Request {
         id: new_request_id(),
         app_id: app.id.clone(),
         app_name: app.name.clone(),
@@ -258,7 +285,7 @@ pub fn submit(catalog: &Catalog, input: NewRequest, actor: &Actor, now: Timestam
         requested_for: input.requested_for,
         justification,
         field_values,
-        status: Status::Pending,
+        status: Status::Submitted,
         current_step: None,
         steps: Vec::new(),
         created: now,
@@ -275,24 +302,89 @@ pub fn submit(catalog: &Catalog, input: NewRequest, actor: &Actor, now: Timestam
         revocation_status: None,
         revoked: None,
         version: 0,
-    };
+    })
+}
+
+/// Creates a request whose people are known: validated, routed and first step
+/// asked, or granted at once when the app needs no approval.
+pub fn submit(catalog: &Catalog, input: NewRequest, actor: &Actor, now: Timestamp) -> Result<Changeset, WorkflowError> {
+    let req = new_request(catalog, input, actor, now)?;
+    let created = created_event(&req, actor, now);
+    Ok(start(catalog, req, created, actor, now))
+}
+
+fn created_event(req: &Request, actor: &Actor, now: Timestamp) -> EventBuilder {
+    EventBuilder::new("app.access_request.request", actor, now, format!("Access request created for {}", req.app_name))
+        .data("justification", req.justification.clone())
+}
+
+/// Creates a request that waits (`SUBMITTED`) until the directory says who
+/// `waiting_for` are; nobody is asked before then.
+pub fn submit_unresolved(
+    catalog: &Catalog,
+    input: NewRequest,
+    waiting_for: &[String],
+    actor: &Actor,
+    now: Timestamp,
+) -> Result<Changeset, WorkflowError> {
+    let req = new_request(catalog, input, actor, now)?;
     let mut cs = Changeset::default();
+    cs.events
+        .push(created_event(&req, actor, now).data("waitingForIdentity", json!(waiting_for)).request(&req).build());
+    cs.notices.extend(waiting_for.iter().map(|id| Notice::Resolve { person: Person::Slack(id.clone()) }));
+    cs.request = Some(req);
+    Ok(cs)
+}
+
+/// Routes a `SUBMITTED` request once its people are known (`req` carries
+/// them): the same routing as at creation, logged as `app.access_request.route`.
+pub fn route_submitted(catalog: &Catalog, mut req: Request, now: Timestamp) -> Option<Changeset> {
+    if req.status != Status::Submitted {
+        return None;
+    }
+    let actor = Actor::system();
+    touch(&mut req, &actor, now);
+    let ev = EventBuilder::new("app.access_request.route", &actor, now, "Access request routed: requester identified");
+    Some(start(catalog, req, ev, &actor, now))
+}
+
+/// Rejects a `SUBMITTED` request whose people could not be identified.
+pub fn reject_unresolved(mut req: Request, reason: String, now: Timestamp) -> Option<Changeset> {
+    if req.status != Status::Submitted {
+        return None;
+    }
+    let actor = Actor::system();
+    touch(&mut req, &actor, now);
+    req.status = Status::Rejected;
+    req.resolved = Some(now);
+    req.reason = Some(reason.clone());
+    let mut cs = Changeset::default();
+    cs.events.push(
+        EventBuilder::new("app.access_request.route", &actor, now, "Access request rejected: requester not identified")
+            .outcome(OutcomeResult::Failure, Some(reason.clone()))
+            .request(&req)
+            .build(),
+    );
+    cs.notices.push(tell_requester(&req, RequesterEvent::Rejected { reason }));
+    cs.request = Some(req);
+    Some(cs)
+}
+
+/// Builds the steps for the request's people (separation of duties applied)
+/// and starts the workflow; `logged` is the event that records it.
+fn start(catalog: &Catalog, mut req: Request, logged: EventBuilder, actor: &Actor, now: Timestamp) -> Changeset {
+    let mut cs = Changeset::default();
+    req.status = Status::Pending;
+    let Some(app) = catalog.apps.get(&req.app_id) else {
+        let reason = format!("app {} was removed", req.app_id);
+        return rejected(req, logged, reason, now, cs);
+    };
     let built =
         if app.approval { build_steps(catalog, app, &req.requested_by, &req.requested_for) } else { Ok(vec![]) };
-    let mut created =
-        EventBuilder::new("app.access_request.request", actor, now, format!("Access request created for {}", app.name))
-            .data("justification", req.justification.clone());
     match built {
-        Err(reason) => {
-            req.status = Status::Rejected;
-            req.resolved = Some(now);
-            req.reason = Some(reason.clone());
-            created = created.outcome(OutcomeResult::Failure, Some(reason.clone()));
-            cs.events.push(created.request(&req).build());
-            cs.notices.push(tell_requester(&req, RequesterEvent::Rejected { reason }));
-        }
+        Err(reason) => return rejected(req, logged, reason, now, cs),
         Ok(steps) if steps.is_empty() => {
-            cs.events.push(created.data("approval", false).request(&req).build());
+            cs.events.push(logged.data("approval", false).request(&req).build());
             grant(catalog, &mut req, AssignmentSource::Workflow, actor, now, &mut cs);
             cs.events.push(
                 EventBuilder::new("app.access_request.grant", actor, now, "Access request granted")
@@ -302,10 +394,8 @@ pub fn submit(catalog: &Catalog, input: NewRequest, actor: &Actor, now: Timestam
             );
             cs.notices
                 .push(tell_requester(&req, RequesterEvent::Approved { source: AssignmentSource::Workflow, by: None }));
-            cs.notices.extend(feed(
-                catalog,
-                format!("{}: {} was granted {} (no approval needed)", req.id, req.requested_for.id, req.app_name),
-            ));
+            let (request_id, app_name, user) = feed_ids(&req);
+            cs.notices.extend(feed(catalog, FeedEvent::Granted { request_id, app_name, user, approval: false }));
         }
         Ok(steps) => {
             let plan: Vec<_> = steps
@@ -318,7 +408,7 @@ pub fn submit(catalog: &Catalog, input: NewRequest, actor: &Actor, now: Timestam
                 })
                 .collect();
             req.steps = steps;
-            cs.events.push(created.data("steps", plan).request(&req).build());
+            cs.events.push(logged.data("steps", plan).request(&req).build());
             advance(catalog, &mut req, 0, actor, now, &mut cs);
             if let Some(first) = req.current().map(Step::label) {
                 cs.notices.push(tell_requester(&req, RequesterEvent::Submitted { first_step: first }));
@@ -326,7 +416,17 @@ pub fn submit(catalog: &Catalog, input: NewRequest, actor: &Actor, now: Timestam
         }
     }
     cs.request = Some(req);
-    Ok(cs)
+    cs
+}
+
+fn rejected(mut req: Request, logged: EventBuilder, reason: String, now: Timestamp, mut cs: Changeset) -> Changeset {
+    req.status = Status::Rejected;
+    req.resolved = Some(now);
+    req.reason = Some(reason.clone());
+    cs.events.push(logged.outcome(OutcomeResult::Failure, Some(reason.clone())).request(&req).build());
+    cs.notices.push(tell_requester(&req, RequesterEvent::Rejected { reason }));
+    cs.request = Some(req);
+    cs
 }
 
 /// Whether `actor` may decide this step now: an approver of it, not the
@@ -377,10 +477,8 @@ fn advance(catalog: &Catalog, req: &mut Request, mut index: usize, actor: &Actor
             );
             cs.notices
                 .push(tell_requester(req, RequesterEvent::Approved { source: AssignmentSource::Workflow, by: None }));
-            cs.notices.extend(feed(
-                catalog,
-                format!("{}: {} for {} was approved", req.id, req.app_name, req.requested_for.id),
-            ));
+            let (request_id, app_name, user) = feed_ids(req);
+            cs.notices.extend(feed(catalog, FeedEvent::Granted { request_id, app_name, user, approval: true }));
             return;
         };
         if let StepKind::Action { url, secret_env, fields } = &step.kind {
@@ -477,10 +575,9 @@ pub fn decide(
                 .build(),
         );
         cs.notices.push(tell_requester(&req, RequesterEvent::Denied { by: actor.party.id.clone() }));
-        cs.notices.extend(feed(
-            catalog,
-            format!("{}: {} for {} was denied by <@{}>", req.id, req.app_name, req.requested_for.id, actor.party.id),
-        ));
+        let (request_id, app_name, user) = feed_ids(&req);
+        let by = actor.party.id.clone();
+        cs.notices.extend(feed(catalog, FeedEvent::Denied { request_id, app_name, user, by }));
     } else {
         advance(catalog, &mut req, step_index + 1, actor, now, &mut cs);
         if let Some(next_step) = req.current().map(Step::label) {
@@ -517,30 +614,33 @@ pub fn derive_notices(before: Option<&Request>, cs: &mut Changeset) {
     let mut extra = vec![Notice::HomeChanged { users }];
     if !req.steps.is_empty() {
         for e in cs.events.iter().filter(|e| e.request_id.as_deref() == Some(req.id.as_str())) {
-            let by = if e.actor.kind == ActorType::User { format!(" by <@{}>", e.actor.id) } else { String::new() };
-            let step = e.debug_context.debug_data.get("stepIndex").and_then(|v| v.as_u64()).unwrap_or(0);
-            let text = match e.event_type.as_str() {
-                "app.access_request.approver.approve" => format!(":white_check_mark: Step {step} approved{by}"),
-                "app.access_request.approver.deny" => format!(":x: Step {step} denied{by}"),
-                "app.access_request.task.complete" => {
-                    format!(":ballot_box_with_check: Task (step {step}) marked done{by}")
-                }
-                "app.access_request.grant" => ":tada: Approved — access granted".to_string(),
-                "app.access_request.deny" => ":x: Request denied".to_string(),
-                "app.access_request.delete" => format!(":no_entry_sign: Request canceled{by}"),
-                "app.access_request.expire" => ":hourglass: Request expired".to_string(),
-                "app.access_request.override" => format!(":fast_forward: Assigned by admin override{by}"),
-                "app.access_request.message" => {
-                    let m = e.debug_context.debug_data.get("message").and_then(|m| m.as_str()).unwrap_or_default();
-                    format!(
-                        ":speech_balloon: Message from {}: {m}",
-                        e.actor.display_name.clone().unwrap_or_else(|| e.actor.id.clone())
-                    )
-                }
-                _ => continue,
-            };
-            extra.push(Notice::Thread { request_id: req.id.clone(), text });
+            if let Some(event) = thread_event(e) {
+                extra.push(Notice::Thread { request_id: req.id.clone(), event });
+            }
         }
     }
     cs.notices.extend(extra);
+}
+
+/// The thread reply a system-log event is worth, if any.
+fn thread_event(e: &LogEvent) -> Option<ThreadEvent> {
+    let by = (e.actor.kind == ActorType::User).then(|| e.actor.id.clone());
+    let step = e.debug_context.debug_data.get("stepIndex").and_then(|v| v.as_u64()).unwrap_or(0);
+    let step = usize::try_from(step).unwrap_or(0);
+    Some(match e.event_type.as_str() {
+        "app.access_request.approver.approve" => ThreadEvent::StepApproved { step, by },
+        "app.access_request.approver.deny" => ThreadEvent::StepDenied { step, by },
+        "app.access_request.task.complete" => ThreadEvent::TaskDone { step, by },
+        "app.access_request.grant" => ThreadEvent::Granted,
+        "app.access_request.deny" => ThreadEvent::Denied,
+        "app.access_request.delete" => ThreadEvent::Canceled { by },
+        "app.access_request.expire" => ThreadEvent::Expired,
+        "app.access_request.override" => ThreadEvent::Overridden { by },
+        "app.access_request.message" => {
+            let text = e.debug_context.debug_data.get("message").and_then(|m| m.as_str()).unwrap_or_default();
+            let from = e.actor.display_name.clone().unwrap_or_else(|| e.actor.id.clone());
+            ThreadEvent::Message { from, text: text.to_string() }
+        }
+        _ => return None,
+    })
 }

@@ -31,7 +31,8 @@ pub fn remind_or_expire(catalog: &Catalog, mut req: Request, now: Timestamp) -> 
             cs.notices.extend(close_all(&req, i, CloseKind::Expired, None));
         }
         cs.notices.push(tell_requester(&req, RequesterEvent::Expired));
-        cs.notices.extend(feed(catalog, format!("{}: {} for {} expired", req.id, req.app_name, req.requested_for.id)));
+        let (request_id, app_name, user) = feed_ids(&req);
+        cs.notices.extend(feed(catalog, FeedEvent::Expired { request_id, app_name, user }));
         cs.request = Some(req);
         return Some(cs);
     }
@@ -130,8 +131,9 @@ pub fn webhook_settled(
     }
     if let Some(e) = error {
         ev = ev.outcome(OutcomeResult::Failure, Some(e.to_string()));
-        let id = cs.request.as_ref().map(|r| format!("{}: ", r.id)).unwrap_or_default();
-        cs.notices.extend(feed(catalog, format!(":warning: {id}webhook {what} failed: {e}")));
+        let request_id = cs.request.as_ref().map(|r| r.id.clone());
+        let event = FeedEvent::WebhookFailed { request_id, what: what.clone(), error: e.to_string() };
+        cs.notices.extend(feed(catalog, event));
     }
     cs.events.push(ev.build());
     cs

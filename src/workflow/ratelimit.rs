@@ -1,9 +1,10 @@
-//! Per-user limits on creating requests: a token bucket per user, in memory,
-//! per replica (with two replicas behind a load balancer a user gets up to
-//! twice the rate). Chat (`/access request`) and the API (`POST
-//! /governance/api/v2/requests`, keyed by `requestedBy`) draw on the same bucket.
+//! Per-person limits: a token bucket per key, in memory, per replica (with two
+//! replicas behind a load balancer a person gets up to twice the rate). The
+//! workflow keeps one for creating requests (every entry point draws on it,
+//! keyed by `requestedBy`), one for suggestions, and one for how many refusals
+//! of one actor are written to the system log.
 //!
-//! The default is [`DEFAULT_BURST`] requests at once, refilled at that many per
+//! Requests default to [`DEFAULT_BURST`] at once, refilled at that many per
 //! [`DEFAULT_PERIOD`]; `ACCESSBOT_REQUEST_RATE` changes it (`20/1m`, `5/30s`) or
 //! turns it off (`off`).
 
@@ -11,8 +12,6 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// The environment variable that sets the rate: `N/DURATION` or `off`.
-pub const ENV: &str = "ACCESSBOT_REQUEST_RATE";
 /// Requests a user may create at once, and per [`DEFAULT_PERIOD`].
 pub const DEFAULT_BURST: u32 = 10;
 pub const DEFAULT_PERIOD: Duration = Duration::from_secs(60);
@@ -67,7 +66,7 @@ pub fn parse(s: &str) -> Result<Option<(u32, Duration)>, String> {
     if ["off", "none", "0", "unlimited"].iter().any(|w| s.eq_ignore_ascii_case(w)) {
         return Ok(None);
     }
-    let bad = || format!("`{s}` is not a rate: write e.g. `10/1m` (10 requests per minute per user), or `off`");
+    let bad = || format!("\"{s}\" is not a rate: write e.g. 10/1m (10 per minute per person), or off");
     let (n, per) = s.split_once('/').ok_or_else(bad)?;
     let n: u32 = n.trim().parse().map_err(|_| bad())?;
     let per = humantime::parse_duration(per.trim()).map_err(|_| bad())?;
@@ -93,14 +92,11 @@ impl RateLimiter {
         RateLimiter { rate: None, state: State::new() }
     }
 
-    /// From `ACCESSBOT_REQUEST_RATE`, else the default.
-    pub fn from_env() -> Result<RateLimiter, String> {
-        match std::env::var(ENV) {
-            Ok(v) if !v.trim().is_empty() => match parse(&v).map_err(|e| format!("{ENV}: {e}"))? {
-                Some((n, per)) => Ok(RateLimiter::new(n, per)),
-                None => Ok(RateLimiter::unlimited()),
-            },
-            _ => Ok(RateLimiter::default()),
+    /// From a parsed rate (`None`: unlimited).
+    pub fn from_rate(rate: Option<(u32, Duration)>) -> RateLimiter {
+        match rate {
+            Some((n, per)) => RateLimiter::new(n, per),
+            None => RateLimiter::unlimited(),
         }
     }
 

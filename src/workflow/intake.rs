@@ -1,0 +1,114 @@
+//! The one way in for a new request. The slash command, the request forms and
+//! the API all call [`Workflow::request`], which decides everything: the
+//! catalog, who may request for whom, field answers and text bounds, one open
+//! request per user and app, the per-person rate limit, and who the people
+//! are before anyone is asked.
+
+use super::engine::{self, NewRequest};
+use super::model::Request;
+use super::{Actor, RateLimited, Submitted, Workflow, WorkflowError};
+
+/// A new request as an edge receives it: people by chat user id.
+#[derive(Clone, Debug)]
+pub struct RequestInput {
+    pub app_id: String,
+    /// Who asks (the actor may be an integration acting for them).
+    pub requested_by: String,
+    pub requested_for: String,
+    pub justification: String,
+    /// Answers to the app's request fields, by field id.
+    pub fields: Vec<(String, String)>,
+}
+
+impl RequestInput {
+    /// A user asking for themselves.
+    pub fn own(actor: &Actor, app_id: &str, justification: &str) -> RequestInput {
+        RequestInput {
+            app_id: app_id.to_string(),
+            requested_by: actor.party.id.clone(),
+            requested_for: actor.party.id.clone(),
+            justification: justification.to_string(),
+            fields: Vec::new(),
+        }
+    }
+}
+
+impl Workflow {
+    /// Whether `requested_by` may ask for `app_id` for `requested_for` (before
+    /// a form is shown): the open request when there is one already. Refusals
+    /// are logged like those of [`Workflow::request`].
+    pub async fn check_request(
+        &self,
+        actor: &Actor,
+        app_id: &str,
+        requested_by: &str,
+        requested_for: &str,
+    ) -> Result<Option<Request>, WorkflowError> {
+        let (by, for_) = (self.party(requested_by).await?, self.party(requested_for).await?);
+        let catalog = self.catalog();
+        let checked = engine::check_requestable(&catalog, app_id, &by, &for_).map(|_| ());
+        self.guard(actor, "request", None, checked).await?;
+        Ok(self.store.open_request(&for_.id, app_id).await?)
+    }
+
+    /// Creates a request, or returns the open one for this user and app.
+    pub async fn request(&self, actor: &Actor, input: RequestInput) -> Result<Submitted, WorkflowError> {
+        let by = self.party(&input.requested_by).await?;
+        let for_ = if input.requested_for == input.requested_by {
+            by.clone()
+        } else {
+            self.party(&input.requested_for).await?
+        };
+        let mut new = NewRequest {
+            app_id: input.app_id,
+            requested_by: by,
+            requested_for: for_,
+            justification: input.justification,
+            fields: input.fields,
+        };
+        let validated = engine::new_request(&self.catalog(), new.clone(), actor, self.clock.now()).map(|_| ());
+        self.guard(actor, "request", None, validated).await?;
+        if let Some(existing) = self.store.open_request(&new.requested_for.id, &new.app_id).await? {
+            return Ok(Submitted { request: existing, existing: true });
+        }
+        if let Err(retry_after) = self.limits.requests.check(&new.requested_by.id) {
+            tracing::warn!(user = %new.requested_by.id, "request rate limit reached");
+            return Err(WorkflowError::RateLimited { what: RateLimited::Requests, retry_after });
+        }
+        let waiting = self.identify_requesters(&mut new).await?;
+        let (new, waiting) = (&new, &waiting);
+        self.retrying(|| async move {
+            if let Some(existing) = self.store.open_request(&new.requested_for.id, &new.app_id).await? {
+                return Ok(Submitted { request: existing, existing: true });
+            }
+            let catalog = self.catalog();
+            let now = self.clock.now();
+            let cs = match waiting.is_empty() {
+                true => engine::submit(&catalog, new.clone(), actor, now)?,
+                false => engine::submit_unresolved(&catalog, new.clone(), waiting, actor, now)?,
+            };
+            self.commit(&cs).await?;
+            let request = cs.request.ok_or_else(|| WorkflowError::Invalid("no request created".into()))?;
+            Ok(Submitted { request, existing: false })
+        })
+        .await
+    }
+
+    /// Fills in who the requester and beneficiary are; the ids still unknown.
+    async fn identify_requesters(&self, new: &mut NewRequest) -> Result<Vec<String>, WorkflowError> {
+        let same = new.requested_by.id == new.requested_for.id;
+        let by = self.identify(&new.requested_by.id).await?;
+        let for_ = if same { by.clone() } else { self.identify(&new.requested_for.id).await? };
+        let mut waiting = Vec::new();
+        match by {
+            Some(p) => new.requested_by = p,
+            None => waiting.push(new.requested_by.id.clone()),
+        }
+        match for_ {
+            Some(p) => new.requested_for = p,
+            None if !same => waiting.push(new.requested_for.id.clone()),
+            None => {}
+        }
+        Ok(waiting)
+    }
+}
