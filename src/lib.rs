@@ -16,6 +16,8 @@ pub mod metrics;
 pub mod outbox;
 /// Per-user limits on creating requests (token buckets, in memory).
 pub mod ratelimit;
+/// URLs stripped of userinfo, query and fragment before they reach an error, log or message.
+pub mod redact;
 /// App state, router, start and graceful stop.
 pub mod server;
 /// The Slack edge: signatures, slash commands, buttons, Block Kit, Web API.
