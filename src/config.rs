@@ -162,7 +162,9 @@ impl Checker {
             && url.len() > 10
             && !url.contains(char::is_whitespace);
         if !ok {
-            self.bad(key, format!("\"{url}\" is not an http(s) URL"));
+            // Credentials ride in userinfo and query: never echo those parts.
+            let shown = if url.contains(['@', '?', '#']) { crate::redact::redact_url(url) } else { url.to_string() };
+            self.bad(key, format!("\"{shown}\" is not an http(s) URL"));
         }
     }
 

@@ -372,6 +372,20 @@ fn action_task_and_provisioning_problems_are_named() {
 }
 
 #[test]
+fn bad_webhook_urls_are_not_echoed_with_credentials() {
+    let text = format!(
+        "{SECURITY}\n[apps.github]\napproval = false\n\
+         provisioning = {{ url = \"ftp://svc:hunter2@hooks.internal/grant?token=hunter2\" }}\n"
+    );
+    let msg = parse_err(&text).to_string();
+    assert!(
+        msg.contains("apps.github.provisioning.url: \"ftp://hooks.internal/grant\" is not an http(s) URL"),
+        "{msg}"
+    );
+    assert!(!msg.contains("hunter2"), "{msg}");
+}
+
+#[test]
 fn load_catalog_names_missing_file() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("nope.toml");
