@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -162,7 +163,9 @@ impl Checker {
             && url.len() > 10
             && !url.contains(char::is_whitespace);
         if !ok {
-            self.bad(key, format!("\"{url}\" is not an http(s) URL"));
+            // Credentials ride in userinfo and query: never echo those parts.
+            let shown = if url.contains(['@', '?', '#']) { crate::redact::redact_url(url) } else { url.to_string() };
+            self.bad(key, format!("\"{shown}\" is not an http(s) URL"));
         }
     }
 
@@ -495,12 +498,76 @@ pub struct Env {
     pub bot_token: Secret,
     pub slack_api_base_url: String,
     pub api_tokens: Vec<Secret>,
+    /// Tokens that may only read (GET requests, catalog, system log).
+    pub api_read_tokens: Vec<Secret>,
+    /// Where clients reach the server, for the API's links (no trailing slash);
+    /// `None`: the listen address.
+    pub public_url: Option<String>,
+    /// Peers whose `X-Forwarded-Host`/`-Proto` and `Host` are believed for links.
+    pub trusted_proxies: Vec<IpRange>,
     /// `None`: any workspace that can sign with the secret.
     pub team_ids: Option<Vec<String>>,
     /// How long an outbox claim holds before another replica may take the row.
     pub outbox_lease: Duration,
     /// How long a graceful stop may take after SIGTERM.
     pub shutdown_timeout: Duration,
+}
+
+/// An IP address or CIDR range (`10.0.0.0/8`, `::1`), as in `ACCESSBOT_TRUSTED_PROXIES`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IpRange {
+    net: IpAddr,
+    prefix: u8,
+}
+
+impl IpRange {
+    pub fn parse(s: &str) -> Option<IpRange> {
+        let (addr, prefix) = match s.split_once('/') {
+            Some((a, p)) => (a.parse::<IpAddr>().ok()?, Some(p.parse::<u8>().ok()?)),
+            None => (s.parse::<IpAddr>().ok()?, None),
+        };
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = prefix.unwrap_or(max);
+        (prefix <= max).then_some(IpRange { net: addr, prefix })
+    }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        // A v4 peer may arrive on a dual-stack socket as ::ffff:a.b.c.d.
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+            v4 => v4,
+        };
+        let keep = |bits: u32| if self.prefix == 0 { 0 } else { u128::MAX << (bits - u32::from(self.prefix)) };
+        match (self.net, ip) {
+            (IpAddr::V4(n), IpAddr::V4(a)) => {
+                let mask = keep(32);
+                (u128::from(u32::from(n)) & mask) == (u128::from(u32::from(a)) & mask)
+            }
+            (IpAddr::V6(n), IpAddr::V6(a)) => {
+                let mask = keep(128);
+                (u128::from(n) & mask) == (u128::from(a) & mask)
+            }
+            _ => false,
+        }
+    }
+}
+
+/// `ACCESSBOT_PUBLIC_URL`: an absolute http(s) URL without credentials or query, trailing slash trimmed.
+fn public_url(value: &str) -> Result<String, String> {
+    // Errors show the redacted form: a pasted URL may carry a password.
+    let shown = crate::redact::redact_url(value);
+    let example = "write e.g. https://accessbot.example.com";
+    let u = url::Url::parse(value.trim()).map_err(|e| format!("is not an absolute URL ({e}): {example}"))?;
+    if !matches!(u.scheme(), "http" | "https") || u.host_str().is_none_or(str::is_empty) {
+        return Err(format!("\"{shown}\" is not an http(s) URL with a host: {example}"));
+    }
+    if !u.username().is_empty() || u.password().is_some() {
+        return Err(format!("\"{shown}\" must not contain a user name or password"));
+    }
+    if u.query().is_some() || u.fragment().is_some() {
+        return Err(format!("\"{shown}\" must not contain a query string or fragment"));
+    }
+    Ok(u.as_str().trim_end_matches('/').to_string())
 }
 
 /// A webhook secret by variable name: `NAME`, or the file named by `NAME_FILE`.
@@ -560,7 +627,29 @@ impl Env {
         let signing_secret = secret_var(get, "SLACK_SIGNING_SECRET", &mut problems);
         let bot_token = secret_var(get, "SLACK_BOT_TOKEN", &mut problems);
         let tokens = secret_var(get, "ACCESSBOT_API_TOKENS", &mut problems);
-        let api_tokens = tokens.0.split(',').map(str::trim).filter(|t| !t.is_empty()).map(Secret::new).collect();
+        let split = |s: &Secret| -> Vec<Secret> {
+            s.0.split(',').map(str::trim).filter(|t| !t.is_empty()).map(Secret::new).collect()
+        };
+        let api_tokens = split(&tokens);
+        let api_read_tokens = split(&secret_var(get, "ACCESSBOT_API_READ_TOKENS", &mut problems));
+        let public_url = get("ACCESSBOT_PUBLIC_URL").filter(|v| !v.trim().is_empty()).and_then(|v| {
+            public_url(&v)
+                .map_err(|message| problems.push(Problem { key: "ACCESSBOT_PUBLIC_URL".into(), message }))
+                .ok()
+        });
+        let mut trusted_proxies = Vec::new();
+        for item in get("ACCESSBOT_TRUSTED_PROXIES").unwrap_or_default().split(',').map(str::trim) {
+            match IpRange::parse(item) {
+                Some(r) => trusted_proxies.push(r),
+                None if item.is_empty() => {}
+                None => problems.push(Problem {
+                    key: "ACCESSBOT_TRUSTED_PROXIES".into(),
+                    message: format!(
+                        "\"{item}\" is not an IP address or CIDR range: write e.g. 10.0.0.0/8, 127.0.0.1 (comma-separated)"
+                    ),
+                }),
+            }
+        }
         let team_ids: Option<Vec<String>> = get("SLACK_TEAM_IDS")
             .map(|v| v.split(',').map(|t| t.trim().to_string()).filter(|t| !t.is_empty()).collect())
             .filter(|v: &Vec<String>| !v.is_empty());
@@ -589,6 +678,9 @@ impl Env {
                 .trim_end_matches('/')
                 .to_string(),
             api_tokens,
+            api_read_tokens,
+            public_url,
+            trusted_proxies,
             team_ids,
         };
         if problems.is_empty() {

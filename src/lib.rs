@@ -14,6 +14,8 @@ pub mod http;
 pub mod metrics;
 /// Durable delivery of notification intents, with retries and per-key order.
 pub mod outbox;
+/// URLs stripped of userinfo, query and fragment before they reach an error, log or message.
+pub mod redact;
 /// App state, router, start and graceful stop.
 pub mod server;
 /// The Slack edge: signatures, slash commands, buttons, Block Kit, Web API.

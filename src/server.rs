@@ -38,6 +38,10 @@ pub struct AppState {
     pub workflow: Arc<Workflow>,
     /// Bearer/SSWS tokens for the REST API.
     pub api_tokens: Arc<Vec<crate::config::Secret>>,
+    /// Tokens that may only read; a write with one is refused (403) and logged.
+    pub api_read_tokens: Arc<Vec<crate::config::Secret>>,
+    /// Where the API's links point.
+    pub links: Arc<crate::api::LinkSettings>,
     pub slack: Arc<SlackSettings>,
     pub metrics: Arc<Metrics>,
     /// The config file, re-read on reload (`POST /admin/reload`, SIGHUP).
@@ -173,6 +177,15 @@ pub fn router(state: AppState) -> Router {
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
 }
 
+/// `http://` + the listen address; a wildcard address (0.0.0.0, ::) becomes `localhost`.
+fn default_public_url(addr: SocketAddr) -> String {
+    if addr.ip().is_unspecified() {
+        format!("http://localhost:{}", addr.port())
+    } else {
+        format!("http://{addr}")
+    }
+}
+
 /// How often reminders, expiry and time-bound access are checked.
 pub const JOBS_INTERVAL: Duration = Duration::from_secs(30);
 
@@ -240,9 +253,16 @@ pub async fn start(opts: Options, listener: TcpListener) -> anyhow::Result<Runni
     let mut workers = outbox.spawn(shutdown.clone());
     workers.push(spawn_jobs(workflow.clone(), shutdown.clone()));
 
+    let addr = listener.local_addr()?;
+    let links = crate::api::LinkSettings {
+        public_url: opts.env.public_url.clone().unwrap_or_else(|| default_public_url(addr)),
+        trusted_proxies: opts.env.trusted_proxies.clone(),
+    };
     let state = AppState {
         workflow: workflow.clone(),
         api_tokens: Arc::new(opts.env.api_tokens.clone()),
+        api_read_tokens: Arc::new(opts.env.api_read_tokens.clone()),
+        links: Arc::new(links),
         slack: Arc::new(SlackSettings {
             signing_secret: opts.env.signing_secret.clone(),
             team_ids: opts.env.team_ids.clone(),
@@ -251,7 +271,6 @@ pub async fn start(opts: Options, listener: TcpListener) -> anyhow::Result<Runni
         metrics: metrics.clone(),
         config_path: config_path.clone(),
     };
-    let addr = listener.local_addr()?;
     let app = router(state);
     let stop = shutdown.clone();
     let server = tokio::spawn(crate::http::serve(listener, app, opts.header_timeout, stop));

@@ -56,6 +56,8 @@ impl Deliverer for WebhookDeliverer {
             return Delivery::Failed("unreadable webhook payload".into());
         };
         let body = body.to_string();
+        // The URL may carry credentials; every error below names only its redacted form.
+        let shown = crate::redact::redact_url(&url);
         let mut req = self.http.post(&url).header("content-type", "application/json");
         if let Some(name) = secret_env {
             let Some(secret) = (self.secrets)(&name).filter(|s| !s.is_empty()) else {
@@ -66,7 +68,11 @@ impl Deliverer for WebhookDeliverer {
             req = req.header("x-accessbot-request-timestamp", ts).header("x-accessbot-signature", sig);
         }
         match req.body(body).send().await {
-            Err(e) => Delivery::Retry { after: None, error: format!("webhook: {e}"), rate_limited: false },
+            Err(e) => Delivery::Retry {
+                after: None,
+                error: format!("webhook {shown}: {}", crate::redact::http_error(e)),
+                rate_limited: false,
+            },
             Ok(r) if r.status().is_success() => Delivery::Done,
             Ok(r) if r.status().as_u16() == 429 => {
                 let after = r
@@ -75,12 +81,14 @@ impl Deliverer for WebhookDeliverer {
                     .and_then(|v| v.to_str().ok())
                     .and_then(|v| v.trim().parse().ok())
                     .map(Duration::from_secs);
-                Delivery::Retry { after, error: "webhook: HTTP 429".into(), rate_limited: false }
+                Delivery::Retry { after, error: format!("webhook {shown}: HTTP 429"), rate_limited: false }
             }
-            Ok(r) if r.status().is_server_error() => {
-                Delivery::Retry { after: None, error: format!("webhook: HTTP {}", r.status()), rate_limited: false }
-            }
-            Ok(r) => Delivery::Failed(format!("webhook: HTTP {}", r.status())),
+            Ok(r) if r.status().is_server_error() => Delivery::Retry {
+                after: None,
+                error: format!("webhook {shown}: HTTP {}", r.status()),
+                rate_limited: false,
+            },
+            Ok(r) => Delivery::Failed(format!("webhook {shown}: HTTP {}", r.status())),
         }
     }
 

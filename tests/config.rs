@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use accessbot::config::{load_catalog, parse_catalog, ConfigError, Env, Secret};
+use accessbot::config::{load_catalog, parse_catalog, ConfigError, Env, IpRange, Secret};
 use accessbot::workflow::catalog::{FieldKind, Person, StepDef, TaskAssignee};
 
 const FILE: &str = "accessbot.toml";
@@ -372,6 +372,20 @@ fn action_task_and_provisioning_problems_are_named() {
 }
 
 #[test]
+fn bad_webhook_urls_are_not_echoed_with_credentials() {
+    let text = format!(
+        "{SECURITY}\n[apps.github]\napproval = false\n\
+         provisioning = {{ url = \"ftp://svc:hunter2@hooks.internal/grant?token=hunter2\" }}\n"
+    );
+    let msg = parse_err(&text).to_string();
+    assert!(
+        msg.contains("apps.github.provisioning.url: \"ftp://hooks.internal/grant\" is not an http(s) URL"),
+        "{msg}"
+    );
+    assert!(!msg.contains("hunter2"), "{msg}");
+}
+
+#[test]
 fn load_catalog_names_missing_file() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("nope.toml");
@@ -467,6 +481,71 @@ fn env_api_tokens_split_on_commas() {
     let env = env_from(&[("ACCESSBOT_API_TOKENS", "alpha, beta,,gamma ,")]).unwrap();
     let toks: Vec<&str> = env.api_tokens.iter().map(Secret::expose).collect();
     assert_eq!(toks, ["alpha", "beta", "gamma"]);
+}
+
+#[test]
+fn env_read_tokens_like_full_tokens() {
+    let env = env_from(&[]).unwrap();
+    assert!(env.api_read_tokens.is_empty() && env.public_url.is_none() && env.trusted_proxies.is_empty());
+    let env = env_from(&[("ACCESSBOT_API_READ_TOKENS", "r1, ,r2")]).unwrap();
+    let toks: Vec<&str> = env.api_read_tokens.iter().map(Secret::expose).collect();
+    assert_eq!(toks, ["r1", "r2"]);
+    let dir = tempfile::tempdir().unwrap();
+    let file = secret_file(&dir, "read", "r3,r4\n");
+    let env = env_from(&[("ACCESSBOT_API_READ_TOKENS_FILE", &file)]).unwrap();
+    let toks: Vec<&str> = env.api_read_tokens.iter().map(Secret::expose).collect();
+    assert_eq!(toks, ["r3", "r4"]);
+    assert!(!format!("{env:?}").contains("r3"));
+    let missing = dir.path().join("missing").display().to_string();
+    let err = env_from(&[("ACCESSBOT_API_READ_TOKENS_FILE", &missing)]).unwrap_err();
+    assert_eq!(err.problems[0].key, "ACCESSBOT_API_READ_TOKENS_FILE");
+}
+
+#[test]
+fn env_public_url_is_checked_and_trimmed() {
+    let url = |v: &str| env_from(&[("ACCESSBOT_PUBLIC_URL", v)]).map(|e| e.public_url);
+    assert_eq!(url("https://accessbot.example.com/").unwrap().as_deref(), Some("https://accessbot.example.com"));
+    assert_eq!(url("http://10.0.0.5:8080/accessbot/").unwrap().as_deref(), Some("http://10.0.0.5:8080/accessbot"));
+    assert_eq!(url("  ").unwrap(), None);
+    for (bad, says) in [
+        ("accessbot.example.com", "is not an absolute URL"),
+        ("ftp://accessbot.example.com", "is not an http(s) URL"),
+        ("https://admin:hunter2@accessbot.example.com", "user name or password"),
+        ("https://accessbot.example.com/?token=hunter2", "query string or fragment"),
+        ("https://accessbot.example.com/#hunter2", "query string or fragment"),
+    ] {
+        let err = url(bad).unwrap_err();
+        assert_eq!(err.problems.len(), 1, "{bad}");
+        let msg = err.to_string();
+        assert!(msg.starts_with("environment: ACCESSBOT_PUBLIC_URL: "), "{msg}");
+        assert!(msg.contains(says), "{bad}: {msg}");
+        assert!(!msg.contains("hunter2"), "echoes a secret: {msg}");
+    }
+}
+
+#[test]
+fn env_trusted_proxies_are_addresses_or_ranges() {
+    let env = env_from(&[("ACCESSBOT_TRUSTED_PROXIES", "127.0.0.1, 10.0.0.0/8,,::1, fd00::/8")]).unwrap();
+    let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+    let trusted = |s: &str| env.trusted_proxies.iter().any(|r| r.contains(ip(s)));
+    assert_eq!(env.trusted_proxies.len(), 4);
+    for yes in ["127.0.0.1", "10.200.3.4", "::1", "fd12::1", "::ffff:10.1.1.1"] {
+        assert!(trusted(yes), "{yes}");
+    }
+    for no in ["127.0.0.2", "11.0.0.1", "::2", "fe80::1"] {
+        assert!(!trusted(no), "{no}");
+    }
+    assert!(IpRange::parse("0.0.0.0/0").unwrap().contains(ip("203.0.113.9")));
+    for bad in ["proxy.internal", "10.0.0.0/33", "::1/129", "10.0.0.1/x"] {
+        let err = env_from(&[("ACCESSBOT_TRUSTED_PROXIES", bad)]).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.starts_with(&format!(
+                "environment: ACCESSBOT_TRUSTED_PROXIES: \"{bad}\" is not an IP address or CIDR range"
+            )),
+            "{msg}"
+        );
+    }
 }
 
 #[test]

@@ -65,6 +65,17 @@ fn kubernetes_manifests_are_complete() {
     let config_arg = c["args"].as_vec().unwrap().iter().map(|a| a.as_str().unwrap()).collect::<Vec<_>>().join(" ");
     assert!(config_arg.starts_with("serve --config /etc/accessbot/"));
 
+    // The plain env values pass the server's own checks (ACCESSBOT_PUBLIC_URL among them).
+    let env: Vec<(String, String)> = c["env"]
+        .as_vec()
+        .unwrap()
+        .iter()
+        .map(|e| (e["name"].as_str().unwrap().to_string(), e["value"].as_str().unwrap().to_string()))
+        .collect();
+    let parsed = accessbot::config::Env::from_lookup(&|k| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()))
+        .unwrap_or_else(|e| panic!("deployment env: {e}"));
+    assert!(parsed.public_url.is_some_and(|u| u.starts_with("https://")), "ACCESSBOT_PUBLIC_URL is set to https");
+
     let secret = &load("manifests/kubernetes/secret.yaml")[0];
     assert_eq!(secret["kind"].as_str(), Some("Secret"));
     for key in ["SLACK_SIGNING_SECRET", "SLACK_BOT_TOKEN", "DATABASE_URL", "ACCESSBOT_API_TOKENS"] {

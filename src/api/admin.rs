@@ -4,7 +4,7 @@ use axum::extract::State;
 use axum::Json;
 use serde_json::{json, Value};
 
-use super::auth::ApiActor;
+use super::auth::ApiWriter;
 use super::error::ErrorBody;
 use super::error::{ApiError, Kind};
 use crate::server::AppState;
@@ -17,9 +17,10 @@ use crate::server::ReloadError;
         (status = 200, description = "Reloaded: `{status, apps, groups, flagged: [{requestId, reason}], alreadyFlagged, noLongerStranded}`", body = Object),
         (status = 400, description = "The file is invalid; the running config is kept (one cause per problem)", body = ErrorBody),
         (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 403, description = "A read-only token (E0000006; logged as security.request.blocked)", body = ErrorBody),
     ),
     security(("bearer" = []), ("ssws" = [])))]
-pub async fn reload(State(state): State<AppState>, ApiActor(actor): ApiActor) -> Result<Json<Value>, ApiError> {
+pub async fn reload(State(state): State<AppState>, ApiWriter(actor): ApiWriter) -> Result<Json<Value>, ApiError> {
     match crate::server::reload_config(&state.workflow, &state.config_path, &actor, "API").await {
         Ok(report) => Ok(Json(json!({
             "status": "reloaded",

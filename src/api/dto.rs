@@ -468,6 +468,16 @@ fn upper<T: Serialize>(v: &T) -> String {
     serde_json::to_value(v).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
 }
 
+/// Events recorded before redaction (and action steps' `url`) may hold a webhook
+/// URL with credentials; the API shows only its redacted form.
+fn redacted(data: &serde_json::Map<String, Value>) -> serde_json::Map<String, Value> {
+    let mut out = data.clone();
+    if let Some(Value::String(url)) = out.get_mut("url") {
+        *url = crate::redact::redact_url(url);
+    }
+    out
+}
+
 impl From<&LogEvent> for LogEventDto {
     fn from(e: &LogEvent) -> LogEventDto {
         LogEventDto {
@@ -494,7 +504,7 @@ impl From<&LogEvent> for LogEventDto {
                 })
                 .collect(),
             outcome: LogOutcomeDto { result: upper(&e.outcome.result), reason: e.outcome.reason.clone() },
-            debug_context: DebugContextDto { debug_data: e.debug_context.debug_data.clone() },
+            debug_context: DebugContextDto { debug_data: redacted(&e.debug_context.debug_data) },
         }
     }
 }

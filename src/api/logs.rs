@@ -1,14 +1,13 @@
 //! `/api/v1/logs`: the system log in Okta's shape, and the catalog as loaded.
 
 use axum::extract::{RawQuery, State};
-use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::Json;
 
 use super::auth::ApiActor;
 use super::dto::*;
 use super::error::{ApiError, ErrorBody};
-use super::paging::{base_url, decode_cursor, encode_cursor, paged, Params};
+use super::paging::{decode_cursor, encode_cursor, paged, BaseUrl, Params};
 use crate::server::AppState;
 use crate::store::filter::{LogAttr, LogQuery};
 use crate::workflow::model::Timestamp;
@@ -38,7 +37,7 @@ fn time_param(params: &Params, name: &str) -> Result<Option<Timestamp>, ApiError
 pub async fn list(
     State(state): State<AppState>,
     ApiActor(_actor): ApiActor,
-    headers: HeaderMap,
+    BaseUrl(base): BaseUrl,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     let params = Params::parse(raw.as_deref())?;
@@ -61,7 +60,7 @@ pub async fn list(
     let more = rows.len() as i64 > limit;
     rows.truncate(usize::try_from(limit).unwrap_or(0));
     let next = rows.last().filter(|_| more).map(|(seq, _)| encode_cursor(seq));
-    let (self_url, next_url) = params.page_urls(&base_url(&headers), "/api/v1/logs", next);
+    let (self_url, next_url) = params.page_urls(&base, "/api/v1/logs", next);
     let body: Vec<LogEventDto> = rows.iter().map(|(_, e)| LogEventDto::from(e)).collect();
     Ok(paged(body, &self_url, next_url.as_deref()))
 }
@@ -75,9 +74,8 @@ pub async fn list(
 pub async fn catalog(
     State(state): State<AppState>,
     ApiActor(_actor): ApiActor,
-    headers: HeaderMap,
+    BaseUrl(base): BaseUrl,
 ) -> Json<CatalogList> {
     let catalog = state.workflow.catalog();
-    let base = base_url(&headers);
     Json(CatalogList { data: catalog.apps.values().map(|a| CatalogEntry::from_app(a, &catalog, &base)).collect() })
 }

@@ -11,6 +11,8 @@ mod paging;
 mod requests;
 pub mod scim;
 
+pub use paging::LinkSettings;
+
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;

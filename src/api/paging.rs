@@ -1,5 +1,9 @@
 //! Query parameters, opaque keyset cursors and `Link` headers.
 
+use std::net::{IpAddr, SocketAddr};
+
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -8,6 +12,8 @@ use base64::Engine;
 use serde::{de::DeserializeOwned, Serialize};
 
 use super::error::ApiError;
+use crate::config::IpRange;
+use crate::server::AppState;
 use crate::store::filter::{Attribute, Filter};
 
 /// Query parameters in order (repeated names: the last one wins).
@@ -84,14 +90,57 @@ pub fn decode_cursor<T: DeserializeOwned>(s: &str) -> Result<T, ApiError> {
     serde_json::from_slice(&bytes).map_err(|_| ApiError::paging("after", "not a cursor returned by this API"))
 }
 
-/// `scheme://host` the caller used (honouring a proxy's X-Forwarded-Proto/Host).
-pub fn base_url(headers: &HeaderMap) -> String {
-    let h = |n: &str| headers.get(n).and_then(|v| v.to_str().ok()).map(str::to_string);
-    let proto = h("x-forwarded-proto").unwrap_or_else(|| "http".into());
-    let host = h("x-forwarded-host").or_else(|| h("host")).unwrap_or_else(|| "localhost".into());
-    let proto = if proto == "https" { "https" } else { "http" };
-    let host: String = host.chars().filter(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(*c)).collect();
-    format!("{proto}://{host}")
+/// Where the API's links point: `ACCESSBOT_PUBLIC_URL` (default the listen
+/// address), or a trusted proxy's forwarded host.
+#[derive(Clone, Debug)]
+pub struct LinkSettings {
+    /// No trailing slash.
+    pub public_url: String,
+    pub trusted_proxies: Vec<IpRange>,
+}
+
+impl LinkSettings {
+    /// The base for links. `Host` and `X-Forwarded-*` are believed only from a
+    /// trusted proxy: from anyone else they would let a caller point our links elsewhere.
+    pub fn base_for(&self, peer: Option<IpAddr>, headers: &HeaderMap) -> String {
+        let trusted = peer.is_some_and(|ip| self.trusted_proxies.iter().any(|r| r.contains(ip)));
+        if !trusted {
+            return self.public_url.clone();
+        }
+        // A list (several proxies) starts with the client-facing value.
+        let h = |n: &str| {
+            headers
+                .get(n)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.split(',').next())
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
+        let Some(host) = h("x-forwarded-host").or_else(|| h("host")) else { return self.public_url.clone() };
+        let host: String = host.chars().filter(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(*c)).collect();
+        if host.is_empty() {
+            return self.public_url.clone();
+        }
+        let default_proto = if self.public_url.starts_with("https://") { "https" } else { "http" };
+        let proto = match h("x-forwarded-proto").as_deref() {
+            Some("https") => "https",
+            Some("http") => "http",
+            _ => default_proto,
+        };
+        format!("{proto}://{host}")
+    }
+}
+
+/// The base URL for this request's links (see [`LinkSettings::base_for`]).
+pub struct BaseUrl(pub String);
+
+impl FromRequestParts<AppState> for BaseUrl {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+        Ok(BaseUrl(state.links.base_for(peer, &parts.headers)))
+    }
 }
 
 /// `Link: <…>; rel="self", <…>; rel="next"`.
@@ -101,4 +150,43 @@ fn link_header(self_url: &str, next_url: Option<&str>) -> String {
         out.push_str(&format!(", <{n}>; rel=\"next\""));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(proxies: &[&str]) -> LinkSettings {
+        LinkSettings {
+            public_url: "https://accessbot.example.com".into(),
+            trusted_proxies: proxies.iter().filter_map(|p| IpRange::parse(p)).collect(),
+        }
+    }
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, HeaderValue::from_static(v));
+        }
+        h
+    }
+
+    #[test]
+    fn forwarded_headers_count_only_from_trusted_peers() {
+        let evil =
+            headers(&[("host", "evil.example"), ("x-forwarded-host", "evil.example"), ("x-forwarded-proto", "http")]);
+        let peer: Option<IpAddr> = "10.1.2.3".parse().ok();
+        assert_eq!(settings(&[]).base_for(peer, &evil), "https://accessbot.example.com");
+        assert_eq!(settings(&["10.9.0.0/16"]).base_for(peer, &evil), "https://accessbot.example.com");
+        assert_eq!(settings(&["10.9.0.0/16"]).base_for(None, &evil), "https://accessbot.example.com");
+        assert_eq!(settings(&["10.0.0.0/8"]).base_for(peer, &evil), "http://evil.example");
+        // Host alone, from a trusted peer; the scheme falls back to the public URL's.
+        assert_eq!(
+            settings(&["10.1.2.3"]).base_for(peer, &headers(&[("host", "api.internal:8080")])),
+            "https://api.internal:8080"
+        );
+        let listed = headers(&[("x-forwarded-host", "first.example, second.example"), ("x-forwarded-proto", "https")]);
+        assert_eq!(settings(&["10.1.2.3"]).base_for(peer, &listed), "https://first.example");
+        assert_eq!(settings(&["10.1.2.3"]).base_for(peer, &headers(&[])), "https://accessbot.example.com");
+    }
 }

@@ -2,15 +2,15 @@
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 
-use super::auth::ApiActor;
+use super::auth::{ApiActor, ApiWriter};
 use super::dto::*;
 use super::error::{ApiError, ErrorBody, Kind};
-use super::paging::{base_url, decode_cursor, encode_cursor, paged, Params};
+use super::paging::{decode_cursor, encode_cursor, paged, BaseUrl, Params};
 use crate::server::AppState;
 use crate::store::filter::{OrderBy, RequestAttr, RequestCursor, RequestQuery};
 use crate::workflow::engine::is_request_id;
@@ -100,7 +100,7 @@ fn parse_order(v: Option<&str>) -> Result<(OrderBy, bool), ApiError> {
 pub async fn list(
     State(state): State<AppState>,
     ApiActor(_actor): ApiActor,
-    headers: HeaderMap,
+    BaseUrl(base): BaseUrl,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     let params = Params::parse(raw.as_deref())?;
@@ -123,7 +123,6 @@ pub async fn list(
     let mut rows = state.workflow.store().list_requests(&query).await.map_err(ApiError::internal)?;
     let more = rows.len() as i64 > limit;
     rows.truncate(usize::try_from(limit).unwrap_or(0));
-    let base = base_url(&headers);
     let next = rows.last().filter(|_| more).map(|last| {
         let c = query.cursor_of(last);
         encode_cursor(&Cursor { o: order_by, d: descending, t: c.at.timestamp_millis(), id: c.id })
@@ -142,7 +141,7 @@ pub async fn list(
         (status = 200, description = "An open request for this user and app already exists; it is returned", body = RequestDto),
         (status = 400, description = "Invalid body", body = ErrorBody),
         (status = 401, description = "Missing or invalid token", body = ErrorBody),
-        (status = 403, description = "On-behalf requests are turned off", body = ErrorBody),
+        (status = 403, description = "A read-only token, or on-behalf requests are turned off (E0000006; logged as security.request.blocked)", body = ErrorBody),
         (status = 404, description = "No such catalog entry", body = ErrorBody),
         (status = 413, description = "The body is over 256 KiB (E0000001)", body = ErrorBody),
         (status = 429, description = "Rate limit (E0000047): the `requestedBy` user (else `requestedFor`) created too many \
@@ -153,8 +152,8 @@ pub async fn list(
     security(("bearer" = []), ("ssws" = [])))]
 pub async fn create(
     State(state): State<AppState>,
-    ApiActor(actor): ApiActor,
-    headers: HeaderMap,
+    ApiWriter(actor): ApiWriter,
+    BaseUrl(base): BaseUrl,
     input: Result<Json<CreateRequest>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let input = body(input)?;
@@ -178,7 +177,7 @@ pub async fn create(
         other => other?,
     };
     let status = if submitted.existing { StatusCode::OK } else { StatusCode::ACCEPTED };
-    Ok((status, Json(RequestDto::from_request(&submitted.request, &base_url(&headers)))).into_response())
+    Ok((status, Json(RequestDto::from_request(&submitted.request, &base))).into_response())
 }
 
 /// 429 `E0000047` with `Retry-After` (whole seconds, rounded up).
@@ -202,11 +201,11 @@ fn rate_limited(user: &str, wait: std::time::Duration) -> Response {
 pub async fn get_one(
     State(state): State<AppState>,
     ApiActor(_actor): ApiActor,
-    headers: HeaderMap,
+    BaseUrl(base): BaseUrl,
     Path(id): Path<String>,
 ) -> Result<Json<RequestDto>, ApiError> {
     let r = load(&state, &id).await?;
-    Ok(Json(RequestDto::from_request(&r, &base_url(&headers))))
+    Ok(Json(RequestDto::from_request(&r, &base)))
 }
 
 async fn load(state: &AppState, id: &str) -> Result<crate::workflow::model::Request, ApiError> {
@@ -228,13 +227,14 @@ async fn load(state: &AppState, id: &str) -> Result<crate::workflow::model::Requ
         (status = 201, description = "Posted; the requester sees it in chat", body = MessageDto),
         (status = 400, description = "Invalid body", body = ErrorBody),
         (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 403, description = "A read-only token (E0000006; logged as security.request.blocked)", body = ErrorBody),
         (status = 404, description = "No such request", body = ErrorBody),
         (status = 413, description = "The body is over 256 KiB (E0000001)", body = ErrorBody),
     ),
     security(("bearer" = []), ("ssws" = [])))]
 pub async fn post_message(
     State(state): State<AppState>,
-    ApiActor(actor): ApiActor,
+    ApiWriter(actor): ApiWriter,
     Path(id): Path<String>,
     input: Result<Json<MessageInput>, JsonRejection>,
 ) -> Result<(StatusCode, Json<MessageDto>), ApiError> {
@@ -260,6 +260,7 @@ pub async fn post_message(
         (status = 200, description = "Canceled", body = RequestDto),
         (status = 400, description = "Only {\"status\":\"CANCELED\"} is supported", body = ErrorBody),
         (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 403, description = "A read-only token (E0000006; logged as security.request.blocked)", body = ErrorBody),
         (status = 404, description = "No such request", body = ErrorBody),
         (status = 409, description = "The request is no longer pending", body = ErrorBody),
         (status = 413, description = "The body is over 256 KiB (E0000001)", body = ErrorBody),
@@ -267,8 +268,8 @@ pub async fn post_message(
     security(("bearer" = []), ("ssws" = [])))]
 pub async fn patch(
     State(state): State<AppState>,
-    ApiActor(actor): ApiActor,
-    headers: HeaderMap,
+    ApiWriter(actor): ApiWriter,
+    BaseUrl(base): BaseUrl,
     Path(id): Path<String>,
     input: Result<Json<PatchRequest>, JsonRejection>,
 ) -> Result<Json<RequestDto>, ApiError> {
@@ -278,5 +279,5 @@ pub async fn patch(
         return Err(ApiError::validation("status", "body", "only {\"status\":\"CANCELED\"} is supported"));
     }
     let r = state.workflow.cancel(&actor, &id, Some("canceled through the API".into()), true).await?;
-    Ok(Json(RequestDto::from_request(&r, &base_url(&headers))))
+    Ok(Json(RequestDto::from_request(&r, &base)))
 }

@@ -151,9 +151,11 @@ impl SlackClient {
     pub async fn respond(&self, url: &str, body: &Value) -> Result<(), ApiError> {
         let res = self.http.post(url).json(body).send().await;
         match res {
-            Err(e) => {
-                Err(ApiError::Transient { error: format!("response_url: {e}"), retry_after: None, rate_limited: false })
-            }
+            Err(e) => Err(ApiError::Transient {
+                error: format!("response_url: {}", crate::redact::http_error(e)),
+                retry_after: None,
+                rate_limited: false,
+            }),
             Ok(r) if r.status().is_success() => Ok(()),
             Ok(r) if r.status().is_server_error() || r.status().as_u16() == 429 => Err(ApiError::Transient {
                 error: format!("response_url: HTTP {}", r.status()),
@@ -169,7 +171,7 @@ impl SlackClient {
         sent: impl std::future::Future<Output = Result<reqwest::Response, reqwest::Error>>,
     ) -> Result<Value, ApiError> {
         let res = sent.await.map_err(|e| ApiError::Transient {
-            error: format!("{method}: {e}"),
+            error: format!("{method}: {}", crate::redact::http_error(e)),
             retry_after: None,
             rate_limited: false,
         })?;
@@ -192,7 +194,7 @@ impl SlackClient {
             return Err(ApiError::Permanent(format!("{method}: HTTP {status}")));
         }
         let body: Value = res.json().await.map_err(|e| ApiError::Transient {
-            error: format!("{method}: unreadable response: {e}"),
+            error: format!("{method}: unreadable response: {}", crate::redact::http_error(e)),
             retry_after: None,
             rate_limited: false,
         })?;

@@ -20,6 +20,8 @@ pub const SECRET: &str = "test-signing-secret-0123456789";
 pub const TOKEN: &str = "xoxb-test-token";
 pub const TEAM: &str = "T0TEAM";
 pub const API_TOKEN: &str = "test-api-token-2a9f";
+/// In `ACCESSBOT_API_READ_TOKENS`: GET only.
+pub const READ_TOKEN: &str = "test-read-token-77c1";
 
 /// Alice approves step 1, the security group (Bob, Carol by email) step 2, Dave step 3.
 pub const CONFIG: &str = r#"
@@ -123,6 +125,10 @@ pub struct Setup {
     pub team_ids: Option<Vec<String>>,
     pub outbox: OutboxConfig,
     pub header_timeout: Duration,
+    /// `ACCESSBOT_PUBLIC_URL` (default: the listen address).
+    pub public_url: Option<String>,
+    /// `ACCESSBOT_TRUSTED_PROXIES`.
+    pub trusted_proxies: Vec<accessbot::config::IpRange>,
 }
 
 impl Setup {
@@ -142,6 +148,8 @@ impl Setup {
                 max_attempts: 6,
             },
             header_timeout: accessbot::http::HEADER_TIMEOUT,
+            public_url: None,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -180,6 +188,9 @@ async fn start(setup: Setup, slack: FakeSlack, db: Arc<TestDb>) -> TestApp {
         bot_token: Secret::new(TOKEN),
         slack_api_base_url: slack.api_base(),
         api_tokens: vec![Secret::new(API_TOKEN), Secret::new("second-token")],
+        api_read_tokens: vec![Secret::new(READ_TOKEN)],
+        public_url: setup.public_url.clone(),
+        trusted_proxies: setup.trusted_proxies.clone(),
         team_ids: setup.team_ids.clone(),
         outbox_lease: setup.outbox.lease,
         shutdown_timeout: Duration::from_secs(5),

@@ -32,6 +32,7 @@ mod api;
 mod authz;
 mod chat;
 mod delivery;
+mod edge;
 mod faults;
 mod flows;
 mod ops;
