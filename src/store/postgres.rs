@@ -604,6 +604,30 @@ impl Store for PgStore {
         .await?;
         Ok(())
     }
+
+    async fn first_use(&self, key: &str, expires: Timestamp, now: Timestamp) -> Result<bool, StoreError> {
+        // Rows another replica is pruning right now are left to it.
+        sqlx::query(
+            "DELETE FROM request_replays WHERE key IN
+               (SELECT key FROM request_replays WHERE expires <= $1 ORDER BY expires LIMIT $2
+                FOR UPDATE SKIP LOCKED)",
+        )
+        .bind(now)
+        .bind(PRUNE_REPLAYS)
+        .execute(&self.pool)
+        .await?;
+        // A concurrent insert of the same key waits for the first and then sees it as used.
+        let res = sqlx::query(
+            "INSERT INTO request_replays (key, expires) VALUES ($1, $2)
+             ON CONFLICT (key) DO UPDATE SET expires = excluded.expires WHERE request_replays.expires <= $3",
+        )
+        .bind(key)
+        .bind(expires)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(res.rows_affected() == 1)
+    }
 }
 
 async fn insert_event(tx: &mut sqlx::Transaction<'_, Postgres>, ev: &LogEvent) -> Result<(), StoreError> {

@@ -610,6 +610,28 @@ impl Store for SqliteStore {
         .await?;
         Ok(())
     }
+
+    async fn first_use(&self, key: &str, expires: Timestamp, now: Timestamp) -> Result<bool, StoreError> {
+        sqlx::query(
+            "DELETE FROM request_replays WHERE key IN
+               (SELECT key FROM request_replays WHERE expires <= ? ORDER BY expires LIMIT ?)",
+        )
+        .bind(ms(now))
+        .bind(PRUNE_REPLAYS)
+        .execute(&self.writer)
+        .await?;
+        // An expired row left by the bounded prune is taken over, not counted as a use.
+        let res = sqlx::query(
+            "INSERT INTO request_replays (key, expires) VALUES (?, ?)
+             ON CONFLICT (key) DO UPDATE SET expires = excluded.expires WHERE request_replays.expires <= ?",
+        )
+        .bind(key)
+        .bind(ms(expires))
+        .bind(ms(now))
+        .execute(&self.writer)
+        .await?;
+        Ok(res.rows_affected() == 1)
+    }
 }
 
 fn decode_assignment(row: &SqliteRow) -> Result<Assignment, StoreError> {

@@ -36,6 +36,7 @@ mod faults;
 mod flows;
 mod ops;
 mod reload;
+mod replay;
 mod replicas;
 mod security;
 mod soak;
