@@ -3,6 +3,7 @@
 //! `DATABASE_URL` scheme.
 
 pub mod filter;
+mod plan;
 mod postgres;
 mod sqlite;
 
