@@ -63,10 +63,46 @@ pub async fn handle(State(state): State<AppState>, signed: SignedBody) -> Respon
     };
     let text = form.text.unwrap_or_default();
     let reply = match super::actor(&state.workflow, &user_id).await {
-        Ok(actor) => run(&state, &actor, text.trim(), form.trigger_id.as_deref()).await,
+        Ok(actor) => match replayed(&state, &actor, &signed, text.trim()).await {
+            Ok(None) => run(&state, &actor, text.trim(), form.trigger_id.as_deref()).await,
+            Ok(Some(reply)) => Ok(reply),
+            Err(e) => Err(e.into()),
+        },
         Err(e) => Err(e.into()),
     };
     Json(reply.unwrap_or_else(|p| ephemeral(&p.text()))).into_response()
+}
+
+/// The commands a replay must not run twice, by their logged action name.
+/// The rest only read, or (`request`) return the open request instead of a second one.
+fn replay_protected(text: &str) -> Option<&'static str> {
+    let (cmd, rest) = word(text);
+    let sub = word(rest).0.to_ascii_lowercase();
+    Some(match (cmd.to_ascii_lowercase().as_str(), sub.as_str()) {
+        ("suggest", _) => "/access suggest",
+        ("cancel", _) => "/access cancel",
+        ("admin", "resend") => "/access admin resend",
+        ("admin", "cancel") => "/access admin cancel",
+        ("admin", "assign") => "/access admin assign",
+        ("admin", "grant") => "/access admin grant",
+        ("admin", "revoke") => "/access admin revoke",
+        _ => return None,
+    })
+}
+
+/// The answer to a replayed protected command (logged, not run); `None` runs it.
+async fn replayed(
+    state: &AppState,
+    actor: &Actor,
+    signed: &SignedBody,
+    text: &str,
+) -> Result<Option<Value>, WorkflowError> {
+    let Some(action) = replay_protected(text) else { return Ok(None) };
+    if signed.first_use(state.workflow.store().as_ref()).await? {
+        return Ok(None);
+    }
+    state.workflow.refuse(actor, action, "replayed Slack request", None).await?;
+    Ok(Some(ephemeral("This command was already handled.")))
 }
 
 /// `<@U123|name>`, `<@U123>` or a bare `U123`.
@@ -421,6 +457,18 @@ mod tests {
         assert_eq!(parse_user("<@W99>"), Some("W99".into()));
         assert_eq!(parse_user("U0BOB"), Some("U0BOB".into()));
         assert_eq!(parse_user("@bob"), None);
+    }
+
+    #[test]
+    fn only_commands_with_effects_are_replay_protected() {
+        for t in ["suggest Figma", "CANCEL req1", "admin resend r", "admin Cancel r", "admin assign r"] {
+            assert!(replay_protected(t).is_some(), "{t}");
+        }
+        assert_eq!(replay_protected("admin grant zoom <@U1>"), Some("/access admin grant"));
+        assert_eq!(replay_protected("admin revoke zoom <@U1>"), Some("/access admin revoke"));
+        for t in ["", "help", "apps", "mine", "tasks", "request zoom", "admin", "admin pending", "admin show r"] {
+            assert_eq!(replay_protected(t), None, "{t}");
+        }
     }
 
     #[test]

@@ -9,6 +9,7 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 use crate::server::AppState;
+use crate::workflow::ports::{Store, StoreError};
 use crate::workflow::{Actor, Party, Source};
 
 type HmacSha256 = Hmac<Sha256>;
@@ -101,10 +102,27 @@ impl MinuteBudget {
 /// Signature rejections written to the system log per minute; the rest are counted in metrics.
 static BLOCKED_LOG_BUDGET: MinuteBudget = MinuteBudget::new(600);
 
+/// How long past its window a used signature is remembered (clock skew between replicas).
+pub const REPLAY_MARGIN_SECS: i64 = 60;
+
 /// A request body whose Slack signature checked out.
 pub struct SignedBody {
     pub body: Bytes,
     pub retry_num: Option<u32>,
+    /// The verified `X-Slack-Signature`: unique per request, so it names the request.
+    pub signature: String,
+    /// The verified `X-Slack-Request-Timestamp`, Unix seconds.
+    pub timestamp: i64,
+}
+
+impl SignedBody {
+    /// Claims this request: false when it was already handled (a replay).
+    pub async fn first_use(&self, store: &dyn Store) -> Result<bool, StoreError> {
+        let now = chrono::Utc::now();
+        let until = self.timestamp.saturating_add(MAX_SKEW_SECS + REPLAY_MARGIN_SECS);
+        let expires = chrono::DateTime::from_timestamp(until, 0).unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC);
+        store.first_use(&self.signature, expires, now).await
+    }
 }
 
 impl FromRequest<AppState> for SignedBody {
@@ -115,28 +133,31 @@ impl FromRequest<AppState> for SignedBody {
         let path = req.uri().path().to_string();
         let body = Bytes::from_request(req, state).await.map_err(IntoResponse::into_response)?;
         let now = chrono::Utc::now().timestamp();
-        let checked = verify(
-            state.slack.signing_secret.expose(),
-            header(&headers, "x-slack-request-timestamp"),
-            header(&headers, "x-slack-signature"),
-            &body,
-            now,
-        );
-        if let Err(r) = checked {
-            state.metrics.signature_rejected();
-            tracing::warn!(%path, reason = r.reason(), "slack: request signature rejected");
-            // A flood of forged requests must not flood the system log: past the budget they are only counted.
-            if BLOCKED_LOG_BUDGET.allow(now) {
-                let actor = Actor::user(Party::new("unknown", None), Source::Slack);
-                if let Err(e) = state.workflow.refuse(&actor, &format!("POST {path}"), r.reason(), None).await {
-                    tracing::error!(error = %e, "could not log a blocked request");
-                }
-            }
-            return Err((StatusCode::UNAUTHORIZED, "invalid request signature").into_response());
+        let (timestamp, signature) =
+            (header(&headers, "x-slack-request-timestamp"), header(&headers, "x-slack-signature"));
+        if let Err(r) = verify(state.slack.signing_secret.expose(), timestamp, signature, &body, now) {
+            return Err(reject(state, &path, r, now).await);
         }
+        // Both checked by `verify`: present, and the timestamp a number.
+        let timestamp = timestamp.and_then(|t| t.trim().parse().ok()).unwrap_or(now);
+        let signature = signature.unwrap_or_default().to_string();
         let retry_num = header(&headers, "x-slack-retry-num").and_then(|v| v.parse().ok());
-        Ok(SignedBody { body, retry_num })
+        Ok(SignedBody { body, retry_num, signature, timestamp })
     }
+}
+
+/// Logs (within budget) and answers a request whose signature did not check out.
+async fn reject(state: &AppState, path: &str, r: Rejection, now: i64) -> Response {
+    state.metrics.signature_rejected();
+    tracing::warn!(%path, reason = r.reason(), "slack: request signature rejected");
+    // A flood of forged requests must not flood the system log: past the budget they are only counted.
+    if BLOCKED_LOG_BUDGET.allow(now) {
+        let actor = Actor::user(Party::new("unknown", None), Source::Slack);
+        if let Err(e) = state.workflow.refuse(&actor, &format!("POST {path}"), r.reason(), None).await {
+            tracing::error!(error = %e, "could not log a blocked request");
+        }
+    }
+    (StatusCode::UNAUTHORIZED, "invalid request signature").into_response()
 }
 
 #[cfg(test)]

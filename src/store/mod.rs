@@ -3,6 +3,7 @@
 //! `DATABASE_URL` scheme.
 
 pub mod filter;
+mod plan;
 mod postgres;
 mod sqlite;
 
@@ -14,6 +15,9 @@ pub use crate::workflow::ports::{
 
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
+
+/// Expired replay keys deleted per use: more than one, so the table shrinks back after a burst.
+const PRUNE_REPLAYS: i64 = 16;
 
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> StoreError {

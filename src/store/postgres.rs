@@ -12,10 +12,9 @@ use sqlx::types::Json;
 use sqlx::{PgPool, Postgres, Row};
 
 use super::filter::{to_sql, LogQuery, QuerySql, RequestQuery, Value};
+use super::plan::{insert_error, one_row, parse_source, AssignmentWrite, Plan, RequestWrite};
 use super::*;
-use crate::workflow::model::{
-    Assignment, AssignmentChange, AssignmentSource, Changeset, LogEvent, Request, Status, Timestamp,
-};
+use crate::workflow::model::{Assignment, Changeset, LogEvent, Request, Status, Timestamp};
 
 pub struct PgStore {
     pool: PgPool,
@@ -100,22 +99,6 @@ fn decode_identity(r: &PgRow) -> Result<Identity, StoreError> {
     })
 }
 
-fn source_str(s: AssignmentSource) -> &'static str {
-    match s {
-        AssignmentSource::Workflow => "workflow",
-        AssignmentSource::Override => "override",
-        AssignmentSource::Direct => "direct",
-    }
-}
-
-fn parse_source(s: &str) -> AssignmentSource {
-    match s {
-        "override" => AssignmentSource::Override,
-        "direct" => AssignmentSource::Direct,
-        _ => AssignmentSource::Workflow,
-    }
-}
-
 /// `now + lease`, saturating (PostgreSQL's range exceeds chrono's).
 fn lease_end(now: Timestamp, lease: Duration) -> Timestamp {
     TimeDelta::from_std(lease).ok().and_then(|d| now.checked_add_signed(d)).unwrap_or(DateTime::<Utc>::MAX_UTC)
@@ -149,111 +132,18 @@ impl Store for PgStore {
     }
 
     async fn commit(&self, cs: &Changeset) -> Result<(), StoreError> {
+        let plan = Plan::of(cs)?;
         let mut tx = self.pool.begin().await?;
-        let now = cs.events.first().map(|e| e.published).unwrap_or_else(Utc::now);
-        if let Some(req) = &cs.request {
-            let grant = req.grant_status.map(|g| g.as_str());
-            if req.version == 0 {
-                let res = sqlx::query(
-                    "INSERT INTO requests (id, app_id, requested_by, requested_for, status, grant_status, created, last_updated, version, body)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 1, $9)",
-                )
-                .bind(&req.id)
-                .bind(&req.app_id)
-                .bind(&req.requested_by.id)
-                .bind(&req.requested_for.id)
-                .bind(req.status.as_str())
-                .bind(grant)
-                .bind(req.created)
-                .bind(req.last_updated)
-                .bind(Json(req))
-                .execute(&mut *tx)
-                .await;
-                if let Err(sqlx::Error::Database(e)) = &res {
-                    if e.is_unique_violation() {
-                        return Err(StoreError::DuplicateOpen);
-                    }
-                }
-                res?;
-            } else {
-                let res = sqlx::query(
-                    "UPDATE requests SET status = $1, grant_status = $2, last_updated = $3, version = version + 1, body = $4
-                     WHERE id = $5 AND version = $6",
-                )
-                .bind(req.status.as_str())
-                .bind(grant)
-                .bind(req.last_updated)
-                .bind(Json(req))
-                .bind(&req.id)
-                .bind(req.version)
-                .execute(&mut *tx)
-                .await?;
-                if res.rows_affected() != 1 {
-                    return Err(StoreError::Conflict);
-                }
-                sqlx::query("DELETE FROM current_approvers WHERE request_id = $1")
-                    .bind(&req.id)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            if req.status.is_open() {
-                if let Some(step) = req.current() {
-                    let people: Vec<String> = step.approvers.iter().map(|p| p.key().to_string()).collect();
-                    sqlx::query(
-                        "INSERT INTO current_approvers (person, request_id) SELECT p, $2 FROM UNNEST($1::text[]) AS p
-                         ON CONFLICT DO NOTHING",
-                    )
-                    .bind(people)
-                    .bind(&req.id)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-            }
+        if let Some(w) = &plan.request {
+            write_request(&mut tx, w).await?;
         }
-        match &cs.assignment {
-            Some(AssignmentChange::Grant(a)) => {
-                sqlx::query(
-                    "INSERT INTO assignments (user_id, app_id, request_id, source, granted, expires) VALUES ($1, $2, $3, $4, $5, $6)
-                     ON CONFLICT (user_id, app_id) DO UPDATE SET
-                       request_id = excluded.request_id, source = excluded.source,
-                       granted = excluded.granted, expires = excluded.expires",
-                )
-                .bind(&a.user_id)
-                .bind(&a.app_id)
-                .bind(&a.request_id)
-                .bind(source_str(a.source))
-                .bind(a.granted)
-                .bind(a.expires)
-                .execute(&mut *tx)
-                .await?;
-            }
-            Some(AssignmentChange::Revoke { user_id, app_id }) => {
-                let res = sqlx::query("DELETE FROM assignments WHERE user_id = $1 AND app_id = $2")
-                    .bind(user_id)
-                    .bind(app_id)
-                    .execute(&mut *tx)
-                    .await?;
-                if res.rows_affected() != 1 {
-                    return Err(StoreError::Conflict);
-                }
-            }
-            Some(AssignmentChange::Warned { user_id, app_id, hour }) => {
-                let column = if *hour { "warned_hour" } else { "warned_day" };
-                let sql = format!(
-                    "UPDATE assignments SET {column} = TRUE WHERE user_id = $1 AND app_id = $2 AND {column} = FALSE"
-                );
-                let res = sqlx::query(&sql).bind(user_id).bind(app_id).execute(&mut *tx).await?;
-                if res.rows_affected() != 1 {
-                    return Err(StoreError::Conflict);
-                }
-            }
-            None => {}
+        if let Some(w) = &plan.assignment {
+            write_assignment(&mut tx, w).await?;
         }
-        for ev in &cs.events {
+        for ev in plan.events {
             insert_event(&mut tx, ev).await?;
         }
-        let items = cs.notices.iter().map(crate::workflow::ports::notice_item).collect::<Result<Vec<_>, _>>()?;
-        insert_jobs(&mut tx, &items, now).await?;
+        insert_jobs(&mut tx, &plan.jobs, plan.now).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -608,9 +498,120 @@ impl Store for PgStore {
         .await?;
         Ok(())
     }
+
+    async fn first_use(&self, key: &str, expires: Timestamp, now: Timestamp) -> Result<bool, StoreError> {
+        // Rows another replica is pruning right now are left to it.
+        sqlx::query(
+            "DELETE FROM request_replays WHERE key IN
+               (SELECT key FROM request_replays WHERE expires <= $1 ORDER BY expires LIMIT $2
+                FOR UPDATE SKIP LOCKED)",
+        )
+        .bind(now)
+        .bind(PRUNE_REPLAYS)
+        .execute(&self.pool)
+        .await?;
+        // A concurrent insert of the same key waits for the first and then sees it as used.
+        let res = sqlx::query(
+            "INSERT INTO request_replays (key, expires) VALUES ($1, $2)
+             ON CONFLICT (key) DO UPDATE SET expires = excluded.expires WHERE request_replays.expires <= $3",
+        )
+        .bind(key)
+        .bind(expires)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(res.rows_affected() == 1)
+    }
 }
 
-async fn insert_event(tx: &mut sqlx::Transaction<'_, Postgres>, ev: &LogEvent) -> Result<(), StoreError> {
+type Tx<'c> = sqlx::Transaction<'c, Postgres>;
+
+async fn write_request(tx: &mut Tx<'_>, w: &RequestWrite<'_>) -> Result<(), StoreError> {
+    let req = w.req;
+    if w.insert {
+        sqlx::query(
+            "INSERT INTO requests (id, app_id, requested_by, requested_for, status, grant_status, created, last_updated, version, body)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 1, $9)",
+        )
+        .bind(&req.id)
+        .bind(&req.app_id)
+        .bind(&req.requested_by.id)
+        .bind(&req.requested_for.id)
+        .bind(req.status.as_str())
+        .bind(w.grant)
+        .bind(req.created)
+        .bind(req.last_updated)
+        .bind(Json(req))
+        .execute(&mut **tx)
+        .await
+        .map_err(insert_error)?;
+    } else {
+        let res = sqlx::query(
+            "UPDATE requests SET status = $1, grant_status = $2, last_updated = $3, version = version + 1, body = $4
+             WHERE id = $5 AND version = $6",
+        )
+        .bind(req.status.as_str())
+        .bind(w.grant)
+        .bind(req.last_updated)
+        .bind(Json(req))
+        .bind(&req.id)
+        .bind(req.version)
+        .execute(&mut **tx)
+        .await?;
+        one_row(res.rows_affected())?;
+        sqlx::query("DELETE FROM current_approvers WHERE request_id = $1").bind(&req.id).execute(&mut **tx).await?;
+    }
+    if !w.approvers.is_empty() {
+        sqlx::query(
+            "INSERT INTO current_approvers (person, request_id) SELECT p, $2 FROM UNNEST($1::text[]) AS p
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(&w.approvers)
+        .bind(&req.id)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
+async fn write_assignment(tx: &mut Tx<'_>, w: &AssignmentWrite<'_>) -> Result<(), StoreError> {
+    match *w {
+        AssignmentWrite::Upsert { assignment: a, source } => {
+            sqlx::query(
+                "INSERT INTO assignments (user_id, app_id, request_id, source, granted, expires) VALUES ($1, $2, $3, $4, $5, $6)
+                 ON CONFLICT (user_id, app_id) DO UPDATE SET
+                   request_id = excluded.request_id, source = excluded.source,
+                   granted = excluded.granted, expires = excluded.expires",
+            )
+            .bind(&a.user_id)
+            .bind(&a.app_id)
+            .bind(&a.request_id)
+            .bind(source)
+            .bind(a.granted)
+            .bind(a.expires)
+            .execute(&mut **tx)
+            .await?;
+        }
+        AssignmentWrite::Delete { user_id, app_id } => {
+            let res = sqlx::query("DELETE FROM assignments WHERE user_id = $1 AND app_id = $2")
+                .bind(user_id)
+                .bind(app_id)
+                .execute(&mut **tx)
+                .await?;
+            one_row(res.rows_affected())?;
+        }
+        AssignmentWrite::Warn { user_id, app_id, column } => {
+            let sql = format!(
+                "UPDATE assignments SET {column} = TRUE WHERE user_id = $1 AND app_id = $2 AND {column} = FALSE"
+            );
+            let res = sqlx::query(&sql).bind(user_id).bind(app_id).execute(&mut **tx).await?;
+            one_row(res.rows_affected())?;
+        }
+    }
+    Ok(())
+}
+
+async fn insert_event(tx: &mut Tx<'_>, ev: &LogEvent) -> Result<(), StoreError> {
     let seq: i64 = sqlx::query_scalar(
         "INSERT INTO system_log (uuid, published, event_type, request_id, actor_id, body) VALUES ($1, $2, $3, $4, $5, $6) RETURNING seq",
     )
@@ -654,11 +655,7 @@ fn dollar(n: usize) -> String {
 
 /// Queues outbox rows in one statement (one round trip); the rows take ids in
 /// the slice's order, which per-key delivery order relies on.
-async fn insert_jobs(
-    tx: &mut sqlx::Transaction<'_, Postgres>,
-    items: &[OutboxItem],
-    now: Timestamp,
-) -> Result<(), StoreError> {
+async fn insert_jobs(tx: &mut Tx<'_>, items: &[OutboxItem], now: Timestamp) -> Result<(), StoreError> {
     if items.is_empty() {
         return Ok(());
     }
@@ -697,7 +694,7 @@ mod tests {
     use super::*;
     use crate::workflow::engine::{self, NewRequest};
     use crate::workflow::events::EventBuilder;
-    use crate::workflow::model::Status;
+    use crate::workflow::model::{AssignmentChange, AssignmentSource, Status};
     use crate::workflow::{Actor, Catalog, Decision, Party, Source};
 
     const CONFIG: &str = r#"

@@ -9,10 +9,9 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 
 use super::filter::{to_sql, LogQuery, QuerySql, RequestQuery, Value};
+use super::plan::{insert_error, one_row, parse_source, AssignmentWrite, Plan, RequestWrite};
 use super::*;
-use crate::workflow::model::{
-    Assignment, AssignmentChange, AssignmentSource, Changeset, LogEvent, Request, Status, Timestamp,
-};
+use crate::workflow::model::{Assignment, Changeset, LogEvent, Request, Status, Timestamp};
 
 pub struct SqliteStore {
     /// Reads: WAL lets them run beside the writer.
@@ -79,22 +78,6 @@ fn decode_event(row: &SqliteRow) -> Result<LogEvent, StoreError> {
     Ok(ev)
 }
 
-fn source_str(s: AssignmentSource) -> &'static str {
-    match s {
-        AssignmentSource::Workflow => "workflow",
-        AssignmentSource::Override => "override",
-        AssignmentSource::Direct => "direct",
-    }
-}
-
-fn parse_source(s: &str) -> AssignmentSource {
-    match s {
-        "override" => AssignmentSource::Override,
-        "direct" => AssignmentSource::Direct,
-        _ => AssignmentSource::Workflow,
-    }
-}
-
 fn json<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
     serde_json::to_string(v).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
@@ -152,108 +135,18 @@ impl Store for SqliteStore {
     }
 
     async fn commit(&self, cs: &Changeset) -> Result<(), StoreError> {
+        let plan = Plan::of(cs)?;
         let mut tx = self.writer.begin().await?;
-        let now = cs.events.first().map(|e| e.published).unwrap_or_else(Utc::now);
-        if let Some(req) = &cs.request {
-            let body = json(req)?;
-            let grant = req.grant_status.map(|g| g.as_str());
-            if req.version == 0 {
-                let res = sqlx::query(
-                    "INSERT INTO requests (id, app_id, requested_by, requested_for, status, grant_status, created, last_updated, version, body)
-                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, ?)",
-                )
-                .bind(&req.id)
-                .bind(&req.app_id)
-                .bind(&req.requested_by.id)
-                .bind(&req.requested_for.id)
-                .bind(req.status.as_str())
-                .bind(grant)
-                .bind(ms(req.created))
-                .bind(ms(req.last_updated))
-                .bind(&body)
-                .execute(&mut *tx)
-                .await;
-                if let Err(sqlx::Error::Database(e)) = &res {
-                    if e.is_unique_violation() {
-                        return Err(StoreError::DuplicateOpen);
-                    }
-                }
-                res?;
-            } else {
-                let res = sqlx::query(
-                    "UPDATE requests SET status = ?, grant_status = ?, last_updated = ?, version = version + 1, body = ?
-                     WHERE id = ? AND version = ?",
-                )
-                .bind(req.status.as_str())
-                .bind(grant)
-                .bind(ms(req.last_updated))
-                .bind(&body)
-                .bind(&req.id)
-                .bind(req.version)
-                .execute(&mut *tx)
-                .await?;
-                if res.rows_affected() != 1 {
-                    return Err(StoreError::Conflict);
-                }
-                sqlx::query("DELETE FROM current_approvers WHERE request_id = ?")
-                    .bind(&req.id)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            if req.status.is_open() {
-                if let Some(step) = req.current() {
-                    for chunk in step.approvers.chunks(ROWS_PER_INSERT) {
-                        let mut q = QueryBuilder::<Sqlite>::new(
-                            "INSERT OR IGNORE INTO current_approvers (person, request_id) ",
-                        );
-                        q.push_values(chunk, |mut b, p| {
-                            b.push_bind(p.key()).push_bind(&req.id);
-                        });
-                        q.build().execute(&mut *tx).await?;
-                    }
-                }
-            }
+        if let Some(w) = &plan.request {
+            write_request(&mut tx, w).await?;
         }
-        match &cs.assignment {
-            Some(AssignmentChange::Grant(a)) => {
-                sqlx::query(
-                    "INSERT OR REPLACE INTO assignments (user_id, app_id, request_id, source, granted, expires) VALUES (?, ?, ?, ?, ?, ?)",
-                )
-                .bind(&a.user_id)
-                .bind(&a.app_id)
-                .bind(&a.request_id)
-                .bind(source_str(a.source))
-                .bind(ms(a.granted))
-                .bind(a.expires.map(ms))
-                .execute(&mut *tx)
-                .await?;
-            }
-            Some(AssignmentChange::Revoke { user_id, app_id }) => {
-                let res = sqlx::query("DELETE FROM assignments WHERE user_id = ? AND app_id = ?")
-                    .bind(user_id)
-                    .bind(app_id)
-                    .execute(&mut *tx)
-                    .await?;
-                if res.rows_affected() != 1 {
-                    return Err(StoreError::Conflict);
-                }
-            }
-            Some(AssignmentChange::Warned { user_id, app_id, hour }) => {
-                let column = if *hour { "warned_hour" } else { "warned_day" };
-                let sql =
-                    format!("UPDATE assignments SET {column} = 1 WHERE user_id = ? AND app_id = ? AND {column} = 0");
-                let res = sqlx::query(&sql).bind(user_id).bind(app_id).execute(&mut *tx).await?;
-                if res.rows_affected() != 1 {
-                    return Err(StoreError::Conflict);
-                }
-            }
-            None => {}
+        if let Some(w) = &plan.assignment {
+            write_assignment(&mut tx, w).await?;
         }
-        for ev in &cs.events {
+        for ev in plan.events {
             insert_event(&mut tx, ev).await?;
         }
-        let items = cs.notices.iter().map(crate::workflow::ports::notice_item).collect::<Result<Vec<_>, _>>()?;
-        insert_jobs(&mut tx, &items, now).await?;
+        insert_jobs(&mut tx, &plan.jobs, plan.now).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -613,6 +506,28 @@ impl Store for SqliteStore {
         .await?;
         Ok(())
     }
+
+    async fn first_use(&self, key: &str, expires: Timestamp, now: Timestamp) -> Result<bool, StoreError> {
+        sqlx::query(
+            "DELETE FROM request_replays WHERE key IN
+               (SELECT key FROM request_replays WHERE expires <= ? ORDER BY expires LIMIT ?)",
+        )
+        .bind(ms(now))
+        .bind(PRUNE_REPLAYS)
+        .execute(&self.writer)
+        .await?;
+        // An expired row left by the bounded prune is taken over, not counted as a use.
+        let res = sqlx::query(
+            "INSERT INTO request_replays (key, expires) VALUES (?, ?)
+             ON CONFLICT (key) DO UPDATE SET expires = excluded.expires WHERE request_replays.expires <= ?",
+        )
+        .bind(key)
+        .bind(ms(expires))
+        .bind(ms(now))
+        .execute(&self.writer)
+        .await?;
+        Ok(res.rows_affected() == 1)
+    }
 }
 
 fn decode_assignment(row: &SqliteRow) -> Result<Assignment, StoreError> {
@@ -649,7 +564,87 @@ fn decode_identity(r: &SqliteRow) -> Result<Identity, StoreError> {
     })
 }
 
-async fn insert_event(tx: &mut sqlx::Transaction<'_, Sqlite>, ev: &LogEvent) -> Result<(), StoreError> {
+type Tx<'c> = sqlx::Transaction<'c, Sqlite>;
+
+async fn write_request(tx: &mut Tx<'_>, w: &RequestWrite<'_>) -> Result<(), StoreError> {
+    let req = w.req;
+    let body = json(req)?;
+    if w.insert {
+        sqlx::query(
+            "INSERT INTO requests (id, app_id, requested_by, requested_for, status, grant_status, created, last_updated, version, body)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, ?)",
+        )
+        .bind(&req.id)
+        .bind(&req.app_id)
+        .bind(&req.requested_by.id)
+        .bind(&req.requested_for.id)
+        .bind(req.status.as_str())
+        .bind(w.grant)
+        .bind(ms(req.created))
+        .bind(ms(req.last_updated))
+        .bind(&body)
+        .execute(&mut **tx)
+        .await
+        .map_err(insert_error)?;
+    } else {
+        let res = sqlx::query(
+            "UPDATE requests SET status = ?, grant_status = ?, last_updated = ?, version = version + 1, body = ?
+             WHERE id = ? AND version = ?",
+        )
+        .bind(req.status.as_str())
+        .bind(w.grant)
+        .bind(ms(req.last_updated))
+        .bind(&body)
+        .bind(&req.id)
+        .bind(req.version)
+        .execute(&mut **tx)
+        .await?;
+        one_row(res.rows_affected())?;
+        sqlx::query("DELETE FROM current_approvers WHERE request_id = ?").bind(&req.id).execute(&mut **tx).await?;
+    }
+    for chunk in w.approvers.chunks(ROWS_PER_INSERT) {
+        let mut q = QueryBuilder::<Sqlite>::new("INSERT OR IGNORE INTO current_approvers (person, request_id) ");
+        q.push_values(chunk, |mut b, p| {
+            b.push_bind(*p).push_bind(&req.id);
+        });
+        q.build().execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+async fn write_assignment(tx: &mut Tx<'_>, w: &AssignmentWrite<'_>) -> Result<(), StoreError> {
+    match *w {
+        AssignmentWrite::Upsert { assignment: a, source } => {
+            sqlx::query(
+                "INSERT OR REPLACE INTO assignments (user_id, app_id, request_id, source, granted, expires) VALUES (?, ?, ?, ?, ?, ?)",
+            )
+            .bind(&a.user_id)
+            .bind(&a.app_id)
+            .bind(&a.request_id)
+            .bind(source)
+            .bind(ms(a.granted))
+            .bind(a.expires.map(ms))
+            .execute(&mut **tx)
+            .await?;
+        }
+        AssignmentWrite::Delete { user_id, app_id } => {
+            let res = sqlx::query("DELETE FROM assignments WHERE user_id = ? AND app_id = ?")
+                .bind(user_id)
+                .bind(app_id)
+                .execute(&mut **tx)
+                .await?;
+            one_row(res.rows_affected())?;
+        }
+        AssignmentWrite::Warn { user_id, app_id, column } => {
+            let sql = format!("UPDATE assignments SET {column} = 1 WHERE user_id = ? AND app_id = ? AND {column} = 0");
+            let res = sqlx::query(&sql).bind(user_id).bind(app_id).execute(&mut **tx).await?;
+            one_row(res.rows_affected())?;
+        }
+    }
+    Ok(())
+}
+
+async fn insert_event(tx: &mut Tx<'_>, ev: &LogEvent) -> Result<(), StoreError> {
     let seq: i64 = sqlx::query_scalar(
         "INSERT INTO system_log (uuid, published, event_type, request_id, actor_id, body) VALUES (?, ?, ?, ?, ?, ?) RETURNING seq",
     )
@@ -689,11 +684,7 @@ fn bind_values<'q>(
 const ROWS_PER_INSERT: usize = 500;
 
 /// Queues outbox rows; one multi-row INSERT assigns ids in the slice's order.
-async fn insert_jobs(
-    tx: &mut sqlx::Transaction<'_, Sqlite>,
-    items: &[OutboxItem],
-    now: Timestamp,
-) -> Result<(), StoreError> {
+async fn insert_jobs(tx: &mut Tx<'_>, items: &[OutboxItem], now: Timestamp) -> Result<(), StoreError> {
     for chunk in items.chunks(ROWS_PER_INSERT) {
         let payloads = chunk.iter().map(|i| json(&i.payload)).collect::<Result<Vec<_>, _>>()?;
         let mut q = QueryBuilder::<Sqlite>::new(

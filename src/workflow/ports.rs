@@ -142,6 +142,10 @@ pub trait Store: Send + Sync + 'static {
     /// Remembers that a user opened the App Home (so it is kept up to date).
     async fn mark_home_opened(&self, user_id: &str) -> Result<(), StoreError>;
     async fn home_opened(&self, user_id: &str) -> Result<bool, StoreError>;
+
+    /// Records `key` as used until `expires`: true when it was not in use at
+    /// `now` (uses that expired by then do not count). Atomic across replicas.
+    async fn first_use(&self, key: &str, expires: Timestamp, now: Timestamp) -> Result<bool, StoreError>;
 }
 
 /// The outbox row of a notice: webhooks go to the webhook sender, the rest to chat.

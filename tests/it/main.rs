@@ -37,6 +37,7 @@ mod faults;
 mod flows;
 mod ops;
 mod reload;
+mod replay;
 mod replicas;
 mod security;
 mod soak;
