@@ -167,13 +167,17 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
 }
 
 pub async fn spawn_with(setup: Setup) -> TestApp {
+    spawn_on(setup, FakeSlack::start().await).await
+}
+
+/// [`spawn_with`] on a fake Slack the test prepared (users, scripted failures).
+pub async fn spawn_on(setup: Setup, slack: FakeSlack) -> TestApp {
     // RUST_LOG=accessbot=debug cargo test … shows the server's logs.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_test_writer()
         .try_init();
     let db = Arc::new(TestDb::create(&setup.backend).await);
-    let slack = FakeSlack::start().await;
     slack.add_user("U0CAROL", "carol@example.com");
     start(setup, slack, db).await
 }
@@ -307,7 +311,11 @@ impl ChatClient {
         self.post_raw(path, body, content_type, &[("x-slack-request-timestamp", ts), ("x-slack-signature", sig)]).await
     }
 
+    /// Like Slack's, every command carries its own `trigger_id` (so two identical
+    /// commands in one second are not one replayed request).
     pub fn command_body(user: &str, text: &str, team: &str) -> String {
+        static TRIGGERS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let trigger = format!("{}.2.trigger", TRIGGERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
         serde_urlencoded::to_string([
             ("token", "legacy-unused"),
             ("team_id", team),
@@ -318,7 +326,7 @@ impl ChatClient {
             ("command", "/access"),
             ("text", text),
             ("response_url", "https://hooks.slack.com/commands/T0TEAM/1/abc"),
-            ("trigger_id", "1.2.trigger"),
+            ("trigger_id", &trigger),
         ])
         .unwrap()
     }

@@ -31,6 +31,7 @@ mod admin;
 mod api;
 mod authz;
 mod chat;
+mod core_rules;
 mod delivery;
 mod edge;
 mod faults;
