@@ -1,28 +1,50 @@
 //! accessbot: app access requests and approvals, run from chat.
 //!
-//! A tour, from the inside out:
+//! A tour, from the inside out. The core ([`workflow`]) is the only place that
+//! decides: who may request, approve, override; limits; routing; separation of
+//! duties; who a chat user is; what each notice says, as typed data. It owns
+//! the ports it needs ([`workflow::ports`]: persistence, the directory, the
+//! clock) and names no adapter, HTTP or SQL (`tests/architecture.rs` holds it
+//! to that). Around it, every edge only translates:
+//!
+//! - [`store`] implements the persistence port for SQLite and PostgreSQL;
+//! - [`slack`] verifies, parses, calls the core, renders its notices in Block
+//!   Kit and mrkdwn (escaping every user-supplied string), and implements the
+//!   directory port with `users.info`;
+//! - [`api`] maps the core to Okta's Governance Requests and System Log shapes;
+//! - [`outbox`] delivers the core's intents with retries, through [`slack`]
+//!   and [`webhook`].
+//!
+//! Then the plumbing that wires them: [`config`], [`state`], [`server`],
+//! [`http`], [`metrics`], [`signing`], [`redact`].
 
 #![forbid(unsafe_code)]
 
+/// The core: catalog, request state machine, policy, identity, content, and the ports it needs.
+pub mod workflow;
+
 /// The REST API (Okta Governance Requests v2 and System Log shapes), OpenAPI, probes, metrics.
 pub mod api;
+/// Durable delivery of notification intents, with retries and per-key order.
+pub mod outbox;
+/// The Slack edge: signatures, slash commands, buttons, Block Kit, Web API, the directory.
+pub mod slack;
+/// The persistence port for SQLite or PostgreSQL, picked from `DATABASE_URL`.
+pub mod store;
+/// Signed outbound webhooks (action steps, provisioning) and the outbox's deliverer router.
+pub mod webhook;
+
 /// The config file and environment, validated with errors that name file and key.
 pub mod config;
 /// The HTTP accept loop, with header and idle deadlines.
 pub mod http;
 /// Prometheus metrics.
 pub mod metrics;
-/// Durable delivery of notification intents, with retries and per-key order.
-pub mod outbox;
 /// URLs stripped of userinfo, query and fragment before they reach an error, log or message.
 pub mod redact;
-/// App state, router, start and graceful stop.
+/// Wiring: store, workflow, outbox workers, router; start and graceful stop.
 pub mod server;
-/// The Slack edge: signatures, slash commands, buttons, Block Kit, Web API.
-pub mod slack;
-/// Persistence behind one trait: SQLite or PostgreSQL, picked from `DATABASE_URL`.
-pub mod store;
-/// Signed outbound webhooks (action steps, provisioning) and the outbox's deliverer router.
-pub mod webhook;
-/// The core: catalog, request state machine, authorization, commands → changesets.
-pub mod workflow;
+/// `v0` HMAC-SHA256 signatures, as Slack signs requests and accessbot signs webhooks.
+pub mod signing;
+/// What every handler shares, and the config reload they can trigger.
+pub mod state;

@@ -144,7 +144,7 @@ async fn serve(mut env: Env, config: Option<PathBuf>, port: Option<u16>) -> anyh
 /// is refused (every problem logged) and the running config kept.
 #[cfg(unix)]
 async fn reload_on_sighup(mut hangups: tokio::signal::unix::Signal, reloader: server::Reloader) {
-    use accessbot::server::ReloadError;
+    use accessbot::state::ReloadError;
     use accessbot::workflow::Actor;
     while hangups.recv().await.is_some() {
         tracing::info!("SIGHUP: reloading the config file");

@@ -64,7 +64,7 @@ impl Deliverer for WebhookDeliverer {
                 return Delivery::Failed(format!("the secret environment variable {name} is not set"));
             };
             let ts = chrono::Utc::now().timestamp().to_string();
-            let sig = crate::slack::verify::sign(&secret, &ts, body.as_bytes());
+            let sig = crate::signing::sign(&secret, &ts, body.as_bytes());
             req = req.header("x-accessbot-request-timestamp", ts).header("x-accessbot-signature", sig);
         }
         match req.body(body).send().await {

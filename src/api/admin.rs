@@ -7,8 +7,8 @@ use serde_json::{json, Value};
 use super::auth::ApiWriter;
 use super::error::ErrorBody;
 use super::error::{ApiError, Kind};
-use crate::server::AppState;
-use crate::server::ReloadError;
+use crate::state::AppState;
+use crate::state::ReloadError;
 
 /// 200 `{"status":"reloaded","apps","groups","flagged":[{"requestId","reason"}],…}`;
 /// an invalid file is 400 `E0000001` with one cause per problem, the running config kept.
@@ -21,7 +21,7 @@ use crate::server::ReloadError;
     ),
     security(("bearer" = []), ("ssws" = [])))]
 pub async fn reload(State(state): State<AppState>, ApiWriter(actor): ApiWriter) -> Result<Json<Value>, ApiError> {
-    match crate::server::reload_config(&state.workflow, &state.config_path, &actor, "API").await {
+    match crate::state::reload_config(&state.workflow, &state.config_path, &actor, "API").await {
         Ok(report) => Ok(Json(json!({
             "status": "reloaded",
             "apps": report.apps,

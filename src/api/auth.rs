@@ -9,7 +9,7 @@ use subtle::ConstantTimeEq;
 
 use super::error::{ApiError, Kind};
 use crate::config::Secret;
-use crate::server::AppState;
+use crate::state::AppState;
 use crate::workflow::engine::is_request_id;
 use crate::workflow::{Actor, ActorType, Party, Source};
 

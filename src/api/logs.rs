@@ -8,7 +8,7 @@ use super::auth::ApiActor;
 use super::dto::*;
 use super::error::{ApiError, ErrorBody};
 use super::paging::{decode_cursor, encode_cursor, paged, BaseUrl, Params};
-use crate::server::AppState;
+use crate::state::AppState;
 use crate::store::filter::{LogAttr, LogQuery};
 use crate::workflow::model::Timestamp;
 

@@ -20,7 +20,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
 
-use crate::server::AppState;
+use crate::state::AppState;
 
 /// Every GET path this module serves (the Kubernetes probes point at two of them).
 pub const ROUTES: [&str; 4] = ["/healthz", "/readyz", "/metrics", "/openapi.json"];

@@ -13,7 +13,7 @@ use serde::{de::DeserializeOwned, Serialize};
 
 use super::error::ApiError;
 use crate::config::IpRange;
-use crate::server::AppState;
+use crate::state::AppState;
 use crate::store::filter::{Attribute, Filter};
 
 /// Query parameters in order (repeated names: the last one wins).

@@ -11,7 +11,7 @@ use super::auth::{ApiActor, ApiWriter};
 use super::dto::*;
 use super::error::{ApiError, ErrorBody, Kind};
 use super::paging::{decode_cursor, encode_cursor, paged, BaseUrl, Params};
-use crate::server::AppState;
+use crate::state::AppState;
 use crate::store::filter::{OrderBy, RequestAttr, RequestCursor, RequestQuery};
 use crate::workflow::engine::is_request_id;
 use crate::workflow::{RequestInput, WorkflowError};

@@ -12,7 +12,7 @@ use super::blocks::{self, ephemeral, ephemeral_list, esc, summary, who};
 use super::modals;
 use super::verify::SignedBody;
 use super::Problem;
-use crate::server::AppState;
+use crate::state::AppState;
 use crate::workflow::model::{Request, Status};
 use crate::workflow::{Actor, Party, RequestInput, WorkflowError};
 

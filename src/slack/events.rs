@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 
 use super::verify::SignedBody;
 use crate::outbox::notice_item;
-use crate::server::AppState;
+use crate::state::AppState;
 use crate::workflow::model::Notice;
 use crate::workflow::{Person, WorkflowError};
 

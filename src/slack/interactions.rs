@@ -13,7 +13,7 @@ use super::blocks::{self, esc, who};
 use super::deliver::{dm_item, respond_item};
 use super::modals::{self, Meta};
 use super::verify::SignedBody;
-use crate::server::AppState;
+use crate::state::AppState;
 use crate::workflow::model::Notice;
 use crate::workflow::ports::notice_item;
 use crate::workflow::{Actor, Decision, Person, RequestInput, WorkflowError};

@@ -27,7 +27,7 @@ use axum::routing::post;
 use axum::Router;
 
 use crate::config::Secret;
-use crate::server::AppState;
+use crate::state::AppState;
 use crate::workflow::{Actor, RateLimited, Source, Workflow, WorkflowError};
 
 /// What the Slack edge needs to know about its workspace(s).

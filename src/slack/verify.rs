@@ -5,14 +5,11 @@ use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
+use hmac::Mac;
 
-use crate::server::AppState;
+use crate::state::AppState;
 use crate::workflow::ports::{Store, StoreError};
 use crate::workflow::{Actor, Party, Source};
-
-type HmacSha256 = Hmac<Sha256>;
 
 /// Requests older or newer than this are refused (replay protection).
 pub const MAX_SKEW_SECS: i64 = 5 * 60;
@@ -36,21 +33,8 @@ impl Rejection {
     }
 }
 
-fn mac(secret: &[u8], timestamp: &str, body: &[u8]) -> HmacSha256 {
-    // HMAC takes keys of any length, so this cannot fail.
-    let mut m =
-        <HmacSha256 as Mac>::new_from_slice(secret).unwrap_or_else(|_| unreachable!("HMAC accepts any key length"));
-    m.update(b"v0:");
-    m.update(timestamp.as_bytes());
-    m.update(b":");
-    m.update(body);
-    m
-}
-
-/// The `X-Slack-Signature` value Slack would send for this body.
-pub fn sign(secret: &str, timestamp: &str, body: &[u8]) -> String {
-    format!("v0={}", hex::encode(mac(secret.as_bytes(), timestamp, body).finalize().into_bytes()))
-}
+use crate::signing::mac;
+pub use crate::signing::sign;
 
 /// Verifies a signature; `now` is Unix seconds.
 pub fn verify(
