@@ -237,223 +237,251 @@ fn is_channel(s: &str) -> bool {
 
 /// Parses and validates config text; `file` names it in errors.
 pub fn parse_catalog(file: &str, text: &str) -> Result<Catalog, ConfigError> {
-    let fail =
-        |key: String, message: String| ConfigError { file: file.to_string(), problems: vec![Problem { key, message }] };
-    let describe = |e: &toml::de::Error| {
-        let mut msg = e.message().lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(": ");
-        if let Some(span) = e.span() {
-            let line = text.get(..span.start.min(text.len())).unwrap_or_default().matches('\n').count() + 1;
-            // The line itself, since some parser messages do not name the key.
-            let src: String = text.lines().nth(line - 1).unwrap_or_default().trim().chars().take(80).collect();
-            msg = if src.is_empty() { format!("{msg} (line {line})") } else { format!("{msg} (line {line}: `{src}`)") };
-        }
-        msg
-    };
-    let de = toml::Deserializer::parse(text).map_err(|e| fail(String::new(), describe(&e)))?;
-    let raw: RawConfig = match serde_path_to_error::deserialize(de) {
-        Ok(raw) => raw,
-        Err(e) => {
-            let path = e.path().to_string();
-            let inner = e.into_inner();
-            let key = if path == "." { String::new() } else { path };
-            return Err(fail(key, describe(&inner)));
-        }
-    };
+    let raw = deserialize(file, text)?;
     let mut c = Checker { problems: Vec::new() };
+    let settings = c.settings(&raw.settings);
+    let groups = raw.groups.iter().map(|(id, g)| (id.clone(), c.group(id, g))).collect();
+    let apps = raw.apps.iter().map(|(id, a)| (id.clone(), c.app(id, a, &raw.groups))).collect();
+    if c.problems.is_empty() {
+        Ok(Catalog { settings, groups, apps })
+    } else {
+        Err(ConfigError { file: file.to_string(), problems: c.problems })
+    }
+}
 
-    let s = &raw.settings;
-    let defaults = Settings::default();
-    let settings = Settings {
-        admins: c.people("settings.admins", &s.admins),
-        technical_contact: s
-            .technical_contact
-            .as_deref()
-            .and_then(|t| c.person("settings.technical_contact".into(), t)),
-        allow_request_on_behalf: s.allow_request_on_behalf,
-        admin_channel: s.admin_channel.clone(),
-        request_ttl: c
-            .duration("settings.request_ttl", s.request_ttl.as_deref(), Some(defaults.request_ttl))
-            .unwrap_or(defaults.request_ttl),
-        reminder_after: c
-            .duration("settings.reminder_after", s.reminder_after.as_deref(), Some(defaults.reminder_after))
-            .unwrap_or(defaults.reminder_after),
+/// A file that does not parse as the config's shape has one problem: the first.
+fn deserialize(file: &str, text: &str) -> Result<RawConfig, ConfigError> {
+    let fail = |key: String, e: &toml::de::Error| ConfigError {
+        file: file.to_string(),
+        problems: vec![Problem { key, message: describe(text, e) }],
     };
-    if let Some(ch) = &s.admin_channel {
-        if !is_channel(ch) {
-            c.bad("settings.admin_channel", format!("\"{ch}\" is not a Slack channel id (C… or G…)"));
+    let de = toml::Deserializer::parse(text).map_err(|e| fail(String::new(), &e))?;
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let key = if path == "." { String::new() } else { path };
+        fail(key, &e.into_inner())
+    })
+}
+
+fn describe(text: &str, e: &toml::de::Error) -> String {
+    let mut msg = e.message().lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(": ");
+    if let Some(span) = e.span() {
+        let line = text.get(..span.start.min(text.len())).unwrap_or_default().matches('\n').count() + 1;
+        // The line itself, since some parser messages do not name the key.
+        let src: String = text.lines().nth(line - 1).unwrap_or_default().trim().chars().take(80).collect();
+        msg = if src.is_empty() { format!("{msg} (line {line})") } else { format!("{msg} (line {line}: `{src}`)") };
+    }
+    msg
+}
+
+/// The catalog's parts, each checked where it is built; problems are
+/// collected in file order so one run reports them all.
+impl Checker {
+    fn settings(&mut self, s: &RawSettings) -> Settings {
+        let defaults = Settings::default();
+        let settings = Settings {
+            admins: self.people("settings.admins", &s.admins),
+            technical_contact: s
+                .technical_contact
+                .as_deref()
+                .and_then(|t| self.person("settings.technical_contact".into(), t)),
+            allow_request_on_behalf: s.allow_request_on_behalf,
+            admin_channel: s.admin_channel.clone(),
+            request_ttl: self
+                .duration("settings.request_ttl", s.request_ttl.as_deref(), Some(defaults.request_ttl))
+                .unwrap_or(defaults.request_ttl),
+            reminder_after: self
+                .duration("settings.reminder_after", s.reminder_after.as_deref(), Some(defaults.reminder_after))
+                .unwrap_or(defaults.reminder_after),
+        };
+        if let Some(ch) = &s.admin_channel {
+            if !is_channel(ch) {
+                self.bad("settings.admin_channel", format!("\"{ch}\" is not a Slack channel id (C… or G…)"));
+            }
         }
+        settings
     }
 
-    let mut groups = BTreeMap::new();
-    for (id, g) in &raw.groups {
+    fn group(&mut self, id: &str, g: &RawGroup) -> Group {
         let key = format!("groups.{id}");
         if !is_slug(id) {
-            c.bad(&key, "group ids use lower-case letters, digits, '-' and '_'");
+            self.bad(&key, "group ids use lower-case letters, digits, '-' and '_'");
         }
-        let members = c.people(&format!("{key}.members"), g.members.as_deref().unwrap_or_default());
+        let members = self.people(&format!("{key}.members"), g.members.as_deref().unwrap_or_default());
         match (&g.members, &g.slack_usergroup) {
-            (Some(_), Some(_)) => c.bad(&key, "give either members or slack_usergroup, not both"),
-            (None, None) => c.bad(&key, "has no members: give members = [...] or slack_usergroup = \"S…\""),
+            (Some(_), Some(_)) => self.bad(&key, "give either members or slack_usergroup, not both"),
+            (None, None) => self.bad(&key, "has no members: give members = [...] or slack_usergroup = \"S…\""),
             (Some(m), None) if m.is_empty() => {
-                c.bad(format!("{key}.members"), "is empty: a group needs at least one member")
+                self.bad(format!("{key}.members"), "is empty: a group needs at least one member")
             }
-            (None, Some(_)) => c.bad(
+            (None, Some(_)) => self.bad(
                 format!("{key}.slack_usergroup"),
                 "Slack user groups are not supported by this version yet; list the members instead",
             ),
             _ => {}
         }
-        groups.insert(
-            id.clone(),
-            Group {
-                id: id.clone(),
-                name: g.name.clone().unwrap_or_else(|| id.clone()),
-                members,
-                slack_usergroup: g.slack_usergroup.clone(),
-            },
-        );
+        Group {
+            id: id.to_string(),
+            name: g.name.clone().unwrap_or_else(|| id.to_string()),
+            members,
+            slack_usergroup: g.slack_usergroup.clone(),
+        }
     }
 
-    let mut apps = BTreeMap::new();
-    for (id, a) in &raw.apps {
+    fn app(&mut self, id: &str, a: &RawApp, groups: &BTreeMap<String, RawGroup>) -> App {
         let key = format!("apps.{id}");
         if !is_slug(id) {
-            c.bad(&key, "app ids use lower-case letters, digits, '-' and '_' (at most 64)");
+            self.bad(&key, "app ids use lower-case letters, digits, '-' and '_' (at most 64)");
         }
         let approval = a.approval.unwrap_or(true);
-        let mut steps = Vec::new();
-        for (i, st) in a.steps.iter().enumerate() {
-            let skey = format!("{key}.steps[{i}]");
-            let set = [st.user.is_some(), st.group.is_some(), st.action.is_some(), st.task.is_some()]
-                .iter()
-                .filter(|b| **b)
-                .count();
-            if set != 1 {
-                c.bad(
-                    &skey,
-                    "a step is exactly one of { user = \"…\" }, { group = \"…\" }, { action = { url = \"…\" } } or { task = { user = \"…\" } } / { task = { group = \"…\" } }",
-                );
-                continue;
-            }
-            if let Some(u) = &st.user {
-                if let Some(p) = c.person(format!("{skey}.user"), u) {
-                    steps.push(StepDef::User(p));
-                }
-            } else if let Some(g) = &st.group {
-                if raw.groups.contains_key(g) {
-                    steps.push(StepDef::Group(g.clone()));
-                } else {
-                    let known: Vec<&str> = raw.groups.keys().map(String::as_str).collect();
-                    c.bad(
-                        format!("{skey}.group"),
-                        format!(
-                            "unknown group \"{g}\" (defined groups: {})",
-                            if known.is_empty() { "none".to_string() } else { known.join(", ") }
-                        ),
-                    );
-                }
-            } else if let Some(action) = &st.action {
-                let akey = format!("{skey}.action");
-                c.url(&format!("{akey}.url"), &action.url);
-                c.secret_env(&format!("{akey}.secret_env"), action.secret_env.as_deref());
-                for (out, source) in &action.fields {
-                    let ok = ACTION_SOURCES.contains(&source.as_str())
-                        || source
-                            .strip_prefix("field.")
-                            .is_some_and(|f| f == "justification" || a.fields.iter().any(|x| x.id == f));
-                    if !ok {
-                        c.bad(
-                            format!("{akey}.fields.{out}"),
-                            format!(
-                                "unknown source \"{source}\" (use {}, or field.<id> of this app's fields)",
-                                ACTION_SOURCES.join(", ")
-                            ),
-                        );
-                    }
-                }
-                steps.push(StepDef::Action {
-                    url: action.url.clone(),
-                    secret_env: action.secret_env.clone(),
-                    fields: action.fields.clone(),
-                });
-            } else if let Some(task) = &st.task {
-                let tkey = format!("{skey}.task");
-                match (&task.user, &task.group) {
-                    (Some(u), None) => {
-                        if let Some(p) = c.person(format!("{tkey}.user"), u) {
-                            steps.push(StepDef::Task(TaskAssignee::User(p)));
-                        }
-                    }
-                    (None, Some(g)) if raw.groups.contains_key(g) => {
-                        steps.push(StepDef::Task(TaskAssignee::Group(g.clone())))
-                    }
-                    (None, Some(g)) => c.bad(format!("{tkey}.group"), format!("unknown group \"{g}\"")),
-                    _ => c.bad(&tkey, "a task names exactly one assignee: { user = \"…\" } or { group = \"…\" }"),
-                }
-            }
-        }
+        let steps =
+            a.steps.iter().enumerate().filter_map(|(i, st)| self.step(&format!("{key}.steps[{i}]"), st, a, groups));
+        let steps: Vec<StepDef> = steps.collect();
         if approval && a.steps.is_empty() {
-            c.bad(format!("{key}.steps"), "approval is on but there are no steps: add steps or set approval = false");
+            self.bad(
+                format!("{key}.steps"),
+                "approval is on but there are no steps: add steps or set approval = false",
+            );
         }
         let provisioning = a.provisioning.as_ref().map(|w| {
-            c.url(&format!("{key}.provisioning.url"), &w.url);
-            c.secret_env(&format!("{key}.provisioning.secret_env"), w.secret_env.as_deref());
+            self.endpoint(&format!("{key}.provisioning"), &w.url, w.secret_env.as_deref());
             Webhook { url: w.url.clone(), secret_env: w.secret_env.clone() }
         });
-        let mut fields: Vec<FieldDef> = Vec::new();
-        for (i, f) in a.fields.iter().enumerate() {
-            let fkey = format!("{key}.fields[{i}]");
-            if !is_slug(&f.id) {
-                c.bad(format!("{fkey}.id"), "field ids use lower-case letters, digits, '-' and '_'");
-            }
-            if fields.iter().any(|x| x.id == f.id) {
-                c.bad(format!("{fkey}.id"), format!("duplicate field id \"{}\"", f.id));
-            }
-            let kind = match f.kind.as_str() {
-                "text" => FieldKind::Text,
-                "select" => FieldKind::Select,
-                "date" => FieldKind::Date,
-                other => {
-                    c.bad(format!("{fkey}.type"), format!("unknown field type \"{other}\" (use text, select or date)"));
-                    FieldKind::Text
-                }
-            };
-            if kind == FieldKind::Select && f.options.is_empty() {
-                c.bad(format!("{fkey}.options"), "a select field needs options");
-            }
-            if f.id == "end_date" && kind != FieldKind::Date {
-                c.bad(format!("{fkey}.type"), "the `end_date` field caps access and must have type = \"date\"");
-            }
-            fields.push(FieldDef {
-                id: f.id.clone(),
-                label: f.label.clone().unwrap_or_else(|| f.id.clone()),
-                kind,
-                required: f.required,
-                options: f.options.clone(),
-            });
+        let fields = self.fields(&key, &a.fields);
+        let max_duration = self.duration(&format!("{key}.max_duration"), a.max_duration.as_deref(), None);
+        App {
+            id: id.to_string(),
+            name: a.name.clone().unwrap_or_else(|| id.to_string()),
+            description: a.description.clone(),
+            self_service: a.self_service.unwrap_or(true),
+            approval,
+            admins: self.people(&format!("{key}.admins"), &a.admins),
+            max_duration,
+            steps,
+            fields,
+            provisioning,
         }
-        let max_duration = c.duration(&format!("{key}.max_duration"), a.max_duration.as_deref(), None);
-        apps.insert(
-            id.clone(),
-            App {
-                id: id.clone(),
-                name: a.name.clone().unwrap_or_else(|| id.clone()),
-                description: a.description.clone(),
-                self_service: a.self_service.unwrap_or(true),
-                approval,
-                admins: c.people(&format!("{key}.admins"), &a.admins),
-                max_duration,
-                steps,
-                fields,
-                provisioning,
-            },
-        );
     }
 
-    if c.problems.is_empty() {
-        Ok(Catalog { settings, groups, apps })
-    } else {
-        Err(ConfigError { file: file.to_string(), problems: c.problems })
+    /// `None` when the step is invalid (its problem is recorded).
+    fn step(&mut self, skey: &str, st: &RawStep, app: &RawApp, groups: &BTreeMap<String, RawGroup>) -> Option<StepDef> {
+        let set = [st.user.is_some(), st.group.is_some(), st.action.is_some(), st.task.is_some()]
+            .iter()
+            .filter(|b| **b)
+            .count();
+        if set != 1 {
+            self.bad(
+                skey,
+                "a step is exactly one of { user = \"…\" }, { group = \"…\" }, { action = { url = \"…\" } } or { task = { user = \"…\" } } / { task = { group = \"…\" } }",
+            );
+            return None;
+        }
+        if let Some(u) = &st.user {
+            self.person(format!("{skey}.user"), u).map(StepDef::User)
+        } else if let Some(g) = &st.group {
+            if groups.contains_key(g) {
+                return Some(StepDef::Group(g.clone()));
+            }
+            let known: Vec<&str> = groups.keys().map(String::as_str).collect();
+            self.bad(
+                format!("{skey}.group"),
+                format!(
+                    "unknown group \"{g}\" (defined groups: {})",
+                    if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                ),
+            );
+            None
+        } else if let Some(action) = &st.action {
+            Some(self.action(&format!("{skey}.action"), action, app))
+        } else {
+            st.task.as_ref().and_then(|task| self.task(&format!("{skey}.task"), task, groups))
+        }
+    }
+
+    fn action(&mut self, akey: &str, action: &RawAction, app: &RawApp) -> StepDef {
+        self.endpoint(akey, &action.url, action.secret_env.as_deref());
+        for (out, source) in &action.fields {
+            let ok = ACTION_SOURCES.contains(&source.as_str())
+                || source
+                    .strip_prefix("field.")
+                    .is_some_and(|f| f == "justification" || app.fields.iter().any(|x| x.id == f));
+            if !ok {
+                self.bad(
+                    format!("{akey}.fields.{out}"),
+                    format!(
+                        "unknown source \"{source}\" (use {}, or field.<id> of this app's fields)",
+                        ACTION_SOURCES.join(", ")
+                    ),
+                );
+            }
+        }
+        StepDef::Action {
+            url: action.url.clone(),
+            secret_env: action.secret_env.clone(),
+            fields: action.fields.clone(),
+        }
+    }
+
+    fn task(&mut self, tkey: &str, task: &RawTask, groups: &BTreeMap<String, RawGroup>) -> Option<StepDef> {
+        match (&task.user, &task.group) {
+            (Some(u), None) => self.person(format!("{tkey}.user"), u).map(|p| StepDef::Task(TaskAssignee::User(p))),
+            (None, Some(g)) if groups.contains_key(g) => Some(StepDef::Task(TaskAssignee::Group(g.clone()))),
+            (None, Some(g)) => {
+                self.bad(format!("{tkey}.group"), format!("unknown group \"{g}\""));
+                None
+            }
+            _ => {
+                self.bad(tkey, "a task names exactly one assignee: { user = \"…\" } or { group = \"…\" }");
+                None
+            }
+        }
+    }
+
+    /// The `url` and `secret_env` below `key`, as action steps and provisioning give them.
+    fn endpoint(&mut self, key: &str, url: &str, secret_env: Option<&str>) {
+        self.url(&format!("{key}.url"), url);
+        self.secret_env(&format!("{key}.secret_env"), secret_env);
+    }
+
+    fn fields(&mut self, key: &str, raw: &[RawField]) -> Vec<FieldDef> {
+        let mut fields: Vec<FieldDef> = Vec::new();
+        for (i, f) in raw.iter().enumerate() {
+            let fkey = format!("{key}.fields[{i}]");
+            if !is_slug(&f.id) {
+                self.bad(format!("{fkey}.id"), "field ids use lower-case letters, digits, '-' and '_'");
+            }
+            if fields.iter().any(|x| x.id == f.id) {
+                self.bad(format!("{fkey}.id"), format!("duplicate field id \"{}\"", f.id));
+            }
+            let field = self.field(&fkey, f);
+            fields.push(field);
+        }
+        fields
+    }
+
+    fn field(&mut self, fkey: &str, f: &RawField) -> FieldDef {
+        let kind = match f.kind.as_str() {
+            "text" => FieldKind::Text,
+            "select" => FieldKind::Select,
+            "date" => FieldKind::Date,
+            other => {
+                self.bad(format!("{fkey}.type"), format!("unknown field type \"{other}\" (use text, select or date)"));
+                FieldKind::Text
+            }
+        };
+        if kind == FieldKind::Select && f.options.is_empty() {
+            self.bad(format!("{fkey}.options"), "a select field needs options");
+        }
+        if f.id == "end_date" && kind != FieldKind::Date {
+            self.bad(format!("{fkey}.type"), "the `end_date` field caps access and must have type = \"date\"");
+        }
+        FieldDef {
+            id: f.id.clone(),
+            label: f.label.clone().unwrap_or_else(|| f.id.clone()),
+            kind,
+            required: f.required,
+            options: f.options.clone(),
+        }
     }
 }
 
@@ -612,6 +640,41 @@ fn secret_var(get: &dyn Fn(&str) -> Option<String>, name: &str, problems: &mut V
     Secret::default()
 }
 
+fn trusted_proxies(get: &dyn Fn(&str) -> Option<String>, problems: &mut Vec<Problem>) -> Vec<IpRange> {
+    let mut trusted_proxies = Vec::new();
+    for item in get("ACCESSBOT_TRUSTED_PROXIES").unwrap_or_default().split(',').map(str::trim) {
+        match IpRange::parse(item) {
+            Some(r) => trusted_proxies.push(r),
+            None if item.is_empty() => {}
+            None => problems.push(Problem {
+                key: "ACCESSBOT_TRUSTED_PROXIES".into(),
+                message: format!(
+                    "\"{item}\" is not an IP address or CIDR range: write e.g. 10.0.0.0/8, 127.0.0.1 (comma-separated)"
+                ),
+            }),
+        }
+    }
+    trusted_proxies
+}
+
+fn duration_var(
+    get: &dyn Fn(&str) -> Option<String>,
+    key: &str,
+    default_secs: u64,
+    problems: &mut Vec<Problem>,
+) -> Duration {
+    match get(key) {
+        None => Duration::from_secs(default_secs),
+        Some(v) => humantime::parse_duration(&v).unwrap_or_else(|_| {
+            problems.push(Problem {
+                key: key.into(),
+                message: format!("\"{v}\" is not a duration: write e.g. \"30s\" or \"1m\""),
+            });
+            Duration::from_secs(default_secs)
+        }),
+    }
+}
+
 impl Env {
     /// Reads the environment through `get` (so tests need not touch the process env).
     pub fn from_lookup(get: &dyn Fn(&str) -> Option<String>) -> Result<Env, ConfigError> {
@@ -637,34 +700,12 @@ impl Env {
                 .map_err(|message| problems.push(Problem { key: "ACCESSBOT_PUBLIC_URL".into(), message }))
                 .ok()
         });
-        let mut trusted_proxies = Vec::new();
-        for item in get("ACCESSBOT_TRUSTED_PROXIES").unwrap_or_default().split(',').map(str::trim) {
-            match IpRange::parse(item) {
-                Some(r) => trusted_proxies.push(r),
-                None if item.is_empty() => {}
-                None => problems.push(Problem {
-                    key: "ACCESSBOT_TRUSTED_PROXIES".into(),
-                    message: format!(
-                        "\"{item}\" is not an IP address or CIDR range: write e.g. 10.0.0.0/8, 127.0.0.1 (comma-separated)"
-                    ),
-                }),
-            }
-        }
+        let trusted_proxies = trusted_proxies(get, &mut problems);
         let team_ids: Option<Vec<String>> = get("SLACK_TEAM_IDS")
             .map(|v| v.split(',').map(|t| t.trim().to_string()).filter(|t| !t.is_empty()).collect())
             .filter(|v: &Vec<String>| !v.is_empty());
-        let mut duration = |key: &str, default: u64| match get(key) {
-            None => Duration::from_secs(default),
-            Some(v) => humantime::parse_duration(&v).unwrap_or_else(|_| {
-                problems.push(Problem {
-                    key: key.into(),
-                    message: format!("\"{v}\" is not a duration: write e.g. \"30s\" or \"1m\""),
-                });
-                Duration::from_secs(default)
-            }),
-        };
-        let outbox_lease = duration("ACCESSBOT_OUTBOX_LEASE", 60);
-        let shutdown_timeout = duration("ACCESSBOT_SHUTDOWN_TIMEOUT", 10);
+        let outbox_lease = duration_var(get, "ACCESSBOT_OUTBOX_LEASE", 60, &mut problems);
+        let shutdown_timeout = duration_var(get, "ACCESSBOT_SHUTDOWN_TIMEOUT", 10, &mut problems);
         let env = Env {
             outbox_lease,
             shutdown_timeout,
