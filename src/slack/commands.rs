@@ -13,7 +13,7 @@ use super::modals;
 use super::verify::SignedBody;
 use super::Problem;
 use crate::state::AppState;
-use crate::workflow::model::{Request, Status};
+use crate::workflow::model::{LogEvent, Request, Status, Step};
 use crate::workflow::{Actor, Party, RequestInput, WorkflowError};
 
 const LIST_LIMIT: i64 = 25;
@@ -340,109 +340,112 @@ async fn target_user(state: &AppState, arg: &str, usage: &str) -> Result<Party, 
 }
 
 async fn admin(state: &AppState, actor: &Actor, text: &str) -> Result<Value, Problem> {
-    let wf = &state.workflow;
     let (sub, rest) = word(text);
     match sub.to_ascii_lowercase().as_str() {
-        "pending" => {
-            let app = word(rest).0;
-            let app = (!app.is_empty()).then(|| app.to_ascii_lowercase());
-            let reqs = wf.pending(actor, app.as_deref(), LIST_LIMIT).await?;
-            if reqs.is_empty() {
-                return Ok(ephemeral("No outstanding requests."));
-            }
-            let now = wf.now();
-            let lines: Vec<String> = reqs
-                .iter()
-                .map(|r| {
-                    let age = (now - r.created).num_hours();
-                    let waiting = r.current().and_then(|s| s.activated).map(|t| (now - t).num_hours()).unwrap_or(age);
-                    format!("{} (requested {age}h ago, waiting {waiting}h on this step)", summary(r))
-                })
-                .collect();
-            Ok(ephemeral_list("*Outstanding requests* (oldest first)", &lines))
-        }
-        "show" => {
-            let id = need(word(rest).0, "/access admin show <request-id>")?;
-            let (r, events) = wf.show(actor, id).await?;
-            let mut lines = vec![summary(&r)];
-            lines.push(format!(
-                "Requested by {} on {}",
-                who(&r.requested_by.id),
-                r.created.format("%Y-%m-%d %H:%M UTC")
-            ));
-            lines.push(format!(
-                "Justification: {}",
-                if r.justification.is_empty() { "_none_".into() } else { esc(&r.justification) }
-            ));
-            for (i, s) in r.steps.iter().enumerate() {
-                let approvers: Vec<String> = s.approvers.iter().map(|p| who(p.key())).collect();
-                let mut l = format!(
-                    "Step {} ({}): {} — {}",
-                    i + 1,
-                    esc(&s.label()),
-                    blocks::step_state(s),
-                    approvers.join(", ")
-                );
-                if let Some(by) = &s.decided_by {
-                    l.push_str(&format!(", decided by {}", who(by)));
-                }
-                lines.push(l);
-            }
-            lines.push("*History*".into());
-            for e in &events {
-                let comment = e
-                    .debug_context
-                    .debug_data
-                    .get("comment")
-                    .and_then(Value::as_str)
-                    .map(|c| format!(" — “{}”", esc(c)))
-                    .unwrap_or_default();
-                lines.push(format!(
-                    "{} `{}` by {}{comment}",
-                    e.published.format("%Y-%m-%d %H:%M:%S"),
-                    e.event_type,
-                    who(&e.actor.id)
-                ));
-            }
-            Ok(ephemeral_list(&format!("*Request `{}`*", r.id), &lines))
-        }
-        "resend" => {
-            let id = need(word(rest).0, "/access admin resend <request-id>")?;
-            let r = wf.resend(actor, id).await?;
-            let label = r.current().map(|s| s.label()).unwrap_or_default();
-            Ok(ephemeral(&format!("Resent `{}` to {}.", r.id, esc(&label))))
-        }
-        "cancel" => {
-            let (id, reason) = word(rest);
-            let id = need(id, "/access admin cancel <request-id> [reason]")?;
-            let r = wf.cancel(actor, id, Some(reason.to_string()), true).await?;
-            Ok(ephemeral(&format!("Canceled `{}` ({} for {}).", r.id, esc(&r.app_name), who(&r.requested_for.id))))
-        }
-        "assign" => {
-            let id = need(word(rest).0, "/access admin assign <request-id>")?;
-            let r = wf.override_assign(actor, id).await?;
-            Ok(ephemeral(&format!(
-                "Assigned *{}* to {} by override (`{}`); remaining steps deleted.",
-                esc(&r.app_name),
-                who(&r.requested_for.id),
-                r.id
-            )))
-        }
-        "grant" | "revoke" => {
-            let usage = format!("/access admin {sub} <app> <@user>");
-            let (app, user) = word(rest);
-            let app = need(app, &usage)?.to_ascii_lowercase();
-            let target = target_user(state, word(user).0, &usage).await?;
-            if sub.eq_ignore_ascii_case("grant") {
-                wf.grant(actor, &app, &target).await?;
-                Ok(ephemeral(&format!("Assigned `{}` to {}.", esc(&app), who(&target.id))))
-            } else {
-                wf.revoke(actor, &app, &target).await?;
-                Ok(ephemeral(&format!("Removed `{}` from {}.", esc(&app), who(&target.id))))
-            }
-        }
+        "pending" => admin_pending(state, actor, rest).await,
+        "show" => admin_show(state, actor, rest).await,
+        "resend" => admin_resend(state, actor, rest).await,
+        "cancel" => admin_cancel(state, actor, rest).await,
+        "assign" => admin_assign(state, actor, rest).await,
+        "grant" | "revoke" => admin_grant_or_revoke(state, actor, sub, rest).await,
         "" => Ok(ephemeral(USAGE)),
         other => Ok(ephemeral(&format!("Unknown admin command `{}`.\n\n{USAGE}", esc(other)))),
+    }
+}
+
+async fn admin_pending(state: &AppState, actor: &Actor, rest: &str) -> Result<Value, Problem> {
+    let wf = &state.workflow;
+    let app = word(rest).0;
+    let app = (!app.is_empty()).then(|| app.to_ascii_lowercase());
+    let reqs = wf.pending(actor, app.as_deref(), LIST_LIMIT).await?;
+    if reqs.is_empty() {
+        return Ok(ephemeral("No outstanding requests."));
+    }
+    let now = wf.now();
+    let lines: Vec<String> = reqs
+        .iter()
+        .map(|r| {
+            let age = (now - r.created).num_hours();
+            let waiting = r.current().and_then(|s| s.activated).map(|t| (now - t).num_hours()).unwrap_or(age);
+            format!("{} (requested {age}h ago, waiting {waiting}h on this step)", summary(r))
+        })
+        .collect();
+    Ok(ephemeral_list("*Outstanding requests* (oldest first)", &lines))
+}
+
+async fn admin_show(state: &AppState, actor: &Actor, rest: &str) -> Result<Value, Problem> {
+    let id = need(word(rest).0, "/access admin show <request-id>")?;
+    let (r, events) = state.workflow.show(actor, id).await?;
+    let mut lines = vec![summary(&r)];
+    lines.push(format!("Requested by {} on {}", who(&r.requested_by.id), r.created.format("%Y-%m-%d %H:%M UTC")));
+    lines.push(format!(
+        "Justification: {}",
+        if r.justification.is_empty() { "_none_".into() } else { esc(&r.justification) }
+    ));
+    lines.extend(r.steps.iter().enumerate().map(|(i, s)| step_line(i, s)));
+    lines.push("*History*".into());
+    lines.extend(events.iter().map(event_line));
+    Ok(ephemeral_list(&format!("*Request `{}`*", r.id), &lines))
+}
+
+fn step_line(i: usize, s: &Step) -> String {
+    let approvers: Vec<String> = s.approvers.iter().map(|p| who(p.key())).collect();
+    let mut l = format!("Step {} ({}): {} — {}", i + 1, esc(&s.label()), blocks::step_state(s), approvers.join(", "));
+    if let Some(by) = &s.decided_by {
+        l.push_str(&format!(", decided by {}", who(by)));
+    }
+    l
+}
+
+fn event_line(e: &LogEvent) -> String {
+    let comment = e
+        .debug_context
+        .debug_data
+        .get("comment")
+        .and_then(Value::as_str)
+        .map(|c| format!(" — “{}”", esc(c)))
+        .unwrap_or_default();
+    format!("{} `{}` by {}{comment}", e.published.format("%Y-%m-%d %H:%M:%S"), e.event_type, who(&e.actor.id))
+}
+
+async fn admin_resend(state: &AppState, actor: &Actor, rest: &str) -> Result<Value, Problem> {
+    let id = need(word(rest).0, "/access admin resend <request-id>")?;
+    let r = state.workflow.resend(actor, id).await?;
+    let label = r.current().map(|s| s.label()).unwrap_or_default();
+    Ok(ephemeral(&format!("Resent `{}` to {}.", r.id, esc(&label))))
+}
+
+async fn admin_cancel(state: &AppState, actor: &Actor, rest: &str) -> Result<Value, Problem> {
+    let (id, reason) = word(rest);
+    let id = need(id, "/access admin cancel <request-id> [reason]")?;
+    let r = state.workflow.cancel(actor, id, Some(reason.to_string()), true).await?;
+    Ok(ephemeral(&format!("Canceled `{}` ({} for {}).", r.id, esc(&r.app_name), who(&r.requested_for.id))))
+}
+
+async fn admin_assign(state: &AppState, actor: &Actor, rest: &str) -> Result<Value, Problem> {
+    let id = need(word(rest).0, "/access admin assign <request-id>")?;
+    let r = state.workflow.override_assign(actor, id).await?;
+    Ok(ephemeral(&format!(
+        "Assigned *{}* to {} by override (`{}`); remaining steps deleted.",
+        esc(&r.app_name),
+        who(&r.requested_for.id),
+        r.id
+    )))
+}
+
+/// `sub` is the word as typed: the usage echoes it.
+async fn admin_grant_or_revoke(state: &AppState, actor: &Actor, sub: &str, rest: &str) -> Result<Value, Problem> {
+    let wf = &state.workflow;
+    let usage = format!("/access admin {sub} <app> <@user>");
+    let (app, user) = word(rest);
+    let app = need(app, &usage)?.to_ascii_lowercase();
+    let target = target_user(state, word(user).0, &usage).await?;
+    if sub.eq_ignore_ascii_case("grant") {
+        wf.grant(actor, &app, &target).await?;
+        Ok(ephemeral(&format!("Assigned `{}` to {}.", esc(&app), who(&target.id))))
+    } else {
+        wf.revoke(actor, &app, &target).await?;
+        Ok(ephemeral(&format!("Removed `{}` from {}.", esc(&app), who(&target.id))))
     }
 }
 

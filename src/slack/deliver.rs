@@ -13,7 +13,7 @@ use super::directory::SlackDirectory;
 use super::{blocks, home, notices};
 use crate::outbox::{Deliverer, Delivery, NOTICE};
 use crate::store::{ClaimedJob, Identity, MessageRef, OutboxItem, Store};
-use crate::workflow::model::{Notice, Request, StepKind};
+use crate::workflow::model::{CloseKind, FeedEvent, Notice, Request, RequestView, StepKind, ThreadEvent, Timestamp};
 use crate::workflow::ports::{Directory, DirectoryError};
 use crate::workflow::{Party, Person, Workflow};
 
@@ -43,7 +43,7 @@ struct ThreadReply {
     text: String,
 }
 
-pub fn views_open_item(trigger_id: &str, view: Value, deadline: crate::workflow::model::Timestamp) -> OutboxItem {
+pub fn views_open_item(trigger_id: &str, view: Value, deadline: Timestamp) -> OutboxItem {
     OutboxItem {
         ordering_key: format!("trigger:{trigger_id}"),
         kind: VIEWS_OPEN.into(),
@@ -155,87 +155,22 @@ impl SlackDeliverer {
     }
 
     /// `queued` is when the notice's row was created (the workflow's clock).
-    async fn notice(&self, n: &Notice, queued: crate::workflow::model::Timestamp) -> Result<(), ApiError> {
+    async fn notice(&self, n: &Notice, queued: Timestamp) -> Result<(), ApiError> {
         match n {
             Notice::Ask { request, step, step_label, routed_to, recipient, kind, task } => {
-                let user = self.user_id(recipient).await?;
-                let channel = self.dm(&user).await?;
-                let (text, blocks) = if *task {
-                    blocks::task(request, *step, step_label, *routed_to, *kind)
-                } else {
-                    blocks::ask(request, *step, step_label, *routed_to, *kind)
-                };
-                let ts = self.post(&channel, &text, &blocks).await?;
-                let msg = MessageRef {
-                    request_id: request.id.clone(),
-                    step: i64::try_from(*step).unwrap_or(0),
-                    recipient: recipient.key().to_string(),
-                    channel,
-                    ts,
-                };
-                self.store.record_message(&msg).await.map_err(db)
+                let compose = if *task { blocks::task } else { blocks::ask };
+                let (text, blocks) = compose(request, *step, step_label, *routed_to, *kind);
+                self.ask(request, *step, recipient, &text, &blocks).await
             }
             Notice::Close { request, step, recipient, outcome, by } => {
-                // A task's messages close as "marked done", not "approved".
-                let task = self
-                    .store
-                    .request(&request.id)
-                    .await
-                    .map_err(db)?
-                    .and_then(|r| r.steps.get(*step).map(|s| matches!(s.kind, StepKind::Task { .. })))
-                    .unwrap_or(false);
-                let (text, blocks) = if task {
-                    blocks::closed_task(request, *step, *outcome, by.as_deref())
-                } else {
-                    blocks::closed(request, *step, *outcome, by.as_deref())
-                };
-                let step = i64::try_from(*step).unwrap_or(0);
-                for m in self.store.messages(&request.id, step, recipient.key()).await.map_err(db)? {
-                    let body = json!({"channel": m.channel, "ts": m.ts, "text": text, "blocks": blocks});
-                    match self.client.call("chat.update", &body).await {
-                        // The message is gone or too old to edit: nothing left to update.
-                        Err(ApiError::Permanent(e))
-                            if e.contains("message_not_found") || e.contains("cant_update_message") =>
-                        {
-                            tracing::info!(error = %e, "chat.update skipped");
-                        }
-                        other => {
-                            other?;
-                        }
-                    }
-                }
-                Ok(())
+                self.close(request, *step, recipient, *outcome, by.as_deref()).await
             }
             Notice::Requester { request, app_name, recipient, event } => {
-                let channel = self.dm(recipient).await?;
                 let (text, blocks) = blocks::requester(request.as_ref(), app_name, event);
-                self.post(&channel, &text, &blocks).await.map(|_| ())
+                self.post_dm(recipient, &text, &blocks).await
             }
-            Notice::AdminFeed { channel, event } => {
-                let text = notices::feed(event);
-                let blocks = [blocks::section(&text)];
-                self.post(channel, &text, &blocks).await.map(|_| ())
-            }
-            // One row per message: posting every reply from this row would post the
-            // first ones again whenever a later one failed and the row was retried.
-            // Rows keyed per message keep each thread's replies in order.
-            Notice::Thread { request_id, event } => {
-                let text = notices::thread(event);
-                let replies: Vec<OutboxItem> = self
-                    .store
-                    .request_messages(request_id)
-                    .await
-                    .map_err(db)?
-                    .into_iter()
-                    .map(|m| OutboxItem {
-                        ordering_key: format!("{request_id}:thread:{}:{}", m.channel, m.ts),
-                        kind: THREAD_REPLY.into(),
-                        payload: json!(ThreadReply { channel: m.channel, thread_ts: m.ts, text: text.clone() }),
-                        deadline: None,
-                    })
-                    .collect();
-                self.store.enqueue(&replies, queued).await.map_err(db)
-            }
+            Notice::AdminFeed { channel, event } => self.admin_feed(channel, event).await,
+            Notice::Thread { request_id, event } => self.thread(request_id, event, queued).await,
             Notice::Direct { to, message } => {
                 let user = self.user_id(to).await?;
                 self.direct(&user, &notices::direct_text(message)).await
@@ -251,11 +186,103 @@ impl SlackDeliverer {
         }
     }
 
+    /// DMs one approver a step's message and records it, so that it can be closed later.
+    async fn ask(
+        &self,
+        request: &RequestView,
+        step: usize,
+        recipient: &Person,
+        text: &str,
+        blocks: &[Value],
+    ) -> Result<(), ApiError> {
+        let user = self.user_id(recipient).await?;
+        let channel = self.dm(&user).await?;
+        let ts = self.post(&channel, text, blocks).await?;
+        let msg = MessageRef {
+            request_id: request.id.clone(),
+            step: i64::try_from(step).unwrap_or(0),
+            recipient: recipient.key().to_string(),
+            channel,
+            ts,
+        };
+        self.store.record_message(&msg).await.map_err(db)
+    }
+
+    /// Updates every message sent to `recipient` for the step to its outcome.
+    async fn close(
+        &self,
+        request: &RequestView,
+        step: usize,
+        recipient: &Person,
+        outcome: CloseKind,
+        by: Option<&str>,
+    ) -> Result<(), ApiError> {
+        // A task's messages close as "marked done", not "approved".
+        let task = self
+            .store
+            .request(&request.id)
+            .await
+            .map_err(db)?
+            .and_then(|r| r.steps.get(step).map(|s| matches!(s.kind, StepKind::Task { .. })))
+            .unwrap_or(false);
+        let (text, blocks) = if task {
+            blocks::closed_task(request, step, outcome, by)
+        } else {
+            blocks::closed(request, step, outcome, by)
+        };
+        let step = i64::try_from(step).unwrap_or(0);
+        for m in self.store.messages(&request.id, step, recipient.key()).await.map_err(db)? {
+            let body = json!({"channel": m.channel, "ts": m.ts, "text": text, "blocks": blocks});
+            match self.client.call("chat.update", &body).await {
+                // The message is gone or too old to edit: nothing left to update.
+                Err(ApiError::Permanent(e)) if e.contains("message_not_found") || e.contains("cant_update_message") => {
+                    tracing::info!(error = %e, "chat.update skipped");
+                }
+                other => {
+                    other?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn admin_feed(&self, channel: &str, event: &FeedEvent) -> Result<(), ApiError> {
+        let text = notices::feed(event);
+        let blocks = [blocks::section(&text)];
+        self.post(channel, &text, &blocks).await.map(|_| ())
+    }
+
+    /// One row per message: posting every reply from this row would post the
+    /// first ones again whenever a later one failed and the row was retried.
+    /// Rows keyed per message keep each thread's replies in order.
+    async fn thread(&self, request_id: &str, event: &ThreadEvent, queued: Timestamp) -> Result<(), ApiError> {
+        let text = notices::thread(event);
+        let replies: Vec<OutboxItem> = self
+            .store
+            .request_messages(request_id)
+            .await
+            .map_err(db)?
+            .into_iter()
+            .map(|m| OutboxItem {
+                ordering_key: format!("{request_id}:thread:{}:{}", m.channel, m.ts),
+                kind: THREAD_REPLY.into(),
+                payload: json!(ThreadReply { channel: m.channel, thread_ts: m.ts, text: text.clone() }),
+                deadline: None,
+            })
+            .collect();
+        self.store.enqueue(&replies, queued).await.map_err(db)
+    }
+
+    /// Posts to a user's DM channel.
+    async fn post_dm(&self, user_id: &str, text: &str, blocks: &[Value]) -> Result<(), ApiError> {
+        let channel = self.dm(user_id).await?;
+        self.post(&channel, text, blocks).await.map(|_| ())
+    }
+
     /// A direct message of mrkdwn text (escaped by whoever built it).
     async fn direct(&self, user_id: &str, text: &str) -> Result<(), ApiError> {
-        let channel = self.dm(user_id).await?;
         let (fallback, blocks) = blocks::direct(text);
-        self.post(&channel, &fallback, &blocks).await.map(|_| ())
+        self.post_dm(user_id, &fallback, &blocks).await
     }
 
     /// Republishes the App Home of a user who has opened it (`views.publish`):
