@@ -6,7 +6,8 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use crate::workflow::catalog::{App, Catalog, FieldKind, StepDef, TaskAssignee};
-use crate::workflow::model::{LogEvent, Request, Status, StepKind, StepState};
+use crate::workflow::model::{LogEvent, Request, Status, Step, StepKind, StepState};
+use crate::workflow::Party;
 use chrono::{DateTime, Utc};
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -147,82 +148,6 @@ fn step_status(s: StepState) -> &'static str {
 
 impl RequestDto {
     pub fn from_request(r: &Request, base: &str) -> RequestDto {
-        let principal = |p: &crate::workflow::Party| Principal {
-            kind: "SLACK_USER".into(),
-            external_id: p.id.clone(),
-            email: p.email.clone(),
-        };
-        let mut decisions: Vec<Decision> = r
-            .steps
-            .iter()
-            .enumerate()
-            .filter_map(|(i, s)| {
-                let decision = match s.state {
-                    StepState::Approved => "APPROVE",
-                    StepState::Denied => "DENY",
-                    _ => return None,
-                };
-                Some(Decision {
-                    decider_id: s.decided_by.clone()?,
-                    decider_name: s.decided_by.clone()?,
-                    decision: decision.into(),
-                    decided: s.decided?,
-                    step: Some(i),
-                })
-            })
-            .collect();
-        if r.status == Status::Canceled {
-            if let Some(at) = r.resolved {
-                decisions.push(Decision {
-                    decider_id: r.last_updated_by.clone(),
-                    decider_name: r.last_updated_by.clone(),
-                    decision: "CANCEL".into(),
-                    decided: at,
-                    step: None,
-                });
-            }
-        }
-        let steps = r
-            .steps
-            .iter()
-            .enumerate()
-            .map(|(i, s)| {
-                let (group_id, group_name) = match &s.kind {
-                    StepKind::Group { group_id, group_name } => (Some(group_id.clone()), Some(group_name.clone())),
-                    StepKind::Task { group_id, group_name } => (group_id.clone(), group_name.clone()),
-                    StepKind::User | StepKind::Action { .. } => (None, None),
-                };
-                StepDto {
-                    index: i,
-                    kind: s.approver_type().into(),
-                    group_id,
-                    group_name,
-                    approvers: s.approvers.iter().map(|p| p.to_string()).collect(),
-                    routed_to: s.routed_to.map(|r| {
-                        serde_json::to_value(r).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
-                    }),
-                    status: step_status(s.state).into(),
-                }
-            })
-            .collect();
-        let mut fields: Vec<FieldValueDto> = r
-            .field_values
-            .iter()
-            .map(|f| FieldValueDto {
-                id: f.id.clone(),
-                label: Some(f.label.clone()),
-                kind: Some(kind_str(f.kind).into()),
-                value: f.value.clone(),
-            })
-            .collect();
-        if !r.justification.is_empty() && !fields.iter().any(|f| f.id == "justification") {
-            fields.push(FieldValueDto {
-                id: "justification".into(),
-                label: Some("Justification".into()),
-                kind: Some("TEXT".into()),
-                value: r.justification.clone(),
-            });
-        }
         RequestDto {
             id: r.id.clone(),
             created: r.created,
@@ -244,14 +169,99 @@ impl RequestDto {
                 resource_id: r.app_id.clone(),
                 resource_type: "APPLICATION".into(),
             },
-            requester_field_values: fields,
-            request_approval: RequestApproval { decisions, steps, current_step: r.current_step },
+            requester_field_values: field_values(r),
+            request_approval: RequestApproval {
+                decisions: decisions(r),
+                steps: r.steps.iter().enumerate().map(|(i, s)| StepDto::from_step(i, s)).collect(),
+                current_step: r.current_step,
+            },
             reason: r.reason.clone(),
             access_until: r.access_until,
             flagged: r.flagged.clone(),
             links: SelfLinks { self_: Href { href: format!("{base}/governance/api/v2/requests/{}", r.id) } },
         }
     }
+}
+
+fn principal(p: &Party) -> Principal {
+    Principal { kind: "SLACK_USER".into(), external_id: p.id.clone(), email: p.email.clone() }
+}
+
+/// The steps' decisions in step order; a cancellation comes last, without a step.
+fn decisions(r: &Request) -> Vec<Decision> {
+    let mut decisions: Vec<Decision> = r
+        .steps
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| {
+            let decision = match s.state {
+                StepState::Approved => "APPROVE",
+                StepState::Denied => "DENY",
+                _ => return None,
+            };
+            Some(Decision {
+                decider_id: s.decided_by.clone()?,
+                decider_name: s.decided_by.clone()?,
+                decision: decision.into(),
+                decided: s.decided?,
+                step: Some(i),
+            })
+        })
+        .collect();
+    if r.status == Status::Canceled {
+        if let Some(at) = r.resolved {
+            decisions.push(Decision {
+                decider_id: r.last_updated_by.clone(),
+                decider_name: r.last_updated_by.clone(),
+                decision: "CANCEL".into(),
+                decided: at,
+                step: None,
+            });
+        }
+    }
+    decisions
+}
+
+impl StepDto {
+    fn from_step(index: usize, s: &Step) -> StepDto {
+        let (group_id, group_name) = match &s.kind {
+            StepKind::Group { group_id, group_name } => (Some(group_id.clone()), Some(group_name.clone())),
+            StepKind::Task { group_id, group_name } => (group_id.clone(), group_name.clone()),
+            StepKind::User | StepKind::Action { .. } => (None, None),
+        };
+        StepDto {
+            index,
+            kind: s.approver_type().into(),
+            group_id,
+            group_name,
+            approvers: s.approvers.iter().map(|p| p.to_string()).collect(),
+            routed_to: s.routed_to.map(|r| upper(&r)),
+            status: step_status(s.state).into(),
+        }
+    }
+}
+
+/// The app's fields as answered; the justification is one more, unless a field already has its id.
+fn field_values(r: &Request) -> Vec<FieldValueDto> {
+    let mut fields: Vec<FieldValueDto> = r
+        .field_values
+        .iter()
+        .map(|f| FieldValueDto {
+            id: f.id.clone(),
+            label: Some(f.label.clone()),
+            kind: Some(kind_str(f.kind).into()),
+            value: f.value.clone(),
+        })
+        .collect();
+    if !r.justification.is_empty() && !fields.iter().any(|f| f.id == "justification") {
+        fields.push(FieldValueDto {
+            id: "justification".into(),
+            label: Some("Justification".into()),
+            kind: Some("TEXT".into()),
+            value: r.justification.clone(),
+        });
+    }
+    fields
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -383,18 +393,14 @@ impl CatalogEntry {
                 .iter()
                 .map(|s| match s {
                     StepDef::User(p) => CatalogStep { kind: "USER".into(), approver: p.to_string() },
-                    StepDef::Group(g) => CatalogStep {
-                        kind: "GROUP".into(),
-                        approver: catalog.groups.get(g).map(|g| g.name.clone()).unwrap_or_else(|| g.clone()),
-                    },
+                    StepDef::Group(g) => CatalogStep { kind: "GROUP".into(), approver: group_name(catalog, g) },
                     StepDef::Action { .. } => CatalogStep { kind: "ACTION".into(), approver: "webhook".into() },
                     StepDef::Task(TaskAssignee::User(p)) => {
                         CatalogStep { kind: "TASK".into(), approver: p.to_string() }
                     }
-                    StepDef::Task(TaskAssignee::Group(g)) => CatalogStep {
-                        kind: "TASK".into(),
-                        approver: catalog.groups.get(g).map(|g| g.name.clone()).unwrap_or_else(|| g.clone()),
-                    },
+                    StepDef::Task(TaskAssignee::Group(g)) => {
+                        CatalogStep { kind: "TASK".into(), approver: group_name(catalog, g) }
+                    }
                 })
                 .collect(),
             fields: app
@@ -411,6 +417,11 @@ impl CatalogEntry {
             links: SelfLinks { self_: Href { href: format!("{base}/governance/api/v2/catalog/entries/{}", app.id) } },
         }
     }
+}
+
+/// A group's display name; its id if the catalog no longer has it.
+fn group_name(catalog: &Catalog, id: &str) -> String {
+    catalog.groups.get(id).map(|g| g.name.clone()).unwrap_or_else(|| id.to_string())
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
