@@ -91,16 +91,8 @@ fn check_config(path: PathBuf) -> anyhow::Result<()> {
 
 async fn migrate(env: &Env) -> anyhow::Result<()> {
     accessbot::store::open(&env.database_url).await?;
-    println!("database migrated: {}", redact_url(&env.database_url));
+    println!("database migrated: {}", accessbot::redact::redact_url(&env.database_url));
     Ok(())
-}
-
-/// Hides a password in a database URL.
-fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => format!("{}://***@{}", &url[..s], &url[at + 1..]),
-        _ => url.to_string(),
-    }
 }
 
 async fn serve(mut env: Env, config: Option<PathBuf>, port: Option<u16>) -> anyhow::Result<()> {

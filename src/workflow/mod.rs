@@ -10,6 +10,7 @@ pub mod model;
 pub mod ports;
 pub mod query;
 pub mod ratelimit;
+pub mod redact;
 pub mod reload;
 mod service;
 

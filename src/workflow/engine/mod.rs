@@ -497,7 +497,7 @@ fn advance(catalog: &Catalog, req: &mut Request, mut index: usize, actor: &Actor
             let mut ev =
                 EventBuilder::new("app.access_request.action", &Actor::system(), now, "Workflow action called")
                     .request(req)
-                    .data("url", crate::redact::redact_url(url));
+                    .data("url", super::redact::redact_url(url));
             for (k, v) in step_data(&step, index) {
                 ev = ev.data(&k, v);
             }
