@@ -13,7 +13,7 @@ use super::directory::SlackDirectory;
 use super::{blocks, home, notices};
 use crate::outbox::{Deliverer, Delivery, NOTICE};
 use crate::store::{ClaimedJob, Identity, MessageRef, OutboxItem, Store};
-use crate::workflow::model::{CloseKind, FeedEvent, Notice, Request, RequestView, StepKind, ThreadEvent, Timestamp};
+use crate::workflow::model::{CloseKind, Notice, Request, RequestView, StepKind, Timestamp};
 use crate::workflow::ports::{Directory, DirectoryError};
 use crate::workflow::{Party, Person, Workflow};
 
@@ -169,8 +169,8 @@ impl SlackDeliverer {
                 let (text, blocks) = blocks::requester(request.as_ref(), app_name, event);
                 self.post_dm(recipient, &text, &blocks).await
             }
-            Notice::AdminFeed { channel, event } => self.admin_feed(channel, event).await,
-            Notice::Thread { request_id, event } => self.thread(request_id, event, queued).await,
+            Notice::AdminFeed { channel, event } => self.admin_feed(channel, &notices::feed(event)).await,
+            Notice::Thread { request_id, event } => self.thread(request_id, &notices::thread(event), queued).await,
             Notice::Direct { to, message } => {
                 let user = self.user_id(to).await?;
                 self.direct(&user, &notices::direct_text(message)).await
@@ -246,17 +246,15 @@ impl SlackDeliverer {
         Ok(())
     }
 
-    async fn admin_feed(&self, channel: &str, event: &FeedEvent) -> Result<(), ApiError> {
-        let text = notices::feed(event);
-        let blocks = [blocks::section(&text)];
-        self.post(channel, &text, &blocks).await.map(|_| ())
+    async fn admin_feed(&self, channel: &str, text: &str) -> Result<(), ApiError> {
+        let blocks = [blocks::section(text)];
+        self.post(channel, text, &blocks).await.map(|_| ())
     }
 
     /// One row per message: posting every reply from this row would post the
     /// first ones again whenever a later one failed and the row was retried.
     /// Rows keyed per message keep each thread's replies in order.
-    async fn thread(&self, request_id: &str, event: &ThreadEvent, queued: Timestamp) -> Result<(), ApiError> {
-        let text = notices::thread(event);
+    async fn thread(&self, request_id: &str, text: &str, queued: Timestamp) -> Result<(), ApiError> {
         let replies: Vec<OutboxItem> = self
             .store
             .request_messages(request_id)
@@ -266,7 +264,7 @@ impl SlackDeliverer {
             .map(|m| OutboxItem {
                 ordering_key: format!("{request_id}:thread:{}:{}", m.channel, m.ts),
                 kind: THREAD_REPLY.into(),
-                payload: json!(ThreadReply { channel: m.channel, thread_ts: m.ts, text: text.clone() }),
+                payload: json!(ThreadReply { channel: m.channel, thread_ts: m.ts, text: text.to_string() }),
                 deadline: None,
             })
             .collect();
@@ -345,15 +343,53 @@ impl SlackDeliverer {
     }
 }
 
+/// Rows queued before notices were typed: their text was built with mrkdwn
+/// around unescaped user text, so it is delivered escaped whole (shown literally).
+#[derive(Deserialize)]
+#[serde(tag = "notice", rename_all = "snake_case")]
+enum Legacy {
+    AdminFeed { channel: String, text: String },
+    Thread { request_id: String, text: String },
+    Direct { to: Person, text: String },
+}
+
+/// Identity look-ups as rows queued before the workflow owned identity.
+const LEGACY_RESOLVE_EMAIL: &str = "identity.email";
+const LEGACY_RESOLVE_USER: &str = "identity.user";
+
+impl SlackDeliverer {
+    async fn legacy(&self, old: Legacy, queued: Timestamp) -> Result<(), ApiError> {
+        match old {
+            Legacy::AdminFeed { channel, text } => self.admin_feed(&channel, &blocks::esc(&text)).await,
+            Legacy::Thread { request_id, text } => self.thread(&request_id, &blocks::esc(&text), queued).await,
+            Legacy::Direct { to, text } => {
+                let user = self.user_id(&to).await?;
+                self.direct(&user, &blocks::esc(&text)).await
+            }
+        }
+    }
+}
+
 #[async_trait]
 impl Deliverer for SlackDeliverer {
     async fn deliver(&self, job: &ClaimedJob) -> Delivery {
         let payload = job.item.payload.clone();
         let result = match job.item.kind.as_str() {
-            NOTICE => match serde_json::from_value::<Notice>(payload) {
+            NOTICE => match serde_json::from_value::<Notice>(payload.clone()) {
                 Ok(n) => self.notice(&n, job.created).await,
-                Err(e) => return bad_payload(e),
+                Err(e) => match serde_json::from_value::<Legacy>(payload) {
+                    Ok(old) => self.legacy(old, job.created).await,
+                    Err(_) => return bad_payload(e),
+                },
             },
+            LEGACY_RESOLVE_EMAIL | LEGACY_RESOLVE_USER => {
+                let person = match (payload["email"].as_str(), payload["user_id"].as_str()) {
+                    (Some(email), _) => Person::Email(email.to_string()),
+                    (None, Some(id)) => Person::Slack(id.to_string()),
+                    _ => return Delivery::Failed("identity look-up without a person".into()),
+                };
+                self.workflow.resolve(&person).await.map_err(from_directory)
+            }
             VIEWS_OPEN => match serde_json::from_value::<ViewsOpen>(payload) {
                 Ok(v) => self
                     .client

@@ -103,7 +103,44 @@ async fn emails_resolve_once_and_are_cached(b: Backend) {
     assert_eq!(app.slack.ok_calls("users.info").iter().filter(|c| c.body["user"] == "U0REQ").count(), 1);
 }
 
+/// Rows a version before typed notices queued (text built with markup around
+/// raw user text; identity look-up kinds) are still delivered, their text
+/// escaped whole, after an upgrade.
+async fn rows_queued_by_the_previous_version_are_delivered_safely(b: Backend) {
+    let app = spawn_app(b).await;
+    let row = |key: &str, kind: &str, payload: serde_json::Value| accessbot::store::OutboxItem {
+        ordering_key: key.into(),
+        kind: kind.into(),
+        payload,
+        deadline: None,
+    };
+    let old = vec![
+        row(
+            "channel:C0OLD",
+            "notice",
+            serde_json::json!({"notice": "admin_feed", "channel": "C0OLD", "text": "old <!channel>"}),
+        ),
+        row(
+            "direct:U0OLD",
+            "notice",
+            serde_json::json!({"notice": "direct", "to": {"slack": "U0OLD"}, "text": "hi <@U0EVIL>"}),
+        ),
+        row("identity:U0OLDUSER", "identity.user", serde_json::json!({"user_id": "U0OLDUSER"})),
+    ];
+    app.store().enqueue(&old, chrono::Utc::now()).await.unwrap();
+    app.drain().await;
+    assert_eq!(app.store().outbox_counts().await.unwrap().failed, 0);
+    let feed = app.slack.ok_calls("chat.postMessage");
+    let to_channel = feed.iter().find(|c| c.body["channel"] == "C0OLD").expect("feed posted");
+    assert_eq!(to_channel.body["text"], "old &lt;!channel&gt;");
+    let dm = app.slack.dms_to("U0OLD");
+    assert_eq!(dm.len(), 1);
+    assert!(!dm[0].body.to_string().contains("<@U0EVIL>"));
+    assert!(app.store().identity("U0OLDUSER").await.unwrap().is_some_and(|i| i.resolved));
+}
+
 crate::both!(
+    rows_queued_by_the_previous_version_are_delivered_safely,
     rate_limit_then_server_error_then_ok_delivers_once,
     permanent_errors_fail_without_endless_retries,
     a_slack_outage_is_ridden_out_and_undelivered_rows_survive_a_restart,
