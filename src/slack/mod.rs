@@ -11,6 +11,7 @@ mod home;
 mod interactions;
 mod modals;
 mod notices;
+pub mod socket;
 
 pub use directory::SlackDirectory;
 pub mod verify;
