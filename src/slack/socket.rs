@@ -87,6 +87,9 @@ pub fn spawn(
                     false
                 }
             };
+            if shutdown.is_cancelled() {
+                break;
+            }
             // A connection that said hello was healthy: start the backoff over.
             failures = if greeted { 0 } else { failures.saturating_add(1) };
             let wait = backoff.delay(failures);
