@@ -524,6 +524,8 @@ pub struct Env {
     pub database_url: String,
     pub signing_secret: Secret,
     pub bot_token: Secret,
+    /// `xapp-…` app-level token: when set, Slack traffic also arrives over Socket Mode.
+    pub slack_app_token: Option<Secret>,
     pub slack_api_base_url: String,
     pub api_tokens: Vec<Secret>,
     /// Tokens that may only read (GET requests, catalog, system log).
@@ -640,6 +642,20 @@ fn secret_var(get: &dyn Fn(&str) -> Option<String>, name: &str, problems: &mut V
     Secret::default()
 }
 
+/// `SLACK_APP_TOKEN`: unset turns Socket Mode off; anything but an app-level token is a mistake.
+fn app_token(token: Secret, problems: &mut Vec<Problem>) -> Option<Secret> {
+    if token.is_empty() {
+        return None;
+    }
+    if !token.0.starts_with("xapp-") {
+        let message = "does not start with xapp-: use an app-level token with the connections:write scope \
+                       (Basic Information → App-Level Tokens), not the bot or user token";
+        problems.push(Problem { key: "SLACK_APP_TOKEN".into(), message: message.into() });
+        return None;
+    }
+    Some(token)
+}
+
 fn trusted_proxies(get: &dyn Fn(&str) -> Option<String>, problems: &mut Vec<Problem>) -> Vec<IpRange> {
     let mut trusted_proxies = Vec::new();
     for item in get("ACCESSBOT_TRUSTED_PROXIES").unwrap_or_default().split(',').map(str::trim) {
@@ -689,6 +705,7 @@ impl Env {
         let database_url = get("DATABASE_URL").unwrap_or_else(|| "sqlite://accessbot.db".into());
         let signing_secret = secret_var(get, "SLACK_SIGNING_SECRET", &mut problems);
         let bot_token = secret_var(get, "SLACK_BOT_TOKEN", &mut problems);
+        let slack_app_token = app_token(secret_var(get, "SLACK_APP_TOKEN", &mut problems), &mut problems);
         let tokens = secret_var(get, "ACCESSBOT_API_TOKENS", &mut problems);
         let split = |s: &Secret| -> Vec<Secret> {
             s.0.split(',').map(str::trim).filter(|t| !t.is_empty()).map(Secret::new).collect()
@@ -714,6 +731,7 @@ impl Env {
             database_url,
             signing_secret,
             bot_token,
+            slack_app_token,
             slack_api_base_url: get("SLACK_API_BASE_URL")
                 .unwrap_or_else(|| "https://slack.com/api".into())
                 .trim_end_matches('/')

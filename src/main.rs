@@ -117,6 +117,7 @@ async fn serve(mut env: Env, config: Option<PathBuf>, port: Option<u16>) -> anyh
         clock: system_clock(),
         shutdown_grace,
         header_timeout: accessbot::http::HEADER_TIMEOUT,
+        socket_backoff: accessbot::slack::socket::Backoff::SLACK,
     };
     // Installed before the server is up, so an early SIGHUP never kills the process.
     #[cfg(unix)]

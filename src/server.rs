@@ -24,6 +24,7 @@ use crate::metrics::Metrics;
 use crate::outbox::{Outbox, OutboxConfig};
 use crate::slack::client::SlackClient;
 use crate::slack::deliver::SlackDeliverer;
+use crate::slack::socket::{self, Backoff};
 use crate::slack::{SlackDirectory, SlackSettings};
 use crate::state::{reload_config, AppState, ReloadError};
 use crate::webhook::{DeliveryRouter, WebhookDeliverer};
@@ -43,6 +44,8 @@ pub struct Options {
     pub shutdown_grace: Duration,
     /// How long a connection may take to send headers, or stay idle ([`crate::http::HEADER_TIMEOUT`]).
     pub header_timeout: Duration,
+    /// Waits between Socket Mode reconnects ([`Backoff::SLACK`]); used when `SLACK_APP_TOKEN` is set.
+    pub socket_backoff: Backoff,
 }
 
 pub struct Running {
@@ -217,6 +220,10 @@ pub async fn start(opts: Options, listener: TcpListener) -> anyhow::Result<Runni
         metrics: metrics.clone(),
         config_path: config_path.clone(),
     };
+    if let Some(token) = &opts.env.slack_app_token {
+        let client = SlackClient::new(&opts.env.slack_api_base_url, token.clone());
+        workers.push(socket::spawn(state.clone(), client, opts.socket_backoff, shutdown.clone()));
+    }
     let app = router(state);
     let stop = shutdown.clone();
     let server = tokio::spawn(crate::http::serve(listener, app, opts.header_timeout, stop));

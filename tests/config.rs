@@ -421,9 +421,25 @@ fn env_defaults() {
     assert!(env.bot_token.is_empty());
     assert!(env.api_tokens.is_empty());
     assert_eq!(env.team_ids, None);
+    assert!(env.slack_app_token.is_none(), "Socket Mode is off by default");
     let err = env.require_secrets().unwrap_err();
     let keys: Vec<&str> = err.problems.iter().map(|p| p.key.as_str()).collect();
     assert_eq!(keys, ["SLACK_SIGNING_SECRET", "SLACK_BOT_TOKEN"]);
+}
+
+#[test]
+fn env_app_token_must_be_an_app_level_token() {
+    let env = env_from(&[("SLACK_APP_TOKEN", "xapp-1-A0-123-abc")]).unwrap();
+    assert_eq!(env.slack_app_token.as_ref().map(|t| t.expose()), Some("xapp-1-A0-123-abc"));
+    let err = env_from(&[("SLACK_APP_TOKEN", "xoxb-the-bot-token")]).unwrap_err();
+    assert_eq!(err.problems.len(), 1);
+    assert_eq!(err.problems[0].key, "SLACK_APP_TOKEN");
+    assert!(err.problems[0].message.contains("xapp-") && err.problems[0].message.contains("connections:write"));
+    assert!(!err.to_string().contains("xoxb-the-bot-token"), "the value is never echoed: {err}");
+    let dir = tempfile::tempdir().unwrap();
+    let file = secret_file(&dir, "app-token", "xapp-from-file\n");
+    let env = env_from(&[("SLACK_APP_TOKEN_FILE", &file)]).unwrap();
+    assert_eq!(env.slack_app_token.as_ref().map(|t| t.expose()), Some("xapp-from-file"));
 }
 
 #[test]

@@ -46,6 +46,31 @@ fn slack_manifest_matches_the_router() {
 }
 
 #[test]
+fn socket_mode_manifest_is_the_same_app_without_urls() {
+    let http = &load("manifests/slack-app.yaml")[0];
+    let socket = &load("manifests/slack-app-socket-mode.yaml")[0];
+    assert_eq!(http["settings"]["socket_mode_enabled"].as_bool(), Some(false));
+    assert_eq!(socket["settings"]["socket_mode_enabled"].as_bool(), Some(true));
+    let cmd = &socket["features"]["slash_commands"][0];
+    assert!(cmd["url"].is_badvalue(), "Socket Mode commands have no URL");
+    assert!(socket["settings"]["interactivity"]["request_url"].is_badvalue());
+    assert!(socket["settings"]["event_subscriptions"]["request_url"].is_badvalue());
+    assert_eq!(socket["settings"]["interactivity"]["is_enabled"].as_bool(), Some(true));
+    // Everything else as in the HTTP manifest: command, App Home, events, scopes.
+    let http_cmd = &http["features"]["slash_commands"][0];
+    for key in ["command", "description", "usage_hint", "should_escape"] {
+        assert_eq!(cmd[key], http_cmd[key], "slash_commands[0].{key}");
+    }
+    for path in [["features", "app_home"], ["features", "bot_user"], ["oauth_config", "scopes"]] {
+        assert_eq!(socket[path[0]][path[1]], http[path[0]][path[1]], "{}", path.join("."));
+    }
+    assert_eq!(
+        socket["settings"]["event_subscriptions"]["bot_events"],
+        http["settings"]["event_subscriptions"]["bot_events"]
+    );
+}
+
+#[test]
 fn kubernetes_manifests_are_complete() {
     let deploy = &load("manifests/kubernetes/deployment.yaml")[0];
     assert_eq!(deploy["kind"].as_str(), Some("Deployment"));

@@ -4,14 +4,13 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use serde::Deserialize;
 use serde_json::Value;
 
 use super::blocks::{self, ephemeral, ephemeral_list, esc, summary, who};
 use super::modals;
-use super::verify::SignedBody;
-use super::Problem;
+use super::verify::{Claim, SignedBody};
+use super::{Answer, Problem};
 use crate::state::AppState;
 use crate::workflow::model::{LogEvent, Request, Status, Step};
 use crate::workflow::{Actor, Party, RequestInput, WorkflowError};
@@ -51,26 +50,31 @@ pub async fn handle(State(state): State<AppState>, signed: SignedBody) -> Respon
     let Ok(form) = serde_urlencoded::from_bytes::<CommandForm>(&signed.body) else {
         return (StatusCode::BAD_REQUEST, "malformed slash command").into_response();
     };
+    answer(&state, form, &Claim::Signature(&signed)).await.into_response()
+}
+
+/// Runs a slash command from either transport: HTTP (form fields) or Socket Mode (the same fields as JSON).
+pub async fn answer(state: &AppState, form: CommandForm, claim: &Claim<'_>) -> Answer {
     if form.ssl_check.as_deref() == Some("1") {
-        return StatusCode::OK.into_response();
+        return Answer::Done;
     }
     if !state.slack.team_allowed(form.team_id.as_deref()) {
-        super::wrong_workspace(&state, form.team_id.as_deref(), form.user_id.as_deref()).await;
-        return (StatusCode::FORBIDDEN, "this workspace is not served").into_response();
+        super::wrong_workspace(state, form.team_id.as_deref(), form.user_id.as_deref()).await;
+        return Answer::Refused(StatusCode::FORBIDDEN, "this workspace is not served");
     }
     let Some(user_id) = form.user_id.filter(|u| !u.is_empty()) else {
-        return (StatusCode::BAD_REQUEST, "slash command without user_id").into_response();
+        return Answer::Refused(StatusCode::BAD_REQUEST, "slash command without user_id");
     };
     let text = form.text.unwrap_or_default();
     let reply = match super::actor(&state.workflow, &user_id).await {
-        Ok(actor) => match replayed(&state, &actor, &signed, text.trim()).await {
-            Ok(None) => run(&state, &actor, text.trim(), form.trigger_id.as_deref()).await,
+        Ok(actor) => match replayed(state, &actor, claim, text.trim()).await {
+            Ok(None) => run(state, &actor, text.trim(), form.trigger_id.as_deref()).await,
             Ok(Some(reply)) => Ok(reply),
             Err(e) => Err(e.into()),
         },
         Err(e) => Err(e.into()),
     };
-    Json(reply.unwrap_or_else(|p| ephemeral(&p.text()))).into_response()
+    Answer::Json(reply.unwrap_or_else(|p| ephemeral(&p.text())))
 }
 
 /// The commands a replay must not run twice, by their logged action name.
@@ -94,11 +98,11 @@ fn replay_protected(text: &str) -> Option<&'static str> {
 async fn replayed(
     state: &AppState,
     actor: &Actor,
-    signed: &SignedBody,
+    claim: &Claim<'_>,
     text: &str,
 ) -> Result<Option<Value>, WorkflowError> {
     let Some(action) = replay_protected(text) else { return Ok(None) };
-    if signed.first_use(state.workflow.store().as_ref()).await? {
+    if claim.first_use(state.workflow.store().as_ref()).await? {
         return Ok(None);
     }
     state.workflow.refuse(actor, action, "replayed Slack request", None).await?;

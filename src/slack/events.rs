@@ -4,10 +4,10 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use serde_json::{json, Value};
 
 use super::verify::SignedBody;
+use super::Answer;
 use crate::outbox::notice_item;
 use crate::state::AppState;
 use crate::workflow::model::Notice;
@@ -17,16 +17,21 @@ pub async fn handle(State(state): State<AppState>, signed: SignedBody) -> Respon
     let Ok(body) = serde_json::from_slice::<Value>(&signed.body) else {
         return (StatusCode::BAD_REQUEST, "malformed event payload").into_response();
     };
+    answer(&state, &body, signed.retry_num).await.into_response()
+}
+
+/// Handles an Events API body from either transport; `retry_num` is Slack's retry count, if any.
+pub async fn answer(state: &AppState, body: &Value, retry_num: Option<u32>) -> Answer {
     match body["type"].as_str() {
         Some("url_verification") => match body["challenge"].as_str() {
-            Some(c) => Json(json!({ "challenge": c })).into_response(),
-            None => (StatusCode::BAD_REQUEST, "url_verification without a challenge").into_response(),
+            Some(c) => Answer::Json(json!({ "challenge": c })),
+            None => Answer::Refused(StatusCode::BAD_REQUEST, "url_verification without a challenge"),
         },
         Some("event_callback") => {
             let team = body["team_id"].as_str();
             if !state.slack.team_allowed(team) {
-                super::wrong_workspace(&state, team, body["event"]["user"].as_str()).await;
-                return StatusCode::FORBIDDEN.into_response();
+                super::wrong_workspace(state, team, body["event"]["user"].as_str()).await;
+                return Answer::Refused(StatusCode::FORBIDDEN, "");
             }
             let event = &body["event"];
             tracing::debug!(event = event["type"].as_str().unwrap_or("-"), "slack: event received");
@@ -34,20 +39,20 @@ pub async fn handle(State(state): State<AppState>, signed: SignedBody) -> Respon
             // (Slack retries when the first attempt failed or was slow).
             if event["type"].as_str() == Some("app_home_opened") && event["tab"].as_str() == Some("home") {
                 if let Some(user) = event["user"].as_str().filter(|u| !u.is_empty()) {
-                    if let Err(e) = home_opened(&state, user).await {
+                    if let Err(e) = home_opened(state, user).await {
                         tracing::error!(error = %e, "could not handle app_home_opened");
-                        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+                        return Answer::Refused(StatusCode::INTERNAL_SERVER_ERROR, "");
                     }
                 }
-                return StatusCode::OK.into_response();
+                return Answer::Done;
             }
             // A retried delivery of anything else was already handled (or is being handled): no second effect.
-            if signed.retry_num.is_some_and(|n| n > 0) {
-                return StatusCode::OK.into_response();
+            if retry_num.is_some_and(|n| n > 0) {
+                return Answer::Done;
             }
-            StatusCode::OK.into_response()
+            Answer::Done
         }
-        _ => StatusCode::OK.into_response(),
+        _ => Answer::Done,
     }
 }
 

@@ -5,7 +5,6 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -13,6 +12,7 @@ use super::blocks::{self, esc, who};
 use super::deliver::{dm_item, respond_item};
 use super::modals::{self, Meta};
 use super::verify::SignedBody;
+use super::Answer;
 use crate::state::AppState;
 use crate::workflow::model::Notice;
 use crate::workflow::ports::notice_item;
@@ -24,32 +24,36 @@ struct Form {
 }
 
 pub async fn handle(State(state): State<AppState>, signed: SignedBody) -> Response {
-    let payload = match payload(&signed.body) {
-        Ok(p) => p,
-        Err(why) => return (StatusCode::BAD_REQUEST, why).into_response(),
-    };
-    let (team, user) = team_and_user(&payload);
+    match payload(&signed.body) {
+        Ok(p) => answer(&state, &p).await.into_response(),
+        Err(why) => (StatusCode::BAD_REQUEST, why).into_response(),
+    }
+}
+
+/// Handles an interaction payload from either transport (HTTP's form field, Socket Mode's envelope).
+pub async fn answer(state: &AppState, payload: &Value) -> Answer {
+    let (team, user) = team_and_user(payload);
     if !state.slack.team_allowed(team) {
-        super::wrong_workspace(&state, team, user).await;
-        return StatusCode::FORBIDDEN.into_response();
+        super::wrong_workspace(state, team, user).await;
+        return Answer::Refused(StatusCode::FORBIDDEN, "");
     }
     let Some(user) = user else {
-        return (StatusCode::BAD_REQUEST, "payload without a user").into_response();
+        return Answer::Refused(StatusCode::BAD_REQUEST, "payload without a user");
     };
     let actor = match super::actor(&state.workflow, user).await {
         Ok(a) => a,
         Err(e) => {
             tracing::error!(error = %e, "could not load the acting user");
-            return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+            return Answer::Refused(StatusCode::INTERNAL_SERVER_ERROR, "");
         }
     };
     match payload["type"].as_str() {
         Some("block_actions") => {
-            block_actions(&state, &actor, &payload).await;
-            StatusCode::OK.into_response()
+            block_actions(state, &actor, payload).await;
+            Answer::Done
         }
-        Some("view_submission") => view_submission(&state, &actor, &payload).await,
-        _ => StatusCode::OK.into_response(),
+        Some("view_submission") => view_submission(state, &actor, payload).await,
+        _ => Answer::Done,
     }
 }
 
@@ -183,28 +187,27 @@ async fn block_actions(state: &AppState, actor: &Actor, payload: &Value) {
     }
 }
 
-async fn view_submission(state: &AppState, actor: &Actor, payload: &Value) -> Response {
+async fn view_submission(state: &AppState, actor: &Actor, payload: &Value) -> Answer {
     let view = &payload["view"];
     match view["callback_id"].as_str() {
         Some("decision_comment") => decision_comment(state, actor, view).await,
-        Some(modals::REQUEST_FORM) => Json(request_form(state, actor, view).await).into_response(),
-        Some(modals::REQUEST_PICK) => Json(request_pick(state, actor, view).await).into_response(),
-        _ => Json(json!({"response_action": "clear"})).into_response(),
+        Some(modals::REQUEST_FORM) => Answer::Json(request_form(state, actor, view).await),
+        Some(modals::REQUEST_PICK) => Answer::Json(request_pick(state, actor, view).await),
+        _ => Answer::Json(json!({"response_action": "clear"})),
     }
 }
 
-async fn decision_comment(state: &AppState, actor: &Actor, view: &Value) -> Response {
+async fn decision_comment(state: &AppState, actor: &Actor, view: &Value) -> Answer {
     let meta = view["private_metadata"].as_str().unwrap_or_default();
     let Some((id, step, decision)) = decision_target(meta) else {
-        return (StatusCode::BAD_REQUEST, "malformed private_metadata").into_response();
+        return Answer::Refused(StatusCode::BAD_REQUEST, "malformed private_metadata");
     };
     let comment = comment_value(view);
     match state.workflow.decide(actor, &id, step, decision, comment).await {
-        Ok(_) => Json(json!({"response_action": "clear"})).into_response(),
-        Err(e) => {
-            Json(json!({"response_action": "errors", "errors": {"comment": blocks::clip(&super::explain(&e), 150)}}))
-                .into_response()
-        }
+        Ok(_) => Answer::Json(json!({"response_action": "clear"})),
+        Err(e) => Answer::Json(
+            json!({"response_action": "errors", "errors": {"comment": blocks::clip(&super::explain(&e), 150)}}),
+        ),
     }
 }
 

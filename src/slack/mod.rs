@@ -11,6 +11,7 @@ mod home;
 mod interactions;
 mod modals;
 mod notices;
+pub mod socket;
 
 pub use directory::SlackDirectory;
 pub mod verify;
@@ -23,8 +24,11 @@ pub mod parse {
     pub use super::modals::{input_blocks, read_fields, value, Meta};
 }
 
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use axum::Router;
+use axum::{Json, Router};
+use serde_json::Value;
 
 use crate::config::Secret;
 use crate::state::AppState;
@@ -67,6 +71,29 @@ pub fn router() -> Router<AppState> {
         .route("/slack/commands", post(commands::handle))
         .route("/slack/interactions", post(interactions::handle))
         .route("/slack/events", post(events::handle))
+}
+
+/// What a handler answers, however the delivery came: HTTP sends it as the
+/// response, Socket Mode as the envelope's ack (the JSON as its `payload`).
+#[derive(Debug)]
+pub enum Answer {
+    /// 200, nothing to show.
+    Done,
+    /// 200 with this JSON: an ephemeral reply, a modal's `response_action`.
+    Json(Value),
+    /// Refused before anything happened: the status and why.
+    Refused(StatusCode, &'static str),
+}
+
+impl IntoResponse for Answer {
+    fn into_response(self) -> Response {
+        match self {
+            Answer::Done => StatusCode::OK.into_response(),
+            Answer::Json(v) => Json(v).into_response(),
+            Answer::Refused(status, "") => status.into_response(),
+            Answer::Refused(status, why) => (status, why).into_response(),
+        }
+    }
 }
 
 /// The chat user behind a Slack request, as the workflow knows them.

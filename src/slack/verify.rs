@@ -109,6 +109,24 @@ impl SignedBody {
     }
 }
 
+/// How a command with an effect knows it runs once.
+pub enum Claim<'a> {
+    /// Over HTTP: the request's verified signature, claimed when the command needs it.
+    Signature(&'a SignedBody),
+    /// The transport claimed the delivery already (Socket Mode claims every `envelope_id`).
+    Held,
+}
+
+impl Claim<'_> {
+    /// False when this delivery was already handled (a replay).
+    pub async fn first_use(&self, store: &dyn Store) -> Result<bool, StoreError> {
+        match self {
+            Claim::Signature(signed) => signed.first_use(store).await,
+            Claim::Held => Ok(true),
+        }
+    }
+}
+
 impl FromRequest<AppState> for SignedBody {
     type Rejection = Response;
 

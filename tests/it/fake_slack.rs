@@ -162,7 +162,12 @@ struct Inner {
     delay_ms: AtomicU64,
     ts: AtomicU64,
     chaos: Mutex<Option<ChaosState>>,
+    /// What `apps.connections.open` answers as the websocket URL.
+    socket_url: Mutex<Option<String>>,
 }
+
+/// The app-level token `apps.connections.open` accepts.
+pub const APP_TOKEN: &str = "xapp-1-A0TEST-1-test";
 
 #[derive(Clone)]
 pub struct FakeSlack {
@@ -263,6 +268,11 @@ impl FakeSlack {
         self.ok_calls("chat.update").into_iter().filter(|c| c.body["channel"] == json!(ch)).collect()
     }
 
+    /// `apps.connections.open` answers this URL (a fake Socket Mode server's).
+    pub fn set_socket_url(&self, url: &str) {
+        *self.inner.socket_url.lock().unwrap() = Some(url.to_string());
+    }
+
     pub fn clear(&self) {
         self.inner.calls.lock().unwrap().clear();
     }
@@ -340,7 +350,9 @@ async fn api(State(inner): State<Arc<Inner>>, Path(method): Path<String>, header
         tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
     }
     let body = parse_body(&headers, &body);
-    if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some("Bearer xoxb-test-token") {
+    // Socket Mode's method takes the app-level token; every other method the bot token.
+    let token = if method == "apps.connections.open" { APP_TOKEN } else { "xoxb-test-token" };
+    if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some(&format!("Bearer {token}")) {
         record(&inner, &method, body, "not_authed");
         return Json(json!({"ok": false, "error": "not_authed"})).into_response();
     }
@@ -358,6 +370,10 @@ async fn api(State(inner): State<Arc<Inner>>, Path(method): Path<String>, header
         }
         "chat.update" => json!({"ok": true, "channel": body["channel"], "ts": body["ts"]}),
         "views.open" | "views.publish" => json!({"ok": true, "view": {"id": "V1"}}),
+        "apps.connections.open" => match inner.socket_url.lock().unwrap().clone() {
+            Some(url) => json!({"ok": true, "url": url}),
+            None => json!({"ok": false, "error": "not_allowed_token_type"}),
+        },
         "users.lookupByEmail" => {
             let email = body["email"].as_str().unwrap_or_default().to_string();
             match inner.users.lock().unwrap().get(&email) {

@@ -129,6 +129,9 @@ pub struct Setup {
     pub public_url: Option<String>,
     /// `ACCESSBOT_TRUSTED_PROXIES`.
     pub trusted_proxies: Vec<accessbot::config::IpRange>,
+    /// `SLACK_APP_TOKEN`: set, the server also connects over Socket Mode.
+    pub app_token: Option<String>,
+    pub socket_backoff: accessbot::slack::socket::Backoff,
 }
 
 impl Setup {
@@ -150,6 +153,12 @@ impl Setup {
             header_timeout: accessbot::http::HEADER_TIMEOUT,
             public_url: None,
             trusted_proxies: Vec::new(),
+            app_token: None,
+            // Quick reconnects, so the tests see several within seconds.
+            socket_backoff: accessbot::slack::socket::Backoff {
+                first: Duration::from_millis(200),
+                max: Duration::from_secs(2),
+            },
         }
     }
 }
@@ -190,6 +199,7 @@ async fn start(setup: Setup, slack: FakeSlack, db: Arc<TestDb>) -> TestApp {
         database_url: database_url.clone(),
         signing_secret: Secret::new(SECRET),
         bot_token: Secret::new(TOKEN),
+        slack_app_token: setup.app_token.as_deref().map(Secret::new),
         slack_api_base_url: slack.api_base(),
         api_tokens: vec![Secret::new(API_TOKEN), Secret::new("second-token")],
         api_read_tokens: vec![Secret::new(READ_TOKEN)],
@@ -213,6 +223,7 @@ async fn start(setup: Setup, slack: FakeSlack, db: Arc<TestDb>) -> TestApp {
         },
         shutdown_grace: Duration::from_secs(5),
         header_timeout: setup.header_timeout,
+        socket_backoff: setup.socket_backoff,
     };
     let running = server::start(opts, listener).await.unwrap();
     let app = TestApp {

@@ -42,4 +42,5 @@ mod replay;
 mod replicas;
 mod security;
 mod soak;
+mod socket_mode;
 mod steps;

@@ -244,6 +244,7 @@ async fn start_server(database_url: &str) -> anyhow::Result<Running> {
         clock: system_clock(),
         shutdown_grace: Duration::from_secs(5),
         header_timeout: accessbot::http::HEADER_TIMEOUT,
+        socket_backoff: accessbot::slack::socket::Backoff::SLACK,
     };
     server::start(opts, listener).await
 }
