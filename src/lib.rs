@@ -40,6 +40,8 @@ pub mod config;
 pub mod http;
 /// Prometheus metrics.
 pub mod metrics;
+/// `accessbot playground`: the real server, a fake Slack, and a page to act as anyone.
+pub mod playground;
 /// URLs stripped of userinfo, query and fragment before they reach an error, log or message.
 pub mod redact;
 /// Wiring: store, workflow, outbox workers, router; start and graceful stop.
