@@ -16,7 +16,8 @@
 //!   and [`webhook`].
 //!
 //! Then the plumbing that wires them: [`config`], [`state`], [`server`],
-//! [`http`], [`metrics`], [`signing`], [`redact`].
+//! [`http`], [`metrics`], [`signing`], [`redact`]; and [`playground`], which
+//! runs the whole server against a fake Slack for a browser page.
 
 #![forbid(unsafe_code)]
 
