@@ -50,7 +50,22 @@ pub enum Place {
     Home,
 }
 
+impl Act {
+    fn person(&self) -> &str {
+        match self {
+            Act::Command { person, .. }
+            | Act::Click { person, .. }
+            | Act::Submit { person, .. }
+            | Act::Close { person }
+            | Act::OpenHome { person } => person,
+        }
+    }
+}
+
 pub async fn handle(State(s): State<Shared>, Json(act): Json<Act>) -> Response {
+    if !s.people.iter().any(|p| p.id == act.person()) {
+        return (StatusCode::BAD_REQUEST, "not a person of the playground").into_response();
+    }
     let result = match act {
         Act::Command { person, text } => command(&s, &person, &text).await,
         Act::Click { person, action_id, value, block_id, place, channel, ts } => {
