@@ -16,7 +16,8 @@
 //!   and [`webhook`].
 //!
 //! Then the plumbing that wires them: [`config`], [`state`], [`server`],
-//! [`http`], [`metrics`], [`signing`], [`redact`].
+//! [`http`], [`metrics`], [`signing`], [`redact`]; and [`playground`], which
+//! runs the whole server against a fake Slack for a browser page.
 
 #![forbid(unsafe_code)]
 
@@ -40,6 +41,8 @@ pub mod config;
 pub mod http;
 /// Prometheus metrics.
 pub mod metrics;
+/// `accessbot playground`: the real server, a fake Slack, and a page to act as anyone.
+pub mod playground;
 /// URLs stripped of userinfo, query and fragment before they reach an error, log or message.
 pub mod redact;
 /// Wiring: store, workflow, outbox workers, router; start and graceful stop.

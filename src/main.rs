@@ -1,4 +1,4 @@
-//! `accessbot serve | migrate | check-config`.
+//! `accessbot serve | migrate | check-config | playground`.
 
 #![forbid(unsafe_code)]
 
@@ -37,6 +37,14 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Try it in a browser: act as anyone in the config, no Slack and no secrets needed
+    /// (SQLite in a temporary file unless DATABASE_URL is set).
+    Playground {
+        #[arg(long, default_value = "accessbot.example.toml")]
+        config: PathBuf,
+        #[arg(long, default_value_t = 3000)]
+        port: u16,
+    },
 }
 
 fn init_tracing() {
@@ -63,6 +71,9 @@ async fn main() -> ExitCode {
                 Ok(env) => migrate(&env).await,
                 Err(e) => Err(e.into()),
             },
+            Command::Playground { config, port } => {
+                accessbot::playground::run(&config, port, std::env::var("DATABASE_URL").ok()).await
+            }
             Command::Serve { config, port } => match Env::from_process() {
                 Ok(env) => serve(env, config, port).await,
                 Err(e) => Err(e.into()),
