@@ -123,6 +123,8 @@ struct RawTask {
 struct RawStep {
     user: Option<String>,
     group: Option<String>,
+    /// With `group`: how many distinct members must approve.
+    approvals: Option<i64>,
     action: Option<RawAction>,
     task: Option<RawTask>,
 }
@@ -376,11 +378,15 @@ impl Checker {
             );
             return None;
         }
+        if st.approvals.is_some() && st.group.is_none() {
+            self.bad(format!("{skey}.approvals"), "approvals applies only to a { group = \"…\" } step");
+        }
         if let Some(u) = &st.user {
             self.person(format!("{skey}.user"), u).map(StepDef::User)
         } else if let Some(g) = &st.group {
-            if groups.contains_key(g) {
-                return Some(StepDef::Group(g.clone()));
+            if let Some(group) = groups.get(g) {
+                let approvals = self.approvals(skey, st.approvals, g, group)?;
+                return Some(StepDef::Group { group: g.clone(), approvals });
             }
             let known: Vec<&str> = groups.keys().map(String::as_str).collect();
             self.bad(
@@ -395,6 +401,22 @@ impl Checker {
             Some(self.action(&format!("{skey}.action"), action, app))
         } else {
             st.task.as_ref().and_then(|task| self.task(&format!("{skey}.task"), task, groups))
+        }
+    }
+
+    /// A quorum is at least one and at most the group's members.
+    fn approvals(&mut self, skey: &str, given: Option<i64>, gid: &str, group: &RawGroup) -> Option<u32> {
+        let Some(n) = given else { return Some(1) };
+        let members = group.members.as_ref().map_or(0, Vec::len);
+        match u32::try_from(n) {
+            Ok(q) if q >= 1 && q as usize <= members.max(1) => Some(q),
+            _ => {
+                self.bad(
+                    format!("{skey}.approvals"),
+                    format!("approvals must be from 1 to the {members} member(s) of group \"{gid}\", not {n}"),
+                );
+                None
+            }
         }
     }
 

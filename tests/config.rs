@@ -70,7 +70,11 @@ fn example_config_loads_with_expected_catalog() {
     assert!(sf.self_service && sf.approval);
     assert_eq!(
         sf.steps,
-        vec![StepDef::User(slack("U0ALICE")), StepDef::Group("security".into()), StepDef::User(slack("U0ADMIN"))]
+        vec![
+            StepDef::User(slack("U0ALICE")),
+            StepDef::Group { group: "security".into(), approvals: 1 },
+            StepDef::User(slack("U0ADMIN"))
+        ]
     );
     assert_eq!(sf.admins, vec![email("dave@example.com")]);
     assert_eq!(sf.fields.len(), 1);
@@ -82,7 +86,7 @@ fn example_config_loads_with_expected_catalog() {
 
     let gh = &catalog.apps["github"];
     assert!(gh.approval && gh.self_service);
-    assert_eq!(gh.steps, vec![StepDef::Group("security".into())]);
+    assert_eq!(gh.steps, vec![StepDef::Group { group: "security".into(), approvals: 1 }]);
     assert!(!gh.justification_required());
 
     let zoom = &catalog.apps["zoom"];
@@ -93,7 +97,7 @@ fn example_config_loads_with_expected_catalog() {
     let payroll = &catalog.apps["payroll"];
     assert!(!payroll.self_service);
     assert!(payroll.approval);
-    assert_eq!(payroll.steps, vec![StepDef::Group("finance".into())]);
+    assert_eq!(payroll.steps, vec![StepDef::Group { group: "finance".into(), approvals: 1 }]);
 }
 
 #[test]
@@ -680,4 +684,19 @@ fn cli_check_config_defaults_to_accessbot_config_env() {
         .expect("run accessbot");
     assert_eq!(out.status.code(), Some(0), "stderr:\n{}", stderr(&out));
     assert!(stdout(&out).contains("accessbot.example.toml: OK"), "{}", stdout(&out));
+}
+
+#[test]
+fn a_group_step_quorum_is_from_one_to_the_group_size() {
+    let group = "[groups.sec]\nmembers = [\"U0BOB\", \"U0CAROL\"]\n";
+    let ok =
+        parse_catalog(FILE, &format!("{group}[apps.a]\nsteps = [{{ group = \"sec\", approvals = 2 }}]\n")).unwrap();
+    assert_eq!(ok.apps["a"].steps, vec![StepDef::Group { group: "sec".into(), approvals: 2 }]);
+    for bad in ["0", "3", "-1"] {
+        let e = one_problem(&format!("{group}[apps.a]\nsteps = [{{ group = \"sec\", approvals = {bad} }}]\n"));
+        assert!(e.contains("apps.a.steps[0].approvals"), "{e}");
+        assert!(e.contains(&format!("approvals must be from 1 to the 2 member(s) of group \"sec\", not {bad}")), "{e}");
+    }
+    let e = one_problem("[apps.a]\nsteps = [{ user = \"U0BOB\", approvals = 2 }]\n");
+    assert!(e.contains("apps.a.steps[0].approvals") && e.contains("applies only to a { group"), "{e}");
 }

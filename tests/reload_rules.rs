@@ -43,6 +43,8 @@ fn step(kind: StepKind, approvers: &[&str], state: StepState) -> Step {
         decided: None,
         comment: None,
         reminded: None,
+        required: 1,
+        approvals: vec![],
     }
 }
 

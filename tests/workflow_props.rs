@@ -358,7 +358,9 @@ fn expected_routing(catalog: &Catalog, app_id: &str, by: &Party, for_: &Party) -
     for (i, def) in app.steps.iter().enumerate() {
         let people = match def {
             StepDef::User(p) | StepDef::Task(TaskAssignee::User(p)) => vec![p.clone()],
-            StepDef::Group(g) | StepDef::Task(TaskAssignee::Group(g)) => catalog.groups[g].members.clone(),
+            StepDef::Group { group: g, .. } | StepDef::Task(TaskAssignee::Group(g)) => {
+                catalog.groups[g].members.clone()
+            }
             StepDef::Action { .. } => {
                 out.push((Vec::new(), None));
                 continue;

@@ -393,7 +393,9 @@ impl CatalogEntry {
                 .iter()
                 .map(|s| match s {
                     StepDef::User(p) => CatalogStep { kind: "USER".into(), approver: p.to_string() },
-                    StepDef::Group(g) => CatalogStep { kind: "GROUP".into(), approver: group_name(catalog, g) },
+                    StepDef::Group { group: g, .. } => {
+                        CatalogStep { kind: "GROUP".into(), approver: group_name(catalog, g) }
+                    }
                     StepDef::Action { .. } => CatalogStep { kind: "ACTION".into(), approver: "webhook".into() },
                     StepDef::Task(TaskAssignee::User(p)) => {
                         CatalogStep { kind: "TASK".into(), approver: p.to_string() }

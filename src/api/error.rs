@@ -170,6 +170,9 @@ impl From<WorkflowError> for ApiError {
                 "status",
                 "body",
             ),
+            e @ WorkflowError::AlreadyApproved { .. } => {
+                ApiError::new(Kind::Conflict).cause(e.to_string(), "status", "body")
+            }
             WorkflowError::AlreadyDecided { request, .. } => ApiError::new(Kind::Conflict).cause(
                 format!("this step of {request} was already decided"),
                 "status",

@@ -120,6 +120,24 @@ pub fn ask(r: &RequestView, step: usize, label: &str, routed: Option<Routing>, k
     (text, blocks)
 }
 
+/// An approver's message while its step collects the approvals it needs: the
+/// buttons stay, with who approved so far.
+pub fn progress(
+    r: &RequestView,
+    step: usize,
+    label: &str,
+    routed: Option<Routing>,
+    approved: &[String],
+    required: u32,
+) -> (String, Vec<Value>) {
+    let (text, mut blocks) = ask(r, step, label, routed, AskKind::New);
+    let names: Vec<String> = approved.iter().map(|a| who(a)).collect();
+    let line = format!(":ballot_box_with_check: {} of {required} approvals: {}", approved.len(), names.join(", "));
+    let before_buttons = blocks.len().saturating_sub(1);
+    blocks.insert(before_buttons, context(&line));
+    (text, blocks)
+}
+
 /// The DM assigning a manual task (a `task` step): the work to do and a single
 /// "Mark done" button.
 pub fn task(r: &RequestView, step: usize, label: &str, routed: Option<Routing>, kind: AskKind) -> (String, Vec<Value>) {

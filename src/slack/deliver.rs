@@ -162,6 +162,10 @@ impl SlackDeliverer {
                 let (text, blocks) = compose(request, *step, step_label, *routed_to, *kind);
                 self.ask(request, *step, recipient, &text, &blocks).await
             }
+            Notice::Progress { request, step, step_label, routed_to, recipient, approved, required } => {
+                let (text, blocks) = blocks::progress(request, *step, step_label, *routed_to, approved, *required);
+                self.update_messages(&request.id, *step, recipient, &text, &blocks).await
+            }
             Notice::Close { request, step, recipient, outcome, by } => {
                 self.close(request, *step, recipient, *outcome, by.as_deref()).await
             }
@@ -230,8 +234,20 @@ impl SlackDeliverer {
         } else {
             blocks::closed(request, step, outcome, by)
         };
+        self.update_messages(&request.id, step, recipient, &text, &blocks).await
+    }
+
+    /// Edits every message sent to `recipient` for the step.
+    async fn update_messages(
+        &self,
+        request_id: &str,
+        step: usize,
+        recipient: &Person,
+        text: &str,
+        blocks: &[Value],
+    ) -> Result<(), ApiError> {
         let step = i64::try_from(step).unwrap_or(0);
-        for m in self.store.messages(&request.id, step, recipient.key()).await.map_err(db)? {
+        for m in self.store.messages(request_id, step, recipient.key()).await.map_err(db)? {
             let body = json!({"channel": m.channel, "ts": m.ts, "text": text, "blocks": blocks});
             match self.client.call("chat.update", &body).await {
                 // The message is gone or too old to edit: nothing left to update.
@@ -317,7 +333,7 @@ impl SlackDeliverer {
             .await
             .map_err(db)?
             .into_iter()
-            .filter(|r| !r.involves_as_requester(&party))
+            .filter(|r| r.awaits(&party))
             .collect();
         let catalog = self.workflow.catalog();
         let admin = if catalog.is_super_admin(&party) {

@@ -166,6 +166,9 @@ pub fn explain(e: &WorkflowError) -> String {
         WorkflowError::NotPending { request, status } => {
             format!("`{request}` is already {}; nothing to do.", status.as_str())
         }
+        WorkflowError::AlreadyApproved { request, approvals, required } => format!(
+            "You already approved this step of `{request}`; it needs {required} approvals ({approvals} so far)."
+        ),
         WorkflowError::AlreadyDecided { request, by: Some(by), .. } => {
             format!("This step of `{request}` was already decided by {}.", blocks::who(by))
         }

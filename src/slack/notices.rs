@@ -57,6 +57,9 @@ pub fn thread(e: &ThreadEvent) -> String {
     match e {
         ThreadEvent::StepApproved { step, by: b } => format!(":white_check_mark: Step {step} approved{}", by(b)),
         ThreadEvent::StepDenied { step, by: b } => format!(":x: Step {step} denied{}", by(b)),
+        ThreadEvent::ApprovalCounted { step, by: b, approvals, required } => {
+            format!(":ballot_box_with_check: Step {step}: {approvals} of {required} approvals{}", by(b))
+        }
         ThreadEvent::TaskDone { step, by: b } => {
             format!(":ballot_box_with_check: Task (step {step}) marked done{}", by(b))
         }

@@ -86,7 +86,11 @@ pub struct Group {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum StepDef {
     User(Person),
-    Group(String),
+    /// A group step: `approvals` distinct members must approve (one deny denies).
+    Group {
+        group: String,
+        approvals: u32,
+    },
     /// Call a webhook with mapped fields, then continue.
     Action {
         url: String,

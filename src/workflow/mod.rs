@@ -100,6 +100,9 @@ pub enum WorkflowError {
     Forbidden(String),
     #[error("{request} is already {}", status.as_str())]
     NotPending { request: String, status: Status },
+    /// This person's approval of the step is counted already; it waits for others.
+    #[error("you already approved this step of {request} ({approvals} of {required} approvals so far)")]
+    AlreadyApproved { request: String, approvals: usize, required: u32 },
     #[error("this step of {request} was already decided")]
     AlreadyDecided { request: String, status: Status, by: Option<String> },
     #[error(transparent)]

@@ -151,6 +151,24 @@ pub struct Step {
     /// When the current approvers were last reminded.
     #[serde(default)]
     pub reminded: Option<Timestamp>,
+    /// How many distinct approvers must approve (a group step's quorum).
+    #[serde(default = "one")]
+    pub required: u32,
+    /// Approvals so far, while fewer than `required`; the last one decides.
+    #[serde(default)]
+    pub approvals: Vec<Approval>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// One approver's approval of a step that needs several.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Approval {
+    pub by: String,
+    pub at: Timestamp,
+    pub comment: Option<String>,
 }
 
 impl Step {
@@ -179,6 +197,11 @@ impl Step {
 
     pub fn may_decide(&self, who: &Party) -> bool {
         self.approvers.iter().any(|p| p.matches(who))
+    }
+
+    /// Whether this person's approval is already counted.
+    pub fn approved_by(&self, who: &Party) -> bool {
+        self.approvals.iter().any(|a| a.by == who.id)
     }
 }
 
@@ -230,6 +253,13 @@ impl Request {
     /// The requester in the separation-of-duties sense: whoever asked and whoever benefits.
     pub fn involves_as_requester(&self, who: &Party) -> bool {
         self.requested_by.is(who) || self.requested_for.is(who)
+    }
+
+    /// Whether the current step waits for this person's decision.
+    pub fn awaits(&self, who: &Party) -> bool {
+        self.status.is_open()
+            && !self.involves_as_requester(who)
+            && self.current().is_some_and(|s| s.may_decide(who) && !s.approved_by(who))
     }
 
     pub fn view(&self) -> RequestView {
@@ -516,15 +546,38 @@ pub struct FlaggedItem {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum ThreadEvent {
-    StepApproved { step: usize, by: Option<String> },
-    StepDenied { step: usize, by: Option<String> },
-    TaskDone { step: usize, by: Option<String> },
+    StepApproved {
+        step: usize,
+        by: Option<String>,
+    },
+    /// An approval of a step that needs more: `approvals` of `required` so far.
+    ApprovalCounted {
+        step: usize,
+        by: Option<String>,
+        approvals: usize,
+        required: usize,
+    },
+    StepDenied {
+        step: usize,
+        by: Option<String>,
+    },
+    TaskDone {
+        step: usize,
+        by: Option<String>,
+    },
     Granted,
     Denied,
-    Canceled { by: Option<String> },
+    Canceled {
+        by: Option<String>,
+    },
     Expired,
-    Overridden { by: Option<String> },
-    Message { from: String, text: String },
+    Overridden {
+        by: Option<String>,
+    },
+    Message {
+        from: String,
+        text: String,
+    },
 }
 
 /// A direct message from accessbot to one person.
@@ -566,6 +619,17 @@ pub enum Notice {
         #[serde(default)]
         task: bool,
     },
+    /// A step that needs several approvals got one (not the last): show the progress.
+    Progress {
+        request: RequestView,
+        step: usize,
+        step_label: String,
+        routed_to: Option<Routing>,
+        recipient: Person,
+        /// Who approved so far, in order.
+        approved: Vec<String>,
+        required: u32,
+    },
     /// Bring every message sent to `recipient` for this step to its final state.
     Close { request: RequestView, step: usize, recipient: Person, outcome: CloseKind, by: Option<String> },
     /// Tell the requester (or the user granted/revoked) what happened.
@@ -589,7 +653,9 @@ impl Notice {
     /// Notices with the same key are delivered in the order they were written.
     pub fn ordering_key(&self) -> String {
         match self {
-            Notice::Ask { request, recipient, .. } | Notice::Close { request, recipient, .. } => {
+            Notice::Ask { request, recipient, .. }
+            | Notice::Progress { request, recipient, .. }
+            | Notice::Close { request, recipient, .. } => {
                 format!("{}:{}", request.id, recipient.key())
             }
             Notice::Requester { request, recipient, .. } => match request {

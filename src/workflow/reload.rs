@@ -82,7 +82,7 @@ fn configured_people(new: &Catalog, app_id: &str, canon: &dyn Fn(&Person) -> Str
             StepDef::User(p) | StepDef::Task(TaskAssignee::User(p)) => {
                 out.insert(canon(p));
             }
-            StepDef::Group(g) | StepDef::Task(TaskAssignee::Group(g)) => {
+            StepDef::Group { group: g, .. } | StepDef::Task(TaskAssignee::Group(g)) => {
                 if let Some(g) = new.groups.get(g) {
                     out.extend(g.members.iter().map(canon));
                 }

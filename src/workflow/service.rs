@@ -466,6 +466,6 @@ impl Workflow {
         let mut keys = vec![actor.party.id.clone()];
         keys.extend(actor.party.email.clone());
         let reqs = self.store.pending_for_approver(&keys, limit).await?;
-        Ok(reqs.into_iter().filter(|r| !r.involves_as_requester(&actor.party)).collect())
+        Ok(reqs.into_iter().filter(|r| r.awaits(&actor.party)).collect())
     }
 }

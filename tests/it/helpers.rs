@@ -256,6 +256,11 @@ impl TestApp {
         start(setup, self.slack.clone(), self.db.clone()).await
     }
 
+    /// A second server on the same database and fake Slack (a replica; PostgreSQL).
+    pub async fn replica(&self, setup: Setup) -> TestApp {
+        start(setup, self.slack.clone(), self.db.clone()).await
+    }
+
     /// Waits until the outbox has nothing left to deliver.
     pub async fn drain(&self) {
         drain(&self.store, Duration::from_secs(10)).await

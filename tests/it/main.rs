@@ -37,6 +37,7 @@ mod edge;
 mod faults;
 mod flows;
 mod ops;
+mod quorum;
 mod reload;
 mod replay;
 mod replicas;

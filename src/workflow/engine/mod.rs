@@ -64,35 +64,43 @@ fn eligible(people: &[Person], req_by: &Party, req_for: &Party) -> Vec<Person> {
     people.iter().filter(|p| !p.matches(req_by) && !p.matches(req_for)).cloned().collect()
 }
 
-/// Approvers for a list of configured people once separation of duties is applied,
-/// falling back to the app's admins, then the super admins.
+/// Approvers for a list of configured people once separation of duties is
+/// applied, falling back to the app's admins, then the super admins, when too
+/// few are left for the quorum (`required`); the fallback needs one approval.
 fn route(
     catalog: &Catalog,
     app: &App,
     people: &[Person],
+    required: u32,
     by: &Party,
     for_: &Party,
-) -> Option<(Vec<Person>, Option<Routing>)> {
+) -> Option<(Vec<Person>, Option<Routing>, u32)> {
     let direct = eligible(people, by, for_);
-    if !direct.is_empty() {
-        return Some((direct, None));
+    if !direct.is_empty() && direct.len() >= required as usize {
+        return Some((direct, None, required));
     }
+    fallback(catalog, app, by, for_).map(|(people, routing)| (people, Some(routing), 1))
+}
+
+fn fallback(catalog: &Catalog, app: &App, by: &Party, for_: &Party) -> Option<(Vec<Person>, Routing)> {
     let admins = eligible(&app.admins, by, for_);
     if !admins.is_empty() {
-        return Some((admins, Some(Routing::AppAdmins)));
+        return Some((admins, Routing::AppAdmins));
     }
     let supers = eligible(&catalog.settings.admins, by, for_);
-    (!supers.is_empty()).then_some((supers, Some(Routing::SuperAdmins)))
+    (!supers.is_empty()).then_some((supers, Routing::SuperAdmins))
 }
 
 fn build_steps(catalog: &Catalog, app: &App, by: &Party, for_: &Party) -> Result<Vec<Step>, String> {
     let mut steps = Vec::new();
     for def in &app.steps {
         let group = |gid: &str| catalog.groups.get(gid).ok_or_else(|| format!("group {gid} is not defined"));
+        let mut required = 1;
         let (kind, people) = match def {
             StepDef::User(p) => (StepKind::User, vec![p.clone()]),
-            StepDef::Group(gid) => {
+            StepDef::Group { group: gid, approvals } => {
                 let g = group(gid)?;
+                required = *approvals;
                 (StepKind::Group { group_id: g.id.clone(), group_name: g.name.clone() }, g.members.clone())
             }
             StepDef::Action { url, secret_env, fields } => {
@@ -106,10 +114,10 @@ fn build_steps(catalog: &Catalog, app: &App, by: &Party, for_: &Party) -> Result
                 (StepKind::Task { group_id: Some(g.id.clone()), group_name: Some(g.name.clone()) }, g.members.clone())
             }
         };
-        let (approvers, routed_to) = if matches!(kind, StepKind::Action { .. }) {
-            (vec![], None)
+        let (approvers, routed_to, required) = if matches!(kind, StepKind::Action { .. }) {
+            (vec![], None, 1)
         } else {
-            route(catalog, app, &people, by, for_).ok_or_else(|| {
+            route(catalog, app, &people, required, by, for_).ok_or_else(|| {
                 format!("step {} has no approver other than the requester, and no admin can take it", steps.len() + 1)
             })?
         };
@@ -123,6 +131,8 @@ fn build_steps(catalog: &Catalog, app: &App, by: &Party, for_: &Party) -> Result
             decided: None,
             comment: None,
             reminded: None,
+            required,
+            approvals: Vec::new(),
         });
     }
     Ok(steps)
@@ -138,6 +148,9 @@ fn step_data(step: &Step, index: usize) -> serde_json::Map<String, serde_json::V
     }
     if let Some(r) = step.routed_to {
         m.insert("routedTo".into(), json!(r));
+    }
+    if step.required > 1 {
+        m.insert("approvalsRequired".into(), json!(step.required));
     }
     m
 }
@@ -449,7 +462,69 @@ pub fn check_decider(req: &Request, step_index: usize, actor: &Actor) -> Result<
             by: step.decided_by.clone(),
         });
     }
+    if step.approved_by(&actor.party) {
+        return Err(WorkflowError::AlreadyApproved {
+            request: req.id.clone(),
+            approvals: step.approvals.len(),
+            required: step.required,
+        });
+    }
     Ok(())
+}
+
+/// An approval that does not reach the step's quorum yet: counted, logged,
+/// and every approver's message shows the progress.
+fn count_approval(
+    mut req: Request,
+    step_index: usize,
+    comment: Option<String>,
+    actor: &Actor,
+    now: Timestamp,
+) -> Changeset {
+    let mut cs = Changeset::default();
+    touch(&mut req, actor, now);
+    let step = &mut req.steps[step_index];
+    step.approvals.push(Approval { by: actor.party.id.clone(), at: now, comment: comment.clone() });
+    let mut ev = EventBuilder::new(
+        "app.access_request.approver.approve",
+        actor,
+        now,
+        format!(
+            "Approver approved step {} of the access request ({} of {})",
+            step_index + 1,
+            step.approvals.len(),
+            step.required
+        ),
+    )
+    .request(&req);
+    for (k, v) in step_data(&req.steps[step_index], step_index) {
+        ev = ev.data(&k, v);
+    }
+    ev = ev.data("approvals", req.steps[step_index].approvals.len());
+    if let Some(c) = comment {
+        ev = ev.data("comment", c);
+    }
+    cs.events.push(ev.build());
+    cs.notices.extend(progress_all(&req, step_index));
+    cs.request = Some(req);
+    cs
+}
+
+fn progress_all(req: &Request, index: usize) -> Vec<Notice> {
+    let Some(step) = req.steps.get(index) else { return Vec::new() };
+    let approved: Vec<String> = step.approvals.iter().map(|a| a.by.clone()).collect();
+    step.approvers
+        .iter()
+        .map(|p| Notice::Progress {
+            request: req.view(),
+            step: index,
+            step_label: step.label(),
+            routed_to: step.routed_to,
+            recipient: p.clone(),
+            approved: approved.clone(),
+            required: step.required,
+        })
+        .collect()
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -531,9 +606,16 @@ pub fn decide(
     }
     let comment = clean(comment);
     let approve = decision == Decision::Approve;
+    let step = &req.steps[step_index];
+    if approve && !task && step.approvals.len() + 1 < step.required as usize {
+        return Ok(count_approval(req, step_index, comment, actor, now));
+    }
     let mut cs = Changeset::default();
     touch(&mut req, actor, now);
     let step = &mut req.steps[step_index];
+    if approve && step.required > 1 {
+        step.approvals.push(Approval { by: actor.party.id.clone(), at: now, comment: comment.clone() });
+    }
     step.state = if approve { StepState::Approved } else { StepState::Denied };
     step.decided_by = Some(actor.party.id.clone());
     step.decided = Some(now);
@@ -628,7 +710,12 @@ fn thread_event(e: &LogEvent) -> Option<ThreadEvent> {
     let step = e.debug_context.debug_data.get("stepIndex").and_then(|v| v.as_u64()).unwrap_or(0);
     let step = usize::try_from(step).unwrap_or(0);
     Some(match e.event_type.as_str() {
-        "app.access_request.approver.approve" => ThreadEvent::StepApproved { step, by },
+        "app.access_request.approver.approve" => match counted(e) {
+            Some((approvals, required)) if approvals < required => {
+                ThreadEvent::ApprovalCounted { step, by, approvals, required }
+            }
+            _ => ThreadEvent::StepApproved { step, by },
+        },
         "app.access_request.approver.deny" => ThreadEvent::StepDenied { step, by },
         "app.access_request.task.complete" => ThreadEvent::TaskDone { step, by },
         "app.access_request.grant" => ThreadEvent::Granted,
@@ -643,4 +730,12 @@ fn thread_event(e: &LogEvent) -> Option<ThreadEvent> {
         }
         _ => return None,
     })
+}
+
+/// `(approvals so far, required)` of an approval event on a step with a quorum.
+fn counted(e: &LogEvent) -> Option<(usize, usize)> {
+    let d = &e.debug_context.debug_data;
+    let approvals = usize::try_from(d.get("approvals")?.as_u64()?).ok()?;
+    let required = usize::try_from(d.get("approvalsRequired")?.as_u64()?).ok()?;
+    Some((approvals, required))
 }
