@@ -247,8 +247,27 @@ fn strip_emoji(s: &str) -> String {
     }
 }
 
-/// A DM to the requester (or to a user granted or revoked directly).
-pub fn requester(r: Option<&RequestView>, app_name: &str, event: &RequesterEvent) -> (String, Vec<Value>) {
+/// The action id of the "I'm done" button (the value is the app id).
+pub const GIVE_BACK: &str = "give_back";
+
+/// A DM to the requester (or to a user granted or revoked directly); a grant
+/// and an access-ending warning carry an "I'm done" button.
+pub fn requester(
+    r: Option<&RequestView>,
+    app_id: &str,
+    app_name: &str,
+    event: &RequesterEvent,
+) -> (String, Vec<Value>) {
+    let (text, mut blocks) = requester_text(r, app_name, event);
+    let holds_access = matches!(event, RequesterEvent::Approved { .. } | RequesterEvent::AccessEnding { .. });
+    if holds_access && !app_id.is_empty() {
+        let done = button("I'm done", GIVE_BACK, app_id, None);
+        blocks.push(json!({"type": "actions", "block_id": format!("give_back:{app_id}"), "elements": [done]}));
+    }
+    (text, blocks)
+}
+
+fn requester_text(r: Option<&RequestView>, app_name: &str, event: &RequesterEvent) -> (String, Vec<Value>) {
     let id = r.map(|r| format!(" (`{}`)", r.id)).unwrap_or_default();
     let app = esc(app_name);
     let line = match event {
@@ -292,6 +311,7 @@ pub fn requester(r: Option<&RequestView>, app_name: &str, event: &RequesterEvent
             format!(":alarm_clock: Your access to *{app}* ends on {} UTC.", ends.format("%Y-%m-%d %H:%M"))
         }
         RequesterEvent::AccessEnded => format!(":lock: Your time-bound access to *{app}* has ended and was removed."),
+        RequesterEvent::GivenBack => format!(":wave: You gave back your access to *{app}*. Thanks for tidying up."),
         RequesterEvent::Message { from, text } => {
             format!(
                 ":speech_balloon: Message about your request for *{app}*{id} from {}:\n>{}",
@@ -434,5 +454,18 @@ mod tests {
         let (fallback, blocks) = direct(&long);
         assert!(fallback.chars().count() <= 3000);
         assert!(blocks.iter().all(|b| b["text"]["text"].as_str().is_none_or(|t| t.chars().count() <= SECTION_MAX)));
+    }
+
+    #[test]
+    fn grants_and_ending_warnings_offer_to_give_access_back() {
+        let has_done =
+            |event: &RequesterEvent| requester(None, "aws", "AWS", event).1.iter().any(|b| b["type"] == "actions");
+        assert!(has_done(&RequesterEvent::AccessEnding { ends: chrono::Utc::now() }));
+        assert!(has_done(&RequesterEvent::Approved { source: AssignmentSource::Direct, by: Some("U0ADMIN".into()) }));
+        assert!(!has_done(&RequesterEvent::AccessEnded));
+        assert!(!has_done(&RequesterEvent::Denied { by: "U0BOB".into() }));
+        let (_, blocks) = requester(None, "aws", "AWS", &RequesterEvent::AccessEnding { ends: chrono::Utc::now() });
+        let button = &blocks[1]["elements"][0];
+        assert_eq!((button["action_id"].as_str(), button["value"].as_str()), (Some(GIVE_BACK), Some("aws")));
     }
 }

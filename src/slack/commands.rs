@@ -24,6 +24,7 @@ pub const USAGE: &str = "*accessbot* — request access to apps and approve requ
 `/access request <app> for @someone [justification…]` — request it for someone else (when allowed)\n\
 `/access mine` — your requests and where they wait\n\
 `/access cancel <request-id>` — cancel your pending request\n\
+`/access done <app>` — give back access you no longer need\n\
 `/access tasks` — approvals waiting for you\n\
 `/access suggest <app and why>` — ask for an app that is not in the list\n\
 `/access help` — this help\n\
@@ -85,6 +86,7 @@ fn replay_protected(text: &str) -> Option<&'static str> {
     Some(match (cmd.to_ascii_lowercase().as_str(), sub.as_str()) {
         ("suggest", _) => "/access suggest",
         ("cancel", _) => "/access cancel",
+        ("done", _) => "/access done",
         ("admin", "resend") => "/access admin resend",
         ("admin", "cancel") => "/access admin cancel",
         ("admin", "assign") => "/access admin assign",
@@ -154,6 +156,11 @@ async fn run(state: &AppState, actor: &Actor, text: &str, trigger: Option<&str>)
             let id = need(word(rest).0, "/access cancel <request-id>")?;
             let r = wf.cancel(actor, id, None, false).await?;
             Ok(ephemeral(&format!("Canceled `{}` ({}).", r.id, esc(&r.app_name))))
+        }
+        "done" => {
+            let app = need(word(rest).0, "/access done <app>")?.to_ascii_lowercase();
+            wf.give_back(actor, &app).await?;
+            Ok(ephemeral(&given_back(wf, &app)))
         }
         "tasks" => {
             let reqs = wf.tasks(actor, LIST_LIMIT).await?;
@@ -264,6 +271,12 @@ fn beneficiary(rest: &str) -> Result<(Option<String>, &str), Problem> {
         ))),
         None => Ok((None, rest)),
     }
+}
+
+/// The reply when a user gave access back.
+pub fn given_back(wf: &crate::workflow::Workflow, app_id: &str) -> String {
+    let name = wf.catalog().apps.get(app_id).map(|a| a.name.clone()).unwrap_or_else(|| app_id.to_string());
+    format!(":wave: Done: your access to *{}* is removed.", esc(&name))
 }
 
 /// The reply when a user creates requests faster than `ACCESSBOT_REQUEST_RATE` allows.

@@ -169,8 +169,8 @@ impl SlackDeliverer {
             Notice::Close { request, step, recipient, outcome, by } => {
                 self.close(request, *step, recipient, *outcome, by.as_deref()).await
             }
-            Notice::Requester { request, app_name, recipient, event } => {
-                let (text, blocks) = blocks::requester(request.as_ref(), app_name, event);
+            Notice::Requester { request, app_id, app_name, recipient, event } => {
+                let (text, blocks) = blocks::requester(request.as_ref(), app_id, app_name, event);
                 self.post_dm(recipient, &text, &blocks).await
             }
             Notice::AdminFeed { channel, event } => self.admin_feed(channel, &notices::feed(event)).await,

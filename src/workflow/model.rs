@@ -473,6 +473,8 @@ pub enum RequesterEvent {
     },
     /// Time-bound access ended and was removed.
     AccessEnded,
+    /// The user gave their access back.
+    GivenBack,
 }
 
 /// What the admin channel is told. User ids, app names and texts are plain
@@ -521,6 +523,11 @@ pub enum FeedEvent {
         app_name: String,
         user: String,
         by: Option<String>,
+    },
+    /// The user gave their access back.
+    GivenBack {
+        app_name: String,
+        user: String,
     },
     WebhookFailed {
         request_id: Option<String>,
@@ -633,7 +640,15 @@ pub enum Notice {
     /// Bring every message sent to `recipient` for this step to its final state.
     Close { request: RequestView, step: usize, recipient: Person, outcome: CloseKind, by: Option<String> },
     /// Tell the requester (or the user granted/revoked) what happened.
-    Requester { request: Option<RequestView>, app_name: String, recipient: String, event: RequesterEvent },
+    Requester {
+        request: Option<RequestView>,
+        /// The app the event is about (its id: for a "give back" action).
+        #[serde(default)]
+        app_id: String,
+        app_name: String,
+        recipient: String,
+        event: RequesterEvent,
+    },
     /// The optional admin channel feed of outcomes.
     AdminFeed { channel: String, event: FeedEvent },
     /// A reply in the thread of every approver message of the request.

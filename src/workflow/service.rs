@@ -396,6 +396,22 @@ impl Workflow {
     }
 
     pub async fn revoke(&self, actor: &Actor, app_id: &str, user: &Party) -> Result<(), WorkflowError> {
+        self.end_access(actor, app_id, user, engine::Revocation::Admin, "admin revoke").await
+    }
+
+    /// The user gives their own access back ("I'm done").
+    pub async fn give_back(&self, actor: &Actor, app_id: &str) -> Result<(), WorkflowError> {
+        self.end_access(actor, app_id, &actor.party, engine::Revocation::Relinquished, "give back").await
+    }
+
+    async fn end_access(
+        &self,
+        actor: &Actor,
+        app_id: &str,
+        user: &Party,
+        why: engine::Revocation,
+        action: &str,
+    ) -> Result<(), WorkflowError> {
         self.retrying(|| async move {
             let existing = self.store.assignment(&user.id, app_id).await?;
             let request = match existing.as_ref().and_then(|a| a.request_id.clone()) {
@@ -405,8 +421,8 @@ impl Workflow {
             let before = request.clone();
             let catalog = self.catalog();
             let now = self.clock.now();
-            let revoked = engine::revoke(&catalog, app_id, user, existing.as_ref(), request, false, actor, now);
-            let cs = self.guard(actor, "admin revoke", None, revoked).await?;
+            let revoked = engine::revoke(&catalog, app_id, user, existing.as_ref(), request, why, actor, now);
+            let cs = self.guard(actor, action, None, revoked).await?;
             Ok(self.commit_from(&cs, before.as_ref()).await?)
         })
         .await

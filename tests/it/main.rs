@@ -36,6 +36,7 @@ mod delivery;
 mod edge;
 mod faults;
 mod flows;
+mod give_back;
 mod ops;
 mod quorum;
 mod reload;

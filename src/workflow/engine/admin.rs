@@ -181,6 +181,7 @@ pub fn grant_direct(
     }
     cs.notices.push(Notice::Requester {
         request: None,
+        app_id: app.id.clone(),
         app_name: app.name.clone(),
         recipient: user.id.clone(),
         event: RequesterEvent::Approved { source: AssignmentSource::Direct, by: Some(actor.party.id.clone()) },
@@ -190,8 +191,30 @@ pub fn grant_direct(
     Ok(cs)
 }
 
-/// Removes an assignment: by an admin, or by the system when time-bound access
-/// ends (`ended`). The request that granted it records the revocation.
+/// Why an assignment ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Revocation {
+    /// An admin of the app removed it.
+    Admin,
+    /// Time-bound access ran out (the system).
+    AccessEnded,
+    /// The user gave it back ("I'm done").
+    Relinquished,
+}
+
+impl Revocation {
+    fn reason(self) -> &'static str {
+        match self {
+            Revocation::Admin => "ADMIN",
+            Revocation::AccessEnded => "ACCESS_ENDED",
+            Revocation::Relinquished => "RELINQUISHED",
+        }
+    }
+}
+
+/// Removes an assignment: by an admin, by the system when time-bound access
+/// ends, or by the user giving it back. The request that granted it records
+/// the revocation.
 #[allow(clippy::too_many_arguments)]
 pub fn revoke(
     catalog: &Catalog,
@@ -199,16 +222,22 @@ pub fn revoke(
     user: &Party,
     existing: Option<&Assignment>,
     request: Option<Request>,
-    ended: bool,
+    why: Revocation,
     actor: &Actor,
     now: Timestamp,
 ) -> Result<Changeset, WorkflowError> {
     let app = catalog.apps.get(app_id);
     let app_name = app.map(|a| a.name.clone()).unwrap_or_else(|| app_id.to_string());
-    if !ended && !admin_of(catalog, actor, app_id) {
-        return Err(forbidden(format!("only admins of {app_name} can revoke it")));
+    match why {
+        Revocation::Admin if !admin_of(catalog, actor, app_id) => {
+            return Err(forbidden(format!("only admins of {app_name} can revoke it")));
+        }
+        Revocation::Relinquished if !user.is(&actor.party) => {
+            return Err(forbidden("only the user who has access can give it back"));
+        }
+        _ => {}
     }
-    if !ended && app.is_none() {
+    if why != Revocation::AccessEnded && app.is_none() {
         return Err(WorkflowError::NotFound(format!("app {app_id}")));
     }
     let Some(existing) = existing else {
@@ -220,8 +249,8 @@ pub fn revoke(
         ..Changeset::default()
     };
     let message = format!("Remove user from application membership: {app_name}");
-    let mut ev = EventBuilder::new("application.user_membership.remove", actor, now, message)
-        .data("reason", if ended { "ACCESS_ENDED" } else { "ADMIN" });
+    let mut ev =
+        EventBuilder::new("application.user_membership.remove", actor, now, message).data("reason", why.reason());
     if let Some(r) = &existing.request_id {
         ev = ev.request_id(r);
     }
@@ -244,11 +273,27 @@ pub fn revoke(
             now,
         ));
     }
-    let event =
-        if ended { RequesterEvent::AccessEnded } else { RequesterEvent::Revoked { by: actor.party.id.clone() } };
-    cs.notices.push(Notice::Requester { request: None, app_name: app_name.clone(), recipient: user.id.clone(), event });
-    let by = (!ended).then(|| actor.party.id.clone());
-    cs.notices.extend(feed(catalog, FeedEvent::Revoked { app_name, user: user.id.clone(), by }));
+    let (event, fed) = match why {
+        Revocation::AccessEnded => (
+            RequesterEvent::AccessEnded,
+            FeedEvent::Revoked { app_name: app_name.clone(), user: user.id.clone(), by: None },
+        ),
+        Revocation::Admin => (
+            RequesterEvent::Revoked { by: actor.party.id.clone() },
+            FeedEvent::Revoked { app_name: app_name.clone(), user: user.id.clone(), by: Some(actor.party.id.clone()) },
+        ),
+        Revocation::Relinquished => {
+            (RequesterEvent::GivenBack, FeedEvent::GivenBack { app_name: app_name.clone(), user: user.id.clone() })
+        }
+    };
+    cs.notices.push(Notice::Requester {
+        request: None,
+        app_id: app_id.to_string(),
+        app_name,
+        recipient: user.id.clone(),
+        event,
+    });
+    cs.notices.extend(feed(catalog, fed));
     Ok(cs)
 }
 

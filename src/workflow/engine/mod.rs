@@ -188,6 +188,7 @@ fn close_all(req: &Request, index: usize, outcome: CloseKind, by: Option<&str>) 
 fn tell_requester(req: &Request, event: RequesterEvent) -> Notice {
     Notice::Requester {
         request: Some(req.view()),
+        app_id: req.app_id.clone(),
         app_name: req.app_name.clone(),
         recipient: req.requested_for.id.clone(),
         event,

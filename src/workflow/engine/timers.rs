@@ -64,7 +64,7 @@ pub fn access_due(catalog: &Catalog, a: &Assignment, request: Option<Request>, n
     if ends <= now {
         let user =
             request.as_ref().map(|r| r.requested_for.clone()).unwrap_or_else(|| Party::new(a.user_id.clone(), None));
-        return revoke(catalog, &a.app_id, &user, Some(a), request, true, &actor, now).ok();
+        return revoke(catalog, &a.app_id, &user, Some(a), request, Revocation::AccessEnded, &actor, now).ok();
     }
     let hour = ends - now <= chrono::Duration::hours(1);
     let day = ends - now <= chrono::Duration::days(1);
@@ -77,6 +77,7 @@ pub fn access_due(catalog: &Catalog, a: &Assignment, request: Option<Request>, n
     };
     cs.notices.push(Notice::Requester {
         request: None,
+        app_id: a.app_id.clone(),
         app_name,
         recipient: a.user_id.clone(),
         event: RequesterEvent::AccessEnding { ends },
