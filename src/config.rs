@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::workflow::catalog::{
-    App, Catalog, FieldDef, FieldKind, Group, Person, Settings, StepDef, TaskAssignee, Webhook,
+    App, Catalog, FieldDef, FieldKind, Group, Person, Requester, Settings, StepDef, TaskAssignee, Webhook,
 };
 use crate::workflow::{ratelimit, Limits, RateLimiter, DEFAULT_REFUSAL_LOG, DEFAULT_SUGGESTIONS};
 
@@ -93,6 +93,8 @@ struct RawApp {
     #[serde(default)]
     fields: Vec<RawField>,
     provisioning: Option<RawWebhook>,
+    /// Groups and people who may request the app (default: everyone).
+    requesters: Option<Vec<String>>,
 }
 
 #[derive(Deserialize)]
@@ -193,6 +195,30 @@ impl Checker {
                 None
             }
         }
+    }
+
+    /// Each entry names a group of this config, or else a person.
+    fn requesters(&mut self, key: &str, list: &[String], groups: &BTreeMap<String, RawGroup>) -> Vec<Requester> {
+        if list.is_empty() {
+            self.bad(key, "an empty list lets nobody request the app: remove the key to let everyone request it");
+        }
+        let mut out = Vec::new();
+        for (i, s) in list.iter().enumerate() {
+            let entry = if groups.contains_key(s) {
+                Some(Requester::Group(s.clone()))
+            } else {
+                Person::parse(s).ok().map(Requester::Person)
+            };
+            match entry {
+                Some(r) if !out.contains(&r) => out.push(r),
+                Some(_) => self.bad(format!("{key}[{i}]"), format!("duplicate entry \"{s}\"")),
+                None => self.bad(
+                    format!("{key}[{i}]"),
+                    format!("\"{s}\" is neither a group of this config nor a Slack user id or email"),
+                ),
+            }
+        }
+        out
     }
 
     fn people(&mut self, key: &str, list: &[String]) -> Vec<Person> {
@@ -350,6 +376,7 @@ impl Checker {
             Webhook { url: w.url.clone(), secret_env: w.secret_env.clone() }
         });
         let fields = self.fields(&key, &a.fields);
+        let requesters = a.requesters.as_ref().map(|list| self.requesters(&format!("{key}.requesters"), list, groups));
         let max_duration = self.duration(&format!("{key}.max_duration"), a.max_duration.as_deref(), None);
         App {
             id: id.to_string(),
@@ -362,6 +389,7 @@ impl Checker {
             steps,
             fields,
             provisioning,
+            requesters,
         }
     }
 

@@ -700,3 +700,14 @@ fn a_group_step_quorum_is_from_one_to_the_group_size() {
     let e = one_problem("[apps.a]\nsteps = [{ user = \"U0BOB\", approvals = 2 }]\n");
     assert!(e.contains("apps.a.steps[0].approvals") && e.contains("applies only to a { group"), "{e}");
 }
+
+#[test]
+fn requesters_are_groups_or_people() {
+    let base = "[groups.design]\nmembers = [\"U0DES\"]\n[apps.a]\napproval = false\n";
+    let ok = parse_catalog(FILE, &format!("{base}requesters = [\"design\", \"U0PM\", \"pm@example.com\"]\n")).unwrap();
+    assert_eq!(ok.apps["a"].requesters.as_ref().map(Vec::len), Some(3));
+    let e = one_problem(&format!("{base}requesters = [\"design\", \"nobody\"]\n"));
+    assert!(e.contains("apps.a.requesters[1]") && e.contains("neither a group of this config nor"), "{e}");
+    let e = one_problem(&format!("{base}requesters = []\n"));
+    assert!(e.contains("apps.a.requesters") && e.contains("lets nobody request"), "{e}");
+}

@@ -143,7 +143,7 @@ async fn run(state: &AppState, actor: &Actor, text: &str, trigger: Option<&str>)
     let (cmd, rest) = word(text);
     match cmd.to_ascii_lowercase().as_str() {
         "" | "help" => Ok(ephemeral(USAGE)),
-        "apps" => Ok(apps(state)),
+        "apps" => Ok(apps(state, actor)),
         "request" => request(state, actor, rest, trigger).await,
         "mine" => {
             let reqs = wf.mine(actor, LIST_LIMIT).await?;
@@ -198,12 +198,10 @@ async fn run(state: &AppState, actor: &Actor, text: &str, trigger: Option<&str>)
     }
 }
 
-fn apps(state: &AppState) -> Value {
+fn apps(state: &AppState, actor: &Actor) -> Value {
     let catalog = state.workflow.catalog();
     let lines: Vec<String> = catalog
-        .apps
-        .values()
-        .filter(|a| a.self_service)
+        .requestable_by(&actor.party)
         .map(|a| {
             let approval = if a.approval {
                 format!("approval: {} step(s)", a.steps.len())
@@ -228,7 +226,7 @@ async fn request(state: &AppState, actor: &Actor, text: &str, trigger: Option<&s
     let wf = &state.workflow;
     let (app_word, rest) = word(text);
     if app_word.is_empty() {
-        modals::open(wf, trigger, modals::app_picker(&wf.catalog())).await?;
+        modals::open(wf, trigger, modals::app_picker(&wf.catalog(), &actor.party)).await?;
         return Ok(ephemeral(":memo: Opening the form…"));
     }
     let app_id = app_word.to_ascii_lowercase();

@@ -174,9 +174,9 @@ async fn block_actions(state: &AppState, actor: &Actor, payload: &Value) {
             Ok(_) => Ok(()),
             Err(e) => Err(super::explain(&e)),
         },
-        super::home::OPEN_REQUEST_FORM => {
-            modals::open(wf, trigger, modals::app_picker(&wf.catalog())).await.map_err(|e| super::explain(&e))
-        }
+        super::home::OPEN_REQUEST_FORM => modals::open(wf, trigger, modals::app_picker(&wf.catalog(), &actor.party))
+            .await
+            .map_err(|e| super::explain(&e)),
         blocks::GIVE_BACK => match wf.give_back(actor, value).await {
             Ok(()) => Err(super::commands::given_back(wf, value)),
             Err(e) => Err(super::explain(&e)),

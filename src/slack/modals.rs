@@ -10,6 +10,7 @@ use super::blocks::{clip, context, esc, section, who};
 use super::deliver::views_open_item;
 use crate::workflow::catalog::{App, Catalog, FieldDef, FieldKind};
 use crate::workflow::model::Timestamp;
+use crate::workflow::Party;
 use crate::workflow::{Workflow, WorkflowError};
 
 pub const REQUEST_FORM: &str = "request_form";
@@ -161,12 +162,10 @@ pub fn request_form(app: &App, for_user: Option<&str>, justification: &str) -> V
     })
 }
 
-/// The app picker: a select of the requestable apps and an optional justification.
-pub fn app_picker(catalog: &Catalog) -> Value {
+/// The app picker: a select of the apps `who` can request and an optional justification.
+pub fn app_picker(catalog: &Catalog, who: &Party) -> Value {
     let options: Vec<Value> = catalog
-        .apps
-        .values()
-        .filter(|a| a.self_service)
+        .requestable_by(who)
         .take(MAX_OPTIONS)
         .map(|a| json!({"text": plain(&a.name, 75), "value": clip(&a.id, 150)}))
         .collect();
@@ -328,6 +327,7 @@ mod tests {
                 },
             ],
             provisioning: None,
+            requesters: None,
         }
     }
 

@@ -143,6 +143,15 @@ pub struct App {
     pub steps: Vec<StepDef>,
     pub fields: Vec<FieldDef>,
     pub provisioning: Option<Webhook>,
+    /// Who may request it; `None`: everyone.
+    pub requesters: Option<Vec<Requester>>,
+}
+
+/// One entry of an app's `requesters`: the members of a group, or a person.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Requester {
+    Group(String),
+    Person(Person),
 }
 
 impl App {
@@ -183,6 +192,20 @@ pub struct Catalog {
 }
 
 impl Catalog {
+    /// Whether `who` may request `app` (its `requesters`, when it has them).
+    pub fn may_request(&self, app: &App, who: &Party) -> bool {
+        let Some(list) = &app.requesters else { return true };
+        list.iter().any(|r| match r {
+            Requester::Person(p) => p.matches(who),
+            Requester::Group(g) => self.groups.get(g).is_some_and(|g| g.members.iter().any(|m| m.matches(who))),
+        })
+    }
+
+    /// The apps `who` can request now: self-service and open to them.
+    pub fn requestable_by<'a>(&'a self, who: &'a Party) -> impl Iterator<Item = &'a App> + 'a {
+        self.apps.values().filter(move |a| a.self_service && self.may_request(a, who))
+    }
+
     pub fn is_super_admin(&self, who: &Party) -> bool {
         self.settings.admins.iter().any(|p| p.matches(who))
     }

@@ -42,6 +42,7 @@ mod quorum;
 mod reload;
 mod replay;
 mod replicas;
+mod requesters;
 mod security;
 mod soak;
 mod socket_mode;

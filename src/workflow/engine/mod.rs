@@ -274,6 +274,14 @@ pub fn check_requestable<'c>(
     if !requested_by.is(requested_for) && !catalog.settings.allow_request_on_behalf {
         return Err(forbidden("requests on behalf of someone else are turned off"));
     }
+    for who in [requested_by, requested_for] {
+        if !catalog.may_request(app, who) {
+            return Err(forbidden(format!(
+                "{} is not open to {} (its requesters are set in the config)",
+                app.name, who.id
+            )));
+        }
+    }
     Ok(app)
 }
 
