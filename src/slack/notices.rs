@@ -46,7 +46,7 @@ pub fn feed(e: &FeedEvent) -> String {
         }
         FeedEvent::WebhookFailed { request_id, what, error } => {
             let id = request_id.as_deref().map(|r| format!("`{r}`: ")).unwrap_or_default();
-            format!(":warning: {id}webhook {} failed: {}", esc(what), esc(&clip(error, 500)))
+            format!(":warning: {id}{} failed: {}", esc(what), esc(&clip(error, 500)))
         }
         FeedEvent::Flagged { items } => flagged(items),
     }

@@ -139,6 +139,23 @@ pub struct App {
     pub steps: Vec<StepDef>,
     pub fields: Vec<FieldDef>,
     pub provisioning: Option<Webhook>,
+    /// Where a grant assigns the user in Okta (the `[okta]` connector).
+    pub okta: Option<OktaTarget>,
+}
+
+/// An Okta app (`0oa…`) to assign the user to, or an Okta group (`00g…`) to add them to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "id", rename_all = "snake_case")]
+pub enum OktaTarget {
+    App(String),
+    Group(String),
+}
+
+/// The `[okta]` section: which Okta org the connector calls.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OktaOrg {
+    /// Absolute, without a trailing slash.
+    pub org_url: String,
 }
 
 impl App {
@@ -176,6 +193,8 @@ pub struct Catalog {
     pub settings: Settings,
     pub groups: BTreeMap<String, Group>,
     pub apps: BTreeMap<String, App>,
+    /// The `[okta]` section, when the Okta connector is set up.
+    pub okta: Option<OktaOrg>,
 }
 
 impl Catalog {
