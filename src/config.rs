@@ -10,7 +10,8 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::workflow::catalog::{
-    App, Catalog, FieldDef, FieldKind, Group, Person, Requester, Settings, StepDef, TaskAssignee, Webhook,
+    App, Catalog, FieldDef, FieldKind, Group, OktaOrg, OktaTarget, Person, Requester, Settings, StepDef, TaskAssignee,
+    Webhook,
 };
 use crate::workflow::{ratelimit, Limits, RateLimiter, DEFAULT_REFUSAL_LOG, DEFAULT_SUGGESTIONS};
 
@@ -54,6 +55,20 @@ struct RawConfig {
     groups: BTreeMap<String, RawGroup>,
     #[serde(default)]
     apps: BTreeMap<String, RawApp>,
+    okta: Option<RawOkta>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOkta {
+    org_url: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOktaTarget {
+    app_id: Option<String>,
+    group_id: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -95,6 +110,7 @@ struct RawApp {
     provisioning: Option<RawWebhook>,
     /// Groups and people who may request the app (default: everyone).
     requesters: Option<Vec<String>>,
+    okta: Option<RawOktaTarget>,
 }
 
 #[derive(Deserialize)]
@@ -257,6 +273,31 @@ fn is_slug(s: &str) -> bool {
         && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
 }
 
+/// Okta object ids are letters and digits (`0oa…`, `00g…`); the exact prefix is not checked.
+fn is_okta_id(s: &str) -> bool {
+    (3..=64).contains(&s.len()) && s.chars().all(|c| c.is_ascii_alphanumeric())
+}
+
+fn okta_org_url(value: &str) -> Result<(), String> {
+    let shown = crate::redact::redact_url(value);
+    let example = "write e.g. https://acme.okta.com";
+    let u = url::Url::parse(value.trim()).map_err(|e| format!("is not an absolute URL ({e}): {example}"))?;
+    let loopback = u
+        .host_str()
+        .is_some_and(|h| h == "localhost" || h.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback()) || h == "[::1]");
+    let scheme_ok = u.scheme() == "https" || (u.scheme() == "http" && loopback);
+    if !scheme_ok || u.host_str().is_none_or(str::is_empty) {
+        return Err(format!("\"{shown}\" is not an https URL with a host (http only for 127.0.0.1): {example}"));
+    }
+    if !u.username().is_empty() || u.password().is_some() || u.query().is_some() || u.fragment().is_some() {
+        return Err(format!("\"{shown}\" must not contain a user name, password, query or fragment: {example}"));
+    }
+    if u.path() != "/" {
+        return Err(format!("\"{shown}\" must be the org's address without a path: {example}"));
+    }
+    Ok(())
+}
+
 fn is_channel(s: &str) -> bool {
     s.len() >= 3
         && (s.starts_with('C') || s.starts_with('G'))
@@ -269,9 +310,10 @@ pub fn parse_catalog(file: &str, text: &str) -> Result<Catalog, ConfigError> {
     let mut c = Checker { problems: Vec::new() };
     let settings = c.settings(&raw.settings);
     let groups = raw.groups.iter().map(|(id, g)| (id.clone(), c.group(id, g))).collect();
-    let apps = raw.apps.iter().map(|(id, a)| (id.clone(), c.app(id, a, &raw.groups))).collect();
+    let okta = raw.okta.as_ref().map(|o| c.okta(o));
+    let apps = raw.apps.iter().map(|(id, a)| (id.clone(), c.app(id, a, &raw.groups, okta.is_some()))).collect();
     if c.problems.is_empty() {
-        Ok(Catalog { settings, groups, apps })
+        Ok(Catalog { settings, groups, apps, okta })
     } else {
         Err(ConfigError { file: file.to_string(), problems: c.problems })
     }
@@ -356,7 +398,7 @@ impl Checker {
         }
     }
 
-    fn app(&mut self, id: &str, a: &RawApp, groups: &BTreeMap<String, RawGroup>) -> App {
+    fn app(&mut self, id: &str, a: &RawApp, groups: &BTreeMap<String, RawGroup>, has_okta: bool) -> App {
         let key = format!("apps.{id}");
         if !is_slug(id) {
             self.bad(&key, "app ids use lower-case letters, digits, '-' and '_' (at most 64)");
@@ -375,6 +417,7 @@ impl Checker {
             self.endpoint(&format!("{key}.provisioning"), &w.url, w.secret_env.as_deref());
             Webhook { url: w.url.clone(), secret_env: w.secret_env.clone() }
         });
+        let okta = a.okta.as_ref().and_then(|t| self.okta_target(&format!("{key}.okta"), t, has_okta));
         let fields = self.fields(&key, &a.fields);
         let requesters = a.requesters.as_ref().map(|list| self.requesters(&format!("{key}.requesters"), list, groups));
         let max_duration = self.duration(&format!("{key}.max_duration"), a.max_duration.as_deref(), None);
@@ -390,7 +433,40 @@ impl Checker {
             fields,
             provisioning,
             requesters,
+            okta,
         }
+    }
+
+    /// `[okta] org_url`: https (http only for a loopback test server), a host, no path, query or credentials.
+    fn okta(&mut self, o: &RawOkta) -> OktaOrg {
+        if let Err(e) = okta_org_url(&o.org_url) {
+            self.bad("okta.org_url", e);
+        }
+        OktaOrg { org_url: o.org_url.trim().trim_end_matches('/').to_string() }
+    }
+
+    /// `apps.<id>.okta`: exactly one of `app_id` (`0oa…`) or `group_id` (`00g…`).
+    fn okta_target(&mut self, key: &str, t: &RawOktaTarget, has_okta: bool) -> Option<OktaTarget> {
+        if !has_okta {
+            self.bad(key, "names an Okta target but there is no [okta] section: add [okta] org_url = \"https://…\"");
+        }
+        let (name, id, target): (&str, &str, fn(String) -> OktaTarget) = match (&t.app_id, &t.group_id) {
+            (Some(a), None) => ("app_id", a, OktaTarget::App),
+            (None, Some(g)) => ("group_id", g, OktaTarget::Group),
+            _ => {
+                self.bad(key, "give exactly one of app_id = \"0oa…\" (assign to the Okta app) or group_id = \"00g…\" (add to the Okta group)");
+                return None;
+            }
+        };
+        let id = id.trim();
+        if !is_okta_id(id) {
+            self.bad(
+                format!("{key}.{name}"),
+                format!("\"{id}\" is not an Okta id (letters and digits, e.g. 0oa1b2c3d4 or 00g1b2c3d4)"),
+            );
+            return None;
+        }
+        Some(target(id.to_string()))
     }
 
     /// `None` when the step is invalid (its problem is recorded).
@@ -591,6 +667,8 @@ pub struct Env {
     pub outbox_lease: Duration,
     /// How long a graceful stop may take after SIGTERM.
     pub shutdown_timeout: Duration,
+    /// `OKTA_API_TOKEN`: the Okta connector's API token (sent as `SSWS <token>`).
+    pub okta_token: Option<Secret>,
 }
 
 /// An IP address or CIDR range (`10.0.0.0/8`, `::1`), as in `ACCESSBOT_TRUSTED_PROXIES`.
@@ -773,7 +851,9 @@ impl Env {
             .filter(|v: &Vec<String>| !v.is_empty());
         let outbox_lease = duration_var(get, "ACCESSBOT_OUTBOX_LEASE", 60, &mut problems);
         let shutdown_timeout = duration_var(get, "ACCESSBOT_SHUTDOWN_TIMEOUT", 10, &mut problems);
+        let okta_token = Some(secret_var(get, "OKTA_API_TOKEN", &mut problems)).filter(|t| !t.is_empty());
         let env = Env {
+            okta_token,
             outbox_lease,
             shutdown_timeout,
             config_path: PathBuf::from(get("ACCESSBOT_CONFIG").unwrap_or_else(|| "accessbot.toml".into())),
@@ -797,6 +877,17 @@ impl Env {
         } else {
             Err(ConfigError { file: "environment".into(), problems })
         }
+    }
+
+    /// An `[okta]` section needs the connector's token.
+    pub fn require_okta(&self, catalog: &Catalog) -> Result<(), ConfigError> {
+        if catalog.okta.is_none() || self.okta_token.is_some() {
+            return Ok(());
+        }
+        let message = "is not set (or OKTA_API_TOKEN_FILE), and the config has an [okta] section: \
+                       create an API token in Okta (Security → API → Tokens)";
+        let problems = vec![Problem { key: "OKTA_API_TOKEN".into(), message: message.into() }];
+        Err(ConfigError { file: "environment".into(), problems })
     }
 
     pub fn from_process() -> Result<Env, ConfigError> {

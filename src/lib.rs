@@ -26,6 +26,8 @@ pub mod workflow;
 
 /// The REST API (Okta Governance Requests v2 and System Log shapes), OpenAPI, probes, metrics.
 pub mod api;
+/// The Okta connector: app and group assignments on grant and revoke.
+pub mod okta;
 /// Durable delivery of notification intents, with retries and per-key order.
 pub mod outbox;
 /// The Slack edge: signatures, slash commands, buttons, Block Kit, Web API, the directory.

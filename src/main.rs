@@ -115,6 +115,7 @@ async fn serve(mut env: Env, config: Option<PathBuf>, port: Option<u16>) -> anyh
     }
     env.require_secrets()?;
     let catalog = config::load_catalog(&env.config_path)?;
+    env.require_okta(&catalog)?;
     if env.team_ids.is_none() {
         tracing::warn!("SLACK_TEAM_IDS is not set: any workspace that can sign with the secret is served");
     }

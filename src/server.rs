@@ -21,6 +21,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::config::Env;
 use crate::metrics::Metrics;
+use crate::okta::OktaDeliverer;
 use crate::outbox::{Outbox, OutboxConfig};
 use crate::slack::client::SlackClient;
 use crate::slack::deliver::SlackDeliverer;
@@ -195,7 +196,9 @@ pub async fn start(opts: Options, listener: TcpListener) -> anyhow::Result<Runni
     let slack = Arc::new(SlackDeliverer::new(client, workflow.clone()));
     let webhooks = Arc::new(WebhookDeliverer::new(Arc::new(crate::config::secret_from_env)));
     webhooks.set_workflow(workflow.clone());
-    let deliverer = Arc::new(DeliveryRouter { chat: slack, webhooks });
+    let okta = Arc::new(OktaDeliverer::new(opts.env.okta_token.clone()));
+    okta.set_workflow(workflow.clone());
+    let deliverer = Arc::new(DeliveryRouter { chat: slack, webhooks, okta });
     let outbox = Outbox::new(store.clone(), deliverer, opts.clock.clone(), wake, opts.outbox, metrics.clone());
     let shutdown = CancellationToken::new();
     let config_path = Arc::new(opts.env.config_path.clone());

@@ -104,23 +104,26 @@ impl Deliverer for WebhookDeliverer {
 pub struct DeliveryRouter {
     pub chat: Arc<dyn Deliverer>,
     pub webhooks: Arc<dyn Deliverer>,
+    pub okta: Arc<dyn Deliverer>,
+}
+
+impl DeliveryRouter {
+    fn route(&self, job: &ClaimedJob) -> &dyn Deliverer {
+        match job.item.kind.as_str() {
+            WEBHOOK => self.webhooks.as_ref(),
+            crate::okta::OKTA => self.okta.as_ref(),
+            _ => self.chat.as_ref(),
+        }
+    }
 }
 
 #[async_trait]
 impl Deliverer for DeliveryRouter {
     async fn deliver(&self, job: &ClaimedJob) -> Delivery {
-        if job.item.kind == WEBHOOK {
-            self.webhooks.deliver(job).await
-        } else {
-            self.chat.deliver(job).await
-        }
+        self.route(job).deliver(job).await
     }
 
     async fn settled(&self, job: &ClaimedJob, error: Option<&str>) {
-        if job.item.kind == WEBHOOK {
-            self.webhooks.settled(job, error).await
-        } else {
-            self.chat.settled(job, error).await
-        }
+        self.route(job).settled(job, error).await
     }
 }

@@ -9,7 +9,7 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use accessbot::config::{load_catalog, parse_catalog, ConfigError, Env, IpRange, Secret};
-use accessbot::workflow::catalog::{FieldKind, Person, StepDef, TaskAssignee};
+use accessbot::workflow::catalog::{FieldKind, OktaTarget, Person, StepDef, TaskAssignee};
 
 const FILE: &str = "accessbot.toml";
 
@@ -710,4 +710,90 @@ fn requesters_are_groups_or_people() {
     assert!(e.contains("apps.a.requesters[1]") && e.contains("neither a group of this config nor"), "{e}");
     let e = one_problem(&format!("{base}requesters = []\n"));
     assert!(e.contains("apps.a.requesters") && e.contains("lets nobody request"), "{e}");
+}
+
+// ---------------------------------------------------------------------------
+// The Okta connector: [okta] and apps.<id>.okta
+// ---------------------------------------------------------------------------
+
+const OKTA: &str = "[okta]\norg_url = \"https://acme.okta.com\"\n";
+
+#[test]
+fn okta_targets_parse() {
+    let text = format!(
+        "{OKTA}[apps.crm]\napproval = false\nokta = {{ app_id = \"0oa1b2c3\" }}\n\n\
+         [apps.wiki]\napproval = false\nokta = {{ group_id = \"00g9z8y7\" }}\n"
+    );
+    let c = parse_catalog(FILE, &text).unwrap();
+    assert_eq!(c.okta.unwrap().org_url, "https://acme.okta.com");
+    assert_eq!(c.apps["crm"].okta, Some(OktaTarget::App("0oa1b2c3".into())));
+    assert_eq!(c.apps["wiki"].okta, Some(OktaTarget::Group("00g9z8y7".into())));
+}
+
+#[test]
+fn okta_target_without_okta_section_names_the_key() {
+    let msg = one_problem("[apps.crm]\napproval = false\nokta = { app_id = \"0oa1b2c3\" }\n");
+    assert!(msg.starts_with("accessbot.toml: apps.crm.okta: ") && msg.contains("no [okta] section"), "{msg}");
+}
+
+#[test]
+fn okta_target_needs_exactly_one_id() {
+    for target in ["{ }", "{ app_id = \"0oa1\", group_id = \"00g1\" }"] {
+        let msg = one_problem(&format!("{OKTA}[apps.crm]\napproval = false\nokta = {target}\n"));
+        assert!(msg.contains("apps.crm.okta: give exactly one of app_id"), "{msg}");
+    }
+    let msg = one_problem(&format!("{OKTA}[apps.crm]\napproval = false\nokta = {{ group_id = \"\" }}\n"));
+    assert!(msg.contains("apps.crm.okta.group_id: \"\" is not an Okta id"), "{msg}");
+    let msg = one_problem(&format!("{OKTA}[apps.crm]\napproval = false\nokta = {{ app = \"0oa1\" }}\n"));
+    assert!(msg.contains("apps.crm.okta"), "{msg}");
+}
+
+#[test]
+fn okta_org_url_must_be_https() {
+    for bad in ["acme.okta.com", "http://acme.okta.com", "https://acme.okta.com/admin", "https://u:p@acme.okta.com"] {
+        let msg = one_problem(&format!("[okta]\norg_url = \"{bad}\"\n"));
+        assert!(msg.starts_with("accessbot.toml: okta.org_url: "), "{bad}: {msg}");
+        assert!(!msg.contains("u:p"), "credentials echoed: {msg}");
+    }
+    // Loopback may be plain http (tests), and a trailing slash is trimmed.
+    let c = parse_catalog(FILE, "[okta]\norg_url = \"http://127.0.0.1:8080/\"\n").unwrap();
+    assert_eq!(c.okta.unwrap().org_url, "http://127.0.0.1:8080");
+    let msg = one_problem("[okta]\norg_url = \"https://acme.okta.com\"\ntoken = \"x\"\n");
+    assert!(msg.contains("okta") && msg.contains("token"), "{msg}");
+}
+
+#[test]
+fn okta_token_comes_from_env_or_file_and_is_required_with_okta() {
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = parse_catalog(FILE, OKTA).unwrap();
+    let env = env_from(&[]).unwrap();
+    let err = env.require_okta(&catalog).unwrap_err().to_string();
+    assert!(err.starts_with("environment: OKTA_API_TOKEN: is not set (or OKTA_API_TOKEN_FILE)"), "{err}");
+    assert!(env.require_okta(&parse_catalog(FILE, "").unwrap()).is_ok(), "no [okta]: no token needed");
+    let env = env_from(&[("OKTA_API_TOKEN", "00abc")]).unwrap();
+    assert_eq!(env.okta_token, Some(Secret::new("00abc")));
+    assert!(!format!("{env:?}").contains("00abc"), "token in Debug");
+    let file = secret_file(&dir, "okta", "00fromfile\n");
+    let env = env_from(&[("OKTA_API_TOKEN_FILE", &file)]).unwrap();
+    assert_eq!(env.okta_token, Some(Secret::new("00fromfile")));
+    env.require_okta(&catalog).unwrap();
+}
+
+#[test]
+fn cli_check_config_reports_okta_problems() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("okta.toml");
+    std::fs::write(
+        &path,
+        "[okta]\norg_url = \"ftp://acme\"\n\n[apps.crm]\napproval = false\nokta = { app_id = \"0oa1\", group_id = \"00g1\" }\n",
+    )
+    .unwrap();
+    let file = path.display().to_string();
+    let out = accessbot(&["check-config", "--config", &file]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "stderr:\n{err}");
+    for key in ["okta.org_url", "apps.crm.okta"] {
+        let prefix = format!("{file}: {key}: ");
+        assert!(err.lines().any(|l| l.starts_with(&prefix)), "no line starting {prefix:?} in:\n{err}");
+    }
 }

@@ -186,7 +186,9 @@ impl SlackDeliverer {
                 Ok(())
             }
             Notice::Resolve { person } => self.workflow.resolve(person).await.map_err(from_directory),
-            Notice::Webhook { .. } => Err(ApiError::Permanent("webhooks are not delivered through Slack".into())),
+            Notice::Webhook { .. } | Notice::Okta { .. } => {
+                Err(ApiError::Permanent("webhooks and Okta calls are not delivered through Slack".into()))
+            }
         }
     }
 

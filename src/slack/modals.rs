@@ -328,6 +328,7 @@ mod tests {
             ],
             provisioning: None,
             requesters: None,
+            okta: None,
         }
     }
 

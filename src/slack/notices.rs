@@ -47,7 +47,7 @@ pub fn feed(e: &FeedEvent) -> String {
         FeedEvent::GivenBack { app_name, user } => format!("{} gave back *{}*", who(user), esc(app_name)),
         FeedEvent::WebhookFailed { request_id, what, error } => {
             let id = request_id.as_deref().map(|r| format!("`{r}`: ")).unwrap_or_default();
-            format!(":warning: {id}webhook {} failed: {}", esc(what), esc(&clip(error, 500)))
+            format!(":warning: {id}{} failed: {}", esc(what), esc(&clip(error, 500)))
         }
         FeedEvent::Flagged { items } => flagged(items),
     }

@@ -145,6 +145,23 @@ pub struct App {
     pub provisioning: Option<Webhook>,
     /// Who may request it; `None`: everyone.
     pub requesters: Option<Vec<Requester>>,
+    /// Where a grant assigns the user in Okta (the `[okta]` connector).
+    pub okta: Option<OktaTarget>,
+}
+
+/// An Okta app (`0oa…`) to assign the user to, or an Okta group (`00g…`) to add them to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "id", rename_all = "snake_case")]
+pub enum OktaTarget {
+    App(String),
+    Group(String),
+}
+
+/// The `[okta]` section: which Okta org the connector calls.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OktaOrg {
+    /// Absolute, without a trailing slash.
+    pub org_url: String,
 }
 
 /// One entry of an app's `requesters`: the members of a group, or a person.
@@ -189,6 +206,8 @@ pub struct Catalog {
     pub settings: Settings,
     pub groups: BTreeMap<String, Group>,
     pub apps: BTreeMap<String, App>,
+    /// The `[okta]` section, when the Okta connector is set up.
+    pub okta: Option<OktaOrg>,
 }
 
 impl Catalog {

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::catalog::{FieldKind, Party, Person};
+use super::catalog::{FieldKind, OktaTarget, Party, Person};
 
 pub type Timestamp = DateTime<Utc>;
 
@@ -597,16 +597,51 @@ pub enum DirectMessage {
     Flagged { items: Vec<FlaggedItem> },
 }
 
-/// Why an outbound webhook is called; its final outcome feeds back into the workflow.
+/// What an outbound call was for (a webhook or a connector); its final outcome
+/// feeds back into the workflow through `Workflow::provision_settled`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "purpose", rename_all = "snake_case")]
-pub enum WebhookPurpose {
+pub enum ProvisionPurpose {
     /// An action step of a request.
     Action { request_id: String, step: usize },
-    /// The provisioning hook on grant.
+    /// Provisioning on grant.
     Grant { request_id: Option<String>, user_id: String, app_id: String },
-    /// The provisioning hook on revoke.
+    /// Provisioning on revoke.
     Revoke { request_id: Option<String>, user_id: String, app_id: String },
+}
+
+/// The name webhooks' notices have always used (their stored JSON is the same).
+pub type WebhookPurpose = ProvisionPurpose;
+
+/// Whether a provisioning call adds access or removes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProvisionAction {
+    Grant,
+    Revoke,
+}
+
+impl ProvisionAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProvisionAction::Grant => "grant",
+            ProvisionAction::Revoke => "revoke",
+        }
+    }
+
+    pub fn purpose(self, request_id: Option<String>, user_id: String, app_id: String) -> ProvisionPurpose {
+        match self {
+            ProvisionAction::Grant => ProvisionPurpose::Grant { request_id, user_id, app_id },
+            ProvisionAction::Revoke => ProvisionPurpose::Revoke { request_id, user_id, app_id },
+        }
+    }
+}
+
+/// Who carried out a provisioning call, for its log event and the admin feed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Provisioner {
+    Webhook,
+    Okta(OktaTarget),
 }
 
 /// A platform-neutral notification intent, written to the outbox in the
@@ -662,6 +697,8 @@ pub enum Notice {
     Resolve { person: Person },
     /// A signed outbound webhook (action steps, provisioning).
     Webhook { url: String, secret_env: Option<String>, body: serde_json::Value, purpose: WebhookPurpose },
+    /// Assign the user to (or remove them from) an Okta app or group.
+    Okta { action: ProvisionAction, target: OktaTarget, user: Party, request_id: Option<String>, app_id: String },
 }
 
 impl Notice {
@@ -688,6 +725,8 @@ impl Notice {
                     format!("provisioning:{app_id}:{user_id}:{url}")
                 }
             },
+            // A grant and its revoke for one user and app go out in order.
+            Notice::Okta { user, app_id, .. } => format!("okta:{app_id}:{}", user.id),
         }
     }
 }

@@ -15,6 +15,8 @@ use super::query::{LogQuery, RequestQuery};
 pub const NOTICE_KIND: &str = "notice";
 /// The outbox kind of signed outbound webhooks.
 pub const WEBHOOK_KIND: &str = "webhook";
+/// The outbox kind of Okta connector calls.
+pub const OKTA_KIND: &str = "okta";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -148,9 +150,14 @@ pub trait Store: Send + Sync + 'static {
     async fn first_use(&self, key: &str, expires: Timestamp, now: Timestamp) -> Result<bool, StoreError>;
 }
 
-/// The outbox row of a notice: webhooks go to the webhook sender, the rest to chat.
+/// The outbox row of a notice: webhooks go to the webhook sender, Okta calls
+/// to the Okta connector, the rest to chat.
 pub fn notice_item(n: &Notice) -> Result<OutboxItem, StoreError> {
-    let kind = if matches!(n, Notice::Webhook { .. }) { WEBHOOK_KIND } else { NOTICE_KIND };
+    let kind = match n {
+        Notice::Webhook { .. } => WEBHOOK_KIND,
+        Notice::Okta { .. } => OKTA_KIND,
+        _ => NOTICE_KIND,
+    };
     Ok(OutboxItem {
         ordering_key: n.ordering_key(),
         kind: kind.to_string(),

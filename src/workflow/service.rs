@@ -8,7 +8,7 @@ use tokio::sync::Notify;
 use super::catalog::{Catalog, Party};
 use super::engine::{self, Decision};
 use super::events::EventBuilder;
-use super::model::{Changeset, LogEvent, OutcomeResult, Request, Status, WebhookPurpose};
+use super::model::{Changeset, LogEvent, OutcomeResult, ProvisionPurpose, Provisioner, Request, Status};
 use super::ports::{Directory, OutboxItem, Store, StoreError};
 use super::query::{Filter, Op, OrderBy, RequestAttr, RequestQuery, Value};
 use super::ratelimit::RateLimiter;
@@ -293,10 +293,22 @@ impl Workflow {
     }
 
     /// A webhook's final outcome (delivered, or given up on), from the outbox.
-    pub async fn webhook_settled(&self, purpose: &WebhookPurpose, error: Option<&str>) -> Result<(), WorkflowError> {
+    pub async fn webhook_settled(&self, purpose: &ProvisionPurpose, error: Option<&str>) -> Result<(), WorkflowError> {
+        self.provision_settled(&Provisioner::Webhook, purpose, error).await
+    }
+
+    /// A provisioning call's final outcome (a webhook, Okta), from the outbox.
+    pub async fn provision_settled(
+        &self,
+        via: &Provisioner,
+        purpose: &ProvisionPurpose,
+        error: Option<&str>,
+    ) -> Result<(), WorkflowError> {
         let request_id = match purpose {
-            WebhookPurpose::Action { request_id, .. } => Some(request_id.clone()),
-            WebhookPurpose::Grant { request_id, .. } | WebhookPurpose::Revoke { request_id, .. } => request_id.clone(),
+            ProvisionPurpose::Action { request_id, .. } => Some(request_id.clone()),
+            ProvisionPurpose::Grant { request_id, .. } | ProvisionPurpose::Revoke { request_id, .. } => {
+                request_id.clone()
+            }
         };
         let request_id = &request_id;
         self.retrying(|| async move {
@@ -305,7 +317,8 @@ impl Workflow {
                 None => None,
             };
             let before = request.clone();
-            let cs = engine::timers::webhook_settled(&self.catalog(), purpose, request, error, self.clock.now());
+            let now = self.clock.now();
+            let cs = engine::timers::provision_settled(&self.catalog(), via, purpose, request, error, now);
             Ok(self.commit_from(&cs, before.as_ref()).await?)
         })
         .await

@@ -20,6 +20,8 @@ pub const SECRET: &str = "test-signing-secret-0123456789";
 pub const TOKEN: &str = "xoxb-test-token";
 pub const TEAM: &str = "T0TEAM";
 pub const API_TOKEN: &str = "test-api-token-2a9f";
+/// `OKTA_API_TOKEN`: what the fake Okta expects after `SSWS `.
+pub const OKTA_TOKEN: &str = "00okta-test-token-5b1e";
 /// In `ACCESSBOT_API_READ_TOKENS`: GET only.
 pub const READ_TOKEN: &str = "test-read-token-77c1";
 
@@ -208,6 +210,7 @@ async fn start(setup: Setup, slack: FakeSlack, db: Arc<TestDb>) -> TestApp {
         team_ids: setup.team_ids.clone(),
         outbox_lease: setup.outbox.lease,
         shutdown_timeout: Duration::from_secs(5),
+        okta_token: Some(Secret::new(OKTA_TOKEN)),
     };
     // `{HOOKS}` in a test config names the fake webhook receiver.
     let config = setup.config.replace("{HOOKS}", &format!("http://{}/hooks", slack.addr));

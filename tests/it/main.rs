@@ -37,6 +37,7 @@ mod edge;
 mod faults;
 mod flows;
 mod give_back;
+mod okta;
 mod ops;
 mod quorum;
 mod reload;

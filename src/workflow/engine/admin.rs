@@ -176,9 +176,7 @@ pub fn grant_direct(
         .data("expires", json!(expires))
         .build(),
     );
-    if let Some(h) = &app.provisioning {
-        cs.notices.push(webhooks::provisioning(h, "grant", None, user, &app.id, expires, now));
-    }
+    cs.notices.extend(webhooks::provisioning(Some(app), ProvisionAction::Grant, None, user, expires, now));
     cs.notices.push(Notice::Requester {
         request: None,
         app_id: app.id.clone(),
@@ -243,7 +241,7 @@ pub fn revoke(
     let Some(existing) = existing else {
         return Err(WorkflowError::Invalid(format!("{} does not have {app_name}", user.id)));
     };
-    let hook = app.and_then(|a| a.provisioning.as_ref());
+    let pending = webhooks::provisioned(app);
     let mut cs = Changeset {
         assignment: Some(AssignmentChange::Revoke { user_id: user.id.clone(), app_id: app_id.to_string() }),
         ..Changeset::default()
@@ -258,21 +256,12 @@ pub fn revoke(
     if let Some(mut req) = request {
         touch(&mut req, actor, now);
         req.revoked = Some(now);
-        req.revocation_status =
-            Some(if hook.is_some() { RevocationStatus::Pending } else { RevocationStatus::Revoked });
+        req.revocation_status = Some(if pending { RevocationStatus::Pending } else { RevocationStatus::Revoked });
         cs.request = Some(req);
     }
-    if let Some(h) = hook {
-        cs.notices.push(webhooks::provisioning(
-            h,
-            "revoke",
-            existing.request_id.as_deref(),
-            user,
-            app_id,
-            existing.expires,
-            now,
-        ));
-    }
+    let request_id = existing.request_id.as_deref();
+    let revoke = ProvisionAction::Revoke;
+    cs.notices.extend(webhooks::provisioning(app, revoke, request_id, user, existing.expires, now));
     let (event, fed) = match why {
         Revocation::AccessEnded => (
             RequesterEvent::AccessEnded,

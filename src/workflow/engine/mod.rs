@@ -12,7 +12,7 @@ pub mod webhooks;
 pub use admin::*;
 use fields::validate_fields;
 
-use super::catalog::{App, Catalog, Party, Person, StepDef, TaskAssignee};
+use super::catalog::{App, Catalog, OktaTarget, Party, Person, StepDef, TaskAssignee};
 use super::events::EventBuilder;
 use super::model::ActorType;
 use super::model::*;
@@ -210,7 +210,7 @@ fn touch(req: &mut Request, actor: &Actor, now: Timestamp) {
 }
 
 /// Final approval: records the assignment (capped by `max_duration` and the
-/// `end_date` field), fires the provisioning hook, logs the membership.
+/// `end_date` field), fires the provisioning hook and Okta, logs the membership.
 fn grant(
     catalog: &Catalog,
     req: &mut Request,
@@ -227,8 +227,8 @@ fn grant(
     let (until, duration) = fields::access_window(app, &req.field_values, now);
     req.access_until = until;
     req.access_duration = duration;
-    let hook = app.and_then(|a| a.provisioning.as_ref());
-    req.grant_status = Some(if hook.is_some() { GrantStatus::Pending } else { GrantStatus::Granted });
+    let pending = webhooks::provisioned(app);
+    req.grant_status = Some(if pending { GrantStatus::Pending } else { GrantStatus::Granted });
     cs.assignment = Some(AssignmentChange::Grant(Assignment {
         user_id: req.requested_for.id.clone(),
         app_id: req.app_id.clone(),
@@ -251,9 +251,8 @@ fn grant(
         .data("expires", json!(until))
         .build(),
     );
-    if let Some(h) = hook {
-        cs.notices.push(webhooks::provisioning(h, "grant", Some(&req.id), &req.requested_for, &req.app_id, until, now));
-    }
+    let grant = ProvisionAction::Grant;
+    cs.notices.extend(webhooks::provisioning(app, grant, Some(&req.id), &req.requested_for, until, now));
 }
 
 /// Longest justification or text field answer, in characters.

@@ -85,57 +85,88 @@ pub fn access_due(catalog: &Catalog, a: &Assignment, request: Option<Request>, n
     Some(cs)
 }
 
-/// A webhook's final outcome: provisioning sets grant/revocation status; a
-/// failed call is logged and admins are told.
-pub fn webhook_settled(
+/// A provisioning call's or an action webhook's final outcome: provisioning
+/// sets grant/revocation status (a failure sticks, so with a hook and Okta both
+/// one failure is never hidden by the other's success); each provisioning
+/// outcome and every failure is logged, and failures are told to admins.
+pub fn provision_settled(
     catalog: &Catalog,
-    purpose: &WebhookPurpose,
+    via: &Provisioner,
+    purpose: &ProvisionPurpose,
     request: Option<Request>,
     error: Option<&str>,
     now: Timestamp,
 ) -> Changeset {
-    let actor = Actor::system();
     let mut cs = Changeset::default();
     let ok = error.is_none();
-    let (what, app_id, user_id) = match purpose {
-        WebhookPurpose::Action { step, .. } => (format!("action of step {}", step + 1), None, None),
-        WebhookPurpose::Grant { app_id, user_id, .. } => {
-            ("provisioning (grant)".to_string(), Some(app_id), Some(user_id))
-        }
-        WebhookPurpose::Revoke { app_id, user_id, .. } => {
-            ("provisioning (revoke)".to_string(), Some(app_id), Some(user_id))
-        }
-    };
+    let action = matches!(purpose, ProvisionPurpose::Action { .. });
     if let Some(mut req) = request {
-        match purpose {
-            WebhookPurpose::Grant { .. } => {
-                req.grant_status = Some(if ok { GrantStatus::Granted } else { GrantStatus::Failed });
-            }
-            WebhookPurpose::Revoke { .. } => {
-                req.revocation_status = Some(if ok { RevocationStatus::Revoked } else { RevocationStatus::Failed });
-            }
-            WebhookPurpose::Action { .. } => {}
-        }
-        if !matches!(purpose, WebhookPurpose::Action { .. }) || !ok {
-            touch(&mut req, &actor, now);
+        set_status(&mut req, purpose, ok);
+        if !action || !ok {
+            touch(&mut req, &Actor::system(), now);
             cs.request = Some(req);
         }
     }
-    if ok && matches!(purpose, WebhookPurpose::Action { .. }) {
+    if ok && action {
         return cs;
     }
-    let mut ev = EventBuilder::new("app.access_request.webhook", &actor, now, format!("Webhook {what}"));
+    let what = describe(via, purpose);
+    let mut ev = settled_event(via, &what, now);
     if let Some(r) = &cs.request {
         ev = ev.request(r);
-    } else if let (Some(app), Some(user)) = (app_id, user_id) {
-        ev = ev.app(app, app).user(user, None);
+    } else if let ProvisionPurpose::Grant { app_id, user_id, .. } | ProvisionPurpose::Revoke { app_id, user_id, .. } =
+        purpose
+    {
+        ev = ev.app(app_id, app_id).user(user_id, None);
     }
     if let Some(e) = error {
         ev = ev.outcome(OutcomeResult::Failure, Some(e.to_string()));
         let request_id = cs.request.as_ref().map(|r| r.id.clone());
-        let event = FeedEvent::WebhookFailed { request_id, what: what.clone(), error: e.to_string() };
+        let event = FeedEvent::WebhookFailed { request_id, what, error: e.to_string() };
         cs.notices.extend(feed(catalog, event));
     }
     cs.events.push(ev.build());
     cs
+}
+
+fn set_status(req: &mut Request, purpose: &ProvisionPurpose, ok: bool) {
+    match purpose {
+        ProvisionPurpose::Grant { .. } if req.grant_status != Some(GrantStatus::Failed) => {
+            req.grant_status = Some(if ok { GrantStatus::Granted } else { GrantStatus::Failed });
+        }
+        ProvisionPurpose::Revoke { .. } if req.revocation_status != Some(RevocationStatus::Failed) => {
+            req.revocation_status = Some(if ok { RevocationStatus::Revoked } else { RevocationStatus::Failed });
+        }
+        _ => {}
+    }
+}
+
+/// What was called, in words: "webhook action of step 2", "Okta grant (assign to app 0oa1)".
+fn describe(via: &Provisioner, purpose: &ProvisionPurpose) -> String {
+    match (via, purpose) {
+        (_, ProvisionPurpose::Action { step, .. }) => format!("webhook action of step {}", step + 1),
+        (Provisioner::Webhook, ProvisionPurpose::Grant { .. }) => "webhook provisioning (grant)".into(),
+        (Provisioner::Webhook, ProvisionPurpose::Revoke { .. }) => "webhook provisioning (revoke)".into(),
+        (Provisioner::Okta(t), ProvisionPurpose::Grant { .. }) => match t {
+            OktaTarget::App(id) => format!("Okta grant (assign to app {id})"),
+            OktaTarget::Group(id) => format!("Okta grant (add to group {id})"),
+        },
+        (Provisioner::Okta(t), ProvisionPurpose::Revoke { .. }) => match t {
+            OktaTarget::App(id) => format!("Okta revoke (remove from app {id})"),
+            OktaTarget::Group(id) => format!("Okta revoke (remove from group {id})"),
+        },
+    }
+}
+
+/// Webhooks keep their event type; the Okta connector's calls are `app.access_request.provision`.
+fn settled_event(via: &Provisioner, what: &str, now: Timestamp) -> EventBuilder {
+    let actor = Actor::system();
+    match via {
+        Provisioner::Webhook => EventBuilder::new("app.access_request.webhook", &actor, now, format!("Webhook {what}")),
+        Provisioner::Okta(target) => {
+            EventBuilder::new("app.access_request.provision", &actor, now, format!("Provisioning: {what}"))
+                .data("provisioner", "OKTA")
+                .data("oktaTarget", json!(target))
+        }
+    }
 }

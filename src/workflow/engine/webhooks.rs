@@ -1,5 +1,5 @@
 //! The bodies of outbound webhooks: action steps' mapped fields and the
-//! provisioning hook's grant/revoke events. Delivery and signing are the
+//! provisioning notices of a grant or revoke (the hook's events, Okta's calls). Delivery and signing are the
 //! outbox's business.
 
 use std::collections::BTreeMap;
@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 use serde_json::{json, Map, Value};
 
 use super::*;
-use crate::workflow::catalog::Webhook;
+use crate::workflow::catalog::{App, Webhook};
+use crate::workflow::model::ProvisionAction;
 
 /// The value of an action-step source (`requester.email`, `field.region`, …) for a request.
 fn source_value(req: &Request, source: &str) -> Value {
@@ -41,10 +42,41 @@ pub fn action_body(req: &Request, step: usize, fields: &BTreeMap<String, String>
     })
 }
 
-/// The provisioning hook's notice for a grant or a revoke.
+/// Every provisioning notice of a grant or a revoke: the app's hook and its Okta target.
 pub fn provisioning(
+    app: Option<&App>,
+    action: ProvisionAction,
+    request_id: Option<&str>,
+    user: &Party,
+    expires: Option<Timestamp>,
+    now: Timestamp,
+) -> Vec<Notice> {
+    let Some(app) = app else { return Vec::new() };
+    let mut out = Vec::new();
+    if let Some(hook) = &app.provisioning {
+        out.push(hook_notice(hook, action, request_id, user, &app.id, expires, now));
+    }
+    if let Some(target) = &app.okta {
+        out.push(Notice::Okta {
+            action,
+            target: target.clone(),
+            user: user.clone(),
+            request_id: request_id.map(str::to_string),
+            app_id: app.id.clone(),
+        });
+    }
+    out
+}
+
+/// Whether a grant or revoke of `app` waits on an outside call (status PENDING until it settles).
+pub fn provisioned(app: Option<&App>) -> bool {
+    app.is_some_and(|a| a.provisioning.is_some() || a.okta.is_some())
+}
+
+/// The provisioning hook's notice for a grant or a revoke.
+fn hook_notice(
     hook: &Webhook,
-    event: &str,
+    action: ProvisionAction,
     request_id: Option<&str>,
     user: &Party,
     app_id: &str,
@@ -52,18 +84,13 @@ pub fn provisioning(
     now: Timestamp,
 ) -> Notice {
     let body = json!({
-        "event": event,
+        "event": action.as_str(),
         "user": {"id": user.id, "email": user.email},
         "app": app_id,
         "requestId": request_id,
         "expires": expires,
         "timestamp": now,
     });
-    let (request_id, user_id, app_id) = (request_id.map(str::to_string), user.id.clone(), app_id.to_string());
-    let purpose = if event == "revoke" {
-        WebhookPurpose::Revoke { request_id, user_id, app_id }
-    } else {
-        WebhookPurpose::Grant { request_id, user_id, app_id }
-    };
+    let purpose = action.purpose(request_id.map(str::to_string), user.id.clone(), app_id.to_string());
     Notice::Webhook { url: hook.url.clone(), secret_env: hook.secret_env.clone(), body, purpose }
 }
