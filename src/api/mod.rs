@@ -5,6 +5,7 @@ pub mod admin;
 pub mod auth;
 pub mod dto;
 pub mod error;
+mod limits;
 mod logs;
 pub mod openapi;
 mod paging;
@@ -31,12 +32,19 @@ pub fn router() -> Router<AppState> {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(|| async { Json(openapi::document()) }))
+        .route("/admin/reload", post(admin::reload))
+        .merge(rest_api())
+}
+
+/// The REST API: Okta's paths, with `X-Rate-Limit-*` on every response.
+fn rest_api() -> Router<AppState> {
+    Router::new()
         .route("/governance/api/v2/requests", get(requests::list).post(requests::create))
         .route("/governance/api/v2/requests/{id}", get(requests::get_one).patch(requests::patch))
         .route("/governance/api/v2/requests/{id}/messages", post(requests::post_message))
         .route("/governance/api/v2/catalog/entries", get(logs::catalog))
         .route("/api/v1/logs", get(logs::list))
-        .route("/admin/reload", post(admin::reload))
+        .route_layer(axum::middleware::from_fn_with_state(limits::limiter(), limits::rate_headers))
 }
 
 async fn healthz() -> impl IntoResponse {
