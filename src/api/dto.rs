@@ -400,6 +400,51 @@ pub struct CatalogList {
     pub data: Vec<CatalogEntry>,
 }
 
+/// A page of catalog entries (Okta's `rcar-entries-list-v2`).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CatalogPage {
+    pub data: Vec<CatalogEntry>,
+    #[serde(rename = "_links")]
+    pub links: PageLinks,
+}
+
+/// A request field for a catalog entry (Okta's `request-field`).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RequestField {
+    pub id: String,
+    /// TEXT, SELECT or ISO_DATE
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub required: bool,
+    pub label: String,
+    /// A select's options.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub choices: Vec<String>,
+}
+
+/// `{data: [request field]}`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RequestFields {
+    pub data: Vec<RequestField>,
+}
+
+impl RequestFields {
+    pub fn from_app(app: &App) -> RequestFields {
+        let data = app
+            .fields
+            .iter()
+            .map(|f| RequestField {
+                id: f.id.clone(),
+                kind: kind_str(f.kind).into(),
+                required: f.required,
+                label: f.label.clone(),
+                choices: f.options.clone(),
+            })
+            .collect();
+        RequestFields { data }
+    }
+}
+
 impl CatalogEntry {
     pub fn from_app(app: &App, catalog: &Catalog, base: &str) -> CatalogEntry {
         CatalogEntry {
@@ -434,7 +479,9 @@ impl CatalogEntry {
                     options: f.options.clone(),
                 })
                 .collect(),
-            links: SelfLinks { self_: Href { href: format!("{base}/governance/api/v2/catalog/entries/{}", app.id) } },
+            links: SelfLinks {
+                self_: Href { href: format!("{base}/governance/api/v2/catalogs/default/entries/{}", app.id) },
+            },
         }
     }
 }

@@ -497,21 +497,44 @@ async fn catalog_and_openapi(b: Backend) {
     assert_eq!(
         documented,
         [
+            "DELETE /governance/api/v2/request-settings",
+            "DELETE /governance/api/v2/resources/{resourceId}/request-conditions",
+            "DELETE /governance/api/v2/resources/{resourceId}/request-sequences",
             "GET /api/v1/logs",
             "GET /governance/api/v2/catalog/entries",
+            "GET /governance/api/v2/catalogs/default/entries",
+            "GET /governance/api/v2/catalogs/default/entries/{entryId}",
+            "GET /governance/api/v2/catalogs/default/entries/{entryId}/users/{userId}/request-fields",
+            "GET /governance/api/v2/catalogs/default/user/{userId}/entries",
+            "GET /governance/api/v2/request-settings",
             "GET /governance/api/v2/requests",
             "GET /governance/api/v2/requests/{id}",
+            "GET /governance/api/v2/resources/{resourceId}/request-conditions",
+            "GET /governance/api/v2/resources/{resourceId}/request-sequences",
+            "PATCH /governance/api/v2/request-settings",
             "PATCH /governance/api/v2/requests/{id}",
+            "PATCH /governance/api/v2/resources/{resourceId}/request-conditions",
+            "PATCH /governance/api/v2/resources/{resourceId}/request-sequences",
             "POST /admin/reload",
+            "POST /governance/api/v2/request-settings",
             "POST /governance/api/v2/requests",
             "POST /governance/api/v2/requests/{id}/messages",
+            "POST /governance/api/v2/resources/{resourceId}/request-conditions",
+            "POST /governance/api/v2/resources/{resourceId}/request-sequences",
+            "PUT /governance/api/v2/request-settings",
+            "PUT /governance/api/v2/resources/{resourceId}/request-conditions",
+            "PUT /governance/api/v2/resources/{resourceId}/request-sequences",
         ]
     );
     // Every documented operation is served (401 without a token, never 404/405).
     let http = reqwest::Client::new();
     for op in &documented {
         let (method, path) = op.split_once(' ').unwrap();
-        let path = path.replace("{id}", "reqAAAAAAAAAAAAAAAAA");
+        let path = path
+            .replace("{id}", "reqAAAAAAAAAAAAAAAAA")
+            .replace("{entryId}", "github")
+            .replace("{resourceId}", "github")
+            .replace("{userId}", "U0REQ");
         let res = http.request(method.parse().unwrap(), format!("{}{path}", app.base)).send().await.unwrap();
         assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "{op}");
     }
