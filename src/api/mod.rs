@@ -3,16 +3,16 @@
 
 pub mod admin;
 pub mod auth;
+mod catalog;
 pub mod dto;
 pub mod error;
-mod catalog;
 mod limits;
 mod logs;
 pub mod openapi;
 mod paging;
 mod requests;
-mod settings;
 pub mod scim;
+mod settings;
 
 pub use paging::LinkSettings;
 

@@ -22,7 +22,9 @@ fn rate_headers(op: &mut Operation) {
                 ("X-Rate-Limit-Remaining", "Calls left in the window"),
                 ("X-Rate-Limit-Reset", "When the window is full again (epoch seconds)"),
             ] {
-                r.headers.entry(name.into()).or_insert_with(|| HeaderBuilder::new().schema(int()).description(Some(what)).build());
+                r.headers
+                    .entry(name.into())
+                    .or_insert_with(|| HeaderBuilder::new().schema(int()).description(Some(what)).build());
             }
         }
     }
@@ -32,7 +34,10 @@ fn too_many() -> utoipa::openapi::Response {
     ResponseBuilder::new()
         .description("Too many calls with this token (E0000047): 600 per minute, per replica")
         .header("Retry-After", HeaderBuilder::new().schema(ObjectBuilder::new().schema_type(Type::Integer)).build())
-        .content("application/json", utoipa::openapi::ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorBody"))).build())
+        .content(
+            "application/json",
+            utoipa::openapi::ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorBody"))).build(),
+        )
         .build()
 }
 
@@ -48,7 +53,8 @@ impl Modify for RateLimits {
                 rate_headers(op);
                 if path == "/governance/api/v2/catalog/entries" {
                     op.deprecated = Some(utoipa::openapi::Deprecated::True);
-                    op.description = Some("Deprecated: use /governance/api/v2/catalogs/default/entries (Okta's path).".into());
+                    op.description =
+                        Some("Deprecated: use /governance/api/v2/catalogs/default/entries (Okta's path).".into());
                 }
             }
         }

@@ -36,6 +36,7 @@ mod delivery;
 mod edge;
 mod faults;
 mod flows;
+mod okta_schema;
 mod ops;
 mod reload;
 mod replay;
