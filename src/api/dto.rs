@@ -42,15 +42,20 @@ pub struct Requested {
     pub resource_type: String,
 }
 
+/// A field's answer. Okta's `values` (MULTISELECT) is accepted with one item:
+/// no accessbot field takes several.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct FieldValueDto {
     pub id: String,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub label: Option<String>,
     /// TEXT, SELECT or ISO_DATE
-    #[serde(rename = "type", default)]
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub value: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub values: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -86,6 +91,12 @@ pub struct StepDto {
 #[derive(Debug, Clone, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RequestApproval {
+    /// Always OKTA: the approval runs in accessbot, not an external system.
+    #[serde(rename = "type")]
+    #[schema(pattern = "^OKTA$")]
+    pub kind: String,
+    /// Always "accessbot".
+    pub provider_name: String,
     pub decisions: Vec<Decision>,
     pub steps: Vec<StepDto>,
     pub current_step: Option<usize>,
@@ -103,10 +114,12 @@ pub struct RequestDto {
     /// SUBMITTED, PENDING, APPROVED, DENIED, CANCELED, EXPIRED or REJECTED
     pub status: String,
     pub resolved: Option<DateTime<Utc>>,
-    /// PENDING, GRANTED, FAILED or MANUAL_REQUIRED
+    /// PENDING, GRANTED, FAILED or MANUAL_REQUIRED; absent before a grant
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub grant_status: Option<String>,
     pub granted: Option<DateTime<Utc>>,
-    /// PENDING, REVOKED or FAILED
+    /// PENDING, REVOKED or FAILED; absent before a revocation
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub revocation_status: Option<String>,
     pub revoked: Option<DateTime<Utc>>,
     /// ISO 8601 duration, e.g. P30D
@@ -127,7 +140,10 @@ pub struct RequestDto {
     pub links: SelfLinks,
 }
 
-fn kind_str(k: FieldKind) -> &'static str {
+/// `requestApproval.providerName`.
+pub const PROVIDER_NAME: &str = "accessbot";
+
+pub(crate) fn kind_str(k: FieldKind) -> &'static str {
     match k {
         FieldKind::Text => "TEXT",
         FieldKind::Select => "SELECT",
@@ -171,6 +187,8 @@ impl RequestDto {
             },
             requester_field_values: field_values(r),
             request_approval: RequestApproval {
+                kind: "OKTA".into(),
+                provider_name: PROVIDER_NAME.into(),
                 decisions: decisions(r),
                 steps: r.steps.iter().enumerate().map(|(i, s)| StepDto::from_step(i, s)).collect(),
                 current_step: r.current_step,
@@ -251,6 +269,7 @@ fn field_values(r: &Request) -> Vec<FieldValueDto> {
             label: Some(f.label.clone()),
             kind: Some(kind_str(f.kind).into()),
             value: f.value.clone(),
+            values: Vec::new(),
         })
         .collect();
     if !r.justification.is_empty() && !fields.iter().any(|f| f.id == "justification") {
@@ -259,6 +278,7 @@ fn field_values(r: &Request) -> Vec<FieldValueDto> {
             label: Some("Justification".into()),
             kind: Some("TEXT".into()),
             value: r.justification.clone(),
+            values: Vec::new(),
         });
     }
     fields
@@ -380,6 +400,51 @@ pub struct CatalogList {
     pub data: Vec<CatalogEntry>,
 }
 
+/// A page of catalog entries (Okta's `rcar-entries-list-v2`).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CatalogPage {
+    pub data: Vec<CatalogEntry>,
+    #[serde(rename = "_links")]
+    pub links: PageLinks,
+}
+
+/// A request field for a catalog entry (Okta's `request-field`).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RequestField {
+    pub id: String,
+    /// TEXT, SELECT or ISO_DATE
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub required: bool,
+    pub label: String,
+    /// A select's options.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub choices: Vec<String>,
+}
+
+/// `{data: [request field]}`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RequestFields {
+    pub data: Vec<RequestField>,
+}
+
+impl RequestFields {
+    pub fn from_app(app: &App) -> RequestFields {
+        let data = app
+            .fields
+            .iter()
+            .map(|f| RequestField {
+                id: f.id.clone(),
+                kind: kind_str(f.kind).into(),
+                required: f.required,
+                label: f.label.clone(),
+                choices: f.options.clone(),
+            })
+            .collect();
+        RequestFields { data }
+    }
+}
+
 impl CatalogEntry {
     pub fn from_app(app: &App, catalog: &Catalog, base: &str) -> CatalogEntry {
         CatalogEntry {
@@ -416,7 +481,9 @@ impl CatalogEntry {
                     options: f.options.clone(),
                 })
                 .collect(),
-            links: SelfLinks { self_: Href { href: format!("{base}/governance/api/v2/catalog/entries/{}", app.id) } },
+            links: SelfLinks {
+                self_: Href { href: format!("{base}/governance/api/v2/catalogs/default/entries/{}", app.id) },
+            },
         }
     }
 }

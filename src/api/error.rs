@@ -40,6 +40,8 @@ pub enum Kind {
     Paging,
     RateLimit,
     Conflict,
+    /// A method the resource does not support (read-only views of the config).
+    MethodNotAllowed,
     Internal,
 }
 
@@ -59,6 +61,9 @@ impl Kind {
             }
             Kind::Conflict => {
                 ("E0000195", StatusCode::CONFLICT, "The request conflicts with the current state of the resource")
+            }
+            Kind::MethodNotAllowed => {
+                ("E0000022", StatusCode::METHOD_NOT_ALLOWED, "The endpoint does not support the provided HTTP method")
             }
             Kind::Internal => ("E0000009", StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error"),
         }

@@ -3,13 +3,16 @@
 
 pub mod admin;
 pub mod auth;
+mod catalog;
 pub mod dto;
 pub mod error;
+mod limits;
 mod logs;
 pub mod openapi;
 mod paging;
 mod requests;
 pub mod scim;
+mod settings;
 
 pub use paging::LinkSettings;
 
@@ -31,12 +34,45 @@ pub fn router() -> Router<AppState> {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(|| async { Json(openapi::document()) }))
+        .route("/admin/reload", post(admin::reload))
+        .merge(rest_api())
+}
+
+/// Read-only views of the config file; writes are 405.
+fn config_views() -> Router<AppState> {
+    Router::new()
+        .route("/governance/api/v2/request-settings", get(settings::settings).merge(w(settings::settings_write)))
+        .route(
+            "/governance/api/v2/resources/{resourceId}/request-conditions",
+            get(settings::conditions).merge(w(settings::conditions_write)),
+        )
+        .route(
+            "/governance/api/v2/resources/{resourceId}/request-sequences",
+            get(settings::sequences).merge(w(settings::sequences_write)),
+        )
+}
+
+fn w<H: axum::handler::Handler<T, AppState>, T: 'static>(h: H) -> axum::routing::MethodRouter<AppState> {
+    post(h.clone()).put(h.clone()).patch(h.clone()).delete(h)
+}
+
+/// The REST API: Okta's paths, with `X-Rate-Limit-*` on every response.
+fn rest_api() -> Router<AppState> {
+    Router::new()
         .route("/governance/api/v2/requests", get(requests::list).post(requests::create))
         .route("/governance/api/v2/requests/{id}", get(requests::get_one).patch(requests::patch))
         .route("/governance/api/v2/requests/{id}/messages", post(requests::post_message))
         .route("/governance/api/v2/catalog/entries", get(logs::catalog))
+        .route("/governance/api/v2/catalogs/default/entries", get(catalog::list))
+        .route("/governance/api/v2/catalogs/default/entries/{entryId}", get(catalog::get_one))
+        .route("/governance/api/v2/catalogs/default/user/{userId}/entries", get(catalog::user_entries))
+        .route(
+            "/governance/api/v2/catalogs/default/entries/{entryId}/users/{userId}/request-fields",
+            get(catalog::request_fields),
+        )
+        .merge(config_views())
         .route("/api/v1/logs", get(logs::list))
-        .route("/admin/reload", post(admin::reload))
+        .route_layer(axum::middleware::from_fn_with_state(limits::limiter(), limits::rate_headers))
 }
 
 async fn healthz() -> impl IntoResponse {

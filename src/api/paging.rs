@@ -80,6 +80,18 @@ pub fn paged<T: Serialize>(body: T, self_url: &str, next_url: Option<&str>) -> R
     res
 }
 
+/// `body` as JSON with one `Link` header per rel, as Okta sends them.
+pub fn paged_links<T: Serialize>(body: T, self_url: &str, next_url: Option<&str>) -> Response {
+    let mut res = Json(body).into_response();
+    let links = std::iter::once((self_url, "self")).chain(next_url.map(|n| (n, "next")));
+    for (url, rel) in links {
+        if let Ok(v) = HeaderValue::from_str(&format!("<{url}>; rel=\"{rel}\"")) {
+            res.headers_mut().append("link", v);
+        }
+    }
+    res
+}
+
 pub fn encode_cursor<T: Serialize>(c: &T) -> String {
     URL_SAFE_NO_PAD.encode(serde_json::to_vec(c).unwrap_or_default())
 }

@@ -5,27 +5,17 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::{Deserialize, Serialize};
 
 use super::auth::{ApiActor, ApiWriter};
 use super::dto::*;
 use super::error::{ApiError, ErrorBody, Kind};
-use super::paging::{decode_cursor, encode_cursor, paged, BaseUrl, Params};
+use super::paging::{paged_links, BaseUrl, Params};
 use crate::state::AppState;
 use crate::store::filter::{OrderBy, RequestAttr, RequestCursor, RequestQuery};
 use crate::workflow::engine::is_request_id;
 use crate::workflow::{RequestInput, WorkflowError};
 
 const PATH: &str = "/governance/api/v2/requests";
-
-/// What an `after` cursor encodes: the sort position and the order it belongs to.
-#[derive(Serialize, Deserialize)]
-struct Cursor {
-    o: OrderBy,
-    d: bool,
-    t: i64,
-    id: String,
-}
 
 fn body<T>(r: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
     r.map(|Json(v)| v).map_err(|e| {
@@ -87,7 +77,7 @@ fn parse_order(v: Option<&str>) -> Result<(OrderBy, bool), ApiError> {
 #[utoipa::path(get, path = "/governance/api/v2/requests", tag = "requests",
     params(
         ("filter" = Option<String>, Query, description = "SCIM filter over status, grantStatus, requestedFor, requestedBy, resourceId, resourceType (eq, ne) and created, lastUpdated (gt, ge, lt, le); and, or, not, parentheses"),
-        ("after" = Option<String>, Query, description = "Opaque cursor from a `next` link"),
+        ("after" = Option<String>, Query, description = "The id of the last request of the previous page (as in the `next` link)"),
         ("limit" = Option<i64>, Query, minimum = 1, maximum = 200, description = "1..200, default 20"),
         ("orderBy" = Option<String>, Query, description = "`created` or `lastUpdated`, then ` asc` (default) or ` desc`"),
     ),
@@ -107,37 +97,37 @@ pub async fn list(
     let limit = params.limit(20, 200)?;
     let (order_by, descending) = parse_order(params.get("orderBy"))?;
     let filter = params.filter::<RequestAttr>()?;
-    let after = match params.get("after").filter(|a| !a.is_empty()) {
-        Some(a) => {
-            let c: Cursor = decode_cursor(a)?;
-            if c.o != order_by || c.d != descending {
-                return Err(ApiError::paging("after", "the cursor belongs to a different orderBy"));
-            }
-            let at = chrono::DateTime::from_timestamp_millis(c.t)
-                .ok_or_else(|| ApiError::paging("after", "not a cursor returned by this API"))?;
-            Some(RequestCursor { at, id: c.id })
-        }
-        None => None,
-    };
-    let query = RequestQuery { filter, order_by, descending, after, limit: limit + 1 };
+    let mut query = RequestQuery { filter, order_by, descending, after: None, limit: limit + 1 };
+    if let Some(a) = params.get("after").map(str::trim).filter(|a| !a.is_empty()) {
+        query.after = Some(after_cursor(&state, &query, a).await?);
+    }
     let mut rows = state.workflow.store().list_requests(&query).await.map_err(ApiError::internal)?;
     let more = rows.len() as i64 > limit;
     rows.truncate(usize::try_from(limit).unwrap_or(0));
-    let next = rows.last().filter(|_| more).map(|last| {
-        let c = query.cursor_of(last);
-        encode_cursor(&Cursor { o: order_by, d: descending, t: c.at.timestamp_millis(), id: c.id })
-    });
+    let next = rows.last().filter(|_| more).map(|last| last.id.clone());
     let (self_url, next_url) = params.page_urls(&base, PATH, next);
     let list = RequestList {
         data: rows.iter().map(|r| RequestDto::from_request(r, &base)).collect(),
         links: PageLinks { self_: Href { href: self_url.clone() }, next: next_url.clone().map(|href| Href { href }) },
     };
-    Ok(paged(list, &self_url, next_url.as_deref()))
+    Ok(paged_links(list, &self_url, next_url.as_deref()))
+}
+
+/// `after` is the last item's id (Okta's `rcar-request-id`): the keyset
+/// position is that request's sort key in this order. An unknown id is a 400.
+async fn after_cursor(state: &AppState, query: &RequestQuery, after: &str) -> Result<RequestCursor, ApiError> {
+    let unknown =
+        || ApiError::paging("after", format!("`{after}` is not the id of a request (use the last id of a page)"));
+    if !is_request_id(after) {
+        return Err(unknown());
+    }
+    let r = state.workflow.store().request(after).await.map_err(ApiError::internal)?.ok_or_else(unknown)?;
+    Ok(query.cursor_of(&r))
 }
 
 #[utoipa::path(post, path = "/governance/api/v2/requests", tag = "requests", request_body = CreateRequest,
     responses(
-        (status = 202, description = "Created; the workflow runs as from chat", body = RequestDto),
+        (status = 202, description = "Created; the workflow runs as from chat. `status` is SUBMITTED in this response (Okta's contract); a GET shows where routing took it", body = RequestDto),
         (status = 200, description = "An open request for this user and app already exists; it is returned", body = RequestDto),
         (status = 400, description = "Invalid body", body = ErrorBody),
         (status = 401, description = "Missing or invalid token", body = ErrorBody),
@@ -147,7 +137,8 @@ pub async fn list(
         (status = 429, description = "Rate limit (E0000047): the `requestedBy` user (else `requestedFor`) created too many \
             requests; by default 10 per minute per user, shared with chat and counted per replica (`ACCESSBOT_REQUEST_RATE`)",
             body = ErrorBody,
-            headers(("Retry-After" = u64, description = "Seconds until this user may create a request again"))),
+            headers(("Retry-After" = u64, description = "Seconds until this user may create a request again"),
+                ("X-Rate-Limit-Reset" = u64, description = "When this user may create a request again (epoch seconds)"))),
     ),
     security(("bearer" = []), ("ssws" = [])))]
 pub async fn create(
@@ -170,14 +161,41 @@ pub async fn create(
         requested_by: by_id.clone(),
         requested_for: for_id,
         justification: String::new(),
-        fields: input.requester_field_values.into_iter().map(|f| (f.id, f.value)).collect(),
+        fields: field_answers(input.requester_field_values)?,
     };
     let submitted = match state.workflow.request(&actor, new).await {
         Err(WorkflowError::RateLimited { retry_after, .. }) => return Ok(rate_limited(&by_id, retry_after)),
         other => other?,
     };
-    let status = if submitted.existing { StatusCode::OK } else { StatusCode::ACCEPTED };
-    Ok((status, Json(RequestDto::from_request(&submitted.request, &base))).into_response())
+    let mut dto = RequestDto::from_request(&submitted.request, &base);
+    if submitted.existing {
+        return Ok((StatusCode::OK, Json(dto)).into_response());
+    }
+    // Okta's 202 says SUBMITTED: the request is accepted; routing (PENDING, or
+    // APPROVED when no approval is needed) shows on the next GET.
+    dto.status = "SUBMITTED".into();
+    Ok((StatusCode::ACCEPTED, Json(dto)).into_response())
+}
+
+/// Field answers by id: `value`, or `values` with exactly one item (no app field takes several).
+fn field_answers(fields: Vec<FieldValueDto>) -> Result<Vec<(String, String)>, ApiError> {
+    fields
+        .into_iter()
+        .map(|f| match (f.value.is_empty(), f.values.len()) {
+            (_, 0) => Ok((f.id, f.value)),
+            (true, 1) => Ok((f.id, f.values.into_iter().next().unwrap_or_default())),
+            (false, _) => Err(ApiError::validation(
+                &format!("requesterFieldValues.{}", f.id),
+                "body",
+                "give either value or values, not both",
+            )),
+            (true, n) => Err(ApiError::validation(
+                &format!("requesterFieldValues.{}", f.id),
+                "body",
+                format!("{n} values given: accessbot fields take one value (no MULTISELECT fields)"),
+            )),
+        })
+        .collect()
 }
 
 /// 429 `E0000047` with `Retry-After` (whole seconds, rounded up).
@@ -186,7 +204,10 @@ fn rate_limited(user: &str, wait: std::time::Duration) -> Response {
     let mut res = ApiError::new(Kind::RateLimit)
         .cause(format!("{user} is creating requests too fast; try again in {secs} s"), "requestedBy", "body")
         .into_response();
-    res.headers_mut().insert("retry-after", HeaderValue::from(secs));
+    let h = res.headers_mut();
+    h.insert("retry-after", HeaderValue::from(secs));
+    h.insert("x-rate-limit-remaining", HeaderValue::from(0));
+    h.insert("x-rate-limit-reset", HeaderValue::from(super::limits::reset_at(wait)));
     res
 }
 

@@ -29,6 +29,13 @@ struct Bucket {
     at: Instant,
 }
 
+/// What a successful [`RateLimiter::take_at`] leaves: whole tokens, and when the bucket is full again.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Left {
+    pub remaining: u32,
+    pub full_in: Duration,
+}
+
 /// A token bucket per key.
 #[derive(Debug)]
 pub struct RateLimiter {
@@ -111,7 +118,14 @@ impl RateLimiter {
     }
 
     pub fn check_at(&self, key: &str, now: Instant) -> Result<(), Duration> {
-        let Some((burst, period)) = self.rate else { return Ok(()) };
+        self.take_at(key, now).map(|_| ())
+    }
+
+    /// Takes a token for `key`: `Ok` with what is left, or how long until one is available.
+    pub fn take_at(&self, key: &str, now: Instant) -> Result<Left, Duration> {
+        let Some((burst, period)) = self.rate else {
+            return Ok(Left { remaining: u32::MAX, full_in: Duration::ZERO });
+        };
         let capacity = f64::from(burst);
         let per_token = period.as_secs_f64() / capacity;
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
@@ -124,7 +138,8 @@ impl RateLimiter {
         b.at = now;
         if b.tokens >= 1.0 {
             b.tokens -= 1.0;
-            Ok(())
+            let full_in = Duration::from_secs_f64((capacity - b.tokens) * per_token);
+            Ok(Left { remaining: b.tokens.floor() as u32, full_in })
         } else {
             Err(Duration::from_secs_f64((1.0 - b.tokens) * per_token))
         }
@@ -168,6 +183,19 @@ mod tests {
             assert!(l.check_at("U1", t2).is_ok());
         }
         assert!(l.check_at("U1", t2).is_err());
+    }
+
+    #[test]
+    fn take_reports_what_is_left() {
+        let l = RateLimiter::new(4, Duration::from_secs(60));
+        let t0 = Instant::now();
+        let first = l.take_at("k", t0).unwrap();
+        assert_eq!(first.remaining, 3);
+        assert_eq!(first.full_in, Duration::from_secs(15));
+        for left in [2, 1, 0] {
+            assert_eq!(l.take_at("k", t0).unwrap().remaining, left);
+        }
+        assert_eq!(l.take_at("k", t0).unwrap_err(), Duration::from_secs(15));
     }
 
     #[test]

@@ -18,7 +18,8 @@ const MAX_RETRIES: usize = 16;
 
 pub struct Workflow {
     pub(super) store: Arc<dyn Store>,
-    catalog: RwLock<Arc<Catalog>>,
+    /// The catalog, and when it was loaded.
+    catalog: RwLock<(Arc<Catalog>, super::model::Timestamp)>,
     pub(super) clock: Arc<dyn Clock>,
     /// Woken after every commit that wrote notifications, so delivery starts at once.
     wake: Arc<Notify>,
@@ -82,7 +83,7 @@ impl Workflow {
     pub fn new(store: Arc<dyn Store>, catalog: Catalog, clock: Arc<dyn Clock>, wake: Arc<Notify>) -> Workflow {
         Workflow {
             store,
-            catalog: RwLock::new(Arc::new(catalog)),
+            catalog: RwLock::new((Arc::new(catalog), clock.now())),
             clock,
             wake,
             directory: None,
@@ -114,16 +115,25 @@ impl Workflow {
 
     pub fn catalog(&self) -> Arc<Catalog> {
         match self.catalog.read() {
-            Ok(c) => c.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
+            Ok(c) => c.0.clone(),
+            Err(poisoned) => poisoned.into_inner().0.clone(),
+        }
+    }
+
+    /// When the running catalog was loaded (start or last reload).
+    pub fn catalog_loaded_at(&self) -> super::model::Timestamp {
+        match self.catalog.read() {
+            Ok(c) => c.1,
+            Err(poisoned) => poisoned.into_inner().1,
         }
     }
 
     /// Swaps in a new catalog (config reload); commands already running keep the old one.
     pub fn replace_catalog(&self, catalog: Catalog) {
+        let loaded = (Arc::new(catalog), self.clock.now());
         match self.catalog.write() {
-            Ok(mut c) => *c = Arc::new(catalog),
-            Err(poisoned) => *poisoned.into_inner() = Arc::new(catalog),
+            Ok(mut c) => *c = loaded,
+            Err(poisoned) => *poisoned.into_inner() = loaded,
         }
     }
 

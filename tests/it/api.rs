@@ -104,7 +104,11 @@ async fn create_runs_the_chat_workflow(b: Backend) {
     assert_eq!(status, StatusCode::ACCEPTED, "{r}");
     let id = r["id"].as_str().unwrap().to_string();
     assert!(id.starts_with("req") && id.len() == 20);
-    assert_eq!(r["status"], "PENDING");
+    assert_eq!(r["status"], "SUBMITTED", "Okta's 202 is SUBMITTED");
+    assert_eq!(r["requestApproval"]["type"], "OKTA");
+    assert_eq!(r["requestApproval"]["providerName"], "accessbot");
+    assert!(r.get("grantStatus").is_none() && r.get("revocationStatus").is_none(), "absent, not null: {r}");
+    assert_eq!(api.get(&format!("/governance/api/v2/requests/{id}")).await.1["status"], "PENDING");
     assert_eq!(
         r["requested"],
         json!({"type": "CATALOG_ENTRY", "entryId": "github", "resourceId": "github", "resourceType": "APPLICATION"})
@@ -352,9 +356,13 @@ async fn pagination_is_stable_while_requests_arrive(b: Backend) {
     let mut pages = 0;
     loop {
         let res = http.get(&url).bearer_auth(API_TOKEN).send().await.unwrap();
-        let link = res.headers()["link"].to_str().unwrap().to_string();
+        // One Link header per rel, as Okta sends them.
+        let links: Vec<String> =
+            res.headers().get_all("link").iter().map(|v| v.to_str().unwrap().to_string()).collect();
+        assert!(links.iter().all(|l| !l.contains(", <")), "one rel per header: {links:?}");
+        let link = links.join(", ");
         let body: Value = res.json().await.unwrap();
-        assert!(link.contains("rel=\"self\""));
+        assert!(links[0].ends_with("rel=\"self\""));
         seen.extend(body["data"].as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap().to_string()));
         pages += 1;
         let (_, r) = api.create("zoom", &format!("U0N{pages:03}"), "late").await;
@@ -375,16 +383,16 @@ async fn pagination_is_stable_while_requests_arrive(b: Backend) {
     dedup.dedup();
     assert_eq!(dedup.len(), seen.len(), "no request twice");
     assert_eq!(&seen[..23], &made[..23], "every request that existed at the start, in order");
-    // A cursor for one order is refused for another.
-    let res = http
-        .get(format!("{}/governance/api/v2/requests?limit=2", app.base))
-        .bearer_auth(API_TOKEN)
-        .send()
-        .await
-        .unwrap();
-    let next = res.json::<Value>().await.unwrap()["_links"]["next"]["href"].as_str().unwrap().to_string();
-    let cursor = next.split("after=").nth(1).unwrap().to_string();
-    let (s, e) = api.get(&format!("/governance/api/v2/requests?orderBy=lastUpdated&after={cursor}")).await;
+    // `after` is the last item's id, in any order; an unknown id is a 400.
+    let (_, page) = api.get("/governance/api/v2/requests?limit=2").await;
+    let next = page["_links"]["next"]["href"].as_str().unwrap().to_string();
+    assert_eq!(next.split("after=").nth(1).unwrap(), page["data"][1]["id"].as_str().unwrap());
+    let (s, rest) = api.get(&format!("/governance/api/v2/requests?after={}", made[1])).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(rest["data"][0]["id"], made[2].as_str());
+    let (s, _) = api.get(&format!("/governance/api/v2/requests?orderBy=lastUpdated%20desc&after={}", made[1])).await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, e) = api.get("/governance/api/v2/requests?after=req00000000000000000").await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
     assert_okta_error(&e, "E0000029");
     assert_eq!(api.walk("limit=7").await.len(), made.len());
@@ -489,21 +497,44 @@ async fn catalog_and_openapi(b: Backend) {
     assert_eq!(
         documented,
         [
+            "DELETE /governance/api/v2/request-settings",
+            "DELETE /governance/api/v2/resources/{resourceId}/request-conditions",
+            "DELETE /governance/api/v2/resources/{resourceId}/request-sequences",
             "GET /api/v1/logs",
             "GET /governance/api/v2/catalog/entries",
+            "GET /governance/api/v2/catalogs/default/entries",
+            "GET /governance/api/v2/catalogs/default/entries/{entryId}",
+            "GET /governance/api/v2/catalogs/default/entries/{entryId}/users/{userId}/request-fields",
+            "GET /governance/api/v2/catalogs/default/user/{userId}/entries",
+            "GET /governance/api/v2/request-settings",
             "GET /governance/api/v2/requests",
             "GET /governance/api/v2/requests/{id}",
+            "GET /governance/api/v2/resources/{resourceId}/request-conditions",
+            "GET /governance/api/v2/resources/{resourceId}/request-sequences",
+            "PATCH /governance/api/v2/request-settings",
             "PATCH /governance/api/v2/requests/{id}",
+            "PATCH /governance/api/v2/resources/{resourceId}/request-conditions",
+            "PATCH /governance/api/v2/resources/{resourceId}/request-sequences",
             "POST /admin/reload",
+            "POST /governance/api/v2/request-settings",
             "POST /governance/api/v2/requests",
             "POST /governance/api/v2/requests/{id}/messages",
+            "POST /governance/api/v2/resources/{resourceId}/request-conditions",
+            "POST /governance/api/v2/resources/{resourceId}/request-sequences",
+            "PUT /governance/api/v2/request-settings",
+            "PUT /governance/api/v2/resources/{resourceId}/request-conditions",
+            "PUT /governance/api/v2/resources/{resourceId}/request-sequences",
         ]
     );
     // Every documented operation is served (401 without a token, never 404/405).
     let http = reqwest::Client::new();
     for op in &documented {
         let (method, path) = op.split_once(' ').unwrap();
-        let path = path.replace("{id}", "reqAAAAAAAAAAAAAAAAA");
+        let path = path
+            .replace("{id}", "reqAAAAAAAAAAAAAAAAA")
+            .replace("{entryId}", "github")
+            .replace("{resourceId}", "github")
+            .replace("{userId}", "U0REQ");
         let res = http.request(method.parse().unwrap(), format!("{}{path}", app.base)).send().await.unwrap();
         assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "{op}");
     }

@@ -58,7 +58,7 @@ async fn links(app: &TestApp, id: &str, headers: &[(&str, &str)]) -> Vec<String>
     let mut out = Vec::new();
     let (s, list, h) = call(app, get.clone(), "/governance/api/v2/requests?limit=1", API_TOKEN, headers, None).await;
     assert_eq!(s, StatusCode::OK, "{list}");
-    out.push(h["link"].to_str().unwrap().to_string());
+    out.extend(h.get_all("link").iter().map(|v| v.to_str().unwrap().to_string()));
     out.push(list["_links"]["self"]["href"].as_str().unwrap().to_string());
     out.push(list["_links"]["next"]["href"].as_str().unwrap().to_string());
     out.push(list["data"][0]["_links"]["self"]["href"].as_str().unwrap().to_string());

@@ -38,6 +38,7 @@ mod faults;
 mod flows;
 mod give_back;
 mod okta;
+mod okta_schema;
 mod ops;
 mod quorum;
 mod reload;

@@ -55,6 +55,17 @@ async fn only_the_configured_requesters_see_and_request_the_app(b: Backend) {
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    // The API's catalog for a user lists it only for requesters.
+    let entries = |user: &'static str| {
+        let base = app.base.clone();
+        async move {
+            let url = format!("{base}/governance/api/v2/catalogs/default/user/{user}/entries");
+            reqwest::Client::new().get(url).bearer_auth(API_TOKEN).send().await.unwrap().text().await.unwrap()
+        }
+    };
+    assert!(entries("U0DES").await.contains("\"figma\""));
+    let outside = entries("U0OUT").await;
+    assert!(!outside.contains("\"figma\"") && outside.contains("\"zoom\""), "{outside}");
     // The picker offers it only to requesters.
     app.say("U0OUT", "request").await;
     app.drain().await;

@@ -10,6 +10,7 @@ pub mod timers;
 pub mod webhooks;
 
 pub use admin::*;
+pub use fields::iso_duration;
 use fields::validate_fields;
 
 use super::catalog::{App, Catalog, OktaTarget, Party, Person, StepDef, TaskAssignee};
