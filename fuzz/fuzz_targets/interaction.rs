@@ -159,17 +159,8 @@ fn handle(p: &Value) {
                 }
                 Some("request_form") => {
                     let _ = Meta::parse(meta);
-                    let now = chrono::DateTime::from_timestamp(1_780_000_000, 0).expect("a time");
-                    match read_fields(app(), view, now) {
-                        Ok(answers) => {
-                            for (id, v) in &answers {
-                                assert!(!v.is_empty() && v.trim() == v, "{id}: {v:?}");
-                            }
-                            for f in app().fields.iter().filter(|f| f.required) {
-                                assert!(answers.iter().any(|(id, _)| *id == f.id), "{} is required", f.id);
-                            }
-                        }
-                        Err(errors) => assert!(!errors.is_empty()),
+                    for (id, v) in &read_fields(app(), view) {
+                        assert!(!v.is_empty() && v.trim() == v, "{id}: {v:?}");
                     }
                 }
                 Some("request_pick") => {

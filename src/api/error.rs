@@ -156,6 +156,9 @@ impl From<WorkflowError> for ApiError {
         match e {
             WorkflowError::Invalid(m) => ApiError::new(Kind::Validation).cause(m, "body", "body"),
             WorkflowError::InvalidField { field, message } => ApiError::validation(&field, "body", message),
+            WorkflowError::InvalidFields(list) => {
+                list.into_iter().fold(ApiError::new(Kind::Validation), |e, (field, m)| e.cause(m, &field, "body"))
+            }
             WorkflowError::NotFound(what) => ApiError::not_found(what),
             WorkflowError::UnknownApp { app_id } => ApiError::not_found(format!("catalog entry {app_id}")),
             WorkflowError::NotRequestable { app_name, .. } => ApiError::validation(

@@ -219,11 +219,19 @@ async fn decision_comment(state: &AppState, actor: &Actor, view: &Value) -> Answ
 /// when the view has it, else the first input.
 fn field_error(view: &Value, e: &WorkflowError) -> Value {
     let inputs = modals::input_blocks(view);
-    let (block, message) = match e {
-        WorkflowError::InvalidField { field, message } if inputs.contains(field) => (field.clone(), message.clone()),
-        _ => (inputs.first().cloned().unwrap_or_else(|| modals::JUSTIFICATION.to_string()), super::explain(e)),
+    let first = || inputs.first().cloned().unwrap_or_else(|| modals::JUSTIFICATION.to_string());
+    let problems: Vec<(String, String)> = match e {
+        WorkflowError::InvalidFields(list) => list.clone(),
+        WorkflowError::InvalidField { field, message } => vec![(field.clone(), message.clone())],
+        WorkflowError::TooLong { field, .. } => vec![(field.clone(), super::explain(e))],
+        _ => vec![(first(), super::explain(e))],
     };
-    modals::errors([(block, message)].into_iter().collect())
+    let mut errors = std::collections::BTreeMap::new();
+    for (field, message) in problems {
+        let block = if inputs.contains(&field) { field } else { first() };
+        errors.entry(block).or_insert(message);
+    }
+    modals::errors(errors)
 }
 
 /// The request exists already: say so in place of the form.
@@ -263,10 +271,7 @@ async fn request_form(state: &AppState, actor: &Actor, view: &Value) -> Value {
     let catalog = wf.catalog();
     // The app's definition reads the form; whether it may be requested is the workflow's call.
     let Some(app) = catalog.apps.get(&meta.app) else { return gone_view(&meta.app) };
-    let fields = match modals::read_fields(app, view, wf.now()) {
-        Ok(f) => f,
-        Err(errors) => return modals::errors(errors),
-    };
+    let fields = modals::read_fields(app, view);
     let justification =
         fields.iter().find(|(id, _)| id == modals::JUSTIFICATION).map(|(_, v)| v.clone()).unwrap_or_default();
     let input = RequestInput {

@@ -143,6 +143,9 @@ pub fn explain(e: &WorkflowError) -> String {
             format!("{}: add it after the app, e.g. `/access request <app> why you need it`.", esc(message))
         }
         WorkflowError::InvalidField { message, .. } => esc(message),
+        WorkflowError::InvalidFields(list) => {
+            list.iter().map(|(_, m)| esc(m)).collect::<Vec<_>>().join("\n")
+        }
         WorkflowError::NotFound(what) => format!("{} not found.", esc(what)),
         WorkflowError::UnknownApp { app_id } => format!(
             "There is no app `{}`. `/access apps` lists what you can request, and `/access suggest` asks for a new one.",

@@ -9,7 +9,6 @@ use serde_json::{json, Map, Value};
 use super::blocks::{clip, context, esc, section, who};
 use super::deliver::views_open_item;
 use crate::workflow::catalog::{App, Catalog, FieldDef, FieldKind};
-use crate::workflow::model::Timestamp;
 use crate::workflow::Party;
 use crate::workflow::{Workflow, WorkflowError};
 
@@ -225,48 +224,17 @@ pub fn value(view: &Value, block_id: &str) -> Option<String> {
     (!v.is_empty()).then(|| v.to_string())
 }
 
-/// Checks a submitted field form against the app's fields, all at once (Slack
-/// shows every error next to its input). Returns the answers by field id.
-pub fn read_fields(app: &App, view: &Value, now: Timestamp) -> Result<Vec<(String, String)>, BTreeMap<String, String>> {
-    let mut answers = Vec::new();
-    let mut errors = BTreeMap::new();
-    for f in &app.fields {
-        let Some(v) = value(view, &f.id) else {
-            if f.required {
-                errors.insert(f.id.clone(), format!("{} is required", f.label));
-            }
-            continue;
-        };
-        match f.kind {
-            FieldKind::Select if !f.options.contains(&v) => {
-                errors.insert(f.id.clone(), format!("{} must be one of: {}", f.label, f.options.join(", ")));
-                continue;
-            }
-            FieldKind::Date => match chrono::NaiveDate::parse_from_str(&v, "%Y-%m-%d") {
-                Err(_) => {
-                    errors.insert(f.id.clone(), format!("{} must be a date like 2026-12-31", f.label));
-                    continue;
-                }
-                Ok(d) if d < now.date_naive() => {
-                    errors.insert(f.id.clone(), format!("{} is in the past", f.label));
-                    continue;
-                }
-                Ok(_) => {}
-            },
-            _ => {}
-        }
-        answers.push((f.id.clone(), v));
-    }
+/// The answers a submitted field form carries, by field id (the workflow
+/// checks them, all at once, so the form can mark every problem).
+pub fn read_fields(app: &App, view: &Value) -> Vec<(String, String)> {
+    let mut answers: Vec<(String, String)> =
+        app.fields.iter().filter_map(|f| value(view, &f.id).map(|v| (f.id.clone(), v))).collect();
     if !app.fields.iter().any(|f| f.id == JUSTIFICATION) {
         if let Some(j) = value(view, JUSTIFICATION) {
             answers.push((JUSTIFICATION.to_string(), j));
         }
     }
-    if errors.is_empty() {
-        Ok(answers)
-    } else {
-        Err(errors.into_iter().map(|(k, v)| (k, clip(&v, ERROR_MAX))).collect())
-    }
+    answers
 }
 
 /// `{"response_action": "errors", "errors": {block: message}}`.
@@ -363,24 +331,14 @@ mod tests {
     }
 
     #[test]
-    fn submissions_are_checked_all_at_once() {
-        let now = chrono::Utc::now();
-        let view = json!({"state": {"values": {
-            "justification": {"value": {"type": "plain_text_input", "value": "  "}},
-            "region": {"value": {"type": "static_select", "selected_option": {"value": "APAC"}}},
-            "end_date": {"value": {"type": "datepicker", "selected_date": "2001-01-01"}},
-        }}});
-        let errs = read_fields(&app(), &view, now).unwrap_err();
-        assert_eq!(errs["justification"], "Business justification is required");
-        assert_eq!(errs["region"], "Region must be one of: EU, US");
-        assert_eq!(errs["end_date"], "Access until is in the past");
+    fn submissions_are_read_by_field_id() {
         let view = json!({"state": {"values": {
             "justification": {"value": {"type": "plain_text_input", "value": "on call"}},
             "region": {"value": {"type": "static_select", "selected_option": {"value": "EU"}}},
             "end_date": {"value": {"type": "datepicker", "selected_date": null}},
         }}});
         assert_eq!(
-            read_fields(&app(), &view, now).unwrap(),
+            read_fields(&app(), &view),
             vec![("justification".to_string(), "on call".to_string()), ("region".to_string(), "EU".to_string())]
         );
     }

@@ -81,6 +81,9 @@ pub enum WorkflowError {
     /// A request field (or API body member) is wrong; `field` names it.
     #[error("{message}")]
     InvalidField { field: String, message: String },
+    /// Answers to request fields are wrong, each named by its field id.
+    #[error("{}", .0.iter().map(|(_, m)| m.as_str()).collect::<Vec<_>>().join("; "))]
+    InvalidFields(Vec<(String, String)>),
     #[error("{0} not found")]
     NotFound(String),
     /// No app with this id in the catalog.

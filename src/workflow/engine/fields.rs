@@ -1,9 +1,10 @@
 //! Request fields: answers checked against the app's questions.
 
 use super::*;
-use crate::workflow::catalog::FieldKind;
+use crate::workflow::catalog::{FieldDef, FieldKind};
 
-/// Checks answers against the app's fields; a `justification` answer is the justification.
+/// Checks answers against the app's fields, all at once (a form shows every
+/// problem next to its input); a `justification` answer is the justification.
 pub(super) fn validate_fields(
     app: &App,
     given: Vec<(String, String)>,
@@ -11,25 +12,22 @@ pub(super) fn validate_fields(
     now: Timestamp,
 ) -> Result<Vec<FieldValue>, WorkflowError> {
     let mut out: Vec<FieldValue> = Vec::new();
+    let mut problems: Vec<(String, String)> = Vec::new();
     for (id, value) in given {
         // Every request may carry a justification, whether or not the app asks for it as a field.
         if id == "justification" && !app.fields.iter().any(|f| f.id == id) {
             *justification = clean(Some(value)).unwrap_or_default();
             continue;
         }
-        let def = app.fields.iter().find(|f| f.id == id).ok_or_else(|| {
+        let Some(def) = app.fields.iter().find(|f| f.id == id) else {
             let known: Vec<&str> = app.fields.iter().map(|f| f.id.as_str()).collect();
-            bad_field(
-                &id,
-                format!(
-                    "{} has no field \"{id}\" (fields: {})",
-                    app.name,
-                    if known.is_empty() { "none".into() } else { known.join(", ") }
-                ),
-            )
-        })?;
+            let known = if known.is_empty() { "none".into() } else { known.join(", ") };
+            problems.push((id.clone(), format!("{} has no field \"{id}\" (fields: {known})", app.name)));
+            continue;
+        };
         if out.iter().any(|f| f.id == id) {
-            return Err(bad_field(&id, format!("field \"{id}\" is given twice")));
+            problems.push((id.clone(), format!("field \"{id}\" is given twice")));
+            continue;
         }
         let value = clean(Some(value)).unwrap_or_default();
         if value.is_empty() {
@@ -39,18 +37,9 @@ pub(super) fn validate_fields(
         if given > MAX_TEXT {
             return Err(WorkflowError::TooLong { field: id, max: MAX_TEXT, given });
         }
-        match def.kind {
-            FieldKind::Select if !def.options.contains(&value) => {
-                return Err(bad_field(&id, format!("{} must be one of: {}", def.label, def.options.join(", "))));
-            }
-            FieldKind::Date => {
-                let date = chrono::NaiveDate::parse_from_str(&value, "%Y-%m-%d")
-                    .map_err(|_| bad_field(&id, format!("{} must be a date like 2026-12-31", def.label)))?;
-                if date < now.date_naive() {
-                    return Err(bad_field(&id, format!("{} is in the past", def.label)));
-                }
-            }
-            _ => {}
+        if let Some(problem) = check_answer(def, &value, now) {
+            problems.push((id, problem));
+            continue;
         }
         if id == "justification" && def.kind == FieldKind::Text {
             *justification = value.clone();
@@ -68,11 +57,30 @@ pub(super) fn validate_fields(
         }
     }
     for def in app.fields.iter().filter(|f| f.required) {
-        if !out.iter().any(|f| f.id == def.id) {
-            return Err(bad_field(&def.id, format!("{} needs a value for \"{}\"", app.name, def.label)));
+        if !out.iter().any(|f| f.id == def.id) && !problems.iter().any(|(id, _)| *id == def.id) {
+            problems.push((def.id.clone(), format!("{} is required", def.label)));
         }
     }
-    Ok(out)
+    if problems.is_empty() {
+        Ok(out)
+    } else {
+        Err(WorkflowError::InvalidFields(problems))
+    }
+}
+
+/// What is wrong with one answer, if anything.
+fn check_answer(def: &FieldDef, value: &str, now: Timestamp) -> Option<String> {
+    match def.kind {
+        FieldKind::Select if !def.options.iter().any(|o| o == value) => {
+            Some(format!("{} must be one of: {}", def.label, def.options.join(", ")))
+        }
+        FieldKind::Date => match chrono::NaiveDate::parse_from_str(value, "%Y-%m-%d") {
+            Err(_) => Some(format!("{} must be a date like 2026-12-31", def.label)),
+            Ok(date) if date < now.date_naive() => Some(format!("{} is in the past", def.label)),
+            Ok(_) => None,
+        },
+        _ => None,
+    }
 }
 
 /// When access granted now ends: `max_duration` after now, or the end of the
