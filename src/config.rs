@@ -110,6 +110,8 @@ struct RawApp {
     provisioning: Option<RawWebhook>,
     /// Groups and people who may request the app (default: everyone).
     requesters: Option<Vec<String>>,
+    /// Durations a requester may choose (`["1h", "8h", "1d"]`).
+    durations: Option<Vec<String>>,
     okta: Option<RawOktaTarget>,
 }
 
@@ -246,6 +248,27 @@ impl Checker {
                 } else {
                     out.push(p);
                 }
+            }
+        }
+        out
+    }
+
+    /// Choices of access duration: at least one, none above `max`.
+    fn durations(&mut self, key: &str, list: Option<&[String]>, max: Option<Duration>) -> Vec<Duration> {
+        let Some(list) = list else { return Vec::new() };
+        if list.is_empty() {
+            self.bad(key, "an empty list offers no choice: remove the key, or list durations like \"8h\"");
+        }
+        let mut out = Vec::new();
+        for (i, s) in list.iter().enumerate() {
+            let Some(d) = self.duration(&format!("{key}[{i}]"), Some(s), None) else { continue };
+            match max {
+                Some(m) if d > m => self.bad(
+                    format!("{key}[{i}]"),
+                    format!("\"{s}\" is longer than max_duration ({})", humantime::format_duration(m)),
+                ),
+                _ if out.contains(&d) => self.bad(format!("{key}[{i}]"), format!("duplicate entry \"{s}\"")),
+                _ => out.push(d),
             }
         }
         out
@@ -421,6 +444,7 @@ impl Checker {
         let fields = self.fields(&key, &a.fields);
         let requesters = a.requesters.as_ref().map(|list| self.requesters(&format!("{key}.requesters"), list, groups));
         let max_duration = self.duration(&format!("{key}.max_duration"), a.max_duration.as_deref(), None);
+        let durations = self.durations(&format!("{key}.durations"), a.durations.as_deref(), max_duration);
         App {
             id: id.to_string(),
             name: a.name.clone().unwrap_or_else(|| id.to_string()),
@@ -433,6 +457,7 @@ impl Checker {
             fields,
             provisioning,
             requesters,
+            durations,
             okta,
         }
     }

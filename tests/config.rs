@@ -797,3 +797,16 @@ fn cli_check_config_reports_okta_problems() {
         assert!(err.lines().any(|l| l.starts_with(&prefix)), "no line starting {prefix:?} in:\n{err}");
     }
 }
+
+#[test]
+fn durations_are_choices_within_max_duration() {
+    let ok = parse_catalog(FILE, "[apps.a]\napproval = false\nmax_duration = \"7d\"\ndurations = [\"1h\", \"7d\"]\n")
+        .unwrap();
+    assert_eq!(ok.apps["a"].durations, vec![Duration::from_secs(3600), Duration::from_secs(7 * 86_400)]);
+    let e = one_problem("[apps.a]\napproval = false\nmax_duration = \"1d\"\ndurations = [\"1h\", \"8d\"]\n");
+    assert!(e.contains("apps.a.durations[1]") && e.contains("longer than max_duration (1day)"), "{e}");
+    let e = one_problem("[apps.a]\napproval = false\ndurations = []\n");
+    assert!(e.contains("apps.a.durations") && e.contains("offers no choice"), "{e}");
+    let e = one_problem("[apps.a]\napproval = false\ndurations = [\"soon\"]\n");
+    assert!(e.contains("apps.a.durations[0]") && e.contains("is not a duration"), "{e}");
+}

@@ -19,7 +19,7 @@ const LIST_LIMIT: i64 = 25;
 
 pub const USAGE: &str = "*accessbot* — request access to apps and approve requests\n\
 `/access apps` — apps you can request\n\
-`/access request <app> [justification…]` — request an app (a form opens when it needs more details)\n\
+`/access request <app> [duration] [justification…]` — request an app (a form opens when it needs more details)\n\
 `/access request` — pick an app from a form\n\
 `/access request <app> for @someone [justification…]` — request it for someone else (when allowed)\n\
 `/access mine` — your requests and where they wait\n\
@@ -233,6 +233,7 @@ async fn request(state: &AppState, actor: &Actor, text: &str, trigger: Option<&s
     let (for_user, justification) = beneficiary(rest)?;
     let requested_for = for_user.unwrap_or_else(|| actor.party.id.clone());
     let catalog = wf.catalog();
+    let (duration, justification) = duration_word(catalog.apps.get(&app_id), justification);
     if let Some(app) = catalog.apps.get(&app_id).filter(|a| modals::needs_form(a, justification)) {
         // A form only after the checks its submission would get.
         if let Some(existing) = wf.check_request(actor, &app.id, &actor.party.id, &requested_for).await? {
@@ -247,10 +248,20 @@ async fn request(state: &AppState, actor: &Actor, text: &str, trigger: Option<&s
         requested_by: actor.party.id.clone(),
         requested_for,
         justification: justification.to_string(),
-        fields: Vec::new(),
+        fields: duration.map(|d| vec![(modals::DURATION.to_string(), d.to_string())]).unwrap_or_default(),
     };
     let s = wf.request(actor, input).await?;
     Ok(ephemeral(&submitted(&s.request, s.existing, actor)))
+}
+
+/// `8h` right after the app (or its beneficiary) chooses the duration, when
+/// the app offers a choice; whether it is one of them is the workflow's call.
+fn duration_word<'a>(app: Option<&crate::workflow::catalog::App>, text: &'a str) -> (Option<&'a str>, &'a str) {
+    let (w, rest) = word(text);
+    match app {
+        Some(a) if !a.durations.is_empty() && humantime::parse_duration(w).is_ok() => (Some(w), rest),
+        _ => (None, text),
+    }
 }
 
 /// `for <@U…|name>` right after the app names the beneficiary; the rest is the justification.

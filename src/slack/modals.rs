@@ -16,6 +16,8 @@ pub const REQUEST_FORM: &str = "request_form";
 pub const REQUEST_PICK: &str = "request_pick";
 /// The block (and field id) of the justification.
 pub const JUSTIFICATION: &str = "justification";
+/// The block of the duration choice (the workflow's field id).
+pub const DURATION: &str = crate::workflow::engine::DURATION;
 /// The block of the app picker's select.
 pub const APP_BLOCK: &str = "app";
 /// Every input element in these modals uses this action id.
@@ -73,7 +75,7 @@ pub fn needs_form(app: &App, justification: &str) -> bool {
 /// Whether, after the picker, the app's form has something more to ask
 /// (any field besides the justification, or a required justification not given).
 pub fn has_more_to_ask(app: &App, justification: &str) -> bool {
-    needs_form(app, justification) || app.fields.iter().any(|f| !is_justification_text(f))
+    needs_form(app, justification) || app.fields.iter().any(|f| !is_justification_text(f)) || !app.durations.is_empty()
 }
 
 fn text_input(multiline: bool, initial: Option<&str>, placeholder: &str) -> Value {
@@ -96,6 +98,15 @@ fn input(block_id: &str, label: &str, element: Value, optional: bool, hint: Opti
         b["hint"] = plain(h, 2000);
     }
     b
+}
+
+/// The durations the app offers; without a choice access lasts up to `max_duration`.
+fn duration_input(app: &App) -> Value {
+    let options: Vec<Value> =
+        app.durations.iter().take(MAX_OPTIONS).map(|d| option(&crate::workflow::catalog::short_duration(*d))).collect();
+    let element =
+        json!({"type": "static_select", "action_id": VALUE, "placeholder": plain("Choose…", 150), "options": options});
+    input(DURATION, "Duration", element, true, Some("How long you need access; it runs from the grant."))
 }
 
 fn field_input(f: &FieldDef, justification: &str) -> Value {
@@ -147,6 +158,9 @@ pub fn request_form(app: &App, for_user: Option<&str>, justification: &str) -> V
                 None,
             ),
         );
+    }
+    if !app.durations.is_empty() {
+        inputs.push(duration_input(app));
     }
     inputs.truncate(MAX_INPUTS);
     blocks.extend(inputs);
@@ -234,6 +248,9 @@ pub fn read_fields(app: &App, view: &Value) -> Vec<(String, String)> {
             answers.push((JUSTIFICATION.to_string(), j));
         }
     }
+    if !app.durations.is_empty() {
+        answers.extend(value(view, DURATION).map(|d| (DURATION.to_string(), d)));
+    }
     answers
 }
 
@@ -296,6 +313,7 @@ mod tests {
             ],
             provisioning: None,
             requesters: None,
+            durations: Vec::new(),
             okta: None,
         }
     }

@@ -145,6 +145,8 @@ pub struct App {
     pub provisioning: Option<Webhook>,
     /// Who may request it; `None`: everyone.
     pub requesters: Option<Vec<Requester>>,
+    /// Access durations a requester may choose (each within `max_duration`).
+    pub durations: Vec<Duration>,
     /// Where a grant assigns the user in Okta (the `[okta]` connector).
     pub okta: Option<OktaTarget>,
 }
@@ -267,6 +269,18 @@ impl Catalog {
             }
         }
         out
+    }
+}
+
+/// A duration as people write it in the config: `90m`, `8h`, `7d`.
+pub fn short_duration(d: Duration) -> String {
+    let secs = d.as_secs();
+    match secs {
+        0 => "0s".to_string(),
+        s if s % 86_400 == 0 => format!("{}d", s / 86_400),
+        s if s % 3600 == 0 => format!("{}h", s / 3600),
+        s if s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
     }
 }
 

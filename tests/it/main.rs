@@ -33,6 +33,7 @@ mod authz;
 mod chat;
 mod core_rules;
 mod delivery;
+mod durations;
 mod edge;
 mod faults;
 mod flows;

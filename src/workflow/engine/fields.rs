@@ -1,7 +1,7 @@
 //! Request fields: answers checked against the app's questions.
 
 use super::*;
-use crate::workflow::catalog::{FieldDef, FieldKind};
+use crate::workflow::catalog::{short_duration, FieldDef, FieldKind};
 
 /// Checks answers against the app's fields, all at once (a form shows every
 /// problem next to its input); a `justification` answer is the justification.
@@ -17,6 +17,14 @@ pub(super) fn validate_fields(
         // Every request may carry a justification, whether or not the app asks for it as a field.
         if id == "justification" && !app.fields.iter().any(|f| f.id == id) {
             *justification = clean(Some(value)).unwrap_or_default();
+            continue;
+        }
+        if id == DURATION && !app.fields.iter().any(|f| f.id == id) {
+            match chosen_duration(app, &value) {
+                Ok(Some(v)) if !out.iter().any(|f| f.id == DURATION) => out.push(v),
+                Ok(_) => {}
+                Err(problem) => problems.push((id, problem)),
+            }
             continue;
         }
         let Some(def) = app.fields.iter().find(|f| f.id == id) else {
@@ -68,6 +76,30 @@ pub(super) fn validate_fields(
     }
 }
 
+/// The answer that chooses how long access lasts, among the app's `durations`.
+pub const DURATION: &str = "duration";
+
+/// A chosen duration as stored (`8h`), or why it is not one of the app's.
+fn chosen_duration(app: &App, value: &str) -> Result<Option<FieldValue>, String> {
+    let value = value.trim();
+    if value.is_empty() {
+        return Ok(None);
+    }
+    let offered: Vec<String> = app.durations.iter().map(|d| short_duration(*d)).collect();
+    if offered.is_empty() {
+        return Err(format!("{} offers no choice of duration", app.name));
+    }
+    match humantime::parse_duration(value) {
+        Ok(d) if app.durations.contains(&d) => Ok(Some(FieldValue {
+            id: DURATION.into(),
+            label: "Duration".into(),
+            kind: FieldKind::Select,
+            value: short_duration(d),
+        })),
+        _ => Err(format!("Duration must be one of: {}", offered.join(", "))),
+    }
+}
+
 /// What is wrong with one answer, if anything.
 fn check_answer(def: &FieldDef, value: &str, now: Timestamp) -> Option<String> {
     match def.kind {
@@ -91,10 +123,14 @@ pub(super) fn access_window(
     now: Timestamp,
 ) -> (Option<Timestamp>, Option<String>) {
     // A duration past the end of time (a config typo) caps nothing, rather than overflowing.
-    let by_duration = app
-        .and_then(|a| a.max_duration)
-        .and_then(|d| chrono::Duration::from_std(d).ok())
-        .and_then(|d| now.checked_add_signed(d));
+    let chosen = values.iter().find(|f| f.id == DURATION).and_then(|f| humantime::parse_duration(&f.value).ok());
+    let longest = app.and_then(|a| a.max_duration);
+    let by_duration = match (chosen, longest) {
+        (Some(c), Some(m)) => Some(c.min(m)),
+        (c, m) => c.or(m),
+    }
+    .and_then(|d| chrono::Duration::from_std(d).ok())
+    .and_then(|d| now.checked_add_signed(d));
     let by_field = values
         .iter()
         .find(|f| f.id == "end_date" && f.kind == FieldKind::Date)

@@ -12,6 +12,7 @@ pub mod webhooks;
 pub use admin::*;
 pub use fields::iso_duration;
 use fields::validate_fields;
+pub use fields::DURATION;
 
 use super::catalog::{App, Catalog, OktaTarget, Party, Person, StepDef, TaskAssignee};
 use super::events::EventBuilder;
