@@ -5,6 +5,7 @@ pub mod admin;
 pub mod auth;
 pub mod dto;
 pub mod error;
+pub mod log_event;
 mod logs;
 pub mod openapi;
 mod paging;

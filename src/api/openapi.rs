@@ -3,7 +3,7 @@
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{admin, dto, error, logs, requests};
+use super::{admin, dto, error, log_event, logs, requests};
 
 struct Security;
 
@@ -27,7 +27,7 @@ impl Modify for Security {
     paths(requests::list, requests::create, requests::get_one, requests::patch, requests::post_message, logs::list, logs::catalog, admin::reload),
     components(schemas(
         dto::RequestDto, dto::RequestList, dto::CreateRequest, dto::MessageInput, dto::MessageDto, dto::PatchRequest,
-        dto::CatalogList, dto::CatalogEntry, dto::LogEventDto, error::ErrorBody, error::ErrorCause
+        dto::CatalogList, dto::CatalogEntry, log_event::LogEventDto, error::ErrorBody, error::ErrorCause
     )),
     modifiers(&Security),
     tags((name = "requests", description = "Access requests"), (name = "system log", description = "Append-only audit events"), (name = "catalog", description = "Requestable apps"), (name = "admin", description = "Operating the server"))

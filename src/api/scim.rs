@@ -117,7 +117,9 @@ fn snippet(s: &str) -> String {
 }
 
 fn parse_op(word: &str) -> Option<Op> {
-    [Op::Eq, Op::Ne, Op::Gt, Op::Ge, Op::Lt, Op::Le].into_iter().find(|op| op.as_str().eq_ignore_ascii_case(word))
+    [Op::Eq, Op::Ne, Op::Gt, Op::Ge, Op::Lt, Op::Le, Op::Sw, Op::Co]
+        .into_iter()
+        .find(|op| op.as_str().eq_ignore_ascii_case(word))
 }
 
 fn op_list(ops: &[Op]) -> String {
