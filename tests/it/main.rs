@@ -36,6 +36,7 @@ mod delivery;
 mod edge;
 mod faults;
 mod flows;
+mod logs;
 mod ops;
 mod reload;
 mod replay;
