@@ -54,9 +54,20 @@ pub struct ApiActor(pub Actor);
 /// 403 `E0000006` and a `security.request.blocked` event.
 pub struct ApiWriter(pub Actor);
 
+/// The token in `Bearer <token>`, `SSWS <token>` or `SSWS<token>` (what Okta's
+/// Python SDK sends: the scheme glued to the token); `None` for other schemes.
+pub fn presented_token(header: &str) -> Option<&str> {
+    let header = header.trim();
+    let scheme_len = |s: &str| header.get(..s.len()).filter(|h| h.eq_ignore_ascii_case(s)).map(|_| s.len());
+    if let Some(n) = scheme_len("Bearer ") {
+        return header.get(n..).map(str::trim);
+    }
+    scheme_len("SSWS").and_then(|n| header.get(n..)).map(str::trim)
+}
+
 async fn caller(parts: &Parts, state: &AppState) -> Result<(Actor, Scope), ApiError> {
     let header = parts.headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or_default();
-    let presented = header.strip_prefix("Bearer ").or_else(|| header.strip_prefix("SSWS ")).map(str::trim);
+    let presented = presented_token(header);
     let found = match presented {
         Some(p) if !p.is_empty() => authenticate(&state.api_tokens, &state.api_read_tokens, p),
         _ => None,
@@ -133,6 +144,20 @@ mod tests {
         assert_eq!(check(&[], "alpha"), None);
         assert!(token_id("alpha").starts_with("tok_") && !token_id("alpha").contains("alpha"));
         assert_eq!(token_id("alpha").len(), 16);
+    }
+
+    #[test]
+    fn authorization_forms_okta_clients_send() {
+        assert_eq!(presented_token("Bearer abc"), Some("abc"));
+        assert_eq!(presented_token("bearer  abc "), Some("abc"));
+        assert_eq!(presented_token("SSWS abc"), Some("abc"));
+        assert_eq!(presented_token("SSWSabc"), Some("abc"));
+        assert_eq!(presented_token("ssws abc"), Some("abc"));
+        assert_eq!(presented_token("SSWS"), Some(""));
+        assert_eq!(presented_token("Basic abc"), None);
+        assert_eq!(presented_token("Bearerabc"), None);
+        assert_eq!(presented_token(""), None);
+        assert_eq!(presented_token("é"), None);
     }
 
     #[test]

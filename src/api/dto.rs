@@ -2,11 +2,10 @@
 //! System Log), converted from the core's types.
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use utoipa::ToSchema;
 
 use crate::workflow::catalog::{App, Catalog, FieldKind, StepDef, TaskAssignee};
-use crate::workflow::model::{LogEvent, Request, Status, Step, StepKind, StepState};
+use crate::workflow::model::{Request, Status, Step, StepKind, StepState};
 use crate::workflow::Party;
 use chrono::{DateTime, Utc};
 
@@ -493,98 +492,6 @@ fn group_name(catalog: &Catalog, id: &str) -> String {
     catalog.groups.get(id).map(|g| g.name.clone()).unwrap_or_else(|| id.to_string())
 }
 
-#[derive(Debug, Clone, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct LogActorDto {
-    pub id: String,
-    /// USER, GROUP, SYSTEM or API_TOKEN
-    #[serde(rename = "type")]
-    pub kind: String,
-    pub alternate_id: Option<String>,
-    pub display_name: Option<String>,
-}
-
-#[derive(Debug, Clone, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct LogTargetDto {
-    pub id: String,
-    #[serde(rename = "type")]
-    pub kind: String,
-    pub alternate_id: Option<String>,
-    pub display_name: Option<String>,
-}
-
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct LogOutcomeDto {
-    /// SUCCESS, FAILURE or DENY
-    pub result: String,
-    pub reason: Option<String>,
-}
-
-#[derive(Debug, Clone, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct DebugContextDto {
-    #[schema(value_type = Object)]
-    pub debug_data: serde_json::Map<String, Value>,
-}
-
-/// A system-log event, in Okta's LogEvent shape.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct LogEventDto {
-    pub uuid: String,
-    pub published: DateTime<Utc>,
-    pub event_type: String,
-    pub version: String,
-    pub severity: String,
-    pub display_message: String,
-    pub actor: LogActorDto,
-    pub target: Vec<LogTargetDto>,
-    pub outcome: LogOutcomeDto,
-    pub debug_context: DebugContextDto,
-}
-
 fn upper<T: Serialize>(v: &T) -> String {
     serde_json::to_value(v).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
-}
-
-/// Events recorded before redaction (and action steps' `url`) may hold a webhook
-/// URL with credentials; the API shows only its redacted form.
-fn redacted(data: &serde_json::Map<String, Value>) -> serde_json::Map<String, Value> {
-    let mut out = data.clone();
-    if let Some(Value::String(url)) = out.get_mut("url") {
-        *url = crate::redact::redact_url(url);
-    }
-    out
-}
-
-impl From<&LogEvent> for LogEventDto {
-    fn from(e: &LogEvent) -> LogEventDto {
-        LogEventDto {
-            uuid: e.uuid.clone(),
-            published: e.published,
-            event_type: e.event_type.clone(),
-            version: "0".into(),
-            severity: e.severity.clone(),
-            display_message: e.display_message.clone(),
-            actor: LogActorDto {
-                id: e.actor.id.clone(),
-                kind: upper(&e.actor.kind),
-                alternate_id: e.actor.alternate_id.clone(),
-                display_name: e.actor.display_name.clone(),
-            },
-            target: e
-                .target
-                .iter()
-                .map(|t| LogTargetDto {
-                    id: t.id.clone(),
-                    kind: t.kind.clone(),
-                    alternate_id: t.alternate_id.clone(),
-                    display_name: t.display_name.clone(),
-                })
-                .collect(),
-            outcome: LogOutcomeDto { result: upper(&e.outcome.result), reason: e.outcome.reason.clone() },
-            debug_context: DebugContextDto { debug_data: redacted(&e.debug_context.debug_data) },
-        }
-    }
 }

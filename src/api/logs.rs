@@ -7,9 +7,10 @@ use axum::Json;
 use super::auth::ApiActor;
 use super::dto::*;
 use super::error::{ApiError, ErrorBody};
+use super::log_event::LogEventDto;
 use super::paging::{decode_cursor, encode_cursor, paged, BaseUrl, Params};
 use crate::state::AppState;
-use crate::store::filter::{LogAttr, LogQuery};
+use crate::store::filter::{keyword_filter, Filter, LogAttr, LogQuery};
 use crate::workflow::model::Timestamp;
 
 fn time_param(params: &Params, name: &str) -> Result<Option<Timestamp>, ApiError> {
@@ -19,9 +20,48 @@ fn time_param(params: &Params, name: &str) -> Result<Option<Timestamp>, ApiError
     })
 }
 
+/// Okta's limits on `q`: keywords per query, characters per keyword.
+const MAX_KEYWORDS: usize = 10;
+const MAX_KEYWORD_LEN: usize = 40;
+
+/// `q`: space-separated keywords, each of which must occur (case-insensitive).
+fn keywords(params: &Params) -> Result<Vec<String>, ApiError> {
+    let Some(q) = params.get("q") else { return Ok(Vec::new()) };
+    let words: Vec<String> = q.split_whitespace().map(str::to_string).collect();
+    if words.len() > MAX_KEYWORDS {
+        let msg = format!("q has {} keywords; at most {MAX_KEYWORDS} are allowed", words.len());
+        return Err(ApiError::validation("q", "query", msg));
+    }
+    if let Some(w) = words.iter().find(|w| w.chars().count() > MAX_KEYWORD_LEN) {
+        let shown: String = w.chars().take(MAX_KEYWORD_LEN).collect();
+        let msg = format!("keyword `{shown}…` is longer than {MAX_KEYWORD_LEN} characters");
+        return Err(ApiError::validation("q", "query", msg));
+    }
+    Ok(words)
+}
+
+/// `filter` and `q` together: an event must satisfy both.
+fn combined(filter: Option<Filter<LogAttr>>, words: &[String]) -> Option<Filter<LogAttr>> {
+    match (filter, keyword_filter(words)) {
+        (Some(f), Some(k)) => Some(Filter::And(Box::new(f), Box::new(k))),
+        (f, k) => f.or(k),
+    }
+}
+
+fn sort_order(params: &Params) -> Result<bool, ApiError> {
+    match params.get("sortOrder") {
+        None | Some("ASCENDING") => Ok(false),
+        Some("DESCENDING") => Ok(true),
+        Some(other) => {
+            Err(ApiError::validation("sortOrder", "query", format!("`{other}`: use ASCENDING or DESCENDING")))
+        }
+    }
+}
+
 #[utoipa::path(get, path = "/api/v1/logs", tag = "system log",
     params(
-        ("filter" = Option<String>, Query, description = "eventType eq \"…\", target.id eq \"…\", actor.id eq \"…\"; and, or, not, parentheses"),
+        ("filter" = Option<String>, Query, description = "SCIM filter: uuid, eventType, severity, displayMessage, outcome.result, outcome.reason, actor.id, actor.type, actor.alternateId, actor.displayName, target.id, target.type, target.alternateId, target.displayName with eq, ne, sw, co; published with gt, ge, lt, le; and, or, not, parentheses"),
+        ("q" = Option<String>, Query, description = "Up to 10 space-separated keywords (each at most 40 characters), all of which must occur, case-insensitively, in the display message, event type, outcome reason or an actor's or target's id, alternate id or display name"),
         ("since" = Option<String>, Query, description = "ISO 8601; events published at or after"),
         ("until" = Option<String>, Query, description = "ISO 8601; events published before"),
         ("after" = Option<String>, Query, description = "Opaque cursor from a `next` link"),
@@ -30,7 +70,7 @@ fn time_param(params: &Params, name: &str) -> Result<Option<Timestamp>, ApiError
     ),
     responses(
         (status = 200, description = "Events", body = Vec<LogEventDto>),
-        (status = 400, description = "Malformed filter, date (E0000001) or paging (E0000029)", body = ErrorBody),
+        (status = 400, description = "Malformed filter, q, date or sortOrder (E0000001) or paging (E0000029)", body = ErrorBody),
         (status = 401, description = "Missing or invalid token", body = ErrorBody),
     ),
     security(("bearer" = []), ("ssws" = [])))]
@@ -42,14 +82,8 @@ pub async fn list(
 ) -> Result<Response, ApiError> {
     let params = Params::parse(raw.as_deref())?;
     let limit = params.limit(100, 1000)?;
-    let descending = match params.get("sortOrder") {
-        None | Some("ASCENDING") => false,
-        Some("DESCENDING") => true,
-        Some(other) => {
-            return Err(ApiError::validation("sortOrder", "query", format!("`{other}`: use ASCENDING or DESCENDING")))
-        }
-    };
-    let filter = params.filter::<LogAttr>()?;
+    let descending = sort_order(&params)?;
+    let filter = combined(params.filter::<LogAttr>()?, &keywords(&params)?);
     let (since, until) = (time_param(&params, "since")?, time_param(&params, "until")?);
     let after = match params.get("after").filter(|a| !a.is_empty()) {
         Some(a) => Some(decode_cursor::<i64>(a)?),

@@ -7,6 +7,7 @@ mod catalog;
 pub mod dto;
 pub mod error;
 mod limits;
+pub mod log_event;
 mod logs;
 pub mod openapi;
 mod paging;

@@ -7,7 +7,7 @@ use utoipa::openapi::header::HeaderBuilder;
 use utoipa::openapi::path::Operation;
 use utoipa::openapi::{ObjectBuilder, Ref, ResponseBuilder, Type};
 
-use super::{admin, catalog, dto, error, logs, requests, settings};
+use super::{admin, catalog, dto, error, log_event, logs, requests, settings};
 
 /// Every REST API operation: `X-Rate-Limit-*` on each response, and the 429;
 /// the old catalog path is deprecated.
@@ -85,7 +85,7 @@ impl Modify for Security {
         settings::settings, settings::conditions, settings::sequences, settings::settings_write, settings::conditions_write, settings::sequences_write),
     components(schemas(
         dto::RequestDto, dto::RequestList, dto::CreateRequest, dto::MessageInput, dto::MessageDto, dto::PatchRequest,
-        dto::CatalogList, dto::CatalogPage, dto::CatalogEntry, dto::RequestFields, dto::RequestField, dto::LogEventDto,
+        dto::CatalogList, dto::CatalogPage, dto::CatalogEntry, dto::RequestFields, dto::RequestField, log_event::LogEventDto,
         settings::RequestSettings, settings::RequestConditionList, settings::RequestSequenceList, error::ErrorBody, error::ErrorCause
     )),
     modifiers(&Security, &RateLimits),

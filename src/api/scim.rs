@@ -117,7 +117,9 @@ fn snippet(s: &str) -> String {
 }
 
 fn parse_op(word: &str) -> Option<Op> {
-    [Op::Eq, Op::Ne, Op::Gt, Op::Ge, Op::Lt, Op::Le].into_iter().find(|op| op.as_str().eq_ignore_ascii_case(word))
+    [Op::Eq, Op::Ne, Op::Gt, Op::Ge, Op::Lt, Op::Le, Op::Sw, Op::Co]
+        .into_iter()
+        .find(|op| op.as_str().eq_ignore_ascii_case(word))
 }
 
 fn op_list(ops: &[Op]) -> String {
@@ -538,12 +540,14 @@ mod tests {
                 Box::new(c(LogAttr::EventType, "x"))
             )
         );
-        let err = parse::<LogAttr>(r#"target.id ne "x""#).unwrap_err();
+        let err = parse::<LogAttr>(r#"target.id gt "x""#).unwrap_err();
         assert_eq!(err.position, 10);
-        assert!(err.message.contains("allows eq"), "{}", err.message);
+        assert!(err.message.contains("allows eq, ne, sw, co"), "{}", err.message);
+        let err = parse::<LogAttr>(r#"published co "2026""#).unwrap_err();
+        assert!(err.message.contains("allows gt, ge, lt, le"), "{}", err.message);
         let err = parse::<LogAttr>(r#"status eq "x""#).unwrap_err();
         assert_eq!(err.position, 0);
-        assert!(err.message.contains("eventType, target.id, actor.id"), "{}", err.message);
+        assert!(err.message.contains("eventType, severity, displayMessage, outcome.result"), "{}", err.message);
     }
 
     #[test]
@@ -654,7 +658,7 @@ mod tests {
     #[test]
     fn error_operator() {
         assert_err(r#"status is "A""#, 7, "unknown operator `is` after `status`; `status` allows eq, ne");
-        assert_err(r#"status co "A""#, 7, "unknown operator `co`");
+        assert_err(r#"status co "A""#, 7, "operator `co` is not allowed for `status`; `status` allows eq, ne");
         assert_err(r#"status gt "A""#, 7, "operator `gt` is not allowed for `status`; `status` allows eq, ne");
         assert_err(r#"created eq "2026-11-23""#, 8, "`created` allows gt, ge, lt, le");
         assert_err(r#"status = "A""#, 7, "unknown operator `=`");

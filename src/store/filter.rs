@@ -13,6 +13,8 @@ fn op_sql(op: Op) -> &'static str {
         Op::Ge => ">=",
         Op::Lt => "<",
         Op::Le => "<=",
+        // `sw` and `co` compile to LIKE (`text_cmp`); never through here.
+        Op::Sw | Op::Co => "LIKE",
     }
 }
 
@@ -26,6 +28,43 @@ pub trait SqlAttribute: Attribute {
 /// `column <op> ?` for a NOT NULL column: plain, so the database can use an index.
 fn column_cmp(column: &str, op: Op, ph: &str) -> String {
     format!("{column} {} {ph}", op_sql(op))
+}
+
+/// `sw`/`co` as LIKE, folding case the same way on both sides (the pattern is
+/// built by [`like_pattern`]; `\\` escapes its wildcards on SQLite and PostgreSQL).
+fn like(column: &str, ph: &str) -> String {
+    format!("LOWER({column}) LIKE LOWER({ph}) ESCAPE '\\'")
+}
+
+/// Any text comparison on a NOT NULL column.
+fn text_cmp(column: &str, op: Op, ph: &str) -> String {
+    match op {
+        Op::Sw | Op::Co => like(column, ph),
+        _ => column_cmp(column, op, ph),
+    }
+}
+
+/// Any text comparison on a nullable column: never NULL.
+fn nullable_text_cmp(column: &str, op: Op, ph: &str) -> String {
+    match op {
+        Op::Sw | Op::Co => format!("COALESCE({}, FALSE)", like(column, ph)),
+        _ => nullable_cmp(column, op, ph),
+    }
+}
+
+/// The value `sw`/`co` bind: the text with `\\`, `%` and `_` escaped, then wildcards.
+pub fn like_pattern(op: Op, text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len() + 2);
+    for c in text.chars() {
+        if matches!(c, '\\' | '%' | '_') {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    match op {
+        Op::Co => format!("%{escaped}%"),
+        _ => format!("{escaped}%"),
+    }
 }
 
 /// The same for a nullable column: a missing value is "not equal" to anything and
@@ -56,15 +95,47 @@ impl SqlAttribute for RequestAttr {
 
 impl SqlAttribute for LogAttr {
     fn sql(self, op: Op, ph: &str) -> String {
-        match self {
-            LogAttr::EventType => column_cmp("event_type", op, ph),
-            LogAttr::ActorId => column_cmp("actor_id", op, ph),
-            LogAttr::TargetId => {
-                format!(
-                    "EXISTS (SELECT 1 FROM system_log_targets t WHERE t.seq = system_log.seq AND t.target_id = {ph})"
-                )
-            }
+        let (column, nullable) = match self {
+            LogAttr::Uuid => ("uuid", false),
+            LogAttr::Published => return column_cmp("published", op, ph),
+            LogAttr::EventType => ("event_type", false),
+            LogAttr::Severity => ("severity", false),
+            LogAttr::DisplayMessage => ("display_message", false),
+            LogAttr::OutcomeResult => ("outcome_result", false),
+            LogAttr::OutcomeReason => ("outcome_reason", true),
+            LogAttr::ActorId => ("actor_id", false),
+            LogAttr::ActorType => ("actor_type", false),
+            LogAttr::ActorAlternateId => ("actor_alternate_id", true),
+            LogAttr::ActorDisplayName => ("actor_display_name", true),
+            LogAttr::TargetId => return target_sql("t.target_id", op, ph),
+            LogAttr::TargetType => return target_sql("t.target_type", op, ph),
+            LogAttr::TargetAlternateId => return target_sql("t.alternate_id", op, ph),
+            LogAttr::TargetDisplayName => return target_sql("t.display_name", op, ph),
+        };
+        if nullable {
+            nullable_text_cmp(column, op, ph)
+        } else {
+            text_cmp(column, op, ph)
         }
+    }
+}
+
+/// Some target matches; `ne`: no target equals.
+fn target_sql(column: &str, op: Op, ph: &str) -> String {
+    let exists =
+        |cond: String| format!("EXISTS (SELECT 1 FROM system_log_targets t WHERE t.seq = system_log.seq AND {cond})");
+    match op {
+        Op::Ne => format!("(NOT {})", exists(column_cmp(column, Op::Eq, ph))),
+        Op::Sw | Op::Co => exists(like(column, ph)),
+        _ => exists(column_cmp(column, op, ph)),
+    }
+}
+
+/// The parameter a comparison binds.
+fn bound_value(op: Op, value: &Value) -> Value {
+    match (op, value) {
+        (Op::Sw | Op::Co, Value::Text(t)) => Value::Text(like_pattern(op, t)),
+        _ => to_stored_precision(op, value),
     }
 }
 
@@ -91,7 +162,7 @@ pub fn to_sql<A: SqlAttribute>(
 ) -> String {
     match f {
         Filter::Cmp { attr, op, value } => {
-            params.push(to_stored_precision(*op, value));
+            params.push(bound_value(*op, value));
             attr.sql(*op, &placeholder(params.len()))
         }
         Filter::And(a, b) => format!("({} AND {})", to_sql(a, params, placeholder), to_sql(b, params, placeholder)),

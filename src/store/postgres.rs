@@ -625,11 +625,19 @@ async fn insert_event(tx: &mut Tx<'_>, ev: &LogEvent) -> Result<(), StoreError> 
     .await?;
     if !ev.target.is_empty() {
         let ids: Vec<&str> = ev.target.iter().map(|t| t.id.as_str()).collect();
+        let kinds: Vec<&str> = ev.target.iter().map(|t| t.kind.as_str()).collect();
+        let alternate: Vec<Option<&str>> = ev.target.iter().map(|t| t.alternate_id.as_deref()).collect();
+        let display: Vec<Option<&str>> = ev.target.iter().map(|t| t.display_name.as_deref()).collect();
         sqlx::query(
-            "INSERT INTO system_log_targets (seq, target_id) SELECT $1, t FROM UNNEST($2::text[]) AS t ON CONFLICT DO NOTHING",
+            "INSERT INTO system_log_targets (seq, target_id, target_type, alternate_id, display_name)
+             SELECT $1, t.id, t.kind, t.alt, t.name FROM UNNEST($2::text[], $3::text[], $4::text[], $5::text[]) AS t(id, kind, alt, name)
+             ON CONFLICT DO NOTHING",
         )
         .bind(seq)
         .bind(ids)
+        .bind(kinds)
+        .bind(alternate)
+        .bind(display)
         .execute(&mut **tx)
         .await?;
     }

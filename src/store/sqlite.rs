@@ -657,9 +657,11 @@ async fn insert_event(tx: &mut Tx<'_>, ev: &LogEvent) -> Result<(), StoreError> 
     .fetch_one(&mut **tx)
     .await?;
     for chunk in ev.target.chunks(ROWS_PER_INSERT) {
-        let mut q = QueryBuilder::<Sqlite>::new("INSERT OR IGNORE INTO system_log_targets (seq, target_id) ");
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "INSERT OR IGNORE INTO system_log_targets (seq, target_id, target_type, alternate_id, display_name) ",
+        );
         q.push_values(chunk, |mut b, t| {
-            b.push_bind(seq).push_bind(&t.id);
+            b.push_bind(seq).push_bind(&t.id).push_bind(&t.kind).push_bind(&t.alternate_id).push_bind(&t.display_name);
         });
         q.build().execute(&mut **tx).await?;
     }

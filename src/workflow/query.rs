@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::model::{Request, Timestamp};
+use super::model::{LogEvent, Request, Timestamp};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Op {
@@ -14,6 +14,10 @@ pub enum Op {
     Ge,
     Lt,
     Le,
+    /// Starts with (ASCII case-insensitive).
+    Sw,
+    /// Contains (ASCII case-insensitive).
+    Co,
 }
 
 impl Op {
@@ -25,6 +29,8 @@ impl Op {
             Op::Ge => "ge",
             Op::Lt => "lt",
             Op::Le => "le",
+            Op::Sw => "sw",
+            Op::Co => "co",
         }
     }
 }
@@ -59,9 +65,21 @@ pub enum RequestAttr {
 /// Attributes of a system-log event that a filter may name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum LogAttr {
+    Uuid,
+    Published,
     EventType,
-    TargetId,
+    Severity,
+    DisplayMessage,
+    OutcomeResult,
+    OutcomeReason,
     ActorId,
+    ActorType,
+    ActorAlternateId,
+    ActorDisplayName,
+    TargetId,
+    TargetType,
+    TargetAlternateId,
+    TargetDisplayName,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -79,6 +97,7 @@ pub trait Attribute: Copy + 'static {
 }
 
 const TEXT_OPS: &[Op] = &[Op::Eq, Op::Ne];
+const LOG_TEXT_OPS: &[Op] = &[Op::Eq, Op::Ne, Op::Sw, Op::Co];
 const TIME_OPS: &[Op] = &[Op::Gt, Op::Ge, Op::Lt, Op::Le];
 
 impl Attribute for RequestAttr {
@@ -117,23 +136,159 @@ impl Attribute for RequestAttr {
 
 impl Attribute for LogAttr {
     fn all() -> &'static [Self] {
-        &[LogAttr::EventType, LogAttr::TargetId, LogAttr::ActorId]
+        use LogAttr::*;
+        &[
+            Uuid,
+            Published,
+            EventType,
+            Severity,
+            DisplayMessage,
+            OutcomeResult,
+            OutcomeReason,
+            ActorId,
+            ActorType,
+            ActorAlternateId,
+            ActorDisplayName,
+            TargetId,
+            TargetType,
+            TargetAlternateId,
+            TargetDisplayName,
+        ]
     }
 
     fn name(self) -> &'static str {
         match self {
+            LogAttr::Uuid => "uuid",
+            LogAttr::Published => "published",
             LogAttr::EventType => "eventType",
-            LogAttr::TargetId => "target.id",
+            LogAttr::Severity => "severity",
+            LogAttr::DisplayMessage => "displayMessage",
+            LogAttr::OutcomeResult => "outcome.result",
+            LogAttr::OutcomeReason => "outcome.reason",
             LogAttr::ActorId => "actor.id",
+            LogAttr::ActorType => "actor.type",
+            LogAttr::ActorAlternateId => "actor.alternateId",
+            LogAttr::ActorDisplayName => "actor.displayName",
+            LogAttr::TargetId => "target.id",
+            LogAttr::TargetType => "target.type",
+            LogAttr::TargetAlternateId => "target.alternateId",
+            LogAttr::TargetDisplayName => "target.displayName",
         }
     }
 
     fn kind(self) -> AttrKind {
-        AttrKind::Text
+        match self {
+            LogAttr::Published => AttrKind::Time,
+            _ => AttrKind::Text,
+        }
     }
 
     fn ops(self) -> &'static [Op] {
-        &[Op::Eq]
+        match self.kind() {
+            AttrKind::Text => LOG_TEXT_OPS,
+            AttrKind::Time => TIME_OPS,
+        }
+    }
+}
+
+/// The fields `q` searches, each keyword in any of them (`co`, case-insensitive).
+pub const KEYWORD_ATTRS: &[LogAttr] = &[
+    LogAttr::DisplayMessage,
+    LogAttr::EventType,
+    LogAttr::OutcomeReason,
+    LogAttr::ActorId,
+    LogAttr::ActorAlternateId,
+    LogAttr::ActorDisplayName,
+    LogAttr::TargetId,
+    LogAttr::TargetAlternateId,
+    LogAttr::TargetDisplayName,
+];
+
+/// `q`'s keywords as a filter: every keyword in at least one of [`KEYWORD_ATTRS`].
+pub fn keyword_filter(keywords: &[String]) -> Option<Filter<LogAttr>> {
+    let any_field = |kw: &String| {
+        KEYWORD_ATTRS
+            .iter()
+            .map(|a| Filter::Cmp { attr: *a, op: Op::Co, value: Value::Text(kw.clone()) })
+            .reduce(|a, b| Filter::Or(Box::new(a), Box::new(b)))
+    };
+    keywords.iter().filter_map(any_field).reduce(|a, b| Filter::And(Box::new(a), Box::new(b)))
+}
+
+/// `v <op> want` for text, as the SQL computes it: `sw`/`co` fold ASCII case only.
+fn text_cmp(op: Op, v: &str, want: &str) -> bool {
+    match op {
+        Op::Eq => v == want,
+        Op::Ne => v != want,
+        Op::Sw => v.to_ascii_lowercase().starts_with(&want.to_ascii_lowercase()),
+        Op::Co => v.to_ascii_lowercase().contains(&want.to_ascii_lowercase()),
+        _ => false,
+    }
+}
+
+/// A missing (null) value: only `ne` holds.
+fn opt_cmp(op: Op, v: Option<&str>, want: &str) -> bool {
+    v.map_or(op == Op::Ne, |v| text_cmp(op, v, want))
+}
+
+fn time_cmp(op: Op, t: Timestamp, value: &Value) -> bool {
+    match value {
+        Value::Time(want) => match op {
+            Op::Gt => t > *want,
+            Op::Ge => t >= *want,
+            Op::Lt => t < *want,
+            Op::Le => t <= *want,
+            Op::Eq => t == *want,
+            Op::Ne => t != *want,
+            Op::Sw | Op::Co => false,
+        },
+        Value::Text(_) => false,
+    }
+}
+
+/// A target attribute: some target matches, except `ne`, which means no target equals.
+fn target_cmp(e: &LogEvent, op: Op, want: &str, field: fn(&super::model::LogTarget) -> Option<&str>) -> bool {
+    if op == Op::Ne {
+        return !target_cmp(e, Op::Eq, want, field);
+    }
+    e.target.iter().any(|t| field(t).is_some_and(|v| text_cmp(op, v, want)))
+}
+
+fn serialized<T: Serialize>(v: &T) -> String {
+    serde_json::to_value(v).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
+}
+
+/// The same filter evaluated in memory against an event (the reference the SQL is tested against).
+pub fn matches_event(f: &Filter<LogAttr>, e: &LogEvent) -> bool {
+    match f {
+        Filter::And(a, b) => matches_event(a, e) && matches_event(b, e),
+        Filter::Or(a, b) => matches_event(a, e) || matches_event(b, e),
+        Filter::Not(a) => !matches_event(a, e),
+        Filter::Cmp { attr: LogAttr::Published, op, value } => time_cmp(*op, e.published, value),
+        Filter::Cmp { value: Value::Time(_), .. } => false,
+        Filter::Cmp { attr, op, value: Value::Text(want) } => event_text(*attr, *op, want, e),
+    }
+}
+
+fn event_text(attr: LogAttr, op: Op, want: &str, e: &LogEvent) -> bool {
+    let plain = |v: &str| text_cmp(op, v, want);
+    let opt = |v: Option<&String>| opt_cmp(op, v.map(String::as_str), want);
+    match attr {
+        LogAttr::Uuid => plain(&e.uuid),
+        LogAttr::EventType => plain(&e.event_type),
+        LogAttr::Severity => plain(&e.severity),
+        LogAttr::DisplayMessage => plain(&e.display_message),
+        LogAttr::OutcomeResult => plain(&serialized(&e.outcome.result)),
+        LogAttr::OutcomeReason => opt(e.outcome.reason.as_ref()),
+        LogAttr::ActorId => plain(&e.actor.id),
+        LogAttr::ActorType => plain(&serialized(&e.actor.kind)),
+        LogAttr::ActorAlternateId => opt(e.actor.alternate_id.as_ref()),
+        LogAttr::ActorDisplayName => opt(e.actor.display_name.as_ref()),
+        LogAttr::TargetId => target_cmp(e, op, want, |t| Some(&t.id)),
+        LogAttr::TargetType => target_cmp(e, op, want, |t| Some(&t.kind)),
+        LogAttr::TargetAlternateId => target_cmp(e, op, want, |t| t.alternate_id.as_deref()),
+        LogAttr::TargetDisplayName => target_cmp(e, op, want, |t| t.display_name.as_deref()),
+        LogAttr::Published => false,
     }
 }
 
@@ -161,6 +316,7 @@ pub fn matches_request(f: &Filter<RequestAttr>, r: &Request) -> bool {
                     Op::Le => t <= *want,
                     Op::Eq => t == *want,
                     Op::Ne => t != *want,
+                    Op::Sw | Op::Co => false,
                 },
                 Value::Text(_) => false,
             };

@@ -462,8 +462,9 @@ async fn system_log_api(b: Backend) {
     let (_, until) = api.get(&format!("/api/v1/logs?until={future}")).await;
     assert_eq!(until.as_array().unwrap().len(), all.len());
     for (q, code) in [
-        ("filter=eventType%20ne%20%22x%22", "E0000001"),
-        ("filter=severity%20eq%20%22x%22", "E0000001"),
+        ("filter=eventType%20gt%20%22x%22", "E0000001"),
+        ("filter=published%20eq%20%222026-01-01T00:00:00Z%22", "E0000001"),
+        ("filter=client.id%20eq%20%22x%22", "E0000001"),
         ("since=yesterday", "E0000001"),
         ("sortOrder=UP", "E0000001"),
         ("limit=1001", "E0000029"),

@@ -38,6 +38,7 @@ mod edge;
 mod faults;
 mod flows;
 mod give_back;
+mod logs;
 mod okta;
 mod okta_schema;
 mod ops;
