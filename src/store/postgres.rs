@@ -1062,7 +1062,9 @@ approval = false
         let pages = top["Shared Hit Blocks"].as_i64().unwrap_or(0) + top["Shared Read Blocks"].as_i64().unwrap_or(0);
         let claimed = top["Actual Rows"].as_i64().unwrap_or(0);
         ensure!(claimed == 16, "claimed {claimed} rows: {plan:#}");
-        ensure!(pages < 400, "one claim read {pages} pages: {plan:#}");
+        // About 270 pages alone, up to ~440 seen with other tests on the same server; the
+        // cached generic plan this guards against read 5,556.
+        ensure!(pages < 1500, "one claim read {pages} pages: {plan:#}");
         Ok(())
     }
 
