@@ -112,6 +112,11 @@ struct RawApp {
     requesters: Option<Vec<String>>,
     /// Durations a requester may choose (`["1h", "8h", "1d"]`).
     durations: Option<Vec<String>>,
+    /// Steps of an extension request (default: `steps`).
+    #[serde(default)]
+    extend_steps: Vec<RawStep>,
+    /// How many times one grant may be extended.
+    max_extensions: Option<i64>,
     okta: Option<RawOktaTarget>,
 }
 
@@ -445,6 +450,19 @@ impl Checker {
         let requesters = a.requesters.as_ref().map(|list| self.requesters(&format!("{key}.requesters"), list, groups));
         let max_duration = self.duration(&format!("{key}.max_duration"), a.max_duration.as_deref(), None);
         let durations = self.durations(&format!("{key}.durations"), a.durations.as_deref(), max_duration);
+        let extend_steps: Vec<StepDef> = a
+            .extend_steps
+            .iter()
+            .enumerate()
+            .filter_map(|(i, st)| self.step(&format!("{key}.extend_steps[{i}]"), st, a, groups))
+            .collect();
+        let max_extensions = a.max_extensions.and_then(|n| match u32::try_from(n) {
+            Ok(n) => Some(n),
+            Err(_) => {
+                self.bad(format!("{key}.max_extensions"), format!("must be 0 or more, not {n}"));
+                None
+            }
+        });
         App {
             id: id.to_string(),
             name: a.name.clone().unwrap_or_else(|| id.to_string()),
@@ -458,6 +476,8 @@ impl Checker {
             provisioning,
             requesters,
             durations,
+            extend_steps,
+            max_extensions,
             okta,
         }
     }

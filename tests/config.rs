@@ -810,3 +810,18 @@ fn durations_are_choices_within_max_duration() {
     let e = one_problem("[apps.a]\napproval = false\ndurations = [\"soon\"]\n");
     assert!(e.contains("apps.a.durations[0]") && e.contains("is not a duration"), "{e}");
 }
+
+#[test]
+fn extension_steps_and_limit_are_checked_like_steps() {
+    let ok = parse_catalog(
+        FILE,
+        "[apps.a]\nmax_extensions = 2\nsteps = [{ user = \"U0BOB\" }]\nextend_steps = [{ user = \"U0DAVE\" }]\n",
+    )
+    .unwrap();
+    assert_eq!(ok.apps["a"].max_extensions, Some(2));
+    assert_eq!(ok.apps["a"].extend_steps, vec![StepDef::User(slack("U0DAVE"))]);
+    let e = one_problem("[apps.a]\nsteps = [{ user = \"U0BOB\" }]\nextend_steps = [{ group = \"nope\" }]\n");
+    assert!(e.contains("apps.a.extend_steps[0].group") && e.contains("unknown group"), "{e}");
+    let e = one_problem("[apps.a]\nmax_extensions = -1\nsteps = [{ user = \"U0BOB\" }]\n");
+    assert!(e.contains("apps.a.max_extensions") && e.contains("must be 0 or more"), "{e}");
+}

@@ -78,6 +78,7 @@ steps = [{ user = "U0ALICE" }]
         requested_for: req.clone(),
         justification: String::new(),
         fields: Vec::new(),
+        extension: None,
     };
 
     let granted = engine::submit(&catalog, input("instant"), &actor, now).unwrap().request.unwrap();

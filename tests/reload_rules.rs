@@ -78,6 +78,7 @@ fn request(id: &str, app: &str, steps: Vec<Step>) -> Request {
         access_duration: None,
         revocation_status: None,
         revoked: None,
+        extension: None,
         version: 1,
     }
 }

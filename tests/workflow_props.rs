@@ -715,6 +715,7 @@ fn check_scenario(catalogs: &[Catalog], sc: &Scenario, stats: &mut Stats) -> Res
         requested_for: for_.clone(),
         justification: sc.justification.clone(),
         fields: Vec::new(),
+        extension: None,
     };
     let submitter = Actor::user(by.clone(), Source::Slack);
     let submitted = engine::submit(catalog, input, &submitter, now);
@@ -871,6 +872,7 @@ fn a_step_index_past_the_end_is_refused_without_overflow() {
         requested_for: party("U0REQ"),
         justification: String::new(),
         fields: Vec::new(),
+        extension: None,
     };
     let req = engine::submit(&catalog, input, &user("U0REQ"), t0()).unwrap().request.unwrap();
     for step in [1, usize::MAX] {
@@ -890,6 +892,7 @@ fn a_walk_through_every_step_kind_replays_from_the_log() {
         requested_for: party("U0REQ"),
         justification: "walk".into(),
         fields: Vec::new(),
+        extension: None,
     };
     let cs = engine::submit(&catalog, input, &user("U0REQ"), now).unwrap();
     let mut log = cs.events.clone();

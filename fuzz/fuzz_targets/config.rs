@@ -32,6 +32,7 @@ fuzz_target!(|data: &[u8]| {
             requested_for: requester.clone(),
             justification: "fuzz".into(),
             fields: Vec::new(),
+            extension: None,
         };
         let Ok(cs) = engine::submit(&catalog, input, &actor, now) else { continue };
         let req = cs.request.expect("a request");

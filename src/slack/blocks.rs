@@ -66,6 +66,10 @@ pub fn details(r: &RequestView, step: usize) -> Vec<Value> {
         fields.push(json!({"type": "mrkdwn", "text": format!("*Requested for*\n{}", who(&r.requested_for))}));
     }
     fields.push(json!({"type": "mrkdwn", "text": format!("*Step*\n{} of {}", step + 1, r.step_count)}));
+    if let Some(ends) = r.extends {
+        let text = format!("*Extension* of current access\nnow ending {}", ends.format("%Y-%m-%d %H:%M UTC"));
+        fields.push(json!({"type": "mrkdwn", "text": text}));
+    }
     fields.push(json!({"type": "mrkdwn", "text": format!("*Request*\n`{}`", r.id)}));
     let mut blocks = vec![json!({"type": "section", "fields": fields})];
     let just = if r.justification.is_empty() { "_none given_".to_string() } else { esc(&r.justification) };
@@ -249,6 +253,8 @@ fn strip_emoji(s: &str) -> String {
 
 /// The action id of the "I'm done" button (the value is the app id).
 pub const GIVE_BACK: &str = "give_back";
+/// The action id of the "Extend" button on access-ending warnings (the value is the app id).
+pub const EXTEND: &str = "extend";
 
 /// A DM to the requester (or to a user granted or revoked directly); a grant
 /// and an access-ending warning carry an "I'm done" button.
@@ -261,8 +267,11 @@ pub fn requester(
     let (text, mut blocks) = requester_text(r, app_name, event);
     let holds_access = matches!(event, RequesterEvent::Approved { .. } | RequesterEvent::AccessEnding { .. });
     if holds_access && !app_id.is_empty() {
-        let done = button("I'm done", GIVE_BACK, app_id, None);
-        blocks.push(json!({"type": "actions", "block_id": format!("give_back:{app_id}"), "elements": [done]}));
+        let mut buttons = vec![button("I'm done", GIVE_BACK, app_id, None)];
+        if matches!(event, RequesterEvent::AccessEnding { .. }) {
+            buttons.push(button("Extend", EXTEND, app_id, Some("primary")));
+        }
+        blocks.push(json!({"type": "actions", "block_id": format!("give_back:{app_id}"), "elements": buttons}));
     }
     (text, blocks)
 }
@@ -410,6 +419,7 @@ mod tests {
             justification: "new hire".into(),
             status: Status::Pending,
             step_count: 2,
+            extends: None,
             fields: vec![("Region".into(), "EU".into())],
         }
     }
@@ -467,5 +477,6 @@ mod tests {
         let (_, blocks) = requester(None, "aws", "AWS", &RequesterEvent::AccessEnding { ends: chrono::Utc::now() });
         let button = &blocks[1]["elements"][0];
         assert_eq!((button["action_id"].as_str(), button["value"].as_str()), (Some(GIVE_BACK), Some("aws")));
+        assert_eq!(blocks[1]["elements"][1]["action_id"], EXTEND, "ending warnings offer to extend");
     }
 }

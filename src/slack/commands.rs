@@ -24,6 +24,7 @@ pub const USAGE: &str = "*accessbot* — request access to apps and approve requ
 `/access request <app> for @someone [justification…]` — request it for someone else (when allowed)\n\
 `/access mine` — your requests and where they wait\n\
 `/access cancel <request-id>` — cancel your pending request\n\
+`/access extend <app> [duration] [justification…]` — ask for more time on access that ends\n\
 `/access done <app>` — give back access you no longer need\n\
 `/access tasks` — approvals waiting for you\n\
 `/access suggest <app and why>` — ask for an app that is not in the list\n\
@@ -157,6 +158,7 @@ async fn run(state: &AppState, actor: &Actor, text: &str, trigger: Option<&str>)
             let r = wf.cancel(actor, id, None, false).await?;
             Ok(ephemeral(&format!("Canceled `{}` ({}).", r.id, esc(&r.app_name))))
         }
+        "extend" => extend(state, actor, rest).await,
         "done" => {
             let app = need(word(rest).0, "/access done <app>")?.to_ascii_lowercase();
             wf.give_back(actor, &app).await?;
@@ -296,7 +298,20 @@ pub fn too_fast(wait: std::time::Duration) -> String {
     )
 }
 
-fn submitted(r: &Request, existing: bool, actor: &Actor) -> String {
+/// `/access extend <app> [duration] [justification…]`.
+async fn extend(state: &AppState, actor: &Actor, text: &str) -> Result<Value, Problem> {
+    let wf = &state.workflow;
+    let (app_word, rest) = word(text);
+    let app_id = need(app_word, "/access extend <app> [duration] [justification…]")?.to_ascii_lowercase();
+    let catalog = wf.catalog();
+    let (duration, justification) = duration_word(catalog.apps.get(&app_id), rest);
+    let mut input = RequestInput::own(actor, &app_id, justification);
+    input.fields = duration.map(|d| vec![(modals::DURATION.to_string(), d.to_string())]).unwrap_or_default();
+    let s = wf.extend(actor, input).await?;
+    Ok(ephemeral(&submitted(&s.request, s.existing, actor)))
+}
+
+pub fn submitted(r: &Request, existing: bool, actor: &Actor) -> String {
     let for_other = !r.requested_for.is(&actor.party);
     if r.status == Status::Submitted {
         return format!(

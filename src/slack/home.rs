@@ -246,6 +246,7 @@ steps = [{ task = { user = "U0BOB" } }]
             requested_for: party.clone(),
             justification: justification.into(),
             fields: vec![],
+            extension: None,
         };
         let cs = engine::submit(&catalog, input, &Actor::user(party, Source::Slack), chrono::Utc::now()).unwrap();
         cs.request.unwrap()

@@ -177,6 +177,13 @@ async fn block_actions(state: &AppState, actor: &Actor, payload: &Value) {
         super::home::OPEN_REQUEST_FORM => modals::open(wf, trigger, modals::app_picker(&wf.catalog(), &actor.party))
             .await
             .map_err(|e| super::explain(&e)),
+        blocks::EXTEND => {
+            let input = RequestInput::own(actor, value, "Extension asked from the access-ending warning");
+            match wf.extend(actor, input).await {
+                Ok(s) => Err(super::commands::submitted(&s.request, s.existing, actor)),
+                Err(e) => Err(super::explain(&e)),
+            }
+        }
         blocks::GIVE_BACK => match wf.give_back(actor, value).await {
             Ok(()) => Err(super::commands::given_back(wf, value)),
             Err(e) => Err(super::explain(&e)),

@@ -314,6 +314,8 @@ mod tests {
             provisioning: None,
             requesters: None,
             durations: Vec::new(),
+            extend_steps: Vec::new(),
+            max_extensions: None,
             okta: None,
         }
     }

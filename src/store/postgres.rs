@@ -795,6 +795,7 @@ approval = false
             requested_for: Party::new(who, None),
             justification: "needed".into(),
             fields: vec![],
+            extension: None,
         };
         Ok(engine::submit(catalog, input, &user(who), at)?)
     }

@@ -147,6 +147,10 @@ pub struct App {
     pub requesters: Option<Vec<Requester>>,
     /// Access durations a requester may choose (each within `max_duration`).
     pub durations: Vec<Duration>,
+    /// Steps of an extension request; empty: the app's `steps`.
+    pub extend_steps: Vec<StepDef>,
+    /// How many times one grant may be extended; `None`: no limit.
+    pub max_extensions: Option<u32>,
     /// Where a grant assigns the user in Okta (the `[okta]` connector).
     pub okta: Option<OktaTarget>,
 }

@@ -5,7 +5,7 @@
 //! are before anyone is asked.
 
 use super::engine::{self, NewRequest};
-use super::model::Request;
+use super::model::{Extension, Request, Status};
 use super::{Actor, RateLimited, Submitted, Workflow, WorkflowError};
 
 /// A new request as an edge receives it: people by chat user id.
@@ -53,19 +53,63 @@ impl Workflow {
 
     /// Creates a request, or returns the open one for this user and app.
     pub async fn request(&self, actor: &Actor, input: RequestInput) -> Result<Submitted, WorkflowError> {
+        let new = self.new_of(input).await?;
+        self.submit_new(actor, new).await
+    }
+
+    /// Asks to extend time-bound access the beneficiary has: a request through
+    /// the app's `extend_steps` (else its steps) that moves the end of access.
+    pub async fn extend(&self, actor: &Actor, input: RequestInput) -> Result<Submitted, WorkflowError> {
+        let mut new = self.new_of(input).await?;
+        let extension = self.extension_of(&new).await;
+        new.extension = Some(self.guard(actor, "extend", None, extension).await?);
+        self.submit_new(actor, new).await
+    }
+
+    async fn new_of(&self, input: RequestInput) -> Result<NewRequest, WorkflowError> {
         let by = self.party(&input.requested_by).await?;
         let for_ = if input.requested_for == input.requested_by {
             by.clone()
         } else {
             self.party(&input.requested_for).await?
         };
-        let mut new = NewRequest {
+        Ok(NewRequest {
             app_id: input.app_id,
             requested_by: by,
             requested_for: for_,
             justification: input.justification,
             fields: input.fields,
+            extension: None,
+        })
+    }
+
+    /// The access an extension would extend, within the app's `max_extensions`.
+    async fn extension_of(&self, new: &NewRequest) -> Result<Extension, WorkflowError> {
+        let (user, app_id) = (&new.requested_for.id, &new.app_id);
+        let current = self.store.assignment(user, app_id).await?;
+        let Some((granted, ends)) = current.and_then(|a| Some((a.granted, a.expires?))) else {
+            return Err(WorkflowError::Invalid(format!("{user} has no time-bound access to {app_id} to extend")));
         };
+        let max = self.catalog().apps.get(app_id).and_then(|a| a.max_extensions);
+        if let Some(max) = max {
+            let used = self
+                .store
+                .requests_for_user(user, 500)
+                .await?
+                .into_iter()
+                .filter(|r| r.app_id == *app_id && r.status == Status::Approved)
+                .filter(|r| r.extension.is_some_and(|e| e.granted == granted))
+                .count();
+            if used >= max as usize {
+                return Err(WorkflowError::Invalid(format!(
+                    "{app_id} allows {max} extension(s) of one grant, and this one has had them"
+                )));
+            }
+        }
+        Ok(Extension { granted, ends })
+    }
+
+    async fn submit_new(&self, actor: &Actor, mut new: NewRequest) -> Result<Submitted, WorkflowError> {
         let validated = engine::new_request(&self.catalog(), new.clone(), actor, self.clock.now()).map(|_| ());
         self.guard(actor, "request", None, validated).await?;
         if let Some(existing) = self.store.open_request(&new.requested_for.id, &new.app_id).await? {

@@ -241,8 +241,20 @@ pub struct Request {
     pub revocation_status: Option<RevocationStatus>,
     #[serde(default)]
     pub revoked: Option<Timestamp>,
+    /// Set when this request extends access the user has (`/access extend`).
+    #[serde(default)]
+    pub extension: Option<Extension>,
     /// Optimistic-concurrency version: every commit must name the version it read.
     pub version: i64,
+}
+
+/// The access an extension request extends, as it was when asked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Extension {
+    /// When the access was first granted (the assignment keeps it).
+    pub granted: Timestamp,
+    /// When it would end without the extension.
+    pub ends: Timestamp,
 }
 
 impl Request {
@@ -272,6 +284,7 @@ impl Request {
             justification: self.justification.clone(),
             status: self.status,
             step_count: self.steps.len(),
+            extends: self.extension.map(|e| e.ends),
             fields: self
                 .field_values
                 .iter()
@@ -411,6 +424,9 @@ pub struct RequestView {
     pub justification: String,
     pub status: Status,
     pub step_count: usize,
+    /// For an extension: when the current access ends.
+    #[serde(default)]
+    pub extends: Option<Timestamp>,
     /// Answers to request fields other than the justification: (label, value).
     #[serde(default)]
     pub fields: Vec<(String, String)>,

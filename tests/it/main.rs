@@ -35,6 +35,7 @@ mod core_rules;
 mod delivery;
 mod durations;
 mod edge;
+mod extend;
 mod faults;
 mod flows;
 mod give_back;

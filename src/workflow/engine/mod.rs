@@ -41,6 +41,8 @@ pub struct NewRequest {
     pub justification: String,
     /// Answers to the app's request fields, by field id.
     pub fields: Vec<(String, String)>,
+    /// Set to extend access the requester has.
+    pub extension: Option<Extension>,
 }
 
 /// Admins of an app, and API tokens (trusted integrations), may administer its requests.
@@ -93,9 +95,9 @@ fn fallback(catalog: &Catalog, app: &App, by: &Party, for_: &Party) -> Option<(V
     (!supers.is_empty()).then_some((supers, Routing::SuperAdmins))
 }
 
-fn build_steps(catalog: &Catalog, app: &App, by: &Party, for_: &Party) -> Result<Vec<Step>, String> {
+fn build_steps(catalog: &Catalog, app: &App, defs: &[StepDef], by: &Party, for_: &Party) -> Result<Vec<Step>, String> {
     let mut steps = Vec::new();
-    for def in &app.steps {
+    for def in defs {
         let group = |gid: &str| catalog.groups.get(gid).ok_or_else(|| format!("group {gid} is not defined"));
         let mut required = 1;
         let (kind, people) = match def {
@@ -226,9 +228,12 @@ fn grant(
     req.resolved = Some(now);
     req.current_step = None;
     req.granted = Some(now);
-    let (until, duration) = fields::access_window(app, &req.field_values, now);
+    // An extension adds its time to the current end (or to now, when that has passed).
+    let from = req.extension.map_or(now, |e| e.ends.max(now));
+    let (until, duration) = fields::access_window(app, &req.field_values, from);
     req.access_until = until;
     req.access_duration = duration;
+    let granted = req.extension.map_or(now, |e| e.granted);
     let pending = webhooks::provisioned(app);
     req.grant_status = Some(if pending { GrantStatus::Pending } else { GrantStatus::Granted });
     cs.assignment = Some(AssignmentChange::Grant(Assignment {
@@ -236,7 +241,7 @@ fn grant(
         app_id: req.app_id.clone(),
         request_id: Some(req.id.clone()),
         source,
-        granted: now,
+        granted,
         expires: until,
         warned_day: false,
         warned_hour: false,
@@ -324,6 +329,7 @@ pub fn new_request(
         access_duration: None,
         revocation_status: None,
         revoked: None,
+        extension: input.extension,
         version: 0,
     })
 }
@@ -393,6 +399,15 @@ pub fn reject_unresolved(mut req: Request, reason: String, now: Timestamp) -> Op
     Some(cs)
 }
 
+/// An extension goes through the app's `extend_steps` when it has them.
+fn steps_for<'a>(app: &'a App, req: &Request) -> &'a [StepDef] {
+    if req.extension.is_some() && !app.extend_steps.is_empty() {
+        &app.extend_steps
+    } else {
+        &app.steps
+    }
+}
+
 /// Builds the steps for the request's people (separation of duties applied)
 /// and starts the workflow; `logged` is the event that records it.
 fn start(catalog: &Catalog, mut req: Request, logged: EventBuilder, actor: &Actor, now: Timestamp) -> Changeset {
@@ -402,8 +417,11 @@ fn start(catalog: &Catalog, mut req: Request, logged: EventBuilder, actor: &Acto
         let reason = format!("app {} was removed", req.app_id);
         return rejected(req, logged, reason, now, cs);
     };
-    let built =
-        if app.approval { build_steps(catalog, app, &req.requested_by, &req.requested_for) } else { Ok(vec![]) };
+    let built = if app.approval {
+        build_steps(catalog, app, steps_for(app, &req), &req.requested_by, &req.requested_for)
+    } else {
+        Ok(vec![])
+    };
     match built {
         Err(reason) => return rejected(req, logged, reason, now, cs),
         Ok(steps) if steps.is_empty() => {
