@@ -30,10 +30,14 @@ fn column_cmp(column: &str, op: Op, ph: &str) -> String {
     format!("{column} {} {ph}", op_sql(op))
 }
 
-/// `sw`/`co` as LIKE, folding case the same way on both sides (the pattern is
-/// built by [`like_pattern`]; `\\` escapes its wildcards on SQLite and PostgreSQL).
+/// `sw`/`co` as LIKE, folding ASCII letters only on both sides, as the
+/// in-memory evaluation does: SQLite's `LOWER` folds only ASCII while
+/// PostgreSQL's follows the locale, so neither is used. The pattern is built
+/// by [`like_pattern`] (already folded); `\\` escapes its wildcards on both.
 fn like(column: &str, ph: &str) -> String {
-    format!("LOWER({column}) LIKE LOWER({ph}) ESCAPE '\\'")
+    let folded =
+        ('A'..='Z').fold(column.to_string(), |e, c| format!("REPLACE({e}, '{c}', '{}')", c.to_ascii_lowercase()));
+    format!("{folded} LIKE {ph} ESCAPE '\\'")
 }
 
 /// Any text comparison on a NOT NULL column.
@@ -55,7 +59,7 @@ fn nullable_text_cmp(column: &str, op: Op, ph: &str) -> String {
 /// The value `sw`/`co` bind: the text with `\\`, `%` and `_` escaped, then wildcards.
 pub fn like_pattern(op: Op, text: &str) -> String {
     let mut escaped = String::with_capacity(text.len() + 2);
-    for c in text.chars() {
+    for c in text.chars().map(|c| c.to_ascii_lowercase()) {
         if matches!(c, '\\' | '%' | '_') {
             escaped.push('\\');
         }
