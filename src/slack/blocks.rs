@@ -47,9 +47,11 @@ pub fn button(text: &str, action_id: &str, value: &str, style: Option<&str>) -> 
 
 /// A mention for a Slack user id; anything else (an email, an API token's id) as plain text.
 pub fn who(id_or_email: &str) -> String {
+    // Slack ids always carry a digit, so an upper-case group name is not taken for one.
     let slack_id = id_or_email.len() >= 3
         && (id_or_email.starts_with('U') || id_or_email.starts_with('W'))
-        && id_or_email.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit());
+        && id_or_email.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+        && id_or_email.chars().any(|c| c.is_ascii_digit());
     if slack_id {
         format!("<@{id_or_email}>")
     } else {
@@ -111,7 +113,7 @@ pub fn ask(r: &RequestView, step: usize, label: &str, routed: Option<Routing>, k
         Some(Routing::SuperAdmins) => {
             "You are asked as a super admin because the requester is this step's only approver.".to_string()
         }
-        None => format!("Approver: {}", esc(label)),
+        None => format!("Approver: {}", who(label)),
     };
     blocks.push(context(&why));
     let v = action_value(&r.id, step);
@@ -174,7 +176,7 @@ pub fn task(r: &RequestView, step: usize, label: &str, routed: Option<Routing>, 
         Some(Routing::SuperAdmins) => {
             "You are assigned as a super admin because the requester is this task's only assignee.".to_string()
         }
-        None => format!("Assigned to: {}", esc(label)),
+        None => format!("Assigned to: {}", who(label)),
     };
     blocks.push(context(&why));
     let v = action_value(&r.id, step);
@@ -281,7 +283,7 @@ fn requester_text(r: Option<&RequestView>, app_name: &str, event: &RequesterEven
     let app = esc(app_name);
     let line = match event {
         RequesterEvent::Submitted { first_step } => {
-            format!(":inbox_tray: Your request for *{app}*{id} was submitted. Waiting for {}.", esc(first_step))
+            format!(":inbox_tray: Your request for *{app}*{id} was submitted. Waiting for {}.", who(first_step))
         }
         RequesterEvent::StepApproved { step, by, next_step } => {
             let n = r.map(|r| r.step_count).unwrap_or(0);
@@ -289,7 +291,7 @@ fn requester_text(r: Option<&RequestView>, app_name: &str, event: &RequesterEven
                 ":white_check_mark: Step {} of {n} of your request for *{app}*{id} was approved by {}. Next: {}.",
                 step + 1,
                 who(by),
-                esc(next_step)
+                who(next_step)
             )
         }
         RequesterEvent::Approved { source: AssignmentSource::Direct, by } => {
@@ -368,7 +370,7 @@ pub fn summary(r: &Request) -> String {
         format!("`{}` *{}* for {} — {}", r.id, esc(&r.app_name), who(&r.requested_for.id), r.status.as_str());
     if r.status == Status::Pending {
         if let (Some(i), Some(s)) = (r.current_step, r.current()) {
-            line.push_str(&format!(", step {} of {}: {}", i + 1, r.steps.len(), esc(&s.label())));
+            line.push_str(&format!(", step {} of {}: {}", i + 1, r.steps.len(), who(&s.label())));
         }
     }
     if let Some(why) = &r.flagged {

@@ -348,7 +348,7 @@ pub fn submitted(r: &Request, existing: bool, actor: &Actor) -> String {
                 esc(&r.app_name),
                 who(&r.requested_for.id),
                 r.steps.len(),
-                esc(&r.current().map(|s| s.label()).unwrap_or_default())
+                who(&r.current().map(|s| s.label()).unwrap_or_default())
             ),
         };
     }
@@ -364,7 +364,7 @@ pub fn submitted(r: &Request, existing: bool, actor: &Actor) -> String {
                 r.id,
                 esc(&r.app_name),
                 r.steps.len(),
-                esc(&waiting)
+                who(&waiting)
             )
         }
     }
@@ -431,7 +431,7 @@ async fn admin_show(state: &AppState, actor: &Actor, rest: &str) -> Result<Value
 
 fn step_line(i: usize, s: &Step) -> String {
     let approvers: Vec<String> = s.approvers.iter().map(|p| who(p.key())).collect();
-    let mut l = format!("Step {} ({}): {} — {}", i + 1, esc(&s.label()), blocks::step_state(s), approvers.join(", "));
+    let mut l = format!("Step {} ({}): {} — {}", i + 1, who(&s.label()), blocks::step_state(s), approvers.join(", "));
     if let Some(by) = &s.decided_by {
         l.push_str(&format!(", decided by {}", who(by)));
     }
@@ -453,7 +453,7 @@ async fn admin_resend(state: &AppState, actor: &Actor, rest: &str) -> Result<Val
     let id = need(word(rest).0, "/access admin resend <request-id>")?;
     let r = state.workflow.resend(actor, id).await?;
     let label = r.current().map(|s| s.label()).unwrap_or_default();
-    Ok(ephemeral(&format!("Resent `{}` to {}.", r.id, esc(&label))))
+    Ok(ephemeral(&format!("Resent `{}` to {}.", r.id, who(&label))))
 }
 
 async fn admin_cancel(state: &AppState, actor: &Actor, rest: &str) -> Result<Value, Problem> {

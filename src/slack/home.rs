@@ -44,7 +44,7 @@ fn date(t: &crate::workflow::model::Timestamp) -> String {
 /// Where an open request waits: "step 2 of 3: Security Team".
 fn waiting(r: &Request) -> String {
     match (r.current_step, r.current()) {
-        (Some(i), Some(s)) => format!("step {} of {}: {}", i + 1, r.steps.len(), esc(&s.label())),
+        (Some(i), Some(s)) => format!("step {} of {}: {}", i + 1, r.steps.len(), who(&s.label())),
         _ => "being set up".to_string(),
     }
 }

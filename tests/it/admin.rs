@@ -13,7 +13,7 @@ async fn pending_and_show_respect_app_admin_scope(b: Backend) {
     let (_, all) = app.command("U0ROOT", "admin pending").await;
     let all = all.to_string();
     assert!(all.contains(&sf) && all.contains(&gh), "super admin sees everything: {all}");
-    assert!(all.contains("step 1 of 3: U0ALICE"), "{all}");
+    assert!(all.contains("step 1 of 3: <@U0ALICE>"), "{all}");
 
     let (_, scoped) = app.command("U0GHADMIN", "admin pending").await;
     let scoped = scoped.to_string();
