@@ -259,6 +259,15 @@ impl TestApp {
         start(setup, self.slack.clone(), self.db.clone()).await
     }
 
+    /// [`ChatClient::request_app`], then waits until the request is routed: a user
+    /// seen for the first time may wait (`SUBMITTED`) when Slack's `users.info`
+    /// answers slowly, as on a loaded machine.
+    pub async fn request_app(&self, user: &str, app: &str, justification: &str) -> String {
+        let id = self.chat.request_app(user, app, justification).await;
+        wait_routed(&self.store, &id).await;
+        id
+    }
+
     /// A second server on the same database and fake Slack (a replica; PostgreSQL).
     pub async fn replica(&self, setup: Setup) -> TestApp {
         start(setup, self.slack.clone(), self.db.clone()).await
