@@ -26,32 +26,26 @@ impl Workflow {
     /// A chat user as the identity cache knows them; the first time one is
     /// seen, the directory is asked (briefly, then in the background).
     pub async fn party(&self, user_id: &str) -> Result<Party, WorkflowError> {
-        match self.store.identity(user_id).await? {
-            Some(i) => Ok(Party::new(user_id, i.email)),
-            None => Ok(self.first_sight(user_id).await?.0),
-        }
+        Ok(self.known(user_id).await?.0)
     }
 
     /// Who a chat user is, asking the directory (briefly) when the cache does
     /// not know; without an answer, just their id.
     pub async fn person(&self, user_id: &str) -> Result<Party, WorkflowError> {
-        Ok(self.identify(user_id).await?.unwrap_or_else(|| Party::new(user_id, None)))
+        let (party, known) = self.known(user_id).await?;
+        Ok(if known { party } else { Party::new(user_id, None) })
     }
 
-    /// Who `user_id` is; `None` while the directory has not answered. Only a
-    /// user never seen before is asked while the caller waits (once).
-    pub(super) async fn identify(&self, user_id: &str) -> Result<Option<Party>, WorkflowError> {
-        let cached = self.store.identity(user_id).await?;
-        if self.directory.is_none() {
-            return Ok(Some(Party::new(user_id, cached.and_then(|i| i.email))));
-        }
-        match cached {
-            Some(i) if i.resolved => Ok(Some(Party::new(user_id, i.email))),
-            // Asked already; the answer comes through `resolve`.
-            Some(_) => Ok(None),
+    /// A chat user as far as known, and whether the directory has answered for
+    /// them: one read of the cache (and a brief look-up the first time).
+    pub(super) async fn known(&self, user_id: &str) -> Result<(Party, bool), WorkflowError> {
+        // Without a directory, people are who the cache says; else only its answer counts.
+        let trusted = self.directory.is_none();
+        match self.store.identity(user_id).await? {
+            Some(i) => Ok((Party::new(user_id, i.email), i.resolved || trusted)),
             None => {
                 let (party, resolved) = self.first_sight(user_id).await?;
-                Ok(resolved.then_some(party))
+                Ok((party, resolved || trusted))
             }
         }
     }

@@ -53,36 +53,45 @@ impl Workflow {
 
     /// Creates a request, or returns the open one for this user and app.
     pub async fn request(&self, actor: &Actor, input: RequestInput) -> Result<Submitted, WorkflowError> {
-        let new = self.new_of(input).await?;
-        self.submit_new(actor, new).await
+        let (new, waiting) = self.new_of(input).await?;
+        self.submit_new(actor, new, waiting).await
     }
 
     /// Asks to extend time-bound access the beneficiary has: a request through
     /// the app's `extend_steps` (else its steps) that moves the end of access.
     pub async fn extend(&self, actor: &Actor, input: RequestInput) -> Result<Submitted, WorkflowError> {
-        let mut new = self.new_of(input).await?;
+        let (mut new, waiting) = self.new_of(input).await?;
         let extension = self.extension_of(&new).await;
         new.extension = Some(self.guard(actor, "extend", None, extension).await?);
-        self.submit_new(actor, new).await
+        self.submit_new(actor, new, waiting).await
     }
 
-    async fn new_of(&self, input: RequestInput) -> Result<NewRequest, WorkflowError> {
-        let by = self.party(&input.requested_by).await?;
-        let for_ = if input.requested_for == input.requested_by {
-            by.clone()
+    /// The request with its people as far as known, and the ids the directory
+    /// has not answered for yet (nobody is asked before it has).
+    async fn new_of(&self, input: RequestInput) -> Result<(NewRequest, Vec<String>), WorkflowError> {
+        let (by, by_known) = self.known(&input.requested_by).await?;
+        let (for_, for_known) = if input.requested_for == input.requested_by {
+            (by.clone(), by_known)
         } else {
-            self.party(&input.requested_for).await?
+            self.known(&input.requested_for).await?
         };
-        Ok(NewRequest {
+        let mut waiting = Vec::new();
+        if !by_known {
+            waiting.push(by.id.clone());
+        }
+        if !for_known && for_.id != by.id {
+            waiting.push(for_.id.clone());
+        }
+        let new = NewRequest {
             app_id: input.app_id,
             requested_by: by,
             requested_for: for_,
             justification: input.justification,
             fields: input.fields,
             extension: None,
-        })
+        };
+        Ok((new, waiting))
     }
-
     /// The access an extension would extend, within the app's `max_extensions`.
     async fn extension_of(&self, new: &NewRequest) -> Result<Extension, WorkflowError> {
         let (user, app_id) = (&new.requested_for.id, &new.app_id);
@@ -109,50 +118,35 @@ impl Workflow {
         Ok(Extension { granted, ends })
     }
 
-    async fn submit_new(&self, actor: &Actor, mut new: NewRequest) -> Result<Submitted, WorkflowError> {
-        let validated = engine::new_request(&self.catalog(), new.clone(), actor, self.clock.now()).map(|_| ());
-        self.guard(actor, "request", None, validated).await?;
-        if let Some(existing) = self.store.open_request(&new.requested_for.id, &new.app_id).await? {
+    async fn submit_new(
+        &self,
+        actor: &Actor,
+        new: NewRequest,
+        waiting: Vec<String>,
+    ) -> Result<Submitted, WorkflowError> {
+        let validated = engine::new_request(&self.catalog(), new, actor, self.clock.now());
+        let req = self.guard(actor, "request", None, validated).await?;
+        if let Some(existing) = self.store.open_request(&req.requested_for.id, &req.app_id).await? {
             return Ok(Submitted { request: existing, existing: true });
         }
-        if let Err(retry_after) = self.limits.requests.check(&new.requested_by.id) {
-            tracing::warn!(user = %new.requested_by.id, "request rate limit reached");
+        if let Err(retry_after) = self.limits.requests.check(&req.requested_by.id) {
+            tracing::warn!(user = %req.requested_by.id, "request rate limit reached");
             return Err(WorkflowError::RateLimited { what: RateLimited::Requests, retry_after });
         }
-        let waiting = self.identify_requesters(&mut new).await?;
-        let (new, waiting) = (&new, &waiting);
+        let (req, waiting) = (&req, &waiting);
         self.retrying(|| async move {
-            if let Some(existing) = self.store.open_request(&new.requested_for.id, &new.app_id).await? {
+            if let Some(existing) = self.store.open_request(&req.requested_for.id, &req.app_id).await? {
                 return Ok(Submitted { request: existing, existing: true });
             }
-            let catalog = self.catalog();
             let now = self.clock.now();
             let cs = match waiting.is_empty() {
-                true => engine::submit(&catalog, new.clone(), actor, now)?,
-                false => engine::submit_unresolved(&catalog, new.clone(), waiting, actor, now)?,
+                true => engine::route_new(&self.catalog(), req.clone(), actor, now),
+                false => engine::submit_unresolved(req.clone(), waiting, actor, now),
             };
             self.commit(&cs).await?;
             let request = cs.request.ok_or_else(|| WorkflowError::Invalid("no request created".into()))?;
             Ok(Submitted { request, existing: false })
         })
         .await
-    }
-
-    /// Fills in who the requester and beneficiary are; the ids still unknown.
-    async fn identify_requesters(&self, new: &mut NewRequest) -> Result<Vec<String>, WorkflowError> {
-        let same = new.requested_by.id == new.requested_for.id;
-        let by = self.identify(&new.requested_by.id).await?;
-        let for_ = if same { by.clone() } else { self.identify(&new.requested_for.id).await? };
-        let mut waiting = Vec::new();
-        match by {
-            Some(p) => new.requested_by = p,
-            None => waiting.push(new.requested_by.id.clone()),
-        }
-        match for_ {
-            Some(p) => new.requested_for = p,
-            None if !same => waiting.push(new.requested_for.id.clone()),
-            None => {}
-        }
-        Ok(waiting)
     }
 }

@@ -338,8 +338,13 @@ pub fn new_request(
 /// asked, or granted at once when the app needs no approval.
 pub fn submit(catalog: &Catalog, input: NewRequest, actor: &Actor, now: Timestamp) -> Result<Changeset, WorkflowError> {
     let req = new_request(catalog, input, actor, now)?;
+    Ok(route_new(catalog, req, actor, now))
+}
+
+/// Routes a request [`new_request`] validated, whose people are known.
+pub fn route_new(catalog: &Catalog, req: Request, actor: &Actor, now: Timestamp) -> Changeset {
     let created = created_event(&req, actor, now);
-    Ok(start(catalog, req, created, actor, now))
+    start(catalog, req, created, actor, now)
 }
 
 fn created_event(req: &Request, actor: &Actor, now: Timestamp) -> EventBuilder {
@@ -349,20 +354,13 @@ fn created_event(req: &Request, actor: &Actor, now: Timestamp) -> EventBuilder {
 
 /// Creates a request that waits (`SUBMITTED`) until the directory says who
 /// `waiting_for` are; nobody is asked before then.
-pub fn submit_unresolved(
-    catalog: &Catalog,
-    input: NewRequest,
-    waiting_for: &[String],
-    actor: &Actor,
-    now: Timestamp,
-) -> Result<Changeset, WorkflowError> {
-    let req = new_request(catalog, input, actor, now)?;
+pub fn submit_unresolved(req: Request, waiting_for: &[String], actor: &Actor, now: Timestamp) -> Changeset {
     let mut cs = Changeset::default();
     cs.events
         .push(created_event(&req, actor, now).data("waitingForIdentity", json!(waiting_for)).request(&req).build());
     cs.notices.extend(waiting_for.iter().map(|id| Notice::Resolve { person: Person::Slack(id.clone()) }));
     cs.request = Some(req);
-    Ok(cs)
+    cs
 }
 
 /// Routes a `SUBMITTED` request once its people are known (`req` carries
