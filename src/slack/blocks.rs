@@ -20,6 +20,11 @@ pub fn clip(s: &str, max: usize) -> String {
     out
 }
 
+/// A quoted block of user text: escaped, clipped, every line quoted.
+pub fn quote(text: &str, max: usize) -> String {
+    format!(">{}", esc(&clip(text, max)).replace('\n', "\n>"))
+}
+
 /// Escapes the three characters Slack treats as control characters in mrkdwn.
 pub fn esc(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
@@ -325,9 +330,9 @@ fn requester_text(r: Option<&RequestView>, app_name: &str, event: &RequesterEven
         RequesterEvent::GivenBack => format!(":wave: You gave back your access to *{app}*. Thanks for tidying up."),
         RequesterEvent::Message { from, text } => {
             format!(
-                ":speech_balloon: Message about your request for *{app}*{id} from {}:\n>{}",
+                ":speech_balloon: Message about your request for *{app}*{id} from {}:\n{}",
                 who(from),
-                esc(&clip(text, 2500)).replace('\n', "\n>")
+                quote(text, 2500)
             )
         }
     };

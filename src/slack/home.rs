@@ -110,7 +110,7 @@ fn approval(r: &Request) -> Vec<Value> {
         date(&r.current().and_then(|s| s.activated).unwrap_or(r.created))
     ));
     if !r.justification.is_empty() {
-        text.push_str(&format!("\n>{}", esc(&clip(&r.justification, 500)).replace('\n', "\n>")));
+        text.push_str(&format!("\n{}", blocks::quote(&r.justification, 500)));
     }
     for f in r.field_values.iter().filter(|f| !(f.id == "justification" && f.kind == FieldKind::Text)) {
         text.push_str(&format!("\n*{}:* {}", esc(&clip(&f.label, 100)), esc(&clip(&f.value, 300))));

@@ -2,13 +2,8 @@
 //! and direct messages, in mrkdwn. Every string that came from a user or the
 //! config is escaped here, and only here.
 
-use super::blocks::{clip, esc, who};
+use super::blocks::{clip, esc, quote, who};
 use crate::workflow::model::{DirectMessage, FeedEvent, FlaggedItem, ThreadEvent};
-
-/// A quoted block of user text: escaped, clipped, every line quoted.
-fn quote(text: &str, max: usize) -> String {
-    format!(">{}", esc(&clip(text, max)).replace('\n', "\n>"))
-}
 
 fn by(user: &Option<String>) -> String {
     user.as_deref().map(|u| format!(" by {}", who(u))).unwrap_or_default()
