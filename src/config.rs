@@ -82,6 +82,8 @@ struct RawSettings {
     admin_channel: Option<String>,
     request_ttl: Option<String>,
     reminder_after: Option<String>,
+    /// How often Slack user groups' members are read again (default 10m).
+    usergroup_refresh: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -326,6 +328,11 @@ fn okta_org_url(value: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// A Slack user group id as Slack writes it: `S` and upper-case letters and digits.
+fn is_usergroup(s: &str) -> bool {
+    s.len() >= 3 && s.starts_with('S') && s.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+}
+
 fn is_channel(s: &str) -> bool {
     s.len() >= 3
         && (s.starts_with('C') || s.starts_with('G'))
@@ -391,6 +398,13 @@ impl Checker {
             reminder_after: self
                 .duration("settings.reminder_after", s.reminder_after.as_deref(), Some(defaults.reminder_after))
                 .unwrap_or(defaults.reminder_after),
+            usergroup_refresh: self
+                .duration(
+                    "settings.usergroup_refresh",
+                    s.usergroup_refresh.as_deref(),
+                    Some(defaults.usergroup_refresh),
+                )
+                .unwrap_or(defaults.usergroup_refresh),
         };
         if let Some(ch) = &s.admin_channel {
             if !is_channel(ch) {
@@ -412,9 +426,9 @@ impl Checker {
             (Some(m), None) if m.is_empty() => {
                 self.bad(format!("{key}.members"), "is empty: a group needs at least one member")
             }
-            (None, Some(_)) => self.bad(
+            (None, Some(ug)) if !is_usergroup(ug) => self.bad(
                 format!("{key}.slack_usergroup"),
-                "Slack user groups are not supported by this version yet; list the members instead",
+                format!("\"{ug}\" is not a Slack user group id (S…, upper-case letters and digits, e.g. S0614TZR7)"),
             ),
             _ => {}
         }
@@ -423,6 +437,7 @@ impl Checker {
             name: g.name.clone().unwrap_or_else(|| id.to_string()),
             members,
             slack_usergroup: g.slack_usergroup.clone(),
+            usergroup_known: false,
         }
     }
 
@@ -553,12 +568,19 @@ impl Checker {
         }
     }
 
-    /// A quorum is at least one and at most the group's members.
+    /// A quorum is at least one and at most the group's members. A Slack user
+    /// group's size is Slack's to say: routing falls back to the app's admins
+    /// when too few members are left.
     fn approvals(&mut self, skey: &str, given: Option<i64>, gid: &str, group: &RawGroup) -> Option<u32> {
         let Some(n) = given else { return Some(1) };
         let members = group.members.as_ref().map_or(0, Vec::len);
+        let usergroup = group.members.is_none() && group.slack_usergroup.is_some();
         match u32::try_from(n) {
-            Ok(q) if q >= 1 && q as usize <= members.max(1) => Some(q),
+            Ok(q) if q >= 1 && (usergroup || q as usize <= members.max(1)) => Some(q),
+            _ if usergroup => {
+                self.bad(format!("{skey}.approvals"), format!("approvals must be 1 or more, not {n}"));
+                None
+            }
             _ => {
                 self.bad(
                     format!("{skey}.approvals"),

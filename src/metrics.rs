@@ -18,6 +18,7 @@ pub struct Metrics {
     refusals: IntCounterVec,
     deliveries: IntCounterVec,
     slack_rate_limited: IntCounter,
+    usergroup_reads: IntCounterVec,
     delivery_latency: Histogram,
     pub outbox_depth: IntGaugeVec,
     pub requests_by_status: IntGaugeVec,
@@ -92,6 +93,12 @@ impl Default for Metrics {
                 &["kind", "result"],
             ),
             slack_rate_limited: counter(&r, "slack_rate_limited_total", "HTTP 429 answers from Slack"),
+            usergroup_reads: counter_vec(
+                &r,
+                "usergroup_reads_total",
+                "Slack user group reads (usergroups.users.list) by result",
+                &["result"],
+            ),
             delivery_latency,
             outbox_depth: gauge_vec(&r, "outbox_rows", "Outbox rows by status (pending = depth)", &["status"]),
             requests_by_status: gauge_vec(&r, "requests", "Access requests by status", &["status"]),
@@ -133,6 +140,13 @@ impl Metrics {
 
     pub fn rate_limited(&self) {
         self.slack_rate_limited.inc();
+    }
+
+    /// One refresh's reads of Slack user groups: unchanged, changed, failed (last members kept).
+    pub fn usergroups(&self, unchanged: usize, changed: usize, failed: usize) {
+        for (result, n) in [("unchanged", unchanged), ("changed", changed), ("failed", failed)] {
+            self.usergroup_reads.with_label_values(&[result]).inc_by(n as u64);
+        }
     }
 
     pub fn delivered_after(&self, latency: Duration) {

@@ -155,6 +155,42 @@ fn spawn_jobs(workflow: Arc<Workflow>, shutdown: CancellationToken) -> tokio::ta
     })
 }
 
+/// How often each replica loads the Slack user group members other replicas
+/// saved and reads the ones that are due (`settings.usergroup_refresh`).
+pub const USERGROUP_TICK: Duration = Duration::from_secs(5);
+/// How long a start waits for the first read of the Slack user groups.
+const USERGROUP_START_WAIT: Duration = Duration::from_secs(5);
+
+async fn refresh_usergroups(workflow: &Workflow, metrics: &Metrics) {
+    match workflow.refresh_usergroups().await {
+        Ok(r) => {
+            metrics.usergroups(r.read.len() - r.changed.len(), r.changed.len(), r.failed.len());
+            if !r.changed.is_empty() || !r.flagged.is_empty() {
+                tracing::info!(changed = ?r.changed, flagged = r.flagged.len(), "Slack user groups refreshed");
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "Slack user groups: refresh failed; retrying next tick"),
+    }
+}
+
+/// Reads Slack user groups when due, and at once when a Slack event says one changed.
+fn spawn_usergroups(
+    workflow: Arc<Workflow>,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tokio::time::sleep(USERGROUP_TICK) => {}
+                _ = workflow.usergroup_asked() => {}
+            }
+            refresh_usergroups(&workflow, &metrics).await;
+        }
+    })
+}
+
 /// Starts the server on `listener` (port 0 in tests) with its outbox workers.
 pub async fn start(opts: Options, listener: TcpListener) -> anyhow::Result<Running> {
     let limits = crate::config::limits_from_env().map_err(anyhow::Error::msg)?;
@@ -184,6 +220,14 @@ pub async fn start(opts: Options, listener: TcpListener) -> anyhow::Result<Runni
     // Resolve configured emails to Slack ids ahead of the first click.
     workflow.resolve_catalog_people().await?;
 
+    // Slack user groups' members as saved, then as Slack says now (briefly; else in the background).
+    if let Err(e) = workflow.sync_usergroups().await {
+        tracing::warn!(error = %e, "could not load the saved Slack user group members");
+    }
+    if tokio::time::timeout(USERGROUP_START_WAIT, refresh_usergroups(&workflow, &metrics)).await.is_err() {
+        tracing::warn!("Slack user groups: not read in time at start; reading them in the background");
+    }
+
     // Requests left pending while the server was down may be stranded by an edited config.
     match reload::check_on_start(&workflow).await {
         Ok(flagged) if !flagged.is_empty() => {
@@ -204,6 +248,7 @@ pub async fn start(opts: Options, listener: TcpListener) -> anyhow::Result<Runni
     let config_path = Arc::new(opts.env.config_path.clone());
     let mut workers = outbox.spawn(shutdown.clone());
     workers.push(spawn_jobs(workflow.clone(), shutdown.clone()));
+    workers.push(spawn_usergroups(workflow.clone(), metrics.clone(), shutdown.clone()));
 
     let addr = listener.local_addr()?;
     let links = crate::api::LinkSettings {

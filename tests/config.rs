@@ -825,3 +825,85 @@ fn extension_steps_and_limit_are_checked_like_steps() {
     let e = one_problem("[apps.a]\nmax_extensions = -1\nsteps = [{ user = \"U0BOB\" }]\n");
     assert!(e.contains("apps.a.max_extensions") && e.contains("must be 0 or more"), "{e}");
 }
+
+// ---------------------------------------------------------------------------
+// Slack user groups: groups.<id>.slack_usergroup, settings.usergroup_refresh
+// ---------------------------------------------------------------------------
+
+#[test]
+fn a_group_can_be_a_slack_user_group() {
+    let c = parse_catalog(
+        FILE,
+        "[settings]\nusergroup_refresh = \"5m\"\n\n[groups.sec]\nname = \"Security\"\nslack_usergroup = \"S0614TZR7\"\n\n\
+         [apps.a]\nsteps = [{ group = \"sec\", approvals = 3 }]\nrequesters = [\"sec\"]\n",
+    )
+    .unwrap();
+    let g = &c.groups["sec"];
+    assert_eq!(g.slack_usergroup.as_deref(), Some("S0614TZR7"));
+    assert!(g.members.is_empty() && !g.usergroup_known, "members come from Slack");
+    assert_eq!(c.settings.usergroup_refresh, Duration::from_secs(300));
+    // The user group's size is Slack's: any quorum of 1 or more is accepted.
+    assert_eq!(c.apps["a"].steps, vec![StepDef::Group { group: "sec".into(), approvals: 3 }]);
+}
+
+#[test]
+fn usergroup_refresh_defaults_to_ten_minutes() {
+    let c = parse_catalog(FILE, SECURITY).unwrap();
+    assert_eq!(c.settings.usergroup_refresh, Duration::from_secs(600));
+}
+
+#[test]
+fn a_bad_usergroup_refresh_names_the_key() {
+    let msg = one_problem("[settings]\nusergroup_refresh = \"often\"\n");
+    assert!(
+        msg.starts_with("accessbot.toml: settings.usergroup_refresh: \"often\" is not a duration: write e.g. \"90m\""),
+        "{msg}"
+    );
+    let msg = one_problem("[settings]\nusergroup_refresh = \"0s\"\n");
+    assert_eq!(msg, "accessbot.toml: settings.usergroup_refresh: must be longer than zero");
+}
+
+#[test]
+fn slack_usergroup_must_be_a_user_group_id() {
+    for bad in ["security", "s0sec", "U0BOB", "S", "S0 SEC"] {
+        let msg = one_problem(&format!("[groups.sec]\nslack_usergroup = \"{bad}\"\n"));
+        assert_eq!(
+            msg,
+            format!(
+                "accessbot.toml: groups.sec.slack_usergroup: \"{bad}\" is not a Slack user group id \
+                 (S…, upper-case letters and digits, e.g. S0614TZR7)"
+            )
+        );
+    }
+}
+
+#[test]
+fn a_group_is_members_or_a_slack_user_group_not_both() {
+    let msg = one_problem("[groups.sec]\nmembers = [\"U0BOB\"]\nslack_usergroup = \"S0SEC\"\n");
+    assert_eq!(msg, "accessbot.toml: groups.sec: give either members or slack_usergroup, not both");
+    let msg = one_problem(
+        "[groups.sec]\nslack_usergroup = \"S0SEC\"\n[apps.a]\nsteps = [{ group = \"sec\", approvals = 0 }]\n",
+    );
+    assert_eq!(msg, "accessbot.toml: apps.a.steps[0].approvals: approvals must be 1 or more, not 0");
+}
+
+#[test]
+fn cli_check_config_names_a_bad_slack_usergroup() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ug.toml");
+    std::fs::write(&path, "[settings]\nusergroup_refresh = \"soon\"\n\n[groups.sec]\nslack_usergroup = \"sec\"\n")
+        .unwrap();
+    let file = path.display().to_string();
+    let out = accessbot(&["check-config", "--config", &file]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "stderr:\n{err}");
+    for key in ["settings.usergroup_refresh", "groups.sec.slack_usergroup"] {
+        let prefix = format!("{file}: {key}: ");
+        assert!(err.lines().any(|l| l.starts_with(&prefix)), "no line starting {prefix:?} in:\n{err}");
+    }
+    // A valid one passes.
+    std::fs::write(&path, "[groups.sec]\nslack_usergroup = \"S0SEC\"\n\n[apps.a]\nsteps = [{ group = \"sec\" }]\n")
+        .unwrap();
+    let out = accessbot(&["check-config", "--config", &file]);
+    assert_eq!(out.status.code(), Some(0), "stderr:\n{}", stderr(&out));
+}

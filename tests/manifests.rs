@@ -39,6 +39,8 @@ fn slack_manifest_matches_the_router() {
         .map(|e| e.as_str().unwrap())
         .collect();
     assert!(events.contains(&"app_home_opened"));
+    // Slack user groups are read again when Slack says they changed.
+    assert!(events.contains(&"subteam_members_changed") && events.contains(&"subteam_updated"), "{events:?}");
     let mut scopes: Vec<&str> =
         doc["oauth_config"]["scopes"]["bot"].as_vec().unwrap().iter().map(|s| s.as_str().unwrap()).collect();
     scopes.sort();

@@ -196,3 +196,42 @@ fn admins_are_told_once_each() {
     assert_eq!(to, ["U0ROOT", "U0SFADMIN", "C0ADMINS"]);
     assert!(admin_notices(&old, &new, &[]).is_empty());
 }
+
+/// BASE with `security` a Slack user group whose members are `members` (`None`: never read).
+fn usergroup(members: Option<&[&str]>) -> Catalog {
+    let mut c = cat(&BASE.replace("members = [\"U0BOB\", \"carol@example.com\"]", "slack_usergroup = \"S0SEC\""));
+    let g = c.groups.get_mut("security").unwrap();
+    g.usergroup_known = members.is_some();
+    g.members = members.unwrap_or_default().iter().map(|m| Person::Slack(m.to_string())).collect();
+    c
+}
+
+#[test]
+fn a_slack_user_group_strands_a_step_when_too_few_of_those_asked_are_left() {
+    let old = cat(BASE);
+    let asked = || request("reqGH", "github", vec![step(security(), &["U0BOB", "U0CAROL"], StepState::Pending)]);
+    // Members unknown (never read): nothing can be said.
+    assert!(check(&old, &usergroup(None), &[asked()]).is_empty());
+    // One of those asked is still a member, and a newcomer changes nothing.
+    assert!(check(&old, &usergroup(Some(&["U0CAROL", "U0NEW"])), &[asked()]).is_empty());
+    assert_eq!(
+        check(&old, &usergroup(Some(&["U0NEW"])), &[asked()]),
+        [("reqGH".into(), "none of the members asked at step 1 is still in Slack user group S0SEC (security)".into())]
+    );
+    assert_eq!(
+        check(&old, &usergroup(Some(&[])), &[asked()]),
+        [("reqGH".into(), "group security was emptied (Slack user group S0SEC has no members)".into())]
+    );
+    // A quorum of two with one member left.
+    let mut quorum = asked();
+    quorum.steps[0].required = 2;
+    let found = check(&old, &usergroup(Some(&["U0BOB"])), &[quorum.clone()]);
+    assert!(found[0].1.starts_with("too few of the members asked at step 1"), "{found:?}");
+    // … unless Carol's approval is already counted.
+    quorum.steps[0].approvals = vec![Approval { by: "U0CAROL".into(), at: chrono::Utc::now(), comment: None }];
+    assert!(check(&old, &usergroup(Some(&["U0BOB"])), &[quorum]).is_empty());
+    // A step the app's admins took is theirs, not the user group's.
+    let mut rerouted = request("reqGH", "github", vec![step(security(), &["U0ROOT"], StepState::Pending)]);
+    rerouted.steps[0].routed_to = Some(Routing::SuperAdmins);
+    assert!(check(&old, &usergroup(Some(&[])), &[rerouted]).is_empty());
+}

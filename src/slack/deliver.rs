@@ -15,7 +15,7 @@ use crate::outbox::{Deliverer, Delivery, NOTICE};
 use crate::store::{ClaimedJob, Identity, MessageRef, OutboxItem, Store};
 use crate::workflow::model::{CloseKind, Notice, Request, RequestView, StepKind, Timestamp};
 use crate::workflow::ports::{Directory, DirectoryError};
-use crate::workflow::{Party, Person, Workflow};
+use crate::workflow::{engine, Party, Person, Workflow};
 
 pub const VIEWS_OPEN: &str = "slack.views_open";
 pub const RESPOND: &str = "slack.respond";
@@ -329,15 +329,15 @@ impl SlackDeliverer {
         let mine = self.store.requests_for_user(&user_id, home::MINE_LIMIT).await.map_err(db)?;
         let mut keys = vec![user_id.clone()];
         keys.extend(email);
+        let catalog = self.workflow.catalog();
         let approvals: Vec<Request> = self
             .store
             .pending_for_approver(&keys, home::APPROVALS_LIMIT)
             .await
             .map_err(db)?
             .into_iter()
-            .filter(|r| r.awaits(&party))
+            .filter(|r| engine::awaits(&catalog, r, &party))
             .collect();
-        let catalog = self.workflow.catalog();
         let admin = if catalog.is_super_admin(&party) {
             Some(self.store.pending_requests(None, home::ADMIN_LIMIT).await.map_err(db)?)
         } else {

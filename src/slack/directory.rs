@@ -1,5 +1,6 @@
 //! The core's [`Directory`] port on Slack: `users.info` says who a user id
-//! is, `users.lookupByEmail` which user has an email.
+//! is, `users.lookupByEmail` which user has an email, `usergroups.users.list`
+//! who is in a user group.
 
 use async_trait::async_trait;
 use serde_json::Value;
@@ -58,5 +59,25 @@ impl Directory for SlackDirectory {
             dm_channel: None,
             resolved: true,
         }))
+    }
+
+    async fn usergroup_members(&self, usergroup: &str) -> Result<Vec<String>, DirectoryError> {
+        let res = self
+            .client
+            .call_form("usergroups.users.list", &[("usergroup", usergroup)])
+            .await
+            .map_err(directory_error)?;
+        // An answer without the list is not an empty group: the caller keeps the members it knew.
+        let users = res["users"]
+            .as_array()
+            .ok_or_else(|| DirectoryError::Permanent("usergroups.users.list: no users in the answer".into()))?;
+        users
+            .iter()
+            .map(|u| {
+                u.as_str()
+                    .map(str::to_string)
+                    .ok_or_else(|| DirectoryError::Permanent("usergroups.users.list: a user id is not a string".into()))
+            })
+            .collect()
     }
 }

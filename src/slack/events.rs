@@ -1,5 +1,6 @@
 //! `POST /slack/events`: the Events API handshake and callbacks
-//! (`app_home_opened`: remember the user uses the App Home, publish it).
+//! (`app_home_opened`: remember the user uses the App Home, publish it;
+//! `subteam_members_changed` / `subteam_updated`: read that user group again).
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -46,6 +47,13 @@ pub async fn answer(state: &AppState, body: &Value, retry_num: Option<u32>) -> A
                 }
                 return Answer::Done;
             }
+            // Reading a user group again is harmless, so a retried delivery is handled too.
+            if let Some(usergroup) = subteam(event) {
+                if !state.workflow.usergroup_changed(usergroup) {
+                    tracing::debug!(usergroup, "slack: a user group no group of the config uses changed");
+                }
+                return Answer::Done;
+            }
             // A retried delivery of anything else was already handled (or is being handled): no second effect.
             if retry_num.is_some_and(|n| n > 0) {
                 return Answer::Done;
@@ -53,6 +61,15 @@ pub async fn answer(state: &AppState, body: &Value, retry_num: Option<u32>) -> A
             Answer::Done
         }
         _ => Answer::Done,
+    }
+}
+
+/// The user group a `subteam_members_changed` or `subteam_updated` event is about.
+fn subteam(event: &Value) -> Option<&str> {
+    match event["type"].as_str()? {
+        "subteam_members_changed" => event["subteam_id"].as_str(),
+        "subteam_updated" => event["subteam"]["id"].as_str(),
+        _ => None,
     }
 }
 

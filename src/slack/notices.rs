@@ -73,7 +73,7 @@ pub fn thread(e: &ThreadEvent) -> String {
 fn flagged(items: &[FlaggedItem]) -> String {
     let n = items.len();
     let mut t = format!(
-        ":warning: The config reload strands {n} pending request{}; {} flagged. \
+        ":warning: A change to the config or to a Slack user group strands {n} pending request{}; {} flagged. \
          Resend, cancel or assign {} with `/access admin resend|cancel|assign <request-id>`:",
         if n == 1 { "" } else { "s" },
         if n == 1 { "it is" } else { "they are" },

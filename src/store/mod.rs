@@ -10,7 +10,7 @@ mod sqlite;
 use std::sync::Arc;
 
 pub use crate::workflow::ports::{
-    ClaimedJob, Identity, JobOutcome, MessageRef, OutboxCounts, OutboxItem, Store, StoreError,
+    ClaimedJob, Identity, JobOutcome, MessageRef, OutboxCounts, OutboxItem, Store, StoreError, Usergroup,
 };
 
 pub use postgres::PgStore;

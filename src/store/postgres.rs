@@ -89,6 +89,15 @@ fn decode_message(r: &PgRow) -> Result<MessageRef, StoreError> {
     })
 }
 
+fn decode_usergroup(r: &PgRow) -> Result<Usergroup, StoreError> {
+    Ok(Usergroup {
+        id: r.try_get("id")?,
+        members: json_column(r, "members")?,
+        version: r.try_get("version")?,
+        updated: r.try_get("updated")?,
+    })
+}
+
 fn decode_identity(r: &PgRow) -> Result<Identity, StoreError> {
     Ok(Identity {
         user_id: r.try_get("user_id")?,
@@ -496,6 +505,44 @@ impl Store for PgStore {
         .bind(i.resolved)
         .execute(&self.pool)
         .await?;
+        Ok(())
+    }
+
+    async fn usergroups(&self) -> Result<Vec<Usergroup>, StoreError> {
+        let rows = sqlx::query("SELECT id, members, version, updated FROM usergroups ORDER BY id")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(decode_usergroup).collect()
+    }
+
+    async fn save_usergroup(&self, g: &Usergroup, events: &[LogEvent]) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        // Two replicas inserting the same new group: the second waits for the first, then does nothing.
+        let res = if g.version == 0 {
+            sqlx::query(
+                "INSERT INTO usergroups (id, members, version, updated) VALUES ($1, $2, 1, $3) ON CONFLICT (id) DO NOTHING",
+            )
+            .bind(&g.id)
+            .bind(Json(&g.members))
+            .bind(g.updated)
+            .execute(&mut *tx)
+            .await?
+        } else {
+            sqlx::query(
+                "UPDATE usergroups SET members = $1, version = version + 1, updated = $2 WHERE id = $3 AND version = $4",
+            )
+            .bind(Json(&g.members))
+            .bind(g.updated)
+            .bind(&g.id)
+            .bind(g.version)
+            .execute(&mut *tx)
+            .await?
+        };
+        one_row(res.rows_affected())?;
+        for ev in events {
+            insert_event(&mut tx, ev).await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 

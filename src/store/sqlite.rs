@@ -507,6 +507,44 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    async fn usergroups(&self) -> Result<Vec<Usergroup>, StoreError> {
+        let rows = sqlx::query("SELECT id, members, version, updated FROM usergroups ORDER BY id")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(decode_usergroup).collect()
+    }
+
+    async fn save_usergroup(&self, g: &Usergroup, events: &[LogEvent]) -> Result<(), StoreError> {
+        let members = json(&g.members)?;
+        let mut tx = self.writer.begin().await?;
+        let res = if g.version == 0 {
+            sqlx::query(
+                "INSERT INTO usergroups (id, members, version, updated) VALUES (?, ?, 1, ?) ON CONFLICT (id) DO NOTHING",
+            )
+            .bind(&g.id)
+            .bind(&members)
+            .bind(ms(g.updated))
+            .execute(&mut *tx)
+            .await?
+        } else {
+            sqlx::query(
+                "UPDATE usergroups SET members = ?, version = version + 1, updated = ? WHERE id = ? AND version = ?",
+            )
+            .bind(&members)
+            .bind(ms(g.updated))
+            .bind(&g.id)
+            .bind(g.version)
+            .execute(&mut *tx)
+            .await?
+        };
+        one_row(res.rows_affected())?;
+        for ev in events {
+            insert_event(&mut tx, ev).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     async fn first_use(&self, key: &str, expires: Timestamp, now: Timestamp) -> Result<bool, StoreError> {
         sqlx::query(
             "DELETE FROM request_replays WHERE key IN
@@ -551,6 +589,16 @@ fn decode_message(r: &SqliteRow) -> Result<MessageRef, StoreError> {
         recipient: r.try_get("recipient")?,
         channel: r.try_get("channel")?,
         ts: r.try_get("ts")?,
+    })
+}
+
+fn decode_usergroup(r: &SqliteRow) -> Result<Usergroup, StoreError> {
+    let members: String = r.try_get("members")?;
+    Ok(Usergroup {
+        id: r.try_get("id")?,
+        members: serde_json::from_str(&members).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        version: r.try_get("version")?,
+        updated: from_ms(r.try_get("updated")?),
     })
 }
 

@@ -1,7 +1,7 @@
 //! The catalog as the workflow sees it: apps, groups, people and settings.
 //! `config` builds it from the TOML file; nothing here knows about files.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::time::Duration;
 
@@ -79,8 +79,20 @@ impl Party {
 pub struct Group {
     pub id: String,
     pub name: String,
+    /// The configured people, or a Slack user group's members as last read.
     pub members: Vec<Person>,
+    /// The Slack user group (`S…`) whose members these are.
     pub slack_usergroup: Option<String>,
+    /// For a Slack user group: whether its members were ever read (else
+    /// `members` is empty because they are unknown, not because there are none).
+    pub usergroup_known: bool,
+}
+
+impl Group {
+    /// A Slack user group whose members are known: only current members may act for it.
+    pub fn is_known_usergroup(&self) -> bool {
+        self.slack_usergroup.is_some() && self.usergroup_known
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -192,6 +204,8 @@ pub struct Settings {
     pub admin_channel: Option<String>,
     pub request_ttl: Duration,
     pub reminder_after: Duration,
+    /// How often the members of Slack user groups are read again.
+    pub usergroup_refresh: Duration,
 }
 
 impl Default for Settings {
@@ -203,6 +217,7 @@ impl Default for Settings {
             admin_channel: None,
             request_ttl: Duration::from_secs(14 * 86_400),
             reminder_after: Duration::from_secs(86_400),
+            usergroup_refresh: Duration::from_secs(600),
         }
     }
 }
@@ -229,6 +244,20 @@ impl Catalog {
     /// The apps `who` can request now: self-service and open to them.
     pub fn requestable_by<'a>(&'a self, who: &'a Party) -> impl Iterator<Item = &'a App> + 'a {
         self.apps.values().filter(move |a| a.self_service && self.may_request(a, who))
+    }
+
+    /// The Slack user groups the groups name.
+    pub fn usergroup_ids(&self) -> BTreeSet<String> {
+        self.groups.values().filter_map(|g| g.slack_usergroup.clone()).collect()
+    }
+
+    /// False only when `group_id` is a Slack user group with known members and
+    /// `who` is not one of them any more (a removed member loses what the group gave).
+    pub fn membership_holds(&self, group_id: &str, who: &Party) -> bool {
+        match self.groups.get(group_id) {
+            Some(g) if g.is_known_usergroup() => g.members.iter().any(|m| m.matches(who)),
+            _ => true,
+        }
     }
 
     pub fn is_super_admin(&self, who: &Party) -> bool {

@@ -79,6 +79,17 @@ impl EventBuilder {
         self
     }
 
+    /// A group of people (Okta's `UserGroup`), e.g. a Slack user group.
+    pub fn group(mut self, id: &str, name: &str) -> Self {
+        self.event.target.push(LogTarget {
+            id: id.to_string(),
+            kind: "UserGroup".into(),
+            alternate_id: None,
+            display_name: Some(name.to_string()),
+        });
+        self
+    }
+
     pub fn outcome(mut self, result: OutcomeResult, reason: Option<String>) -> Self {
         self.event.outcome = LogOutcome { result, reason };
         if result != OutcomeResult::Success {

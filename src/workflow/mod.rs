@@ -13,6 +13,7 @@ pub mod ratelimit;
 pub mod redact;
 pub mod reload;
 mod service;
+pub mod usergroups;
 
 pub use ratelimit::{retry_secs, RateLimiter};
 

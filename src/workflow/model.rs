@@ -550,7 +550,7 @@ pub enum FeedEvent {
         what: String,
         error: String,
     },
-    /// A config reload stranded these pending requests.
+    /// A config reload (or a Slack user group's new members) stranded these pending requests.
     Flagged {
         items: Vec<FlaggedItem>,
     },

@@ -89,6 +89,19 @@ pub struct Identity {
     pub resolved: bool,
 }
 
+/// A chat user group's members as last read from the directory, saved so
+/// that every replica sees what one of them read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Usergroup {
+    pub id: String,
+    /// Chat user ids, sorted, without duplicates.
+    pub members: Vec<String>,
+    /// Optimistic-concurrency version: a save names the version it read (0 = new).
+    pub version: i64,
+    /// When the members last changed.
+    pub updated: Timestamp,
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     async fn ping(&self) -> Result<(), StoreError>;
@@ -145,6 +158,13 @@ pub trait Store: Send + Sync + 'static {
     async fn mark_home_opened(&self, user_id: &str) -> Result<(), StoreError>;
     async fn home_opened(&self, user_id: &str) -> Result<bool, StoreError>;
 
+    /// Every saved chat user group.
+    async fn usergroups(&self) -> Result<Vec<Usergroup>, StoreError>;
+    /// Saves a user group's members and the events logging the change in one
+    /// transaction: inserted when `group.version` is 0, else replacing that
+    /// version. `Conflict` when another replica saved it first.
+    async fn save_usergroup(&self, group: &Usergroup, events: &[LogEvent]) -> Result<(), StoreError>;
+
     /// Records `key` as used until `expires`: true when it was not in use at
     /// `now` (uses that expired by then do not count). Atomic across replicas.
     async fn first_use(&self, key: &str, expires: Timestamp, now: Timestamp) -> Result<bool, StoreError>;
@@ -184,4 +204,6 @@ pub trait Directory: Send + Sync + 'static {
     async fn user(&self, user_id: &str) -> Result<Identity, DirectoryError>;
     /// The chat user with this email, if any.
     async fn by_email(&self, email: &str) -> Result<Option<Identity>, DirectoryError>;
+    /// The chat user ids in a chat user group (an error, never an empty list, when unreadable).
+    async fn usergroup_members(&self, usergroup: &str) -> Result<Vec<String>, DirectoryError>;
 }

@@ -1,17 +1,19 @@
 //! Config reload and the stranded-request rule (SPEC §2 rule 8): a new catalog
 //! that would strand pending requests (app removed or no longer self-service,
-//! approver removed, group removed or emptied) flags those requests, tells the
-//! admins once with the full list, logs everything, and only then takes effect.
+//! approver removed, group removed or emptied, too few of those asked left in
+//! a Slack user group) flags those requests, tells the admins once with the
+//! full list, logs everything, and only then takes effect. A Slack user group's
+//! new members are checked the same way.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::Serialize;
 use serde_json::json;
 
-use super::catalog::{Catalog, Person, StepDef, TaskAssignee};
+use super::catalog::{Catalog, Group, Person, StepDef, TaskAssignee};
 use super::events::EventBuilder;
 use super::model::{
-    Changeset, DirectMessage, FeedEvent, FlaggedItem, Notice, OutcomeResult, Request, StepKind, StepState,
+    Changeset, DirectMessage, FeedEvent, FlaggedItem, Notice, OutcomeResult, Request, Step, StepKind, StepState,
 };
 use super::query::{Filter, Op, OrderBy, RequestAttr, RequestQuery, Value};
 use super::{Actor, Workflow, WorkflowError};
@@ -124,6 +126,13 @@ fn stranded(new: &Catalog, req: &Request, canon: &dyn Fn(&Person) -> String) -> 
                     push(format!("group {gid} was removed"));
                     continue;
                 }
+                // Whoever is asked for a Slack user group decides only while a member.
+                Some(g) if g.slack_usergroup.is_some() && step.routed_to.is_none() => {
+                    if let Some(reason) = usergroup_stranded(g, step, i, canon) {
+                        push(reason);
+                    }
+                    continue;
+                }
                 Some(g) if g.members.is_empty() && g.slack_usergroup.is_none() => {
                     push(format!("group {gid} was emptied"));
                     continue;
@@ -140,6 +149,32 @@ fn stranded(new: &Catalog, req: &Request, canon: &dyn Fn(&Person) -> String) -> 
         }
     }
     (!reasons.is_empty()).then(|| reasons.join("; "))
+}
+
+/// Why a step asking Slack user group `g` can no longer be decided: the
+/// group is empty, or fewer of the members asked are still in it than the
+/// approvals the step still needs. Nothing while its members are unknown.
+fn usergroup_stranded(g: &Group, step: &Step, index: usize, canon: &dyn Fn(&Person) -> String) -> Option<String> {
+    let usergroup = g.slack_usergroup.as_deref().filter(|_| g.usergroup_known)?;
+    let (gid, n) = (&g.id, index + 1);
+    if g.members.is_empty() {
+        return Some(format!("group {gid} was emptied (Slack user group {usergroup} has no members)"));
+    }
+    let members: BTreeSet<String> = g.members.iter().map(canon).collect();
+    let left = step
+        .approvers
+        .iter()
+        .filter(|p| members.contains(&canon(p)))
+        .filter(|p| !step.approvals.iter().any(|a| a.by == canon(p)))
+        .count();
+    let needed = (step.required as usize).saturating_sub(step.approvals.len()).max(1);
+    match left {
+        0 => Some(format!("none of the members asked at step {n} is still in Slack user group {usergroup} ({gid})")),
+        l if l < needed => Some(format!(
+            "too few of the members asked at step {n} are still in Slack user group {usergroup} ({gid}) for its approvals"
+        )),
+        _ => None,
+    }
 }
 
 /// One reload at a time per process (SIGHUP and the API may race).
@@ -166,8 +201,12 @@ impl Workflow {
     /// catalog in, then tells the admins once and logs `system.config.reload`
     /// (one transaction). `trigger` names what asked for it (`SIGHUP`, `API`).
     pub async fn reload(&self, actor: &Actor, trigger: &str, new: Catalog) -> Result<ReloadReport, WorkflowError> {
+        // A Slack user group the new config names for the first time is read now, so its members are checked too.
+        self.read_new_usergroups(&new).await?;
         let _one_at_a_time = RELOADING.lock().await;
         let old = self.catalog();
+        // The new groups' Slack user groups have the members known now.
+        let new = self.with_usergroups(&new);
         let mut aliases: HashMap<String, String> = HashMap::new();
         let mut found = Found::default();
         self.flag_pass(&old, &new, trigger, &mut aliases, &mut found).await?;
@@ -396,14 +435,22 @@ pub async fn refused(
 /// server was down (the config may have been edited meanwhile). Writes
 /// nothing when nothing is stranded.
 pub async fn check_on_start(workflow: &Workflow) -> Result<Vec<Flagged>, WorkflowError> {
-    let _one_at_a_time = RELOADING.lock().await;
-    let catalog = workflow.catalog();
-    let mut aliases = HashMap::new();
-    let mut found = Found::default();
-    workflow.flag_pass(&catalog, &catalog, "STARTUP", &mut aliases, &mut found).await?;
-    if !found.flagged.is_empty() {
-        let cs = Changeset { notices: admin_notices(&catalog, &catalog, &found.flagged), ..Changeset::default() };
-        workflow.commit_changeset(&cs).await?;
+    workflow.flag_current("STARTUP").await
+}
+
+impl Workflow {
+    /// Flags what the catalog in effect strands (at start; after a Slack user
+    /// group's members changed) and tells the admins once; `trigger` says why.
+    pub(super) async fn flag_current(&self, trigger: &str) -> Result<Vec<Flagged>, WorkflowError> {
+        let _one_at_a_time = RELOADING.lock().await;
+        let catalog = self.catalog();
+        let mut aliases = HashMap::new();
+        let mut found = Found::default();
+        self.flag_pass(&catalog, &catalog, trigger, &mut aliases, &mut found).await?;
+        if !found.flagged.is_empty() {
+            let cs = Changeset { notices: admin_notices(&catalog, &catalog, &found.flagged), ..Changeset::default() };
+            self.commit_changeset(&cs).await?;
+        }
+        Ok(found.flagged.into_iter().map(|(r, reason)| Flagged { request_id: r.id, reason }).collect())
     }
-    Ok(found.flagged.into_iter().map(|(r, reason)| Flagged { request_id: r.id, reason }).collect())
 }

@@ -28,6 +28,8 @@ pub struct Workflow {
     pub(super) limits: Limits,
     on_commit: Option<CommitHook>,
     on_refusal: Option<RefusalHook>,
+    /// Slack user groups' members as last read, and which to read again.
+    pub(super) usergroups: super::usergroups::Memberships,
 }
 
 /// Called after every successful commit (metrics count decisions with it).
@@ -90,6 +92,7 @@ impl Workflow {
             limits: Limits::default(),
             on_commit: None,
             on_refusal: None,
+            usergroups: Default::default(),
         }
     }
 
@@ -128,13 +131,18 @@ impl Workflow {
         }
     }
 
-    /// Swaps in a new catalog (config reload); commands already running keep the old one.
+    /// Swaps in a new catalog (config reload), its Slack user groups' members
+    /// filled in; commands already running keep the old one.
     pub fn replace_catalog(&self, catalog: Catalog) {
-        let loaded = (Arc::new(catalog), self.clock.now());
-        match self.catalog.write() {
-            Ok(mut c) => *c = loaded,
-            Err(poisoned) => *poisoned.into_inner() = loaded,
-        }
+        let mut c = self.catalog.write().unwrap_or_else(|p| p.into_inner());
+        *c = (Arc::new(self.with_usergroups(&catalog)), self.clock.now());
+    }
+
+    /// Replaces the running catalog with `change` of it (under the lock, so a
+    /// concurrent reload is not lost); when it was loaded stays.
+    pub(super) fn update_catalog(&self, change: impl FnOnce(&Catalog) -> Catalog) {
+        let mut c = self.catalog.write().unwrap_or_else(|p| p.into_inner());
+        c.0 = Arc::new(change(&c.0));
     }
 
     /// Commits a changeset built outside the request commands (reload flags, jobs).
@@ -362,6 +370,8 @@ impl Workflow {
             Decision::Approve => "approve",
             Decision::Deny => "deny",
         };
+        // Another replica may have read a user group's new members.
+        self.sync_usergroups().await?;
         self.update(actor, action, id, |c, r| {
             engine::decide(c, r, step, decision, comment.clone(), actor, self.clock.now())
         })
@@ -371,7 +381,8 @@ impl Workflow {
     /// Checks, before opening a comment form, that `actor` could decide this step.
     pub async fn check_decider(&self, actor: &Actor, id: &str, step: usize) -> Result<Request, WorkflowError> {
         let req = self.load(id).await?;
-        let checked = engine::check_decider(&req, step, actor);
+        self.sync_usergroups().await?;
+        let checked = engine::check_decider(&self.catalog(), &req, step, actor);
         self.guard(actor, "open decision form", Some(id), checked).await?;
         Ok(req)
     }
@@ -505,6 +516,8 @@ impl Workflow {
         let mut keys = vec![actor.party.id.clone()];
         keys.extend(actor.party.email.clone());
         let reqs = self.store.pending_for_approver(&keys, limit).await?;
-        Ok(reqs.into_iter().filter(|r| r.awaits(&actor.party)).collect())
+        self.sync_usergroups().await?;
+        let catalog = self.catalog();
+        Ok(reqs.into_iter().filter(|r| engine::awaits(&catalog, r, &actor.party)).collect())
     }
 }

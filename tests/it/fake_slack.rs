@@ -159,6 +159,8 @@ struct Inner {
     script: Mutex<HashMap<String, VecDeque<Fail>>>,
     down: Mutex<bool>,
     users: Mutex<HashMap<String, String>>,
+    /// What `usergroups.users.list` answers, by user group id.
+    usergroups: Mutex<HashMap<String, Vec<String>>>,
     delay_ms: AtomicU64,
     ts: AtomicU64,
     chaos: Mutex<Option<ChaosState>>,
@@ -198,6 +200,12 @@ impl FakeSlack {
     /// A person `users.lookupByEmail` and `users.info` know.
     pub fn add_user(&self, id: &str, email: &str) {
         self.inner.users.lock().unwrap().insert(email.to_string(), id.to_string());
+    }
+
+    /// The members `usergroups.users.list` lists for a user group from now on.
+    pub fn set_usergroup(&self, id: &str, members: &[&str]) {
+        let members = members.iter().map(|m| m.to_string()).collect();
+        self.inner.usergroups.lock().unwrap().insert(id.to_string(), members);
     }
 
     /// The next calls of `method` fail like this, in order.
@@ -381,6 +389,14 @@ async fn api(State(inner): State<Arc<Inner>>, Path(method): Path<String>, header
                     json!({"ok": true, "user": {"id": id, "name": id.to_lowercase(), "profile": {"email": email}}})
                 }
                 None => json!({"ok": false, "error": "users_not_found"}),
+            }
+        }
+        // Slack's shape: {"ok":true,"users":["U…",…]}; an unknown id is `no_such_subteam`.
+        "usergroups.users.list" => {
+            let id = body["usergroup"].as_str().unwrap_or_default().to_string();
+            match inner.usergroups.lock().unwrap().get(&id) {
+                Some(users) => json!({"ok": true, "users": users}),
+                None => json!({"ok": false, "error": "no_such_subteam"}),
             }
         }
         "users.info" => {

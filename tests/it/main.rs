@@ -52,3 +52,4 @@ mod security;
 mod soak;
 mod socket_mode;
 mod steps;
+mod usergroups;

@@ -468,9 +468,25 @@ fn rejected(mut req: Request, logged: EventBuilder, reason: String, now: Timesta
     cs
 }
 
-/// Whether `actor` may decide this step now: an approver of it, not the
-/// requester, and the step is the open current one.
-pub fn check_decider(req: &Request, step_index: usize, actor: &Actor) -> Result<(), WorkflowError> {
+/// Whether `who`, asked at `step`, still belongs to the group that step
+/// asks: a member removed from a Slack user group since can no longer decide
+/// for it. A step rerouted to admins asks them, not the group.
+fn still_member(catalog: &Catalog, step: &Step, who: &Party) -> bool {
+    let group = match &step.kind {
+        StepKind::Group { group_id, .. } | StepKind::Task { group_id: Some(group_id), .. } => group_id,
+        _ => return true,
+    };
+    step.routed_to.is_some() || catalog.membership_holds(group, who)
+}
+
+/// Whether the current step of `req` waits for `who` (the queue, the App Home).
+pub fn awaits(catalog: &Catalog, req: &Request, who: &Party) -> bool {
+    req.awaits(who) && req.current().is_some_and(|s| still_member(catalog, s, who))
+}
+
+/// Whether `actor` may decide this step now: an approver of it (still in its
+/// group), not the requester, and the step is the open current one.
+pub fn check_decider(catalog: &Catalog, req: &Request, step_index: usize, actor: &Actor) -> Result<(), WorkflowError> {
     let step = req
         .steps
         .get(step_index)
@@ -480,6 +496,14 @@ pub fn check_decider(req: &Request, step_index: usize, actor: &Actor) -> Result<
     }
     if !step.may_decide(&actor.party) {
         return Err(forbidden(format!("you are not an approver of step {} of {}", step_index + 1, req.id)));
+    }
+    if !still_member(catalog, step, &actor.party) {
+        return Err(forbidden(format!(
+            "you are no longer a member of {} (a Slack user group), so you cannot decide step {} of {}",
+            step.label(),
+            step_index + 1,
+            req.id
+        )));
     }
     if !req.status.is_open() || req.current_step != Some(step_index) {
         return Err(WorkflowError::AlreadyDecided {
@@ -625,7 +649,7 @@ pub fn decide(
     actor: &Actor,
     now: Timestamp,
 ) -> Result<Changeset, WorkflowError> {
-    check_decider(&req, step_index, actor)?;
+    check_decider(catalog, &req, step_index, actor)?;
     let task = matches!(req.steps[step_index].kind, StepKind::Task { .. });
     if task && decision == Decision::Deny {
         return Err(WorkflowError::Invalid("a task can only be marked done".into()));
