@@ -10,8 +10,8 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::workflow::catalog::{
-    App, Catalog, FieldDef, FieldKind, Group, OktaOrg, OktaTarget, Person, Requester, Settings, StepDef, TaskAssignee,
-    Webhook,
+    App, Catalog, EscalateTo, Escalation, FieldDef, FieldKind, Group, OktaOrg, OktaTarget, Person, Requester, Settings,
+    StepDef, StepSpec, TaskAssignee, Webhook,
 };
 use crate::workflow::{ratelimit, Limits, RateLimiter, DEFAULT_REFUSAL_LOG, DEFAULT_SUGGESTIONS};
 
@@ -154,6 +154,9 @@ struct RawStep {
     approvals: Option<i64>,
     action: Option<RawAction>,
     task: Option<RawTask>,
+    /// Offer the step to `escalate_to` too when still undecided this long after it was asked.
+    escalate_after: Option<String>,
+    escalate_to: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -171,6 +174,8 @@ struct RawField {
 
 struct Checker {
     problems: Vec<Problem>,
+    /// `settings.request_ttl` as parsed: an escalation must come before it.
+    request_ttl: Duration,
 }
 
 /// What an action step may send: request facts, or `field.<id>`.
@@ -342,8 +347,9 @@ fn is_channel(s: &str) -> bool {
 /// Parses and validates config text; `file` names it in errors.
 pub fn parse_catalog(file: &str, text: &str) -> Result<Catalog, ConfigError> {
     let raw = deserialize(file, text)?;
-    let mut c = Checker { problems: Vec::new() };
+    let mut c = Checker { problems: Vec::new(), request_ttl: Duration::MAX };
     let settings = c.settings(&raw.settings);
+    c.request_ttl = settings.request_ttl;
     let groups = raw.groups.iter().map(|(id, g)| (id.clone(), c.group(id, g))).collect();
     let okta = raw.okta.as_ref().map(|o| c.okta(o));
     let apps = raw.apps.iter().map(|(id, a)| (id.clone(), c.app(id, a, &raw.groups, okta.is_some()))).collect();
@@ -449,7 +455,7 @@ impl Checker {
         let approval = a.approval.unwrap_or(true);
         let steps =
             a.steps.iter().enumerate().filter_map(|(i, st)| self.step(&format!("{key}.steps[{i}]"), st, a, groups));
-        let steps: Vec<StepDef> = steps.collect();
+        let steps: Vec<StepSpec> = steps.collect();
         if approval && a.steps.is_empty() {
             self.bad(
                 format!("{key}.steps"),
@@ -465,7 +471,7 @@ impl Checker {
         let requesters = a.requesters.as_ref().map(|list| self.requesters(&format!("{key}.requesters"), list, groups));
         let max_duration = self.duration(&format!("{key}.max_duration"), a.max_duration.as_deref(), None);
         let durations = self.durations(&format!("{key}.durations"), a.durations.as_deref(), max_duration);
-        let extend_steps: Vec<StepDef> = a
+        let extend_steps: Vec<StepSpec> = a
             .extend_steps
             .iter()
             .enumerate()
@@ -530,7 +536,72 @@ impl Checker {
     }
 
     /// `None` when the step is invalid (its problem is recorded).
-    fn step(&mut self, skey: &str, st: &RawStep, app: &RawApp, groups: &BTreeMap<String, RawGroup>) -> Option<StepDef> {
+    fn step(
+        &mut self,
+        skey: &str,
+        st: &RawStep,
+        app: &RawApp,
+        groups: &BTreeMap<String, RawGroup>,
+    ) -> Option<StepSpec> {
+        let escalation = self.escalation(skey, st, groups);
+        let def = self.step_def(skey, st, app, groups)?;
+        Some(StepSpec { def, escalation })
+    }
+
+    /// `escalate_after` and `escalate_to` come together, on a step people decide, before the request expires.
+    fn escalation(&mut self, skey: &str, st: &RawStep, groups: &BTreeMap<String, RawGroup>) -> Option<Escalation> {
+        let (after, to) = match (&st.escalate_after, &st.escalate_to) {
+            (None, None) => return None,
+            (Some(_), None) => {
+                self.bad(format!("{skey}.escalate_to"), "escalate_after needs escalate_to: a group or a person");
+                return None;
+            }
+            (None, Some(_)) => {
+                self.bad(format!("{skey}.escalate_after"), "escalate_to needs escalate_after: a duration like \"2d\"");
+                return None;
+            }
+            (Some(a), Some(t)) => (a, t),
+        };
+        if st.action.is_some() {
+            self.bad(format!("{skey}.escalate_after"), "an action step is decided by no one: it cannot escalate");
+            return None;
+        }
+        let after = self.duration(&format!("{skey}.escalate_after"), Some(after), None)?;
+        if after >= self.request_ttl {
+            self.bad(
+                format!("{skey}.escalate_after"),
+                format!(
+                    "{} is not before settings.request_ttl ({}): the request would expire first",
+                    humantime::format_duration(after),
+                    humantime::format_duration(self.request_ttl)
+                ),
+            );
+            return None;
+        }
+        let to = if groups.contains_key(to) {
+            EscalateTo::Group(to.clone())
+        } else {
+            match Person::parse(to) {
+                Ok(p) => EscalateTo::Person(p),
+                Err(_) => {
+                    self.bad(
+                        format!("{skey}.escalate_to"),
+                        format!("\"{to}\" is neither a group of this config nor a Slack user id or email"),
+                    );
+                    return None;
+                }
+            }
+        };
+        Some(Escalation { after, to })
+    }
+
+    fn step_def(
+        &mut self,
+        skey: &str,
+        st: &RawStep,
+        app: &RawApp,
+        groups: &BTreeMap<String, RawGroup>,
+    ) -> Option<StepDef> {
         let set = [st.user.is_some(), st.group.is_some(), st.action.is_some(), st.task.is_some()]
             .iter()
             .filter(|b| **b)

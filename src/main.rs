@@ -130,6 +130,7 @@ async fn serve(mut env: Env, config: Option<PathBuf>, port: Option<u16>) -> anyh
         shutdown_grace,
         header_timeout: accessbot::http::HEADER_TIMEOUT,
         socket_backoff: accessbot::slack::socket::Backoff::SLACK,
+        jobs_interval: Some(server::JOBS_INTERVAL),
     };
     // Installed before the server is up, so an early SIGHUP never kills the process.
     #[cfg(unix)]

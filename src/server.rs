@@ -47,6 +47,9 @@ pub struct Options {
     pub header_timeout: Duration,
     /// Waits between Socket Mode reconnects ([`Backoff::SLACK`]); used when `SLACK_APP_TOKEN` is set.
     pub socket_backoff: Backoff,
+    /// How often due work is looked for ([`JOBS_INTERVAL`]); `None`: never
+    /// in the background (a test with a hand-moved clock runs the jobs itself).
+    pub jobs_interval: Option<Duration>,
 }
 
 pub struct Running {
@@ -136,15 +139,16 @@ fn default_public_url(addr: SocketAddr) -> String {
     }
 }
 
-/// How often reminders, expiry and time-bound access are checked.
-pub const JOBS_INTERVAL: Duration = Duration::from_secs(30);
+/// How often due work (reminders, escalation, expiry, time-bound access) is
+/// looked for: an index read of what is due, so it can be often.
+pub const JOBS_INTERVAL: Duration = Duration::from_secs(5);
 
-fn spawn_jobs(workflow: Arc<Workflow>, shutdown: CancellationToken) -> tokio::task::JoinHandle<()> {
+fn spawn_jobs(workflow: Arc<Workflow>, every: Duration, shutdown: CancellationToken) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
-                _ = tokio::time::sleep(JOBS_INTERVAL) => {}
+                _ = tokio::time::sleep(every) => {}
             }
             match workflow.run_jobs().await {
                 Ok(r) if r != Default::default() => tracing::info!(?r, "jobs ran"),
@@ -247,7 +251,9 @@ pub async fn start(opts: Options, listener: TcpListener) -> anyhow::Result<Runni
     let shutdown = CancellationToken::new();
     let config_path = Arc::new(opts.env.config_path.clone());
     let mut workers = outbox.spawn(shutdown.clone());
-    workers.push(spawn_jobs(workflow.clone(), shutdown.clone()));
+    if let Some(every) = opts.jobs_interval {
+        workers.push(spawn_jobs(workflow.clone(), every, shutdown.clone()));
+    }
     workers.push(spawn_usergroups(workflow.clone(), metrics.clone(), shutdown.clone()));
 
     let addr = listener.local_addr()?;

@@ -9,7 +9,12 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use accessbot::config::{load_catalog, parse_catalog, ConfigError, Env, IpRange, Secret};
-use accessbot::workflow::catalog::{FieldKind, OktaTarget, Person, StepDef, TaskAssignee};
+use accessbot::workflow::catalog::{EscalateTo, FieldKind, OktaTarget, Person, StepDef, StepSpec, TaskAssignee};
+
+/// The configured steps without their escalations.
+fn defs(steps: &[StepSpec]) -> Vec<StepDef> {
+    steps.iter().map(|s| s.def.clone()).collect()
+}
 
 const FILE: &str = "accessbot.toml";
 
@@ -69,7 +74,7 @@ fn example_config_loads_with_expected_catalog() {
     assert_eq!(sf.name, "Salesforce");
     assert!(sf.self_service && sf.approval);
     assert_eq!(
-        sf.steps,
+        defs(&sf.steps),
         vec![
             StepDef::User(slack("U0ALICE")),
             StepDef::Group { group: "security".into(), approvals: 1 },
@@ -86,7 +91,7 @@ fn example_config_loads_with_expected_catalog() {
 
     let gh = &catalog.apps["github"];
     assert!(gh.approval && gh.self_service);
-    assert_eq!(gh.steps, vec![StepDef::Group { group: "security".into(), approvals: 1 }]);
+    assert_eq!(defs(&gh.steps), vec![StepDef::Group { group: "security".into(), approvals: 1 }]);
     assert!(!gh.justification_required());
 
     let zoom = &catalog.apps["zoom"];
@@ -97,7 +102,7 @@ fn example_config_loads_with_expected_catalog() {
     let payroll = &catalog.apps["payroll"];
     assert!(!payroll.self_service);
     assert!(payroll.approval);
-    assert_eq!(payroll.steps, vec![StepDef::Group { group: "finance".into(), approvals: 1 }]);
+    assert_eq!(defs(&payroll.steps), vec![StepDef::Group { group: "finance".into(), approvals: 1 }]);
 }
 
 #[test]
@@ -343,8 +348,8 @@ provisioning = { url = "https://hooks.example.com/grant", secret_env = "GRANT_SE
     let c = parse_catalog(FILE, text).unwrap();
     let app = &c.apps["salesforce"];
     assert_eq!(app.steps.len(), 4);
-    assert!(matches!(&app.steps[2], StepDef::Action { url, .. } if url == "https://hooks.example.com/flow"));
-    assert!(matches!(&app.steps[3], StepDef::Task(TaskAssignee::Group(g)) if g == "security"));
+    assert!(matches!(&app.steps[2].def, StepDef::Action { url, .. } if url == "https://hooks.example.com/flow"));
+    assert!(matches!(&app.steps[3].def, StepDef::Task(TaskAssignee::Group(g)) if g == "security"));
     assert_eq!(app.provisioning.as_ref().unwrap().secret_env.as_deref(), Some("GRANT_SECRET"));
     assert_eq!(app.max_duration, Some(std::time::Duration::from_secs(30 * 86_400)));
 }
@@ -691,7 +696,7 @@ fn a_group_step_quorum_is_from_one_to_the_group_size() {
     let group = "[groups.sec]\nmembers = [\"U0BOB\", \"U0CAROL\"]\n";
     let ok =
         parse_catalog(FILE, &format!("{group}[apps.a]\nsteps = [{{ group = \"sec\", approvals = 2 }}]\n")).unwrap();
-    assert_eq!(ok.apps["a"].steps, vec![StepDef::Group { group: "sec".into(), approvals: 2 }]);
+    assert_eq!(defs(&ok.apps["a"].steps), vec![StepDef::Group { group: "sec".into(), approvals: 2 }]);
     for bad in ["0", "3", "-1"] {
         let e = one_problem(&format!("{group}[apps.a]\nsteps = [{{ group = \"sec\", approvals = {bad} }}]\n"));
         assert!(e.contains("apps.a.steps[0].approvals"), "{e}");
@@ -819,11 +824,67 @@ fn extension_steps_and_limit_are_checked_like_steps() {
     )
     .unwrap();
     assert_eq!(ok.apps["a"].max_extensions, Some(2));
-    assert_eq!(ok.apps["a"].extend_steps, vec![StepDef::User(slack("U0DAVE"))]);
+    assert_eq!(defs(&ok.apps["a"].extend_steps), vec![StepDef::User(slack("U0DAVE"))]);
     let e = one_problem("[apps.a]\nsteps = [{ user = \"U0BOB\" }]\nextend_steps = [{ group = \"nope\" }]\n");
     assert!(e.contains("apps.a.extend_steps[0].group") && e.contains("unknown group"), "{e}");
     let e = one_problem("[apps.a]\nmax_extensions = -1\nsteps = [{ user = \"U0BOB\" }]\n");
     assert!(e.contains("apps.a.max_extensions") && e.contains("must be 0 or more"), "{e}");
+}
+
+#[test]
+fn an_escalation_names_a_group_or_a_person_and_comes_before_expiry() {
+    let group = "[groups.sec]\nmembers = [\"U0BOB\"]\n[groups.leads]\nmembers = [\"U0LEAD1\"]\n";
+    let ok = parse_catalog(
+        FILE,
+        &format!(
+            "{group}[apps.a]\nsteps = [{{ group = \"sec\", escalate_after = \"2d\", escalate_to = \"leads\" }}, \
+             {{ user = \"U0BOB\", escalate_after = \"90m\", escalate_to = \"cto@example.com\" }}]\n"
+        ),
+    )
+    .unwrap();
+    let esc: Vec<_> = ok.apps["a"].steps.iter().map(|s| s.escalation.clone().unwrap()).collect();
+    assert_eq!(esc[0].after, Duration::from_secs(2 * 86_400));
+    assert_eq!(esc[0].to, EscalateTo::Group("leads".into()));
+    assert_eq!(esc[1].after, Duration::from_secs(90 * 60));
+    assert_eq!(esc[1].to, EscalateTo::Person(Person::Email("cto@example.com".into())));
+
+    let cases = [
+        (
+            "{ user = \"U0BOB\", escalate_after = \"2d\" }",
+            "apps.a.steps[0].escalate_to",
+            "escalate_after needs escalate_to",
+        ),
+        (
+            "{ user = \"U0BOB\", escalate_to = \"leads\" }",
+            "apps.a.steps[0].escalate_after",
+            "escalate_to needs escalate_after",
+        ),
+        (
+            "{ user = \"U0BOB\", escalate_after = \"soon\", escalate_to = \"leads\" }",
+            "apps.a.steps[0].escalate_after",
+            "\"soon\" is not a duration",
+        ),
+        (
+            "{ user = \"U0BOB\", escalate_after = \"2d\", escalate_to = \"nobody here\" }",
+            "apps.a.steps[0].escalate_to",
+            "\"nobody here\" is neither a group of this config nor a Slack user id or email",
+        ),
+        (
+            "{ user = \"U0BOB\", escalate_after = \"30d\", escalate_to = \"leads\" }",
+            "apps.a.steps[0].escalate_after",
+            "30days is not before settings.request_ttl (14days): the request would expire first",
+        ),
+        (
+            "{ action = { url = \"https://hooks.example.com/x\" }, escalate_after = \"1d\", escalate_to = \"leads\" }",
+            "apps.a.steps[0].escalate_after",
+            "an action step is decided by no one",
+        ),
+    ];
+    for (step, key, message) in cases {
+        let e = one_problem(&format!("{group}[apps.a]\nsteps = [{step}]\n"));
+        assert!(e.contains(key), "{step}: {e}");
+        assert!(e.contains(message), "{step}: {e}");
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -843,7 +904,7 @@ fn a_group_can_be_a_slack_user_group() {
     assert!(g.members.is_empty() && !g.usergroup_known, "members come from Slack");
     assert_eq!(c.settings.usergroup_refresh, Duration::from_secs(300));
     // The user group's size is Slack's: any quorum of 1 or more is accepted.
-    assert_eq!(c.apps["a"].steps, vec![StepDef::Group { group: "sec".into(), approvals: 3 }]);
+    assert_eq!(defs(&c.apps["a"].steps), vec![StepDef::Group { group: "sec".into(), approvals: 3 }]);
 }
 
 #[test]

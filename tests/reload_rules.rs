@@ -45,6 +45,7 @@ fn step(kind: StepKind, approvers: &[&str], state: StepState) -> Step {
         reminded: None,
         required: 1,
         approvals: vec![],
+        escalation: None,
     }
 }
 
@@ -79,6 +80,7 @@ fn request(id: &str, app: &str, steps: Vec<Step>) -> Request {
         revocation_status: None,
         revoked: None,
         extension: None,
+        due: None,
         version: 1,
     }
 }

@@ -356,7 +356,7 @@ fn expected_routing(catalog: &Catalog, app_id: &str, by: &Party, for_: &Party) -
     };
     let mut out = Vec::new();
     for (i, def) in app.steps.iter().enumerate() {
-        let people = match def {
+        let people = match &def.def {
             StepDef::User(p) | StepDef::Task(TaskAssignee::User(p)) => vec![p.clone()],
             StepDef::Group { group: g, .. } | StepDef::Task(TaskAssignee::Group(g)) => {
                 catalog.groups[g].members.clone()
@@ -460,7 +460,7 @@ fn run(
         Act::Override => engine::override_assign(catalog, r, actor, now).map(Some),
         Act::Resend => engine::resend(catalog, r, actor, now).map(Some),
         Act::Message(m) => engine::message(r, m, actor, now).map(Some),
-        Act::Tick { .. } => Ok(timers::remind_or_expire(catalog, r, now)),
+        Act::Tick { .. } => Ok(timers::due_work(catalog, r, now)),
     }
 }
 

@@ -455,7 +455,7 @@ impl CatalogEntry {
             steps: app
                 .steps
                 .iter()
-                .map(|s| match s {
+                .map(|s| match &s.def {
                     StepDef::User(p) => CatalogStep { kind: "USER".into(), approver: p.to_string() },
                     StepDef::Group { group: g, .. } => {
                         CatalogStep { kind: "GROUP".into(), approver: group_name(catalog, g) }

@@ -16,7 +16,7 @@ use super::dto::{Href, SelfLinks};
 use super::error::{ApiError, ErrorBody, Kind};
 use super::paging::BaseUrl;
 use crate::state::AppState;
-use crate::workflow::catalog::{App, Catalog, StepDef};
+use crate::workflow::catalog::{App, Catalog, EscalateTo, StepDef, StepSpec};
 use crate::workflow::engine::iso_duration;
 
 /// Who "created" config-defined objects.
@@ -117,15 +117,25 @@ fn sequence_id(app: &App) -> String {
     derived_id("seq", &app.id, 24)
 }
 
-fn step_summary(catalog: &Catalog, s: &StepDef) -> String {
+fn step_summary(catalog: &Catalog, s: &StepSpec) -> String {
     let group = |g: &String| catalog.groups.get(g).map(|g| g.name.clone()).unwrap_or_else(|| g.clone());
-    match s {
+    let what = match &s.def {
         StepDef::User(p) => format!("USER {p}"),
         StepDef::Group { group: g, approvals: 1 } => format!("GROUP {}", group(g)),
         StepDef::Group { group: g, approvals } => format!("GROUP {} ({approvals} approvals)", group(g)),
         StepDef::Action { .. } => "ACTION webhook".into(),
         StepDef::Task(crate::workflow::catalog::TaskAssignee::User(p)) => format!("TASK {p}"),
         StepDef::Task(crate::workflow::catalog::TaskAssignee::Group(g)) => format!("TASK {}", group(g)),
+    };
+    match &s.escalation {
+        Some(e) => {
+            let to = match &e.to {
+                EscalateTo::Group(g) => group(g),
+                EscalateTo::Person(p) => p.to_string(),
+            };
+            format!("{what} (escalates to {to} after {})", humantime::format_duration(e.after))
+        }
+        None => what,
     }
 }
 

@@ -191,6 +191,7 @@ pub async fn start(config: &Path, database_url: Option<String>, listener: TcpLis
         clock: system_clock(),
         header_timeout: crate::http::HEADER_TIMEOUT,
         socket_backoff: crate::slack::socket::Backoff::SLACK,
+        jobs_interval: Some(crate::server::JOBS_INTERVAL),
     };
     let running = server::start(opts, inner).await?;
     let _ = shared.server_url.set(format!("http://{}", running.addr));

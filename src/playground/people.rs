@@ -66,7 +66,7 @@ fn named(catalog: &Catalog) -> Vec<(ConfigPerson, String)> {
             out.push((p.clone(), format!("{} admin", a.name)));
         }
         for s in &a.steps {
-            if let StepDef::User(p) | StepDef::Task(TaskAssignee::User(p)) = s {
+            if let StepDef::User(p) | StepDef::Task(TaskAssignee::User(p)) = &s.def {
                 out.push((p.clone(), format!("{} approver", a.name)));
             }
         }

@@ -99,6 +99,7 @@ pub fn ask(r: &RequestView, step: usize, label: &str, routed: Option<Routing>, k
         AskKind::New => "",
         AskKind::Resend => "Resent: ",
         AskKind::Reminder => "Reminder: ",
+        AskKind::Escalated => "Escalated to you: ",
     };
     let text = format!(
         "{prefix}{} requests {} ({}, step {} of {})",
@@ -156,6 +157,7 @@ pub fn task(r: &RequestView, step: usize, label: &str, routed: Option<Routing>, 
         AskKind::New => "",
         AskKind::Resend => "Resent: ",
         AskKind::Reminder => "Reminder: ",
+        AskKind::Escalated => "Escalated to you: ",
     };
     let text = format!(
         "{prefix}Manual task: give {} access to {} ({}, step {} of {}), then mark it done",

@@ -59,6 +59,9 @@ pub fn thread(e: &ThreadEvent) -> String {
         ThreadEvent::TaskDone { step, by: b } => {
             format!(":ballot_box_with_check: Task (step {step}) marked done{}", by(b))
         }
+        ThreadEvent::Escalated { step, to } => {
+            format!(":arrow_double_up: Step {step} undecided: escalated to {}", who(to))
+        }
         ThreadEvent::Granted => ":tada: Approved — access granted".to_string(),
         ThreadEvent::Denied => ":x: Request denied".to_string(),
         ThreadEvent::Canceled { by: b } => format!(":no_entry_sign: Request canceled{}", by(b)),

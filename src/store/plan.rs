@@ -25,6 +25,8 @@ pub(super) struct RequestWrite<'a> {
     pub insert: bool,
     /// The current step's approvers while the request is open; duplicates are ignored.
     pub approvers: Vec<&'a str>,
+    /// When the jobs loop next has work on it (open requests only).
+    pub due: Option<Timestamp>,
 }
 
 /// The assignment change; every variant but `Upsert` must hit exactly one row ([`one_row`]).
@@ -37,11 +39,12 @@ pub(super) enum AssignmentWrite<'a> {
         user_id: &'a str,
         app_id: &'a str,
     },
-    /// Sets `column` (false before) on one assignment.
+    /// Sets `column` (false before) on one assignment, and when it is next due.
     Warn {
         user_id: &'a str,
         app_id: &'a str,
         column: &'static str,
+        due: Option<Timestamp>,
     },
 }
 
@@ -63,7 +66,8 @@ impl<'a> RequestWrite<'a> {
             Some(step) if req.status.is_open() => step.approvers.iter().map(|p| p.key()).collect(),
             _ => Vec::new(),
         };
-        RequestWrite { req, grant: req.grant_status.map(|g| g.as_str()), insert: req.version == 0, approvers }
+        let due = req.due.filter(|_| req.status.is_open());
+        RequestWrite { req, grant: req.grant_status.map(|g| g.as_str()), insert: req.version == 0, approvers, due }
     }
 }
 
@@ -72,9 +76,9 @@ impl<'a> AssignmentWrite<'a> {
         match change {
             AssignmentChange::Grant(a) => AssignmentWrite::Upsert { assignment: a, source: source_str(a.source) },
             AssignmentChange::Revoke { user_id, app_id } => AssignmentWrite::Delete { user_id, app_id },
-            AssignmentChange::Warned { user_id, app_id, hour } => {
+            AssignmentChange::Warned { user_id, app_id, hour, due } => {
                 let column = if *hour { "warned_hour" } else { "warned_day" };
-                AssignmentWrite::Warn { user_id, app_id, column }
+                AssignmentWrite::Warn { user_id, app_id, column, due: *due }
             }
         }
     }

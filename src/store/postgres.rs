@@ -273,16 +273,42 @@ impl Store for PgStore {
         row.as_ref().map(decode_assignment).transpose()
     }
 
-    async fn expiring_assignments(&self, before: Timestamp, limit: i64) -> Result<Vec<Assignment>, StoreError> {
+    async fn due_assignments(&self, now: Timestamp, limit: i64) -> Result<Vec<Assignment>, StoreError> {
         let rows = sqlx::query(
             "SELECT user_id, app_id, request_id, source, granted, expires, warned_day, warned_hour FROM assignments
-             WHERE expires IS NOT NULL AND expires <= $1 ORDER BY expires LIMIT $2",
+             WHERE due IS NOT NULL AND due <= $1 ORDER BY due LIMIT $2",
         )
-        .bind(before)
+        .bind(now)
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(decode_assignment).collect()
+    }
+
+    async fn due_requests(&self, now: Timestamp, limit: i64) -> Result<Vec<Request>, StoreError> {
+        let rows =
+            sqlx::query("SELECT body, version FROM requests WHERE due IS NOT NULL AND due <= $1 ORDER BY due LIMIT $2")
+                .bind(now)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter().map(decode_request).collect()
+    }
+
+    async fn set_due(&self, id: &str, version: i64, due: Option<Timestamp>) -> Result<(), StoreError> {
+        sqlx::query("UPDATE requests SET due = $1 WHERE id = $2 AND version = $3")
+            .bind(due)
+            .bind(id)
+            .bind(version)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn reschedule_open(&self, at: Timestamp) -> Result<u64, StoreError> {
+        let res =
+            sqlx::query("UPDATE requests SET due = $1 WHERE status = 'PENDING'").bind(at).execute(&self.pool).await?;
+        Ok(res.rows_affected())
     }
 
     async fn append_events(&self, events: &[LogEvent]) -> Result<(), StoreError> {
@@ -577,8 +603,8 @@ async fn write_request(tx: &mut Tx<'_>, w: &RequestWrite<'_>) -> Result<(), Stor
     let req = w.req;
     if w.insert {
         sqlx::query(
-            "INSERT INTO requests (id, app_id, requested_by, requested_for, status, grant_status, created, last_updated, version, body)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 1, $9)",
+            "INSERT INTO requests (id, app_id, requested_by, requested_for, status, grant_status, created, last_updated, version, body, due)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 1, $9, $10)",
         )
         .bind(&req.id)
         .bind(&req.app_id)
@@ -589,12 +615,13 @@ async fn write_request(tx: &mut Tx<'_>, w: &RequestWrite<'_>) -> Result<(), Stor
         .bind(req.created)
         .bind(req.last_updated)
         .bind(Json(req))
+        .bind(w.due)
         .execute(&mut **tx)
         .await
         .map_err(insert_error)?;
     } else {
         let res = sqlx::query(
-            "UPDATE requests SET status = $1, grant_status = $2, last_updated = $3, version = version + 1, body = $4
+            "UPDATE requests SET status = $1, grant_status = $2, last_updated = $3, version = version + 1, body = $4, due = $7
              WHERE id = $5 AND version = $6",
         )
         .bind(req.status.as_str())
@@ -603,6 +630,7 @@ async fn write_request(tx: &mut Tx<'_>, w: &RequestWrite<'_>) -> Result<(), Stor
         .bind(Json(req))
         .bind(&req.id)
         .bind(req.version)
+        .bind(w.due)
         .execute(&mut **tx)
         .await?;
         one_row(res.rows_affected())?;
@@ -625,10 +653,11 @@ async fn write_assignment(tx: &mut Tx<'_>, w: &AssignmentWrite<'_>) -> Result<()
     match *w {
         AssignmentWrite::Upsert { assignment: a, source } => {
             sqlx::query(
-                "INSERT INTO assignments (user_id, app_id, request_id, source, granted, expires) VALUES ($1, $2, $3, $4, $5, $6)
+                "INSERT INTO assignments (user_id, app_id, request_id, source, granted, expires, due) VALUES ($1, $2, $3, $4, $5, $6, $7)
                  ON CONFLICT (user_id, app_id) DO UPDATE SET
                    request_id = excluded.request_id, source = excluded.source,
-                   granted = excluded.granted, expires = excluded.expires",
+                   granted = excluded.granted, expires = excluded.expires,
+                   warned_day = FALSE, warned_hour = FALSE, due = excluded.due",
             )
             .bind(&a.user_id)
             .bind(&a.app_id)
@@ -636,6 +665,7 @@ async fn write_assignment(tx: &mut Tx<'_>, w: &AssignmentWrite<'_>) -> Result<()
             .bind(source)
             .bind(a.granted)
             .bind(a.expires)
+            .bind(a.due())
             .execute(&mut **tx)
             .await?;
         }
@@ -647,11 +677,11 @@ async fn write_assignment(tx: &mut Tx<'_>, w: &AssignmentWrite<'_>) -> Result<()
                 .await?;
             one_row(res.rows_affected())?;
         }
-        AssignmentWrite::Warn { user_id, app_id, column } => {
+        AssignmentWrite::Warn { user_id, app_id, column, due } => {
             let sql = format!(
-                "UPDATE assignments SET {column} = TRUE WHERE user_id = $1 AND app_id = $2 AND {column} = FALSE"
+                "UPDATE assignments SET {column} = TRUE, due = $3 WHERE user_id = $1 AND app_id = $2 AND {column} = FALSE"
             );
-            let res = sqlx::query(&sql).bind(user_id).bind(app_id).execute(&mut **tx).await?;
+            let res = sqlx::query(&sql).bind(user_id).bind(app_id).bind(due).execute(&mut **tx).await?;
             one_row(res.rows_affected())?;
         }
     }

@@ -259,16 +259,44 @@ impl Store for SqliteStore {
         row.as_ref().map(decode_assignment).transpose()
     }
 
-    async fn expiring_assignments(&self, before: Timestamp, limit: i64) -> Result<Vec<Assignment>, StoreError> {
+    async fn due_assignments(&self, now: Timestamp, limit: i64) -> Result<Vec<Assignment>, StoreError> {
         let rows = sqlx::query(
             "SELECT user_id, app_id, request_id, source, granted, expires, warned_day, warned_hour FROM assignments
-             WHERE expires IS NOT NULL AND expires <= ? ORDER BY expires LIMIT ?",
+             WHERE due IS NOT NULL AND due <= ? ORDER BY due LIMIT ?",
         )
-        .bind(ms(before))
+        .bind(ms(now))
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(decode_assignment).collect()
+    }
+
+    async fn due_requests(&self, now: Timestamp, limit: i64) -> Result<Vec<Request>, StoreError> {
+        let rows =
+            sqlx::query("SELECT body, version FROM requests WHERE due IS NOT NULL AND due <= ? ORDER BY due LIMIT ?")
+                .bind(ms(now))
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter().map(decode_request).collect()
+    }
+
+    async fn set_due(&self, id: &str, version: i64, due: Option<Timestamp>) -> Result<(), StoreError> {
+        sqlx::query("UPDATE requests SET due = ? WHERE id = ? AND version = ?")
+            .bind(due.map(ms))
+            .bind(id)
+            .bind(version)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
+    async fn reschedule_open(&self, at: Timestamp) -> Result<u64, StoreError> {
+        let res = sqlx::query("UPDATE requests SET due = ? WHERE status = 'PENDING'")
+            .bind(ms(at))
+            .execute(&self.writer)
+            .await?;
+        Ok(res.rows_affected())
     }
 
     async fn append_events(&self, events: &[LogEvent]) -> Result<(), StoreError> {
@@ -619,8 +647,8 @@ async fn write_request(tx: &mut Tx<'_>, w: &RequestWrite<'_>) -> Result<(), Stor
     let body = json(req)?;
     if w.insert {
         sqlx::query(
-            "INSERT INTO requests (id, app_id, requested_by, requested_for, status, grant_status, created, last_updated, version, body)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, ?)",
+            "INSERT INTO requests (id, app_id, requested_by, requested_for, status, grant_status, created, last_updated, version, body, due)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?)",
         )
         .bind(&req.id)
         .bind(&req.app_id)
@@ -631,18 +659,20 @@ async fn write_request(tx: &mut Tx<'_>, w: &RequestWrite<'_>) -> Result<(), Stor
         .bind(ms(req.created))
         .bind(ms(req.last_updated))
         .bind(&body)
+        .bind(w.due.map(ms))
         .execute(&mut **tx)
         .await
         .map_err(insert_error)?;
     } else {
         let res = sqlx::query(
-            "UPDATE requests SET status = ?, grant_status = ?, last_updated = ?, version = version + 1, body = ?
+            "UPDATE requests SET status = ?, grant_status = ?, last_updated = ?, version = version + 1, body = ?, due = ?
              WHERE id = ? AND version = ?",
         )
         .bind(req.status.as_str())
         .bind(w.grant)
         .bind(ms(req.last_updated))
         .bind(&body)
+        .bind(w.due.map(ms))
         .bind(&req.id)
         .bind(req.version)
         .execute(&mut **tx)
@@ -664,7 +694,7 @@ async fn write_assignment(tx: &mut Tx<'_>, w: &AssignmentWrite<'_>) -> Result<()
     match *w {
         AssignmentWrite::Upsert { assignment: a, source } => {
             sqlx::query(
-                "INSERT OR REPLACE INTO assignments (user_id, app_id, request_id, source, granted, expires) VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO assignments (user_id, app_id, request_id, source, granted, expires, due) VALUES (?, ?, ?, ?, ?, ?, ?)",
             )
             .bind(&a.user_id)
             .bind(&a.app_id)
@@ -672,6 +702,7 @@ async fn write_assignment(tx: &mut Tx<'_>, w: &AssignmentWrite<'_>) -> Result<()
             .bind(source)
             .bind(ms(a.granted))
             .bind(a.expires.map(ms))
+            .bind(a.due().map(ms))
             .execute(&mut **tx)
             .await?;
         }
@@ -683,9 +714,11 @@ async fn write_assignment(tx: &mut Tx<'_>, w: &AssignmentWrite<'_>) -> Result<()
                 .await?;
             one_row(res.rows_affected())?;
         }
-        AssignmentWrite::Warn { user_id, app_id, column } => {
-            let sql = format!("UPDATE assignments SET {column} = 1 WHERE user_id = ? AND app_id = ? AND {column} = 0");
-            let res = sqlx::query(&sql).bind(user_id).bind(app_id).execute(&mut **tx).await?;
+        AssignmentWrite::Warn { user_id, app_id, column, due } => {
+            let sql = format!(
+                "UPDATE assignments SET {column} = 1, due = ? WHERE user_id = ? AND app_id = ? AND {column} = 0"
+            );
+            let res = sqlx::query(&sql).bind(due.map(ms)).bind(user_id).bind(app_id).execute(&mut **tx).await?;
             one_row(res.rows_affected())?;
         }
     }

@@ -119,6 +119,34 @@ pub enum TaskAssignee {
     Group(String),
 }
 
+/// A step as configured: what it is, and whom it escalates to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StepSpec {
+    pub def: StepDef,
+    pub escalation: Option<Escalation>,
+}
+
+impl From<StepDef> for StepSpec {
+    fn from(def: StepDef) -> StepSpec {
+        StepSpec { def, escalation: None }
+    }
+}
+
+/// A step still undecided `after` it was asked is also offered to `to`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Escalation {
+    pub after: Duration,
+    pub to: EscalateTo,
+}
+
+/// Whom a step escalates to: the members of a group (as they are when it escalates), or a person.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "id", rename_all = "snake_case")]
+pub enum EscalateTo {
+    Group(String),
+    Person(Person),
+}
+
 /// An outbound webhook, signed with the secret in the environment variable `secret_env`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Webhook {
@@ -152,7 +180,7 @@ pub struct App {
     pub approval: bool,
     pub admins: Vec<Person>,
     pub max_duration: Option<Duration>,
-    pub steps: Vec<StepDef>,
+    pub steps: Vec<StepSpec>,
     pub fields: Vec<FieldDef>,
     pub provisioning: Option<Webhook>,
     /// Who may request it; `None`: everyone.
@@ -160,7 +188,7 @@ pub struct App {
     /// Access durations a requester may choose (each within `max_duration`).
     pub durations: Vec<Duration>,
     /// Steps of an extension request; empty: the app's `steps`.
-    pub extend_steps: Vec<StepDef>,
+    pub extend_steps: Vec<StepSpec>,
     /// How many times one grant may be extended; `None`: no limit.
     pub max_extensions: Option<u32>,
     /// Where a grant assigns the user in Okta (the `[okta]` connector).
@@ -296,7 +324,7 @@ impl Catalog {
         for a in self.apps.values() {
             a.admins.iter().for_each(&mut push);
             for s in &a.steps {
-                if let StepDef::User(p) | StepDef::Task(TaskAssignee::User(p)) = s {
+                if let StepDef::User(p) | StepDef::Task(TaskAssignee::User(p)) = &s.def {
                     push(p);
                 }
             }

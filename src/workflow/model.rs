@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::catalog::{FieldKind, OktaTarget, Party, Person};
+use super::catalog::{EscalateTo, FieldKind, OktaTarget, Party, Person};
 
 pub type Timestamp = DateTime<Utc>;
 
@@ -157,6 +157,29 @@ pub struct Step {
     /// Approvals so far, while fewer than `required`; the last one decides.
     #[serde(default)]
     pub approvals: Vec<Approval>,
+    /// Whom the step is also offered to when it stays undecided.
+    #[serde(default)]
+    pub escalation: Option<StepEscalation>,
+}
+
+/// A step's escalation, as configured when the request was routed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepEscalation {
+    /// Seconds after the step was asked.
+    pub after_secs: u64,
+    pub to: EscalateTo,
+    /// When it escalated; the people it asked then are among the step's approvers.
+    pub escalated: Option<Timestamp>,
+    #[serde(default)]
+    pub asked: Vec<Person>,
+}
+
+impl StepEscalation {
+    /// When the step escalates, if it has not yet.
+    pub fn due(&self, activated: Option<Timestamp>) -> Option<Timestamp> {
+        let after = chrono::Duration::seconds(i64::try_from(self.after_secs).ok()?);
+        self.escalated.is_none().then_some(activated? + after)
+    }
 }
 
 fn one() -> u32 {
@@ -244,6 +267,10 @@ pub struct Request {
     /// Set when this request extends access the user has (`/access extend`).
     #[serde(default)]
     pub extension: Option<Extension>,
+    /// When the jobs loop next has work on this request (a reminder, an
+    /// escalation, expiry); set by the workflow on every commit, kept in its own column.
+    #[serde(skip)]
+    pub due: Option<Timestamp>,
     /// Optimistic-concurrency version: every commit must name the version it read.
     pub version: i64,
 }
@@ -326,6 +353,19 @@ pub struct Assignment {
     pub warned_hour: bool,
 }
 
+impl Assignment {
+    /// When time-bound access next needs the jobs loop: the one-day warning,
+    /// the one-hour warning, then the end.
+    pub fn due(&self) -> Option<Timestamp> {
+        let ends = self.expires?;
+        Some(match (self.warned_day, self.warned_hour) {
+            (_, true) => ends,
+            (true, false) => ends - chrono::Duration::hours(1),
+            (false, false) => ends - chrono::Duration::days(1),
+        })
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AssignmentChange {
     Grant(Assignment),
@@ -339,6 +379,8 @@ pub enum AssignmentChange {
         user_id: String,
         app_id: String,
         hour: bool,
+        /// When the assignment is next due once this warning is recorded.
+        due: Option<Timestamp>,
     },
 }
 
@@ -438,6 +480,8 @@ pub enum AskKind {
     New,
     Resend,
     Reminder,
+    /// The step stayed undecided and escalated to this person.
+    Escalated,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -596,6 +640,11 @@ pub enum ThreadEvent {
     Expired,
     Overridden {
         by: Option<String>,
+    },
+    /// The step stayed undecided and was offered to more people.
+    Escalated {
+        step: usize,
+        to: String,
     },
     Message {
         from: String,

@@ -124,8 +124,14 @@ pub trait Store: Send + Sync + 'static {
     /// A filtered page of system-log events with their sequence numbers (the paging key).
     async fn list_events(&self, q: &LogQuery) -> Result<Vec<(i64, LogEvent)>, StoreError>;
     async fn assignment(&self, user_id: &str, app_id: &str) -> Result<Option<Assignment>, StoreError>;
-    /// Time-bound assignments ending before `before`, soonest first.
-    async fn expiring_assignments(&self, before: Timestamp, limit: i64) -> Result<Vec<Assignment>, StoreError>;
+    /// Time-bound assignments with a warning or their end due by `now`, soonest first.
+    async fn due_assignments(&self, now: Timestamp, limit: i64) -> Result<Vec<Assignment>, StoreError>;
+    /// Open requests the jobs loop has work on by `now` ([`Request::due`]), soonest first.
+    async fn due_requests(&self, now: Timestamp, limit: i64) -> Result<Vec<Request>, StoreError>;
+    /// Moves a request's due time without a new version; a no-op when its version moved.
+    async fn set_due(&self, id: &str, version: i64, due: Option<Timestamp>) -> Result<(), StoreError>;
+    /// Makes every pending request due at `at` (the rules that time them changed).
+    async fn reschedule_open(&self, at: Timestamp) -> Result<u64, StoreError>;
 
     async fn append_events(&self, events: &[LogEvent]) -> Result<(), StoreError>;
     /// A request's events, oldest first.

@@ -79,8 +79,8 @@ pub fn check_with(
 fn configured_people(new: &Catalog, app_id: &str, canon: &dyn Fn(&Person) -> String) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
     let Some(app) = new.apps.get(app_id) else { return out };
-    for def in &app.steps {
-        match def {
+    for spec in &app.steps {
+        match &spec.def {
             StepDef::User(p) | StepDef::Task(TaskAssignee::User(p)) => {
                 out.insert(canon(p));
             }
@@ -231,6 +231,8 @@ impl Workflow {
                 .build(),
         );
         self.commit_changeset(&cs).await?;
+        // Reminders, escalation and expiry are timed by the catalog: the next pass retimes them.
+        self.store.reschedule_open(now).await?;
         tracing::info!(trigger, apps, groups, flagged = ids.len(), "config reloaded");
         Ok(ReloadReport {
             apps,

@@ -10,7 +10,6 @@ use super::engine::{self, Decision};
 use super::events::EventBuilder;
 use super::model::{Changeset, LogEvent, OutcomeResult, ProvisionPurpose, Provisioner, Request, Status};
 use super::ports::{Directory, OutboxItem, Store, StoreError};
-use super::query::{Filter, Op, OrderBy, RequestAttr, RequestQuery, Value};
 use super::ratelimit::RateLimiter;
 use super::{Actor, Clock, RateLimited, WorkflowError};
 
@@ -62,10 +61,14 @@ impl Default for Limits {
     }
 }
 
+/// At most this many requests and assignments per pass; the rest on the next.
+const JOBS_BATCH: i64 = 500;
+
 /// What one run of the time-driven jobs did.
 #[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct JobReport {
     pub reminded: usize,
+    pub escalated: usize,
     pub expired: usize,
     pub warned: usize,
     pub revoked: usize,
@@ -163,6 +166,9 @@ impl Workflow {
     pub(super) async fn commit_from(&self, cs: &Changeset, before: Option<&Request>) -> Result<(), StoreError> {
         let mut cs = cs.clone();
         engine::derive_notices(before, &mut cs);
+        if let Some(req) = cs.request.as_mut() {
+            req.due = engine::timers::next_due(&self.catalog(), req);
+        }
         self.store.commit(&cs).await?;
         if !cs.notices.is_empty() {
             self.wake.notify_one();
@@ -259,39 +265,33 @@ impl Workflow {
         .await
     }
 
-    /// Runs what time makes due: reminders, expiry, access-ending warnings and
-    /// revocations. Safe on several replicas: every change is a conditional
-    /// commit, so a job another replica already did conflicts and is skipped.
+    /// Runs what time makes due: reminders, escalation, expiry, access-ending
+    /// warnings and revocations, each found by its due time. Safe on several
+    /// replicas: every change is a conditional commit, so a job another replica
+    /// already did conflicts and is skipped.
     pub async fn run_jobs(&self) -> Result<JobReport, WorkflowError> {
         let mut report = JobReport { rejected: self.reject_overdue().await?, ..JobReport::default() };
         let catalog = self.catalog();
         let now = self.clock.now();
-        let mut query = RequestQuery {
-            filter: Some(Filter::Cmp { attr: RequestAttr::Status, op: Op::Eq, value: Value::Text("PENDING".into()) }),
-            order_by: OrderBy::Created,
-            descending: false,
-            after: None,
-            limit: 500,
-        };
-        loop {
-            let page = self.store.list_requests(&query).await?;
-            for r in &page {
-                if let Some(cs) = engine::timers::remind_or_expire(&catalog, r.clone(), now) {
-                    let expired = cs.request.as_ref().is_some_and(|x| x.status == Status::Expired);
-                    match self.commit_from(&cs, Some(r)).await {
-                        Ok(()) if expired => report.expired += 1,
-                        Ok(()) => report.reminded += 1,
-                        Err(StoreError::Conflict) => report.skipped += 1,
-                        Err(e) => return Err(e.into()),
-                    }
-                }
-            }
-            match page.last() {
-                Some(last) if page.len() as i64 == query.limit => query.after = Some(query.cursor_of(last)),
-                _ => break,
+        for r in self.store.due_requests(now, JOBS_BATCH).await? {
+            let Some(cs) = engine::timers::due_work(&catalog, r.clone(), now) else {
+                // Timed by rules that changed since: due again when they say, never in a loop.
+                let due = engine::timers::next_due(&catalog, &r).map(|d| d.max(now + chrono::Duration::seconds(1)));
+                self.store.set_due(&r.id, r.version, due).await?;
+                continue;
+            };
+            let counter = match cs.request.as_ref().map(|x| x.status) {
+                Some(Status::Expired) => &mut report.expired,
+                _ if cs.events.iter().any(|e| e.event_type == "app.access_request.escalate") => &mut report.escalated,
+                _ => &mut report.reminded,
+            };
+            match self.commit_from(&cs, Some(&r)).await {
+                Ok(()) => *counter += 1,
+                Err(StoreError::Conflict) => report.skipped += 1,
+                Err(e) => return Err(e.into()),
             }
         }
-        for a in self.store.expiring_assignments(now + chrono::Duration::days(1), 1000).await? {
+        for a in self.store.due_assignments(now, JOBS_BATCH).await? {
             let request = match &a.request_id {
                 Some(id) => self.store.request(id).await?,
                 None => None,

@@ -33,8 +33,15 @@ async fn rate_limit_then_server_error_then_ok_delivers_once(b: Backend) {
     assert_eq!(app.click("U0BOB", "approve", &id2, 0).await, StatusCode::OK);
     app.drain().await;
     let calls = app.slack.calls();
-    let bob_post =
-        calls.iter().rposition(|c| c.method == "chat.postMessage" && c.ok() && c.body["channel"] == "DU0BOB").unwrap();
+    let bob_post = calls
+        .iter()
+        .rposition(|c| {
+            c.method == "chat.postMessage"
+                && c.ok()
+                && c.body["channel"] == "DU0BOB"
+                && c.body.get("thread_ts").is_none()
+        })
+        .unwrap();
     let bob_update =
         calls.iter().rposition(|c| c.method == "chat.update" && c.ok() && c.body["channel"] == "DU0BOB").unwrap();
     assert!(bob_post < bob_update);

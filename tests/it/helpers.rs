@@ -227,6 +227,7 @@ async fn start(setup: Setup, slack: FakeSlack, db: Arc<TestDb>) -> TestApp {
         shutdown_grace: Duration::from_secs(5),
         header_timeout: setup.header_timeout,
         socket_backoff: setup.socket_backoff,
+        jobs_interval: setup.clock.is_none().then_some(server::JOBS_INTERVAL),
     };
     let running = server::start(opts, listener).await.unwrap();
     let app = TestApp {

@@ -35,6 +35,7 @@ mod core_rules;
 mod delivery;
 mod durations;
 mod edge;
+mod escalation;
 mod extend;
 mod faults;
 mod flows;

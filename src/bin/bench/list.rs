@@ -245,6 +245,7 @@ async fn start_server(database_url: &str) -> anyhow::Result<Running> {
         shutdown_grace: Duration::from_secs(5),
         header_timeout: accessbot::http::HEADER_TIMEOUT,
         socket_backoff: accessbot::slack::socket::Backoff::SLACK,
+        jobs_interval: Some(accessbot::server::JOBS_INTERVAL),
     };
     server::start(opts, listener).await
 }

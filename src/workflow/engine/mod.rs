@@ -14,7 +14,7 @@ pub use fields::iso_duration;
 use fields::validate_fields;
 pub use fields::DURATION;
 
-use super::catalog::{App, Catalog, OktaTarget, Party, Person, StepDef, TaskAssignee};
+use super::catalog::{App, Catalog, EscalateTo, OktaTarget, Party, Person, StepDef, StepSpec, TaskAssignee};
 use super::events::EventBuilder;
 use super::model::ActorType;
 use super::model::*;
@@ -95,9 +95,16 @@ fn fallback(catalog: &Catalog, app: &App, by: &Party, for_: &Party) -> Option<(V
     (!supers.is_empty()).then_some((supers, Routing::SuperAdmins))
 }
 
-fn build_steps(catalog: &Catalog, app: &App, defs: &[StepDef], by: &Party, for_: &Party) -> Result<Vec<Step>, String> {
+fn build_steps(
+    catalog: &Catalog,
+    app: &App,
+    specs: &[StepSpec],
+    by: &Party,
+    for_: &Party,
+) -> Result<Vec<Step>, String> {
     let mut steps = Vec::new();
-    for def in defs {
+    for spec in specs {
+        let def = &spec.def;
         let group = |gid: &str| catalog.groups.get(gid).ok_or_else(|| format!("group {gid} is not defined"));
         let mut required = 1;
         let (kind, people) = match def {
@@ -137,6 +144,12 @@ fn build_steps(catalog: &Catalog, app: &App, defs: &[StepDef], by: &Party, for_:
             reminded: None,
             required,
             approvals: Vec::new(),
+            escalation: spec.escalation.as_ref().map(|e| StepEscalation {
+                after_secs: e.after.as_secs(),
+                to: e.to.clone(),
+                escalated: None,
+                asked: Vec::new(),
+            }),
         });
     }
     Ok(steps)
@@ -330,6 +343,7 @@ pub fn new_request(
         revocation_status: None,
         revoked: None,
         extension: input.extension,
+        due: None,
         version: 0,
     })
 }
@@ -398,7 +412,7 @@ pub fn reject_unresolved(mut req: Request, reason: String, now: Timestamp) -> Op
 }
 
 /// An extension goes through the app's `extend_steps` when it has them.
-fn steps_for<'a>(app: &'a App, req: &Request) -> &'a [StepDef] {
+fn steps_for<'a>(app: &'a App, req: &Request) -> &'a [StepSpec] {
     if req.extension.is_some() && !app.extend_steps.is_empty() {
         &app.extend_steps
     } else {
@@ -773,6 +787,10 @@ fn thread_event(e: &LogEvent) -> Option<ThreadEvent> {
         "app.access_request.delete" => ThreadEvent::Canceled { by },
         "app.access_request.expire" => ThreadEvent::Expired,
         "app.access_request.override" => ThreadEvent::Overridden { by },
+        "app.access_request.escalate" => {
+            let to = e.debug_context.debug_data.get("escalatedTo").and_then(|m| m.as_str()).unwrap_or_default();
+            ThreadEvent::Escalated { step, to: to.to_string() }
+        }
         "app.access_request.message" => {
             let text = e.debug_context.debug_data.get("message").and_then(|m| m.as_str()).unwrap_or_default();
             let from = e.actor.display_name.clone().unwrap_or_else(|| e.actor.id.clone());

@@ -4,12 +4,96 @@
 
 use super::*;
 
-/// A reminder to the current approvers after `reminder_after` (again every
-/// interval), or expiry after `request_ttl`.
-pub fn remind_or_expire(catalog: &Catalog, mut req: Request, now: Timestamp) -> Option<Changeset> {
+/// When the jobs loop next has work on a request: its expiry, the current
+/// step's escalation or its next reminder, whichever comes first.
+pub fn next_due(catalog: &Catalog, req: &Request) -> Option<Timestamp> {
     if req.status != Status::Pending {
         return None;
     }
+    let ttl = chrono::Duration::from_std(catalog.settings.request_ttl).ok()?;
+    let every = chrono::Duration::from_std(catalog.settings.reminder_after).ok();
+    let step = req.current();
+    let remind = step.and_then(|s| Some(s.reminded.or(s.activated)? + every?));
+    let escalate = step.and_then(|s| s.escalation.as_ref()?.due(s.activated));
+    [Some(req.created + ttl), remind, escalate].into_iter().flatten().min()
+}
+
+/// What time makes due on a pending request: expiry after `request_ttl`,
+/// else the current step's escalation, else a reminder to its approvers after
+/// `reminder_after` (again every interval).
+pub fn due_work(catalog: &Catalog, req: Request, now: Timestamp) -> Option<Changeset> {
+    if req.status != Status::Pending {
+        return None;
+    }
+    let index = req.current_step;
+    let escalates = index.and_then(|i| {
+        let s = req.steps.get(i)?;
+        s.escalation.as_ref()?.due(s.activated)
+    });
+    match escalates {
+        Some(at) if at <= now && !expires(catalog, &req, now) => escalate(catalog, req, now),
+        _ => remind_or_expire(catalog, req, now),
+    }
+}
+
+fn expires(catalog: &Catalog, req: &Request, now: Timestamp) -> bool {
+    chrono::Duration::from_std(catalog.settings.request_ttl).is_ok_and(|ttl| now - req.created >= ttl)
+}
+
+/// Offers the current step to its `escalate_to` people too (separation of
+/// duties applied; people already asked are not asked twice). Still one decision.
+fn escalate(catalog: &Catalog, mut req: Request, now: Timestamp) -> Option<Changeset> {
+    let index = req.current_step?;
+    let step = req.steps.get(index)?;
+    let esc = step.escalation.clone()?;
+    let (label, people) = match &esc.to {
+        EscalateTo::Group(g) => match catalog.groups.get(g) {
+            Some(group) => (group.name.clone(), group.members.clone()),
+            None => (g.clone(), Vec::new()),
+        },
+        EscalateTo::Person(p) => (p.to_string(), vec![p.clone()]),
+    };
+    let asked: Vec<Person> = eligible(&people, &req.requested_by, &req.requested_for)
+        .into_iter()
+        .filter(|p| !step.approvers.contains(p))
+        .collect();
+    let actor = Actor::system();
+    let after = std::time::Duration::from_secs(esc.after_secs);
+    let mut ev = EventBuilder::new(
+        "app.access_request.escalate",
+        &actor,
+        now,
+        format!("Step {} undecided after {}: offered to {label}", index + 1, humantime::format_duration(after)),
+    )
+    .request(&req)
+    .data("escalateAfter", humantime::format_duration(after).to_string())
+    .data("escalatedTo", label.clone())
+    .data("asked", json!(asked.iter().map(|p| p.to_string()).collect::<Vec<_>>()));
+    for (k, v) in step_data(step, index) {
+        ev = ev.data(&k, v);
+    }
+    if asked.is_empty() {
+        ev = ev.outcome(OutcomeResult::Failure, Some(format!("no one in {label} can decide this request")));
+    }
+    let mut cs = Changeset::default();
+    cs.events.push(ev.build());
+    touch(&mut req, &actor, now);
+    let step = &mut req.steps[index];
+    step.approvers.extend(asked.iter().cloned());
+    if let Some(e) = step.escalation.as_mut() {
+        e.escalated = Some(now);
+        e.asked = asked.clone();
+    }
+    let ask = ask_all(&req, index, AskKind::Escalated);
+    cs.notices
+        .extend(ask.into_iter().filter(|n| matches!(n, Notice::Ask { recipient, .. } if asked.contains(recipient))));
+    cs.request = Some(req);
+    Some(cs)
+}
+
+/// A reminder to the current approvers after `reminder_after` (again every
+/// interval), or expiry after `request_ttl`.
+fn remind_or_expire(catalog: &Catalog, mut req: Request, now: Timestamp) -> Option<Changeset> {
     let ttl = chrono::Duration::from_std(catalog.settings.request_ttl).ok()?;
     let actor = Actor::system();
     let mut cs = Changeset::default();
@@ -71,8 +155,15 @@ pub fn access_due(catalog: &Catalog, a: &Assignment, request: Option<Request>, n
     if (hour && a.warned_hour) || (!hour && (!day || a.warned_day)) {
         return None;
     }
+    let warned =
+        if hour { Assignment { warned_hour: true, ..a.clone() } } else { Assignment { warned_day: true, ..a.clone() } };
     let mut cs = Changeset {
-        assignment: Some(AssignmentChange::Warned { user_id: a.user_id.clone(), app_id: a.app_id.clone(), hour }),
+        assignment: Some(AssignmentChange::Warned {
+            user_id: a.user_id.clone(),
+            app_id: a.app_id.clone(),
+            hour,
+            due: warned.due(),
+        }),
         ..Changeset::default()
     };
     cs.notices.push(Notice::Requester {
