@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use serde::Serialize;
 use serde_json::json;
 
-use super::catalog::{Catalog, Group, Person, StepDef, TaskAssignee};
+use super::catalog::{Catalog, EscalateTo, Group, Person, StepDef, TaskAssignee};
 use super::events::EventBuilder;
 use super::model::{
     Changeset, DirectMessage, FeedEvent, FlaggedItem, Notice, OutcomeResult, Request, Step, StepKind, StepState,
@@ -128,7 +128,7 @@ fn stranded(new: &Catalog, req: &Request, canon: &dyn Fn(&Person) -> String) -> 
                 }
                 // Whoever is asked for a Slack user group decides only while a member.
                 Some(g) if g.slack_usergroup.is_some() && step.routed_to.is_none() => {
-                    if let Some(reason) = usergroup_stranded(g, step, i, canon) {
+                    if let Some(reason) = usergroup_stranded(new, g, step, i, canon) {
                         push(reason);
                     }
                     continue;
@@ -153,18 +153,37 @@ fn stranded(new: &Catalog, req: &Request, canon: &dyn Fn(&Person) -> String) -> 
 
 /// Why a step asking Slack user group `g` can no longer be decided: the
 /// group is empty, or fewer of the members asked are still in it than the
-/// approvals the step still needs. Nothing while its members are unknown.
-fn usergroup_stranded(g: &Group, step: &Step, index: usize, canon: &dyn Fn(&Person) -> String) -> Option<String> {
+/// approvals the step still needs (people its escalation asked count for
+/// their own group). Nothing while its members are unknown.
+fn usergroup_stranded(
+    new: &Catalog,
+    g: &Group,
+    step: &Step,
+    index: usize,
+    canon: &dyn Fn(&Person) -> String,
+) -> Option<String> {
     let usergroup = g.slack_usergroup.as_deref().filter(|_| g.usergroup_known)?;
     let (gid, n) = (&g.id, index + 1);
-    if g.members.is_empty() {
+    let escalated = step.escalation.as_ref().map(|e| e.asked.as_slice()).unwrap_or_default();
+    if g.members.is_empty() && escalated.is_empty() {
         return Some(format!("group {gid} was emptied (Slack user group {usergroup} has no members)"));
     }
     let members: BTreeSet<String> = g.members.iter().map(canon).collect();
+    let escalation_group = step.escalation.as_ref().and_then(|e| match &e.to {
+        EscalateTo::Group(eg) => new.groups.get(eg).filter(|eg| eg.is_known_usergroup()),
+        EscalateTo::Person(_) => None,
+    });
+    let may_decide = |p: &Person| {
+        if escalated.contains(p) {
+            escalation_group.is_none_or(|eg| eg.members.iter().any(|m| canon(m) == canon(p)))
+        } else {
+            members.contains(&canon(p))
+        }
+    };
     let left = step
         .approvers
         .iter()
-        .filter(|p| members.contains(&canon(p)))
+        .filter(|p| may_decide(p))
         .filter(|p| !step.approvals.iter().any(|a| a.by == canon(p)))
         .count();
     let needed = (step.required as usize).saturating_sub(step.approvals.len()).max(1);

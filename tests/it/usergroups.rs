@@ -357,7 +357,45 @@ async fn saving_members_is_guarded_across_replicas(b: Backend) {
     assert_eq!((now.members, now.version), (vec!["U0NEW".to_string()], 2));
 }
 
+/// A user group step escalating to another user group: those the escalation asked decide for
+/// the escalation's group (not the step's), and only while they are in it.
+async fn an_escalation_to_a_user_group_follows_its_members(b: Backend) {
+    let config = USERGROUP_CONFIG.replace(
+        "steps = [{ group = \"security\" }]",
+        "steps = [{ group = \"security\", escalate_after = \"2h\", escalate_to = \"leads\" }]",
+    ) + "\n[groups.leads]\nname = \"Leads\"\nslack_usergroup = \"S0LEADS\"\n";
+    let clock = accessbot::workflow::ManualClock::new(chrono::Utc::now());
+    let slack = FakeSlack::start().await;
+    slack.set_usergroup(SEC, &["U0BOB"]);
+    slack.set_usergroup("S0LEADS", &["U0LEAD1", "U0LEAD2"]);
+    let app = spawn_on(Setup { config, clock: Some(clock.clone()), ..setup(b) }, slack).await;
+    let wf = app.running.as_ref().unwrap().workflow.clone();
+    let id = app.request_app("U0EVE", "vault", "rotate").await;
+    clock.advance(chrono::Duration::hours(3));
+    assert_eq!(wf.run_jobs().await.unwrap().escalated, 1);
+    app.drain().await;
+    assert_eq!(asked(&app.request(&id).await), ["U0BOB", "U0LEAD1", "U0LEAD2"]);
+    // Lead 1 leaves the leads' user group: refused. Lead 2, never in security, decides.
+    app.slack.set_usergroup("S0LEADS", &["U0LEAD2"]);
+    members_changed(&app, "S0LEADS", &[], &["U0LEAD1"]).await;
+    until_saved(&app, "S0LEADS", &["U0LEAD2"]).await;
+    assert_eq!(app.click("U0LEAD1", "approve", &id, 0).await, StatusCode::OK);
+    app.drain().await;
+    assert_eq!(app.request(&id).await.status.as_str(), "PENDING");
+    let blocked = app.events_of("security.request.blocked").await;
+    assert!(blocked.iter().any(|e| e.actor.id == "U0LEAD1"), "{blocked:?}");
+    // Security emptied: not stranded while Lead 2 can still decide.
+    app.slack.set_usergroup(SEC, &[]);
+    members_changed(&app, SEC, &[], &["U0BOB"]).await;
+    until_saved(&app, SEC, &[]).await;
+    assert_eq!(app.request(&id).await.flagged, None);
+    assert_eq!(app.click("U0LEAD2", "approve", &id, 0).await, StatusCode::OK);
+    app.drain().await;
+    assert_eq!(app.request(&id).await.status.as_str(), "APPROVED");
+}
+
 crate::both!(
+    an_escalation_to_a_user_group_follows_its_members,
     routing_asks_the_user_groups_members,
     a_member_removed_from_the_user_group_can_no_longer_decide,
     an_event_brings_in_a_new_member,

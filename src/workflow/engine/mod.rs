@@ -482,10 +482,18 @@ fn rejected(mut req: Request, logged: EventBuilder, reason: String, now: Timesta
     cs
 }
 
-/// Whether `who`, asked at `step`, still belongs to the group that step
-/// asks: a member removed from a Slack user group since can no longer decide
-/// for it. A step rerouted to admins asks them, not the group.
+/// Whether `who`, asked at `step`, still belongs to the group they were
+/// asked for: a member removed from a Slack user group since can no longer
+/// decide for it. Someone asked by the step's escalation answers for the
+/// escalation's group; a step rerouted to admins asks them, not the group.
 fn still_member(catalog: &Catalog, step: &Step, who: &Party) -> bool {
+    let escalation = step.escalation.as_ref().filter(|e| e.asked.iter().any(|p| p.matches(who)));
+    if let Some(e) = escalation {
+        return match &e.to {
+            EscalateTo::Group(group) => catalog.membership_holds(group, who),
+            EscalateTo::Person(_) => true,
+        };
+    }
     let group = match &step.kind {
         StepKind::Group { group_id, .. } | StepKind::Task { group_id: Some(group_id), .. } => group_id,
         _ => return true,
