@@ -46,6 +46,7 @@ fn step(kind: StepKind, approvers: &[&str], state: StepState) -> Step {
         required: 1,
         approvals: vec![],
         escalation: None,
+        delegates: vec![],
     }
 }
 

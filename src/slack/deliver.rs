@@ -157,9 +157,12 @@ impl SlackDeliverer {
     /// `queued` is when the notice's row was created (the workflow's clock).
     async fn notice(&self, n: &Notice, queued: Timestamp) -> Result<(), ApiError> {
         match n {
-            Notice::Ask { request, step, step_label, routed_to, recipient, kind, task } => {
+            Notice::Ask { request, step, step_label, routed_to, recipient, kind, task, on_behalf_of } => {
                 let compose = if *task { blocks::task } else { blocks::ask };
-                let (text, blocks) = compose(request, *step, step_label, *routed_to, *kind);
+                let (mut text, mut blocks) = compose(request, *step, step_label, *routed_to, *kind);
+                if let Some(principal) = on_behalf_of {
+                    blocks::for_delegate(principal, &mut text, &mut blocks);
+                }
                 self.ask(request, *step, recipient, &text, &blocks).await
             }
             Notice::Progress { request, step, step_label, routed_to, recipient, approved, required } => {

@@ -14,7 +14,9 @@ use sqlx::{PgPool, Postgres, Row};
 use super::filter::{to_sql, LogQuery, QuerySql, RequestQuery, Value};
 use super::plan::{insert_error, one_row, parse_source, AssignmentWrite, Plan, RequestWrite};
 use super::*;
-use crate::workflow::model::{Assignment, Changeset, LogEvent, Request, Status, Timestamp};
+use crate::workflow::model::{
+    Assignment, Changeset, Delegation, DelegationChange, LogEvent, Request, Status, Timestamp,
+};
 
 pub struct PgStore {
     pool: PgPool,
@@ -57,6 +59,16 @@ fn decode_request(row: &PgRow) -> Result<Request, StoreError> {
     let mut req: Request = json_column(row, "body")?;
     req.version = row.try_get("version")?;
     Ok(req)
+}
+
+fn decode_delegation(row: &PgRow) -> Result<Delegation, StoreError> {
+    Ok(Delegation {
+        user_id: row.try_get("user_id")?,
+        email: row.try_get("email")?,
+        delegate: row.try_get("delegate")?,
+        until: row.try_get("until")?,
+        created: row.try_get("created")?,
+    })
 }
 
 fn decode_assignment(row: &PgRow) -> Result<Assignment, StoreError> {
@@ -139,6 +151,9 @@ impl Store for PgStore {
         }
         if let Some(w) = &plan.assignment {
             write_assignment(&mut tx, w).await?;
+        }
+        if let Some(d) = plan.delegation {
+            write_delegation(&mut tx, d).await?;
         }
         for ev in plan.events {
             insert_event(&mut tx, ev).await?;
@@ -525,6 +540,23 @@ impl Store for PgStore {
         Ok(())
     }
 
+    async fn delegations(&self, people: &[String], now: Timestamp) -> Result<Vec<Delegation>, StoreError> {
+        if people.is_empty() {
+            return Ok(Vec::new());
+        }
+        let emails: Vec<String> = people.iter().map(|p| p.to_ascii_lowercase()).collect();
+        let rows = sqlx::query(
+            "SELECT user_id, email, delegate, until, created FROM delegations
+             WHERE until > $1 AND (user_id = ANY($2) OR email = ANY($3))",
+        )
+        .bind(now)
+        .bind(people)
+        .bind(&emails)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(decode_delegation).collect()
+    }
+
     async fn first_use(&self, key: &str, expires: Timestamp, now: Timestamp) -> Result<bool, StoreError> {
         // Rows another replica is pruning right now are left to it.
         sqlx::query(
@@ -598,6 +630,29 @@ async fn write_request(tx: &mut Tx<'_>, w: &RequestWrite<'_>) -> Result<(), Stor
         .bind(&req.id)
         .execute(&mut **tx)
         .await?;
+    }
+    Ok(())
+}
+
+async fn write_delegation(tx: &mut Tx<'_>, change: &DelegationChange) -> Result<(), StoreError> {
+    match change {
+        DelegationChange::Set(d) => {
+            sqlx::query(
+                "INSERT INTO delegations (user_id, email, delegate, until, created) VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (user_id) DO UPDATE SET email = excluded.email, delegate = excluded.delegate,
+                   until = excluded.until, created = excluded.created",
+            )
+            .bind(&d.user_id)
+            .bind(&d.email)
+            .bind(&d.delegate)
+            .bind(d.until)
+            .bind(d.created)
+            .execute(&mut **tx)
+            .await?;
+        }
+        DelegationChange::Remove { user_id } => {
+            sqlx::query("DELETE FROM delegations WHERE user_id = $1").bind(user_id).execute(&mut **tx).await?;
+        }
     }
     Ok(())
 }

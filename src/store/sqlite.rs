@@ -11,7 +11,9 @@ use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 use super::filter::{to_sql, LogQuery, QuerySql, RequestQuery, Value};
 use super::plan::{insert_error, one_row, parse_source, AssignmentWrite, Plan, RequestWrite};
 use super::*;
-use crate::workflow::model::{Assignment, Changeset, LogEvent, Request, Status, Timestamp};
+use crate::workflow::model::{
+    Assignment, Changeset, Delegation, DelegationChange, LogEvent, Request, Status, Timestamp,
+};
 
 pub struct SqliteStore {
     /// Reads: WAL lets them run beside the writer.
@@ -142,6 +144,9 @@ impl Store for SqliteStore {
         }
         if let Some(w) = &plan.assignment {
             write_assignment(&mut tx, w).await?;
+        }
+        if let Some(d) = plan.delegation {
+            write_delegation(&mut tx, d).await?;
         }
         for ev in plan.events {
             insert_event(&mut tx, ev).await?;
@@ -535,6 +540,28 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    async fn delegations(&self, people: &[String], now: Timestamp) -> Result<Vec<Delegation>, StoreError> {
+        if people.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "SELECT user_id, email, delegate, until, created FROM delegations WHERE until > ",
+        );
+        q.push_bind(ms(now)).push(" AND (user_id IN (");
+        let mut ids = q.separated(", ");
+        for p in people {
+            ids.push_bind(p);
+        }
+        q.push(") OR email IN (");
+        let mut emails = q.separated(", ");
+        for p in people {
+            emails.push_bind(p.to_ascii_lowercase());
+        }
+        q.push("))");
+        let rows = q.build().fetch_all(&self.pool).await?;
+        rows.iter().map(decode_delegation).collect()
+    }
+
     async fn first_use(&self, key: &str, expires: Timestamp, now: Timestamp) -> Result<bool, StoreError> {
         sqlx::query(
             "DELETE FROM request_replays WHERE key IN
@@ -556,6 +583,16 @@ impl Store for SqliteStore {
         .await?;
         Ok(res.rows_affected() == 1)
     }
+}
+
+fn decode_delegation(row: &SqliteRow) -> Result<Delegation, StoreError> {
+    Ok(Delegation {
+        user_id: row.try_get("user_id")?,
+        email: row.try_get("email")?,
+        delegate: row.try_get("delegate")?,
+        until: from_ms(row.try_get("until")?),
+        created: from_ms(row.try_get("created")?),
+    })
 }
 
 fn decode_assignment(row: &SqliteRow) -> Result<Assignment, StoreError> {
@@ -638,6 +675,27 @@ async fn write_request(tx: &mut Tx<'_>, w: &RequestWrite<'_>) -> Result<(), Stor
             b.push_bind(*p).push_bind(&req.id);
         });
         q.build().execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+async fn write_delegation(tx: &mut Tx<'_>, change: &DelegationChange) -> Result<(), StoreError> {
+    match change {
+        DelegationChange::Set(d) => {
+            sqlx::query(
+                "INSERT OR REPLACE INTO delegations (user_id, email, delegate, until, created) VALUES (?, ?, ?, ?, ?)",
+            )
+            .bind(&d.user_id)
+            .bind(&d.email)
+            .bind(&d.delegate)
+            .bind(ms(d.until))
+            .bind(ms(d.created))
+            .execute(&mut **tx)
+            .await?;
+        }
+        DelegationChange::Remove { user_id } => {
+            sqlx::query("DELETE FROM delegations WHERE user_id = ?").bind(user_id).execute(&mut **tx).await?;
+        }
     }
     Ok(())
 }

@@ -2,6 +2,7 @@
 //! service that runs commands against the store. No HTTP, no chat platform.
 
 pub mod catalog;
+mod delegation;
 pub mod engine;
 pub mod events;
 mod identity;

@@ -8,7 +8,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use super::model::{Assignment, Changeset, LogEvent, Notice, Request, Status, Timestamp};
+use super::model::{Assignment, Changeset, Delegation, LogEvent, Notice, Request, Status, Timestamp};
 use super::query::{LogQuery, RequestQuery};
 
 /// The outbox kind of chat notifications.
@@ -150,6 +150,9 @@ pub trait Store: Send + Sync + 'static {
     /// Remembers that a user opened the App Home (so it is kept up to date).
     async fn mark_home_opened(&self, user_id: &str) -> Result<(), StoreError>;
     async fn home_opened(&self, user_id: &str) -> Result<bool, StoreError>;
+
+    /// The delegations of any of `people` (chat ids or emails) that last past `now`.
+    async fn delegations(&self, people: &[String], now: Timestamp) -> Result<Vec<Delegation>, StoreError>;
 
     /// Records `key` as used until `expires`: true when it was not in use at
     /// `now` (uses that expired by then do not count). Atomic across replicas.

@@ -157,6 +157,7 @@ impl Workflow {
     /// replies); `before` is the request as it was read.
     pub(super) async fn commit_from(&self, cs: &Changeset, before: Option<&Request>) -> Result<(), StoreError> {
         let mut cs = cs.clone();
+        self.ask_delegates(&mut cs).await?;
         engine::derive_notices(before, &mut cs);
         if let Some(req) = cs.request.as_mut() {
             req.due = engine::timers::next_due(&self.catalog(), req);
@@ -371,7 +372,7 @@ impl Workflow {
     /// Checks, before opening a comment form, that `actor` could decide this step.
     pub async fn check_decider(&self, actor: &Actor, id: &str, step: usize) -> Result<Request, WorkflowError> {
         let req = self.load(id).await?;
-        let checked = engine::check_decider(&req, step, actor);
+        let checked = engine::check_decider(&req, step, actor, self.clock.now()).map(|_| ());
         self.guard(actor, "open decision form", Some(id), checked).await?;
         Ok(req)
     }

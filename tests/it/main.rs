@@ -32,6 +32,7 @@ mod api;
 mod authz;
 mod chat;
 mod core_rules;
+mod delegation;
 mod delivery;
 mod durations;
 mod edge;

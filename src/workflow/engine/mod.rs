@@ -5,6 +5,7 @@ use rand::Rng;
 use serde_json::json;
 
 mod admin;
+pub mod delegates;
 mod fields;
 pub mod timers;
 pub mod webhooks;
@@ -150,6 +151,7 @@ fn build_steps(
                 escalated: None,
                 asked: Vec::new(),
             }),
+            delegates: Vec::new(),
         });
     }
     Ok(steps)
@@ -184,6 +186,7 @@ fn ask_all(req: &Request, index: usize, kind: AskKind) -> Vec<Notice> {
             recipient: p.clone(),
             kind,
             task: matches!(step.kind, StepKind::Task { .. }),
+            on_behalf_of: step.delegates.iter().find(|d| &d.delegate == p).map(|d| d.for_person.to_string()),
         })
         .collect()
 }
@@ -482,9 +485,15 @@ fn rejected(mut req: Request, logged: EventBuilder, reason: String, now: Timesta
     cs
 }
 
-/// Whether `actor` may decide this step now: an approver of it, not the
-/// requester, and the step is the open current one.
-pub fn check_decider(req: &Request, step_index: usize, actor: &Actor) -> Result<(), WorkflowError> {
+/// Whether `actor` may decide this step at `now`: an approver of it (or the
+/// delegate of one, while the delegation lasts), not the requester, and the
+/// step is the open current one. Returns the approver a delegate decides for.
+pub fn check_decider(
+    req: &Request,
+    step_index: usize,
+    actor: &Actor,
+    now: Timestamp,
+) -> Result<Option<Person>, WorkflowError> {
     let step = req
         .steps
         .get(step_index)
@@ -495,6 +504,11 @@ pub fn check_decider(req: &Request, step_index: usize, actor: &Actor) -> Result<
     if !step.may_decide(&actor.party) {
         return Err(forbidden(format!("you are not an approver of step {} of {}", step_index + 1, req.id)));
     }
+    let for_person = match step.delegated_to(&actor.party, now) {
+        _ if step.asks_directly(&actor.party) => None,
+        Some(d) => Some(d.for_person.clone()),
+        None => return Err(forbidden(format!("your delegation for step {} of {} has ended", step_index + 1, req.id))),
+    };
     if !req.status.is_open() || req.current_step != Some(step_index) {
         return Err(WorkflowError::AlreadyDecided {
             request: req.id.clone(),
@@ -502,14 +516,24 @@ pub fn check_decider(req: &Request, step_index: usize, actor: &Actor) -> Result<
             by: step.decided_by.clone(),
         });
     }
-    if step.approved_by(&actor.party) {
+    if step.approved_by(&actor.party, for_person.as_ref()) {
         return Err(WorkflowError::AlreadyApproved {
             request: req.id.clone(),
             approvals: step.approvals.len(),
             required: step.required,
         });
     }
-    Ok(())
+    Ok(for_person)
+}
+
+/// The approval record of `actor` (for the approver a delegate decides for).
+fn approval(actor: &Actor, for_person: &Option<Person>, comment: &Option<String>, now: Timestamp) -> Approval {
+    Approval {
+        by: actor.party.id.clone(),
+        at: now,
+        comment: comment.clone(),
+        on_behalf_of: for_person.as_ref().map(|p| p.key().to_string()),
+    }
 }
 
 /// An approval that does not reach the step's quorum yet: counted, logged,
@@ -518,13 +542,14 @@ fn count_approval(
     mut req: Request,
     step_index: usize,
     comment: Option<String>,
+    for_person: Option<Person>,
     actor: &Actor,
     now: Timestamp,
 ) -> Changeset {
     let mut cs = Changeset::default();
     touch(&mut req, actor, now);
     let step = &mut req.steps[step_index];
-    step.approvals.push(Approval { by: actor.party.id.clone(), at: now, comment: comment.clone() });
+    step.approvals.push(approval(actor, &for_person, &comment, now));
     let mut ev = EventBuilder::new(
         "app.access_request.approver.approve",
         actor,
@@ -541,6 +566,9 @@ fn count_approval(
         ev = ev.data(&k, v);
     }
     ev = ev.data("approvals", req.steps[step_index].approvals.len());
+    if let Some(p) = &for_person {
+        ev = ev.data("onBehalfOf", p.to_string());
+    }
     if let Some(c) = comment {
         ev = ev.data("comment", c);
     }
@@ -639,7 +667,7 @@ pub fn decide(
     actor: &Actor,
     now: Timestamp,
 ) -> Result<Changeset, WorkflowError> {
-    check_decider(&req, step_index, actor)?;
+    let for_person = check_decider(&req, step_index, actor, now)?;
     let task = matches!(req.steps[step_index].kind, StepKind::Task { .. });
     if task && decision == Decision::Deny {
         return Err(WorkflowError::Invalid("a task can only be marked done".into()));
@@ -648,13 +676,13 @@ pub fn decide(
     let approve = decision == Decision::Approve;
     let step = &req.steps[step_index];
     if approve && !task && step.approvals.len() + 1 < step.required as usize {
-        return Ok(count_approval(req, step_index, comment, actor, now));
+        return Ok(count_approval(req, step_index, comment, for_person, actor, now));
     }
     let mut cs = Changeset::default();
     touch(&mut req, actor, now);
     let step = &mut req.steps[step_index];
     if approve && step.required > 1 {
-        step.approvals.push(Approval { by: actor.party.id.clone(), at: now, comment: comment.clone() });
+        step.approvals.push(approval(actor, &for_person, &comment, now));
     }
     step.state = if approve { StepState::Approved } else { StepState::Denied };
     step.decided_by = Some(actor.party.id.clone());
@@ -678,6 +706,9 @@ pub fn decide(
     }
     if let Some(c) = &comment {
         ev = ev.data("comment", c.clone());
+    }
+    if let Some(p) = &for_person {
+        ev = ev.data("onBehalfOf", p.to_string());
     }
     cs.events.push(ev.build());
     let outcome = if approve { CloseKind::Approved } else { CloseKind::Denied };
