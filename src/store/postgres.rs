@@ -474,11 +474,10 @@ impl Store for PgStore {
     }
 
     async fn identity_by_email(&self, email: &str) -> Result<Option<Identity>, StoreError> {
-        let row =
-            sqlx::query(&format!("SELECT {IDENTITY} FROM identities WHERE email = $1 LIMIT 1"))
-                .bind(email.to_ascii_lowercase())
-                .fetch_optional(&self.pool)
-                .await?;
+        let row = sqlx::query(&format!("SELECT {IDENTITY} FROM identities WHERE email = $1 LIMIT 1"))
+            .bind(email.to_ascii_lowercase())
+            .fetch_optional(&self.pool)
+            .await?;
         row.map(|r| decode_identity(&r)).transpose()
     }
 
@@ -1192,7 +1191,9 @@ approval = false
         ensure!(store.identity_by_email("nobody@example.com").await?.is_none());
         // The Okta id is learned later and merges like the rest.
         ensure!(store.identities_without_okta_id(10).await? == vec![want.clone()]);
-        store.save_identity(&Identity { user_id: "U1".into(), okta_id: Some("00u1al".into()), ..Default::default() }).await?;
+        store
+            .save_identity(&Identity { user_id: "U1".into(), okta_id: Some("00u1al".into()), ..Default::default() })
+            .await?;
         store.save_identity(&Identity { user_id: "U1".into(), ..Default::default() }).await?;
         want.okta_id = Some("00u1al".into());
         ensure!(store.identity_by_okta_id("00u1al").await? == Some(want.clone()));

@@ -478,11 +478,10 @@ impl Store for SqliteStore {
     }
 
     async fn identity_by_email(&self, email: &str) -> Result<Option<Identity>, StoreError> {
-        let row =
-            sqlx::query(&format!("SELECT {IDENTITY} FROM identities WHERE email = ? LIMIT 1"))
-                .bind(email.to_ascii_lowercase())
-                .fetch_optional(&self.pool)
-                .await?;
+        let row = sqlx::query(&format!("SELECT {IDENTITY} FROM identities WHERE email = ? LIMIT 1"))
+            .bind(email.to_ascii_lowercase())
+            .fetch_optional(&self.pool)
+            .await?;
         row.map(|r| decode_identity(&r)).transpose()
     }
 

@@ -55,7 +55,9 @@ impl Principals {
 pub enum OktaId {
     Known(String),
     /// Okta has no user with this login (their email).
-    NoUser { login: String },
+    NoUser {
+        login: String,
+    },
 }
 
 /// Where looking up an Okta id ended.
@@ -120,7 +122,9 @@ impl Workflow {
             )),
             Found::NoOktaUser => Err(WorkflowError::NotFound(format!("Okta user {okta_id}"))),
             Found::NoEmail => Err(WorkflowError::NotFound(format!("an email in the profile of Okta user {okta_id}"))),
-            Found::NoChatUser => Err(WorkflowError::NotFound(format!("a Slack user with the email of Okta user {okta_id}"))),
+            Found::NoChatUser => {
+                Err(WorkflowError::NotFound(format!("a Slack user with the email of Okta user {okta_id}")))
+            }
         }
     }
 
@@ -198,7 +202,8 @@ impl Workflow {
         if let Some(id) = known.as_ref().and_then(|i| i.okta_id.clone()) {
             return Ok(OktaId::Known(id));
         }
-        let email = party.email.clone().filter(|e| !e.is_empty()).or_else(|| known.as_ref().and_then(|i| i.email.clone()));
+        let email =
+            party.email.clone().filter(|e| !e.is_empty()).or_else(|| known.as_ref().and_then(|i| i.email.clone()));
         // The chat user's email may still be on its way (the directory): try again later.
         let Some(email) = email.map(|e| e.to_ascii_lowercase()) else {
             return Err(transient(format!("no email known yet for {}", party.id)));
@@ -216,7 +221,8 @@ impl Workflow {
             return Ok(OktaId::NoUser { login: login.to_string() });
         };
         if remember {
-            let learned = Identity { user_id: user_id.to_string(), okta_id: Some(user.id.clone()), ..Identity::default() };
+            let learned =
+                Identity { user_id: user_id.to_string(), okta_id: Some(user.id.clone()), ..Identity::default() };
             self.store.save_identity(&learned).await.map_err(transient)?;
         }
         Ok(OktaId::Known(user.id))
@@ -340,7 +346,11 @@ mod tests {
         let p = Principals { okta: HashMap::from([("U0ZOE".to_string(), "00u1zoe".to_string())]) };
         assert_eq!(p.of("U0ZOE"), Principal::Okta("00u1zoe".into()));
         assert_eq!(p.of("U0BEN"), Principal::Slack("U0BEN".into()));
-        let user = |email: Option<&str>, login: &str| OktaUser { id: "00u1".into(), login: login.into(), email: email.map(Into::into) };
+        let user = |email: Option<&str>, login: &str| OktaUser {
+            id: "00u1".into(),
+            login: login.into(),
+            email: email.map(Into::into),
+        };
         assert_eq!(okta_email(&user(Some("Zoe@Example.com"), "zoe")).as_deref(), Some("zoe@example.com"));
         assert_eq!(okta_email(&user(None, "zoe@example.com")).as_deref(), Some("zoe@example.com"));
         assert_eq!(okta_email(&user(None, "zoe")), None);

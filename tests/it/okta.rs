@@ -156,7 +156,11 @@ async fn handle(
                 Some((login, id)) => axum::Json(json!({"id": id, "status": "ACTIVE",
                     "profile": {"login": login, "email": login, "firstName": "Test", "lastName": "User"}}))
                 .into_response(),
-                None => okta_error(StatusCode::NOT_FOUND, "E0000007", &format!("Not found: Resource not found: {key} (User)")),
+                None => okta_error(
+                    StatusCode::NOT_FOUND,
+                    "E0000007",
+                    &format!("Not found: Resource not found: {key} (User)"),
+                ),
             }
         }
         ("POST", ["apps", app, "users"]) => {
