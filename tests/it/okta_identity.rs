@@ -224,14 +224,14 @@ async fn filters_take_okta_ids(b: Backend) {
     let late = app.request_app("U0LATE", "vpn", "remote work").await;
     app.drain().await;
 
-    assert_eq!(listed(&app, &format!("requestedFor eq \"{ZOE}\"")).await, [zoe.clone()]);
-    assert_eq!(listed(&app, &format!("requestedFor.externalId eq \"{ZOE}\"")).await, [zoe.clone()]);
-    assert_eq!(listed(&app, &format!("requestedBy eq \"{BEN}\"")).await, [ben.clone()]);
+    assert_eq!(listed(&app, &format!("requestedFor eq \"{ZOE}\"")).await, [zoe.as_str()]);
+    assert_eq!(listed(&app, &format!("requestedFor.externalId eq \"{ZOE}\"")).await, [zoe.as_str()]);
+    assert_eq!(listed(&app, &format!("requestedBy eq \"{BEN}\"")).await, [ben.as_str()]);
     assert_eq!(
         listed(&app, &format!("requestedBy.externalId eq \"{BEN}\" and requestedFor eq \"U0NOA\"")).await,
-        [ben.clone()]
+        [ben.as_str()]
     );
-    assert_eq!(listed(&app, "requestedFor eq \"U0ZOE\"").await, [zoe.clone()], "Slack ids keep working");
+    assert_eq!(listed(&app, "requestedFor eq \"U0ZOE\"").await, [zoe.as_str()], "Slack ids keep working");
     let mut others = listed(&app, &format!("requestedFor ne \"{ZOE}\"")).await;
     others.sort();
     let mut want = vec![ben.clone(), late.clone()];
@@ -246,7 +246,7 @@ async fn filters_take_okta_ids(b: Backend) {
     // Late joined Okta after their first contact: the filter asks Okta, finds them by email, remembers.
     assert_eq!(okta_id_of(&app, "U0LATE").await, None);
     okta.add_user("late@example.com", LATE);
-    assert_eq!(listed(&app, &format!("requestedFor eq \"{LATE}\"")).await, [late.clone()]);
+    assert_eq!(listed(&app, &format!("requestedFor eq \"{LATE}\"")).await, [late.as_str()]);
     assert_eq!(okta_id_of(&app, "U0LATE").await.as_deref(), Some(LATE));
     let r = get(&app, &format!("/governance/api/v2/requests/{late}")).await;
     assert_eq!(r["requestedFor"]["externalId"], LATE);
