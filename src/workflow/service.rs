@@ -9,7 +9,7 @@ use super::catalog::{Catalog, Party};
 use super::engine::{self, Decision};
 use super::events::EventBuilder;
 use super::model::{Changeset, LogEvent, OutcomeResult, ProvisionPurpose, Provisioner, Request, Status};
-use super::ports::{Directory, OktaDirectory, OutboxItem, Store, StoreError};
+use super::ports::{Directory, OutboxItem, Store, StoreError};
 use super::query::{Filter, Op, OrderBy, RequestAttr, RequestQuery, Value};
 use super::ratelimit::RateLimiter;
 use super::{Actor, Clock, RateLimited, WorkflowError};
@@ -26,7 +26,7 @@ pub struct Workflow {
     /// Who chat users are; without one, people are who the identity cache says.
     pub(super) directory: Option<Arc<dyn Directory>>,
     /// Who people are in Okta; asked only while the catalog has an `[okta]` section.
-    pub(super) okta: Option<Arc<dyn OktaDirectory>>,
+    pub(super) okta: Option<Arc<dyn super::ports::OktaDirectory>>,
     pub(super) limits: Limits,
     on_commit: Option<CommitHook>,
     on_refusal: Option<RefusalHook>,
@@ -111,7 +111,7 @@ impl Workflow {
         self
     }
 
-    pub fn with_okta(mut self, okta: Arc<dyn OktaDirectory>) -> Workflow {
+    pub fn with_okta(mut self, okta: Arc<dyn super::ports::OktaDirectory>) -> Workflow {
         self.okta = Some(okta);
         self
     }
