@@ -91,6 +91,9 @@ fn failed(e: ApiError) -> Delivery {
 fn from_directory(e: DirectoryError) -> ApiError {
     match e {
         DirectoryError::Transient(error) => ApiError::Transient { error, retry_after: None, rate_limited: false },
+        DirectoryError::RateLimited { error, retry_after } => {
+            ApiError::Transient { error, retry_after: Some(retry_after), rate_limited: false }
+        }
         DirectoryError::Permanent(error) => ApiError::Permanent(error),
     }
 }
@@ -189,7 +192,7 @@ impl SlackDeliverer {
                 Ok(())
             }
             Notice::Resolve { person } => self.workflow.resolve(person).await.map_err(from_directory),
-            Notice::Webhook { .. } | Notice::Okta { .. } => {
+            Notice::Webhook { .. } | Notice::Okta { .. } | Notice::OktaUser { .. } => {
                 Err(ApiError::Permanent("webhooks and Okta calls are not delivered through Slack".into()))
             }
         }

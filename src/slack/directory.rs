@@ -40,6 +40,7 @@ impl Directory for SlackDirectory {
             name: name_of(user),
             dm_channel: None,
             resolved: true,
+            okta_id: None,
         })
     }
 
@@ -57,6 +58,7 @@ impl Directory for SlackDirectory {
             name: name_of(user),
             dm_channel: None,
             resolved: true,
+            okta_id: None,
         }))
     }
 }

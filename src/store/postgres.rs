@@ -101,6 +101,9 @@ fn decode_message(r: &PgRow) -> Result<MessageRef, StoreError> {
     })
 }
 
+/// The columns [`decode_identity`] reads.
+const IDENTITY: &str = "user_id, email, name, dm_channel, resolved, okta_id";
+
 fn decode_identity(r: &PgRow) -> Result<Identity, StoreError> {
     Ok(Identity {
         user_id: r.try_get("user_id")?,
@@ -108,6 +111,7 @@ fn decode_identity(r: &PgRow) -> Result<Identity, StoreError> {
         name: r.try_get("name")?,
         dm_channel: r.try_get("dm_channel")?,
         resolved: r.try_get("resolved")?,
+        okta_id: r.try_get("okta_id")?,
     })
 }
 
@@ -503,7 +507,7 @@ impl Store for PgStore {
     }
 
     async fn identity(&self, user_id: &str) -> Result<Option<Identity>, StoreError> {
-        let row = sqlx::query("SELECT user_id, email, name, dm_channel, resolved FROM identities WHERE user_id = $1")
+        let row = sqlx::query(&format!("SELECT {IDENTITY} FROM identities WHERE user_id = $1"))
             .bind(user_id)
             .fetch_optional(&self.pool)
             .await?;
@@ -511,19 +515,46 @@ impl Store for PgStore {
     }
 
     async fn identity_by_email(&self, email: &str) -> Result<Option<Identity>, StoreError> {
-        let row =
-            sqlx::query("SELECT user_id, email, name, dm_channel, resolved FROM identities WHERE email = $1 LIMIT 1")
-                .bind(email.to_ascii_lowercase())
-                .fetch_optional(&self.pool)
-                .await?;
+        let row = sqlx::query(&format!("SELECT {IDENTITY} FROM identities WHERE email = $1 LIMIT 1"))
+            .bind(email.to_ascii_lowercase())
+            .fetch_optional(&self.pool)
+            .await?;
         row.map(|r| decode_identity(&r)).transpose()
+    }
+
+    async fn identity_by_okta_id(&self, okta_id: &str) -> Result<Option<Identity>, StoreError> {
+        let row = sqlx::query(&format!("SELECT {IDENTITY} FROM identities WHERE okta_id = $1 LIMIT 1"))
+            .bind(okta_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| decode_identity(&r)).transpose()
+    }
+
+    async fn identities_of(&self, user_ids: &[String]) -> Result<Vec<Identity>, StoreError> {
+        if user_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query(&format!("SELECT {IDENTITY} FROM identities WHERE user_id = ANY($1)"))
+            .bind(user_ids.to_vec())
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(decode_identity).collect()
+    }
+
+    async fn identities_without_okta_id(&self, limit: i64) -> Result<Vec<Identity>, StoreError> {
+        let sql = format!(
+            "SELECT {IDENTITY} FROM identities WHERE okta_id IS NULL AND email IS NOT NULL ORDER BY user_id LIMIT $1"
+        );
+        sqlx::query(&sql).bind(limit).fetch_all(&self.pool).await?.iter().map(decode_identity).collect()
     }
 
     async fn save_identity(&self, i: &Identity) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO identities (user_id, email, name, dm_channel, updated, resolved) VALUES ($1, $2, $3, $4, $5, $6)
+            "INSERT INTO identities (user_id, email, name, dm_channel, updated, resolved, okta_id)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)
              ON CONFLICT (user_id) DO UPDATE SET
                resolved = identities.resolved OR excluded.resolved,
+               okta_id = COALESCE(excluded.okta_id, identities.okta_id),
                email = COALESCE(excluded.email, identities.email),
                name = COALESCE(excluded.name, identities.name),
                dm_channel = COALESCE(excluded.dm_channel, identities.dm_channel),
@@ -535,6 +566,7 @@ impl Store for PgStore {
         .bind(&i.dm_channel)
         .bind(Utc::now())
         .bind(i.resolved)
+        .bind(&i.okta_id)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -1225,21 +1257,34 @@ approval = false
             name: Some("Al".into()),
             dm_channel: Some("D1".into()),
             resolved: true,
+            okta_id: None,
         };
         store.save_identity(&more).await?;
         // Once resolved, a later save that knows less does not unresolve.
         store.save_identity(&Identity { user_id: "U1".into(), ..Default::default() }).await?;
-        let want = Identity {
+        let mut want = Identity {
             user_id: "U1".into(),
             email: Some("al@example.com".into()),
             name: Some("Al".into()),
             dm_channel: Some("D1".into()),
             resolved: true,
+            okta_id: None,
         };
         ensure!(store.identity("U1").await? == Some(want.clone()));
-        ensure!(store.identity_by_email("AL@example.com").await? == Some(want));
+        ensure!(store.identity_by_email("AL@example.com").await? == Some(want.clone()));
         ensure!(store.identity("U2").await?.is_none());
         ensure!(store.identity_by_email("nobody@example.com").await?.is_none());
+        // The Okta id is learned later and merges like the rest.
+        ensure!(store.identities_without_okta_id(10).await? == vec![want.clone()]);
+        store
+            .save_identity(&Identity { user_id: "U1".into(), okta_id: Some("00u1al".into()), ..Default::default() })
+            .await?;
+        store.save_identity(&Identity { user_id: "U1".into(), ..Default::default() }).await?;
+        want.okta_id = Some("00u1al".into());
+        ensure!(store.identity_by_okta_id("00u1al").await? == Some(want.clone()));
+        ensure!(store.identity_by_okta_id("00u2").await?.is_none());
+        ensure!(store.identities_of(&["U1".into(), "U2".into()]).await? == vec![want.clone()]);
+        ensure!(store.identities_without_okta_id(10).await?.is_empty());
 
         // Messages: duplicates ignored, ordered by ts.
         let msg = |ts: &str, recipient: &str| MessageRef {

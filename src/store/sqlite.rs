@@ -503,7 +503,7 @@ impl Store for SqliteStore {
     }
 
     async fn identity(&self, user_id: &str) -> Result<Option<Identity>, StoreError> {
-        let row = sqlx::query("SELECT user_id, email, name, dm_channel, resolved FROM identities WHERE user_id = ?")
+        let row = sqlx::query(&format!("SELECT {IDENTITY} FROM identities WHERE user_id = ?"))
             .bind(user_id)
             .fetch_optional(&self.pool)
             .await?;
@@ -511,19 +511,47 @@ impl Store for SqliteStore {
     }
 
     async fn identity_by_email(&self, email: &str) -> Result<Option<Identity>, StoreError> {
-        let row =
-            sqlx::query("SELECT user_id, email, name, dm_channel, resolved FROM identities WHERE email = ? LIMIT 1")
-                .bind(email.to_ascii_lowercase())
-                .fetch_optional(&self.pool)
-                .await?;
+        let row = sqlx::query(&format!("SELECT {IDENTITY} FROM identities WHERE email = ? LIMIT 1"))
+            .bind(email.to_ascii_lowercase())
+            .fetch_optional(&self.pool)
+            .await?;
         row.map(|r| decode_identity(&r)).transpose()
+    }
+
+    async fn identity_by_okta_id(&self, okta_id: &str) -> Result<Option<Identity>, StoreError> {
+        let row = sqlx::query(&format!("SELECT {IDENTITY} FROM identities WHERE okta_id = ? LIMIT 1"))
+            .bind(okta_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| decode_identity(&r)).transpose()
+    }
+
+    async fn identities_of(&self, user_ids: &[String]) -> Result<Vec<Identity>, StoreError> {
+        if user_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!("SELECT {IDENTITY} FROM identities WHERE user_id IN ({})", placeholders(user_ids.len()));
+        let mut q = sqlx::query(&sql);
+        for id in user_ids {
+            q = q.bind(id);
+        }
+        q.fetch_all(&self.pool).await?.iter().map(decode_identity).collect()
+    }
+
+    async fn identities_without_okta_id(&self, limit: i64) -> Result<Vec<Identity>, StoreError> {
+        let sql = format!(
+            "SELECT {IDENTITY} FROM identities WHERE okta_id IS NULL AND email IS NOT NULL ORDER BY user_id LIMIT ?"
+        );
+        sqlx::query(&sql).bind(limit).fetch_all(&self.pool).await?.iter().map(decode_identity).collect()
     }
 
     async fn save_identity(&self, i: &Identity) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO identities (user_id, email, name, dm_channel, updated, resolved) VALUES (?, ?, ?, ?, ?, ?)
+            "INSERT INTO identities (user_id, email, name, dm_channel, updated, resolved, okta_id)
+             VALUES (?, ?, ?, ?, ?, ?, ?)
              ON CONFLICT (user_id) DO UPDATE SET
                resolved = identities.resolved OR excluded.resolved,
+               okta_id = COALESCE(excluded.okta_id, identities.okta_id),
                email = COALESCE(excluded.email, identities.email),
                name = COALESCE(excluded.name, identities.name),
                dm_channel = COALESCE(excluded.dm_channel, identities.dm_channel),
@@ -535,6 +563,7 @@ impl Store for SqliteStore {
         .bind(&i.dm_channel)
         .bind(ms(Utc::now()))
         .bind(i.resolved)
+        .bind(&i.okta_id)
         .execute(&self.writer)
         .await?;
         Ok(())
@@ -619,6 +648,9 @@ fn decode_message(r: &SqliteRow) -> Result<MessageRef, StoreError> {
     })
 }
 
+/// The columns [`decode_identity`] reads.
+const IDENTITY: &str = "user_id, email, name, dm_channel, resolved, okta_id";
+
 fn decode_identity(r: &SqliteRow) -> Result<Identity, StoreError> {
     Ok(Identity {
         user_id: r.try_get("user_id")?,
@@ -626,6 +658,7 @@ fn decode_identity(r: &SqliteRow) -> Result<Identity, StoreError> {
         name: r.try_get("name")?,
         dm_channel: r.try_get("dm_channel")?,
         resolved: r.try_get("resolved")?,
+        okta_id: r.try_get("okta_id")?,
     })
 }
 

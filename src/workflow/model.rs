@@ -799,6 +799,8 @@ pub enum Notice {
     Webhook { url: String, secret_env: Option<String>, body: serde_json::Value, purpose: WebhookPurpose },
     /// Assign the user to (or remove them from) an Okta app or group.
     Okta { action: ProvisionAction, target: OktaTarget, user: Party, request_id: Option<String>, app_id: String },
+    /// Learn a chat user's Okta user id from Okta's Users API (by their email).
+    OktaUser { user_id: String },
 }
 
 impl Notice {
@@ -827,6 +829,7 @@ impl Notice {
             },
             // A grant and its revoke for one user and app go out in order.
             Notice::Okta { user, app_id, .. } => format!("okta:{app_id}:{}", user.id),
+            Notice::OktaUser { user_id } => format!("okta-user:{user_id}"),
         }
     }
 }

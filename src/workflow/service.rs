@@ -24,6 +24,8 @@ pub struct Workflow {
     wake: Arc<Notify>,
     /// Who chat users are; without one, people are who the identity cache says.
     pub(super) directory: Option<Arc<dyn Directory>>,
+    /// Who people are in Okta; asked only while the catalog has an `[okta]` section.
+    pub(super) okta: Option<Arc<dyn super::ports::OktaDirectory>>,
     pub(super) limits: Limits,
     on_commit: Option<CommitHook>,
     on_refusal: Option<RefusalHook>,
@@ -90,6 +92,7 @@ impl Workflow {
             clock,
             wake,
             directory: None,
+            okta: None,
             limits: Limits::default(),
             on_commit: None,
             on_refusal: None,
@@ -108,6 +111,11 @@ impl Workflow {
 
     pub fn with_directory(mut self, directory: Arc<dyn Directory>) -> Workflow {
         self.directory = Some(directory);
+        self
+    }
+
+    pub fn with_okta(mut self, okta: Arc<dyn super::ports::OktaDirectory>) -> Workflow {
+        self.okta = Some(okta);
         self
     }
 

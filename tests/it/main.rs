@@ -43,6 +43,7 @@ mod flows;
 mod give_back;
 mod logs;
 mod okta;
+mod okta_identity;
 mod okta_schema;
 mod ops;
 mod quorum;
