@@ -1,8 +1,10 @@
 //! The Okta connector: on grant it assigns the user to the app's Okta app
 //! (`POST /api/v1/apps/{appId}/users`) or adds them to its Okta group
 //! (`PUT /api/v1/groups/{groupId}/users/{userId}`); on revoke it removes them
-//! (`DELETE` on the same paths). Users are found by email
-//! (`GET /api/v1/users/{login}`), cached. Calls go through the outbox.
+//! (`DELETE` on the same paths). Calls go through the outbox. [`OktaUsers`]
+//! is the core's `OktaDirectory` port on Okta's Users API
+//! (`GET /api/v1/users/{id or login}`, cached): the core decides when to ask
+//! and remembers each person's Okta id on their identity.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -15,14 +17,16 @@ use serde_json::json;
 use crate::config::Secret;
 use crate::outbox::{Deliverer, Delivery, MAX_RETRY_AFTER};
 use crate::store::ClaimedJob;
-use crate::workflow::catalog::{OktaTarget, Party};
+use crate::workflow::catalog::{OktaOrg, OktaTarget, Party};
 use crate::workflow::model::{Notice, ProvisionAction, Provisioner};
+use crate::workflow::ports::{DirectoryError, OktaDirectory, OktaUser};
+use crate::workflow::principals::OktaId;
 use crate::workflow::Workflow;
 
 /// The outbox kind of Okta calls.
 pub use crate::workflow::ports::OKTA_KIND as OKTA;
 
-/// Emails whose Okta user id is remembered; past this the cache starts afresh.
+/// Users remembered; past this the cache starts afresh.
 const MAX_CACHED_USERS: usize = 10_000;
 
 /// One Okta call of a notice, as the outbox row holds it.
@@ -34,25 +38,107 @@ struct Call {
     app_id: String,
 }
 
+fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .connect_timeout(Duration::from_secs(5))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap_or_default()
+}
+
+fn no_token() -> String {
+    "OKTA_API_TOKEN is not set (or OKTA_API_TOKEN_FILE)".into()
+}
+
+/// Okta's Users API, for the core.
+pub struct OktaUsers {
+    http: reqwest::Client,
+    /// `OKTA_API_TOKEN`; `None` fails every look-up (with a message naming it).
+    token: Option<Secret>,
+    /// (org URL, user id or lower-case login) → the user.
+    cache: Mutex<HashMap<(String, String), OktaUser>>,
+    /// One call at a time, so that a person asked for twice at once (the
+    /// look-up after first contact and their first grant) costs one call.
+    asking: tokio::sync::Mutex<()>,
+}
+
+impl OktaUsers {
+    pub fn new(token: Option<Secret>) -> OktaUsers {
+        OktaUsers { http: http_client(), token, cache: Mutex::new(HashMap::new()), asking: Default::default() }
+    }
+
+    fn cached(&self, org: &str, key: &str) -> Option<OktaUser> {
+        self.cache.lock().ok()?.get(&(org.to_string(), key.to_string())).cloned()
+    }
+
+    /// Remembers the user under the key asked, its id and its login.
+    fn remember(&self, org: &str, key: &str, user: &OktaUser) {
+        let Ok(mut m) = self.cache.lock() else { return };
+        if m.len() >= MAX_CACHED_USERS {
+            m.clear();
+        }
+        for k in [key.to_string(), user.id.clone(), user.login.to_ascii_lowercase()] {
+            m.insert((org.to_string(), k), user.clone());
+        }
+    }
+}
+
+/// A delivery failure as the directory's.
+fn directory_error(d: Delivery) -> DirectoryError {
+    match d {
+        Delivery::Retry { after: Some(retry_after), error, .. } => DirectoryError::RateLimited { error, retry_after },
+        Delivery::Retry { error, .. } => DirectoryError::Transient(error),
+        Delivery::Failed(error) => DirectoryError::Permanent(error),
+        Delivery::Done => DirectoryError::Transient("no answer".into()),
+    }
+}
+
+/// The directory's failure as an outbox outcome.
+fn delivery_error(e: DirectoryError) -> Delivery {
+    match e {
+        DirectoryError::Transient(error) => retry(error),
+        DirectoryError::RateLimited { error, retry_after } => {
+            Delivery::Retry { after: Some(retry_after), error, rate_limited: false }
+        }
+        DirectoryError::Permanent(error) => Delivery::Failed(error),
+    }
+}
+
+#[async_trait]
+impl OktaDirectory for OktaUsers {
+    async fn user(&self, org: &OktaOrg, id_or_login: &str) -> Result<Option<OktaUser>, DirectoryError> {
+        // Logins are compared ignoring case, as Okta does; ids are case-sensitive.
+        let key = if id_or_login.contains('@') { id_or_login.to_ascii_lowercase() } else { id_or_login.to_string() };
+        let org_url = org.org_url.as_str();
+        if let Some(u) = self.cached(org_url, &key) {
+            return Ok(Some(u));
+        }
+        let _one = self.asking.lock().await;
+        if let Some(u) = self.cached(org_url, &key) {
+            return Ok(Some(u));
+        }
+        let token = self.token.as_ref().ok_or_else(|| DirectoryError::Permanent(no_token()))?;
+        let api = Api { http: &self.http, org: org_url, token };
+        let found = find_user(&api, &key).await.map_err(directory_error)?;
+        if let Some(u) = &found {
+            self.remember(org_url, &key, u);
+        }
+        Ok(found)
+    }
+}
+
 pub struct OktaDeliverer {
     http: reqwest::Client,
     /// `OKTA_API_TOKEN`; `None` fails every call (with a message naming it).
     token: Option<Secret>,
-    /// (org URL, lower-case email) → Okta user id.
-    users: Mutex<HashMap<(String, String), String>>,
     /// Set after the workflow exists: the org URL comes from its current config.
     workflow: OnceLock<Arc<Workflow>>,
 }
 
 impl OktaDeliverer {
     pub fn new(token: Option<Secret>) -> OktaDeliverer {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .connect_timeout(Duration::from_secs(5))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap_or_default();
-        OktaDeliverer { http, token, users: Mutex::new(HashMap::new()), workflow: OnceLock::new() }
+        OktaDeliverer { http: http_client(), token, workflow: OnceLock::new() }
     }
 
     pub fn set_workflow(&self, wf: Arc<Workflow>) {
@@ -68,55 +154,30 @@ impl OktaDeliverer {
         }
     }
 
+    fn workflow(&self) -> Result<&Arc<Workflow>, Delivery> {
+        self.workflow.get().ok_or_else(|| retry("the workflow is not started yet".into()))
+    }
+
     async fn run(&self, call: &Call) -> Result<(), Delivery> {
-        let wf = self.workflow.get().ok_or_else(|| retry("the workflow is not started yet".into()))?;
+        let wf = self.workflow()?;
         let org = wf.catalog().okta.clone().ok_or_else(|| {
             Delivery::Failed("Okta call with no [okta] section in the config (was it removed?)".into())
         })?;
         let Some(token) = self.token.clone() else {
-            return Err(Delivery::Failed("OKTA_API_TOKEN is not set (or OKTA_API_TOKEN_FILE)".into()));
+            return Err(Delivery::Failed(no_token()));
         };
         let api = Api { http: &self.http, org: &org.org_url, token: &token };
-        let email = self.email_of(wf, &call.user).await?;
-        let Some(user_id) = self.user_id(&api, &email).await? else {
-            return match call.action {
-                // No such user in Okta: nothing to remove.
-                ProvisionAction::Revoke => Ok(()),
-                ProvisionAction::Grant => Err(Delivery::Failed(format!(
-                    "Okta has no user with login {email} (GET /api/v1/users/{{login}} answered 404)"
-                ))),
-            };
+        let user_id = match wf.okta_id_of(&call.user).await.map_err(delivery_error)? {
+            OktaId::Known(id) => id,
+            // No such user in Okta: nothing to remove.
+            OktaId::NoUser { .. } if call.action == ProvisionAction::Revoke => return Ok(()),
+            OktaId::NoUser { login } => {
+                return Err(Delivery::Failed(format!(
+                    "Okta has no user with login {login} (GET /api/v1/users/{{login}} answered 404)"
+                )))
+            }
         };
         membership(&api, call.action, &call.target, &user_id).await
-    }
-
-    /// The user's email: from the notice, else from the identity cache.
-    async fn email_of(&self, wf: &Workflow, user: &Party) -> Result<String, Delivery> {
-        if let Some(e) = user.email.as_deref().filter(|e| !e.is_empty()) {
-            return Ok(e.to_ascii_lowercase());
-        }
-        let known = wf.store().identity(&user.id).await.map_err(|e| retry(format!("reading {}: {e}", user.id)))?;
-        // The chat user's email may still be on its way (users.info): try again later.
-        known
-            .and_then(|i| i.email)
-            .map(|e| e.to_ascii_lowercase())
-            .ok_or_else(|| retry(format!("no email known yet for {}", user.id)))
-    }
-
-    /// The Okta user id of `email` (cached); `None` when Okta has no such user.
-    async fn user_id(&self, api: &Api<'_>, email: &str) -> Result<Option<String>, Delivery> {
-        let key = (api.org.to_string(), email.to_string());
-        if let Some(id) = self.users.lock().ok().and_then(|m| m.get(&key).cloned()) {
-            return Ok(Some(id));
-        }
-        let Some(id) = find_user(api, email).await? else { return Ok(None) };
-        if let Ok(mut m) = self.users.lock() {
-            if m.len() >= MAX_CACHED_USERS {
-                m.clear();
-            }
-            m.insert(key, id.clone());
-        }
-        Ok(Some(id))
     }
 }
 
@@ -160,15 +221,17 @@ impl Api<'_> {
     }
 }
 
-/// `GET /api/v1/users/{login}`: the user's id, `None` on 404.
-async fn find_user(api: &Api<'_>, email: &str) -> Result<Option<String>, Delivery> {
-    let Some(res) = api.send(Method::GET, &["api", "v1", "users", email], None).await? else { return Ok(None) };
+/// `GET /api/v1/users/{id or login}`: the user, `None` on 404.
+async fn find_user(api: &Api<'_>, key: &str) -> Result<Option<OktaUser>, Delivery> {
+    let Some(res) = api.send(Method::GET, &["api", "v1", "users", key], None).await? else { return Ok(None) };
     let user: serde_json::Value =
-        res.json().await.map_err(|e| retry(format!("Okta GET /api/v1/users/{{login}}: unreadable answer: {e}")))?;
-    match user["id"].as_str() {
-        Some(id) if !id.is_empty() => Ok(Some(id.to_string())),
-        _ => Err(Delivery::Failed("Okta GET /api/v1/users/{login}: the answer has no id".into())),
-    }
+        res.json().await.map_err(|e| retry(format!("Okta GET /api/v1/users/{{id}}: unreadable answer: {e}")))?;
+    let text = |v: &serde_json::Value| v.as_str().filter(|s| !s.is_empty()).map(str::to_string);
+    let Some(id) = text(&user["id"]) else {
+        return Err(Delivery::Failed("Okta GET /api/v1/users/{id}: the answer has no id".into()));
+    };
+    let login = text(&user["profile"]["login"]).unwrap_or_else(|| key.to_string());
+    Ok(Some(OktaUser { id, login, email: text(&user["profile"]["email"]) }))
 }
 
 /// Adds or removes the membership; removing one already gone (404) is done.
@@ -254,10 +317,17 @@ fn retry(error: String) -> Delivery {
 #[async_trait]
 impl Deliverer for OktaDeliverer {
     async fn deliver(&self, job: &ClaimedJob) -> Delivery {
-        let Some(call) = Self::parse(job) else {
-            return Delivery::Failed("unreadable Okta payload".into());
+        let done = match serde_json::from_value::<Notice>(job.item.payload.clone()) {
+            Ok(Notice::OktaUser { user_id }) => match self.workflow() {
+                Ok(wf) => wf.learn_okta_id(&user_id).await.map_err(delivery_error),
+                Err(d) => Err(d),
+            },
+            _ => match Self::parse(job) {
+                Some(call) => self.run(&call).await,
+                None => Err(Delivery::Failed("unreadable Okta payload".into())),
+            },
         };
-        match self.run(&call).await {
+        match done {
             Ok(()) => Delivery::Done,
             Err(d) => d,
         }

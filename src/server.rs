@@ -21,7 +21,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::config::Env;
 use crate::metrics::Metrics;
-use crate::okta::OktaDeliverer;
+use crate::okta::{OktaDeliverer, OktaUsers};
 use crate::outbox::{Outbox, OutboxConfig};
 use crate::slack::client::SlackClient;
 use crate::slack::deliver::SlackDeliverer;
@@ -219,9 +219,10 @@ pub async fn start(opts: Options, listener: TcpListener) -> anyhow::Result<Runni
             .with_commit_hook(hook)
             .with_refusal_hook(Arc::new(move |action: &str| refused.refused(action)))
             .with_directory(Arc::new(SlackDirectory::new(client.clone())))
+            .with_okta(Arc::new(OktaUsers::new(opts.env.okta_token.clone())))
             .with_limits(limits),
     );
-    // Resolve configured emails to Slack ids ahead of the first click.
+    // Resolve configured emails to Slack ids ahead of the first click (and people to Okta ids).
     workflow.resolve_catalog_people().await?;
 
     // Slack user groups' members as saved, then as Slack says now (briefly; else in the background).

@@ -11,6 +11,8 @@ use super::error::{ApiError, ErrorBody};
 use super::paging::{paged_links, BaseUrl, Params};
 use crate::state::AppState;
 use crate::workflow::catalog::App;
+use crate::workflow::principals::{is_okta_user_id, Principal};
+use crate::workflow::WorkflowError;
 
 const ENTRIES: &str = "/governance/api/v2/catalogs/default/entries";
 
@@ -103,22 +105,20 @@ pub async fn get_one(
     Ok(Json(CatalogEntry::from_app(app, &catalog, &base)))
 }
 
-/// `userId` is a Slack user id (accessbot's users are Slack users).
-fn user_id(id: &str) -> Result<(), ApiError> {
-    let ok = id.len() >= 3
-        && id.len() <= 32
-        && (id.starts_with('U') || id.starts_with('W'))
-        && id.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit());
-    if ok {
-        Ok(())
+/// `userId`: an Okta user id (`00u…`) or a Slack user id (accessbot's extension).
+fn user_id(id: &str) -> Result<Principal, ApiError> {
+    if is_okta_user_id(id) {
+        Ok(Principal::Okta(id.to_string()))
+    } else if super::requests::is_slack_user_id(id) {
+        Ok(Principal::Slack(id.to_string()))
     } else {
-        Err(ApiError::validation("userId", "path", "must be a Slack user id (U… or W…)"))
+        Err(ApiError::validation("userId", "path", "must be an Okta user id (00u…) or a Slack user id (U… or W…)"))
     }
 }
 
 #[utoipa::path(get, path = "/governance/api/v2/catalogs/default/user/{userId}/entries", tag = "catalog",
     params(
-        ("userId" = String, Path, description = "A Slack user id (U… or W…)"),
+        ("userId" = String, Path, description = "An Okta user id (00u…) or a Slack user id (U… or W…)"),
         ("filter" = Option<String>, Query, description = "`not(parent pr)` (the default) or `parent eq \"…\"` (none)"),
         ("after" = Option<String>, Query, description = "The id of the last entry of the previous page"),
         ("match" = Option<String>, Query, description = "Entries whose name contains this (case-insensitive)"),
@@ -126,8 +126,10 @@ fn user_id(id: &str) -> Result<(), ApiError> {
     ),
     responses(
         (status = 200, description = "The entries this user may request (self-service, and open to them by `requesters`)", body = CatalogPage),
-        (status = 400, description = "Not a Slack user id, an unsupported filter (E0000001) or paging (E0000029)", body = ErrorBody),
+        (status = 400, description = "Not a user id, an Okta user id without the Okta connector, an unsupported filter (E0000001) or paging (E0000029)", body = ErrorBody),
         (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 404, description = "No such Okta user, or no Slack user with their email", body = ErrorBody),
+        (status = 503, description = "Okta's Users API did not answer (E0000009)", body = ErrorBody),
     ),
     security(("bearer" = []), ("ssws" = [])))]
 pub async fn user_entries(
@@ -137,9 +139,12 @@ pub async fn user_entries(
     Path(user): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
-    user_id(&user)?;
+    let chat_user = match state.workflow.chat_user(&user_id(&user)?).await {
+        Err(WorkflowError::Invalid(why)) => return Err(ApiError::validation("userId", "path", why)),
+        other => other?,
+    };
     let catalog = state.workflow.catalog();
-    let who = state.workflow.party(&user).await?;
+    let who = state.workflow.party(&chat_user).await?;
     let path = format!("/governance/api/v2/catalogs/default/user/{user}/entries");
     entries(&state, &base, &path, raw.as_deref(), catalog.requestable_by(&who).collect())
 }
@@ -147,11 +152,11 @@ pub async fn user_entries(
 #[utoipa::path(get, path = "/governance/api/v2/catalogs/default/entries/{entryId}/users/{userId}/request-fields", tag = "catalog",
     params(
         ("entryId" = String, Path, description = "The app id"),
-        ("userId" = String, Path, description = "A Slack user id (U… or W…)"),
+        ("userId" = String, Path, description = "An Okta user id (00u…) or a Slack user id (U… or W…)"),
     ),
     responses(
         (status = 200, description = "The app's request fields (the same for every user); a select's options are its `choices`", body = RequestFields),
-        (status = 400, description = "Not a Slack user id", body = ErrorBody),
+        (status = 400, description = "Not a user id (Okta or Slack)", body = ErrorBody),
         (status = 401, description = "Missing or invalid token", body = ErrorBody),
         (status = 404, description = "No such entry", body = ErrorBody),
     ),

@@ -6,6 +6,7 @@ use utoipa::ToSchema;
 
 use crate::workflow::catalog::{App, Catalog, FieldKind, StepDef, TaskAssignee};
 use crate::workflow::model::{Request, Status, Step, StepKind, StepState};
+use crate::workflow::principals::{Principal as Person, Principals};
 use crate::workflow::Party;
 use chrono::{DateTime, Utc};
 
@@ -20,7 +21,9 @@ pub struct SelfLinks {
     pub self_: Href,
 }
 
-/// A user: `{type: "SLACK_USER", externalId: "U…", email}`.
+/// A person: `{type: "OKTA_USER", externalId: "00u…"}` with the Okta connector
+/// on and their Okta id known, else `{type: "SLACK_USER", externalId: "U…"}`
+/// (accessbot's extension); `email` when known.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Principal {
@@ -162,13 +165,14 @@ fn step_status(s: StepState) -> &'static str {
 }
 
 impl RequestDto {
-    pub fn from_request(r: &Request, base: &str) -> RequestDto {
+    /// The request as the API shows it; `names` says who has an Okta id.
+    pub fn from_request(r: &Request, base: &str, names: &Principals) -> RequestDto {
         RequestDto {
             id: r.id.clone(),
             created: r.created,
-            created_by: r.created_by.clone(),
+            created_by: user_ref(&r.created_by, names),
             last_updated: r.last_updated,
-            last_updated_by: r.last_updated_by.clone(),
+            last_updated_by: user_ref(&r.last_updated_by, names),
             status: r.status.as_str().into(),
             resolved: r.resolved,
             grant_status: r.grant_status.map(|g| g.as_str().into()),
@@ -176,8 +180,8 @@ impl RequestDto {
             revocation_status: r.revocation_status.map(|s| s.as_str().into()),
             revoked: r.revoked,
             access_duration: r.access_duration.clone(),
-            requested_by: principal(&r.requested_by),
-            requested_for: principal(&r.requested_for),
+            requested_by: principal(&r.requested_by, names),
+            requested_for: principal(&r.requested_for, names),
             requested: Requested {
                 kind: "CATALOG_ENTRY".into(),
                 entry_id: r.app_id.clone(),
@@ -188,7 +192,7 @@ impl RequestDto {
             request_approval: RequestApproval {
                 kind: "OKTA".into(),
                 provider_name: PROVIDER_NAME.into(),
-                decisions: decisions(r),
+                decisions: decisions(r, names),
                 steps: r.steps.iter().enumerate().map(|(i, s)| StepDto::from_step(i, s)).collect(),
                 current_step: r.current_step,
             },
@@ -200,12 +204,25 @@ impl RequestDto {
     }
 }
 
-fn principal(p: &Party) -> Principal {
-    Principal { kind: "SLACK_USER".into(), external_id: p.id.clone(), email: p.email.clone() }
+fn principal(p: &Party, names: &Principals) -> Principal {
+    let (kind, external_id) = match names.of(&p.id) {
+        Person::Okta(id) => ("OKTA_USER", id),
+        Person::Slack(id) => ("SLACK_USER", id),
+    };
+    Principal { kind: kind.into(), external_id, email: p.email.clone() }
+}
+
+/// A person's Okta id when known, else the id as stored (a chat user id, an
+/// API token's name, `accessbot`): deciders, `createdBy`, `lastUpdatedBy`.
+fn user_ref(id: &str, names: &Principals) -> String {
+    match names.of(id) {
+        Person::Okta(okta) => okta,
+        Person::Slack(id) => id,
+    }
 }
 
 /// The steps' decisions in step order; a cancellation comes last, without a step.
-fn decisions(r: &Request) -> Vec<Decision> {
+fn decisions(r: &Request, names: &Principals) -> Vec<Decision> {
     let mut decisions: Vec<Decision> = r
         .steps
         .iter()
@@ -217,7 +234,7 @@ fn decisions(r: &Request) -> Vec<Decision> {
                 _ => return None,
             };
             Some(Decision {
-                decider_id: s.decided_by.clone()?,
+                decider_id: user_ref(s.decided_by.as_deref()?, names),
                 decider_name: s.decided_by.clone()?,
                 decision: decision.into(),
                 decided: s.decided?,
@@ -228,7 +245,7 @@ fn decisions(r: &Request) -> Vec<Decision> {
     if r.status == Status::Canceled {
         if let Some(at) = r.resolved {
             decisions.push(Decision {
-                decider_id: r.last_updated_by.clone(),
+                decider_id: user_ref(&r.last_updated_by, names),
                 decider_name: r.last_updated_by.clone(),
                 decision: "CANCEL".into(),
                 decided: at,
@@ -309,15 +326,17 @@ pub struct RequestedInput {
     pub entry_id: String,
 }
 
+/// `{"type": "OKTA_USER", "externalId": "00u…"}` (with the Okta connector on)
+/// or `{"type": "SLACK_USER", "externalId": "U…"}` (accessbot's extension).
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PrincipalInput {
-    /// SLACK_USER
+    /// OKTA_USER or SLACK_USER
     #[serde(rename = "type")]
-    #[schema(pattern = "^SLACK_USER$")]
+    #[schema(pattern = "^(OKTA_USER|SLACK_USER)$")]
     pub kind: String,
-    /// A Slack user id
-    #[schema(pattern = "^[UW][A-Z0-9]{2,31}$")]
+    /// An Okta user id (00u…) or a Slack user id (U… or W…)
+    #[schema(pattern = "^(00u[0-9a-zA-Z]{1,61}|[UW][A-Z0-9]{2,31})$")]
     pub external_id: String,
 }
 

@@ -42,6 +42,8 @@ pub enum Kind {
     Conflict,
     /// A method the resource does not support (read-only views of the config).
     MethodNotAllowed,
+    /// A directory accessbot asks (Okta's Users API, Slack) did not answer: try again.
+    Unavailable,
     Internal,
 }
 
@@ -65,6 +67,7 @@ impl Kind {
             Kind::MethodNotAllowed => {
                 ("E0000022", StatusCode::METHOD_NOT_ALLOWED, "The endpoint does not support the provided HTTP method")
             }
+            Kind::Unavailable => ("E0000009", StatusCode::SERVICE_UNAVAILABLE, "Service unavailable; try again later"),
             Kind::Internal => ("E0000009", StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error"),
         }
     }
@@ -186,6 +189,7 @@ impl From<WorkflowError> for ApiError {
                 "status",
                 "body",
             ),
+            WorkflowError::Unavailable(why) => ApiError::new(Kind::Unavailable).cause(why, "body", "body"),
             WorkflowError::Store(e) => ApiError::internal(e),
         }
     }

@@ -13,6 +13,8 @@ use super::paging::{paged_links, BaseUrl, Params};
 use crate::state::AppState;
 use crate::store::filter::{OrderBy, RequestAttr, RequestCursor, RequestQuery};
 use crate::workflow::engine::is_request_id;
+use crate::workflow::model::Request;
+use crate::workflow::principals::{is_okta_user_id, Principal};
 use crate::workflow::{RequestInput, WorkflowError};
 
 const PATH: &str = "/governance/api/v2/requests";
@@ -24,23 +26,37 @@ fn body<T>(r: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
     })
 }
 
-fn slack_user(p: &PrincipalInput, location: &str) -> Result<String, ApiError> {
-    if p.kind != "SLACK_USER" {
-        return Err(ApiError::validation(&format!("{location}.type"), "body", "must be SLACK_USER"));
-    }
+/// A principal of the body as the core's: its type and the id's shape. Which
+/// chat user it names is the core's answer ([`principal_user`]).
+fn principal_of(p: &PrincipalInput, location: &str) -> Result<Principal, ApiError> {
     let id = p.external_id.trim();
-    let ok = id.len() >= 3
+    let bad = |field: &str, why: &str| ApiError::validation(&format!("{location}.{field}"), "body", why);
+    match p.kind.as_str() {
+        "OKTA_USER" if is_okta_user_id(id) => Ok(Principal::Okta(id.to_string())),
+        "OKTA_USER" => Err(bad("externalId", "must be an Okta user id (00u…)")),
+        "SLACK_USER" if is_slack_user_id(id) => Ok(Principal::Slack(id.to_string())),
+        "SLACK_USER" => Err(bad("externalId", "must be a Slack user id (U… or W…)")),
+        _ => Err(bad("type", "must be OKTA_USER or SLACK_USER")),
+    }
+}
+
+pub(super) fn is_slack_user_id(id: &str) -> bool {
+    id.len() >= 3
         && id.len() <= 32
         && (id.starts_with('U') || id.starts_with('W'))
-        && id.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit());
-    if !ok {
-        return Err(ApiError::validation(
-            &format!("{location}.externalId"),
-            "body",
-            "must be a Slack user id (U… or W…)",
-        ));
+        && id.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+}
+
+/// The chat user a body principal names; a person Okta or Slack does not
+/// know is a 400 on the principal's `externalId`.
+async fn principal_user(state: &AppState, p: &PrincipalInput, location: &str) -> Result<String, ApiError> {
+    let principal = principal_of(p, location)?;
+    match state.workflow.chat_user(&principal).await {
+        Err(e @ (WorkflowError::NotFound(_) | WorkflowError::Invalid(_))) => {
+            Err(ApiError::validation(&format!("{location}.externalId"), "body", e.to_string()))
+        }
+        other => Ok(other?),
     }
-    Ok(id.to_string())
 }
 
 fn parse_order(v: Option<&str>) -> Result<(OrderBy, bool), ApiError> {
@@ -76,7 +92,7 @@ fn parse_order(v: Option<&str>) -> Result<(OrderBy, bool), ApiError> {
 
 #[utoipa::path(get, path = "/governance/api/v2/requests", tag = "requests",
     params(
-        ("filter" = Option<String>, Query, description = "SCIM filter over status, grantStatus, requestedFor, requestedBy, resourceId, resourceType (eq, ne) and created, lastUpdated (gt, ge, lt, le); and, or, not, parentheses"),
+        ("filter" = Option<String>, Query, description = "SCIM filter over status, grantStatus, requestedFor, requestedBy, resourceId, resourceType (eq, ne) and created, lastUpdated (gt, ge, lt, le); and, or, not, parentheses. requestedFor and requestedBy (also written requestedFor.externalId, requestedBy.externalId) take an Okta user id (00u…) or a Slack user id"),
         ("after" = Option<String>, Query, description = "The id of the last request of the previous page (as in the `next` link)"),
         ("limit" = Option<i64>, Query, minimum = 1, maximum = 200, description = "1..200, default 20"),
         ("orderBy" = Option<String>, Query, description = "`created` or `lastUpdated`, then ` asc` (default) or ` desc`"),
@@ -85,6 +101,7 @@ fn parse_order(v: Option<&str>) -> Result<(OrderBy, bool), ApiError> {
         (status = 200, description = "A page of requests", body = RequestList),
         (status = 400, description = "Malformed filter (E0000001) or paging (E0000029)", body = ErrorBody),
         (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 503, description = "Okta's Users API did not answer while resolving an Okta user id of the filter (E0000009)", body = ErrorBody),
     ),
     security(("bearer" = []), ("ssws" = [])))]
 pub async fn list(
@@ -96,7 +113,10 @@ pub async fn list(
     let params = Params::parse(raw.as_deref())?;
     let limit = params.limit(20, 200)?;
     let (order_by, descending) = parse_order(params.get("orderBy"))?;
-    let filter = params.filter::<RequestAttr>()?;
+    let filter = match params.filter::<RequestAttr>()? {
+        Some(f) => Some(state.workflow.chat_filter(f).await?),
+        None => None,
+    };
     let mut query = RequestQuery { filter, order_by, descending, after: None, limit: limit + 1 };
     if let Some(a) = params.get("after").map(str::trim).filter(|a| !a.is_empty()) {
         query.after = Some(after_cursor(&state, &query, a).await?);
@@ -106,8 +126,9 @@ pub async fn list(
     rows.truncate(usize::try_from(limit).unwrap_or(0));
     let next = rows.last().filter(|_| more).map(|last| last.id.clone());
     let (self_url, next_url) = params.page_urls(&base, PATH, next);
+    let names = state.workflow.principals(&rows).await?;
     let list = RequestList {
-        data: rows.iter().map(|r| RequestDto::from_request(r, &base)).collect(),
+        data: rows.iter().map(|r| RequestDto::from_request(r, &base, &names)).collect(),
         links: PageLinks { self_: Href { href: self_url.clone() }, next: next_url.clone().map(|href| Href { href }) },
     };
     Ok(paged_links(list, &self_url, next_url.as_deref()))
@@ -129,7 +150,7 @@ async fn after_cursor(state: &AppState, query: &RequestQuery, after: &str) -> Re
     responses(
         (status = 202, description = "Created; the workflow runs as from chat. `status` is SUBMITTED in this response (Okta's contract); a GET shows where routing took it", body = RequestDto),
         (status = 200, description = "An open request for this user and app already exists; it is returned", body = RequestDto),
-        (status = 400, description = "Invalid body", body = ErrorBody),
+        (status = 400, description = "Invalid body, or a principal nobody has: an OKTA_USER id Okta does not know (or whose email no Slack user has), or OKTA_USER without the Okta connector", body = ErrorBody),
         (status = 401, description = "Missing or invalid token", body = ErrorBody),
         (status = 403, description = "A read-only token, or on-behalf requests are turned off (E0000006; logged as security.request.blocked)", body = ErrorBody),
         (status = 404, description = "No such catalog entry", body = ErrorBody),
@@ -139,6 +160,7 @@ async fn after_cursor(state: &AppState, query: &RequestQuery, after: &str) -> Re
             body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds until this user may create a request again"),
                 ("X-Rate-Limit-Reset" = u64, description = "When this user may create a request again (epoch seconds)"))),
+        (status = 503, description = "Okta's Users API (or Slack's directory) did not answer while resolving an OKTA_USER id (E0000009); try again", body = ErrorBody),
     ),
     security(("bearer" = []), ("ssws" = [])))]
 pub async fn create(
@@ -151,9 +173,9 @@ pub async fn create(
     if input.requested.kind != "CATALOG_ENTRY" {
         return Err(ApiError::validation("requested.type", "body", "must be CATALOG_ENTRY"));
     }
-    let for_id = slack_user(&input.requested_for, "requestedFor")?;
+    let for_id = principal_user(&state, &input.requested_for, "requestedFor").await?;
     let by_id = match &input.requested_by {
-        Some(p) => slack_user(p, "requestedBy")?,
+        Some(p) => principal_user(&state, p, "requestedBy").await?,
         None => for_id.clone(),
     };
     let new = RequestInput {
@@ -167,7 +189,7 @@ pub async fn create(
         Err(WorkflowError::RateLimited { retry_after, .. }) => return Ok(rate_limited(&by_id, retry_after)),
         other => other?,
     };
-    let mut dto = RequestDto::from_request(&submitted.request, &base);
+    let mut dto = dto_of(&state, &submitted.request, &base).await?;
     if submitted.existing {
         return Ok((StatusCode::OK, Json(dto)).into_response());
     }
@@ -226,10 +248,16 @@ pub async fn get_one(
     Path(id): Path<String>,
 ) -> Result<Json<RequestDto>, ApiError> {
     let r = load(&state, &id).await?;
-    Ok(Json(RequestDto::from_request(&r, &base)))
+    Ok(Json(dto_of(&state, &r, &base).await?))
 }
 
-async fn load(state: &AppState, id: &str) -> Result<crate::workflow::model::Request, ApiError> {
+/// One request as the API shows it (people by Okta id when known).
+async fn dto_of(state: &AppState, r: &Request, base: &str) -> Result<RequestDto, ApiError> {
+    let names = state.workflow.principals(std::slice::from_ref(r)).await?;
+    Ok(RequestDto::from_request(r, base, &names))
+}
+
+async fn load(state: &AppState, id: &str) -> Result<Request, ApiError> {
     if !is_request_id(id) {
         return Err(ApiError::not_found(format!("request {id}")));
     }
@@ -300,5 +328,5 @@ pub async fn patch(
         return Err(ApiError::validation("status", "body", "only {\"status\":\"CANCELED\"} is supported"));
     }
     let r = state.workflow.cancel(&actor, &id, Some("canceled through the API".into()), true).await?;
-    Ok(Json(RequestDto::from_request(&r, &base)))
+    Ok(Json(dto_of(&state, &r, &base).await?))
 }

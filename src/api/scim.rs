@@ -350,7 +350,8 @@ impl Parser {
                         format!("missing attribute before `{}`; known attributes: {}", snippet(w), attr_list::<A>()),
                     ));
                 }
-                let Some(attr) = A::all().iter().copied().find(|a| a.name() == w) else {
+                let Some(attr) = A::all().iter().copied().find(|a| a.name() == w || a.aliases().contains(&w.as_str()))
+                else {
                     let hint = match A::all().iter().find(|a| a.name().eq_ignore_ascii_case(w)) {
                         Some(a) => format!("attribute names are case-sensitive: did you mean `{}`?", a.name()),
                         None => format!("known attributes: {}", attr_list::<A>()),
@@ -512,6 +513,8 @@ mod tests {
         assert_eq!(p(r#"status ne "PENDING""#), cmp(RequestAttr::Status, Op::Ne, "PENDING"));
         assert_eq!(p(r#"grantStatus eq "GRANTED""#), cmp(RequestAttr::GrantStatus, Op::Eq, "GRANTED"));
         assert_eq!(p(r#"requestedFor eq "U0A""#), cmp(RequestAttr::RequestedFor, Op::Eq, "U0A"));
+        assert_eq!(p(r#"requestedFor.externalId eq "00u1""#), cmp(RequestAttr::RequestedFor, Op::Eq, "00u1"));
+        assert_eq!(p(r#"requestedBy.externalId ne "U0A""#), cmp(RequestAttr::RequestedBy, Op::Ne, "U0A"));
         assert_eq!(p(r#"requestedBy ne "U0B""#), cmp(RequestAttr::RequestedBy, Op::Ne, "U0B"));
         assert_eq!(p(r#"resourceId eq "zoom""#), cmp(RequestAttr::ResourceId, Op::Eq, "zoom"));
         assert_eq!(p(r#"resourceType eq "APPLICATION""#), cmp(RequestAttr::ResourceType, Op::Eq, "APPLICATION"));

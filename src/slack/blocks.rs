@@ -132,6 +132,17 @@ pub fn ask(r: &RequestView, step: usize, label: &str, routed: Option<Routing>, k
     (text, blocks)
 }
 
+/// An approver's message, as sent to the delegate of `principal`: it says whom they decide for.
+pub fn for_delegate(principal: &str, text: &mut String, blocks: &mut Vec<Value>) {
+    text.insert_str(0, &format!("For {principal}: "));
+    let line = format!(
+        ":busts_in_silhouette: You are asked for {}, who delegated their approvals to you; your decision counts as theirs.",
+        who(principal)
+    );
+    let before_buttons = blocks.len().saturating_sub(1);
+    blocks.insert(before_buttons, context(&line));
+}
+
 /// An approver's message while its step collects the approvals it needs: the
 /// buttons stay, with who approved so far.
 pub fn progress(
@@ -230,6 +241,9 @@ pub fn closed(r: &RequestView, step: usize, outcome: CloseKind, by: Option<&str>
         CloseKind::Canceled => format!(":no_entry_sign: Canceled by {by}"),
         CloseKind::Overridden => format!(":fast_forward: Assigned by {by} (admin override); remaining steps deleted"),
         CloseKind::Expired => ":hourglass: Expired before a decision".to_string(),
+        CloseKind::Withdrawn => {
+            ":leftwards_arrow_with_hook: No longer yours to decide: the delegation ended".to_string()
+        }
     };
     let text = format!("{} for {} ({}): {}", r.app_name, r.requested_for, r.id, strip_emoji(&line));
     let mut blocks = vec![header(&format!("Access request: {}", r.app_name))];

@@ -27,6 +27,7 @@ pub const USAGE: &str = "*accessbot* — request access to apps and approve requ
 `/access extend <app> [duration] [justification…]` — ask for more time on access that ends\n\
 `/access done <app>` — give back access you no longer need\n\
 `/access tasks` — approvals waiting for you\n\
+`/access delegate @someone until <YYYY-MM-DD>` — let someone decide your approvals while you are away (`/access delegate off` ends it)\n\
 `/access suggest <app and why>` — ask for an app that is not in the list\n\
 `/access help` — this help\n\
 *Admins*\n\
@@ -88,6 +89,7 @@ fn replay_protected(text: &str) -> Option<&'static str> {
         ("suggest", _) => "/access suggest",
         ("cancel", _) => "/access cancel",
         ("done", _) => "/access done",
+        ("delegate", _) => "/access delegate",
         ("admin", "resend") => "/access admin resend",
         ("admin", "cancel") => "/access admin cancel",
         ("admin", "assign") => "/access admin assign",
@@ -159,6 +161,7 @@ async fn run(state: &AppState, actor: &Actor, text: &str, trigger: Option<&str>)
             Ok(ephemeral(&format!("Canceled `{}` ({}).", r.id, esc(&r.app_name))))
         }
         "extend" => extend(state, actor, rest).await,
+        "delegate" => delegate(state, actor, rest).await,
         "done" => {
             let app = need(word(rest).0, "/access done <app>")?.to_ascii_lowercase();
             wf.give_back(actor, &app).await?;
@@ -309,6 +312,44 @@ async fn extend(state: &AppState, actor: &Actor, text: &str) -> Result<Value, Pr
     input.fields = duration.map(|d| vec![(modals::DURATION.to_string(), d.to_string())]).unwrap_or_default();
     let s = wf.extend(actor, input).await?;
     Ok(ephemeral(&submitted(&s.request, s.existing, actor)))
+}
+
+const DELEGATE_USAGE: &str = "/access delegate @someone until <YYYY-MM-DD>` or `/access delegate off";
+
+/// `/access delegate <@user> until <YYYY-MM-DD>`, `/access delegate off`, and bare: what is set.
+async fn delegate(state: &AppState, actor: &Actor, text: &str) -> Result<Value, Problem> {
+    let wf = &state.workflow;
+    let (first, rest) = word(text);
+    if first.is_empty() {
+        return Ok(ephemeral(&match wf.delegation(actor).await? {
+            Some(d) => format!("{} decides your approvals until {} (UTC).", who(&d.delegate), last_day(&d)),
+            None => format!("You have no delegation. Usage: `{DELEGATE_USAGE}`"),
+        }));
+    }
+    if first.eq_ignore_ascii_case("off") {
+        return Ok(ephemeral(&match wf.delegate_off(actor).await? {
+            Some(d) => format!("Your delegation to {} has ended; your approvals are yours again.", who(&d.delegate)),
+            None => "You have no delegation to end.".to_string(),
+        }));
+    }
+    let (until_word, date) = word(rest);
+    let day = chrono::NaiveDate::parse_from_str(date.trim(), "%Y-%m-%d").ok().filter(|_| until_word == "until");
+    let Some(day) = day else {
+        return Err(Problem::Said(format!("Usage: `{DELEGATE_USAGE}` (the last day, e.g. until 2026-12-24)")));
+    };
+    let to = target_user(state, first, DELEGATE_USAGE).await?;
+    let d = wf.delegate(actor, &to, day).await?;
+    Ok(ephemeral(&format!(
+        ":busts_in_silhouette: Until {} (UTC), every approval that asks you also asks {}, who decides for you. \
+         `/access delegate off` ends it.",
+        last_day(&d),
+        who(&d.delegate)
+    )))
+}
+
+/// The last day of a delegation (it ends at the start of the next).
+fn last_day(d: &crate::workflow::model::Delegation) -> String {
+    (d.until - chrono::Duration::days(1)).format("%Y-%m-%d").to_string()
 }
 
 pub fn submitted(r: &Request, existing: bool, actor: &Actor) -> String {

@@ -91,6 +91,9 @@ fn failed(e: ApiError) -> Delivery {
 fn from_directory(e: DirectoryError) -> ApiError {
     match e {
         DirectoryError::Transient(error) => ApiError::Transient { error, retry_after: None, rate_limited: false },
+        DirectoryError::RateLimited { error, retry_after } => {
+            ApiError::Transient { error, retry_after: Some(retry_after), rate_limited: false }
+        }
         DirectoryError::Permanent(error) => ApiError::Permanent(error),
     }
 }
@@ -157,9 +160,12 @@ impl SlackDeliverer {
     /// `queued` is when the notice's row was created (the workflow's clock).
     async fn notice(&self, n: &Notice, queued: Timestamp) -> Result<(), ApiError> {
         match n {
-            Notice::Ask { request, step, step_label, routed_to, recipient, kind, task } => {
+            Notice::Ask { request, step, step_label, routed_to, recipient, kind, task, on_behalf_of } => {
                 let compose = if *task { blocks::task } else { blocks::ask };
-                let (text, blocks) = compose(request, *step, step_label, *routed_to, *kind);
+                let (mut text, mut blocks) = compose(request, *step, step_label, *routed_to, *kind);
+                if let Some(principal) = on_behalf_of {
+                    blocks::for_delegate(principal, &mut text, &mut blocks);
+                }
                 self.ask(request, *step, recipient, &text, &blocks).await
             }
             Notice::Progress { request, step, step_label, routed_to, recipient, approved, required } => {
@@ -186,7 +192,7 @@ impl SlackDeliverer {
                 Ok(())
             }
             Notice::Resolve { person } => self.workflow.resolve(person).await.map_err(from_directory),
-            Notice::Webhook { .. } | Notice::Okta { .. } => {
+            Notice::Webhook { .. } | Notice::Okta { .. } | Notice::OktaUser { .. } => {
                 Err(ApiError::Permanent("webhooks and Okta calls are not delivered through Slack".into()))
             }
         }

@@ -41,6 +41,7 @@ impl Directory for SlackDirectory {
             name: name_of(user),
             dm_channel: None,
             resolved: true,
+            okta_id: None,
         })
     }
 
@@ -58,6 +59,7 @@ impl Directory for SlackDirectory {
             name: name_of(user),
             dm_channel: None,
             resolved: true,
+            okta_id: None,
         }))
     }
 

@@ -178,6 +178,7 @@ pub fn explain(e: &WorkflowError) -> String {
         WorkflowError::AlreadyDecided { request, status, .. } => {
             format!("`{request}` is {} and this step is no longer open.", status.as_str())
         }
+        WorkflowError::Unavailable(why) => format!("{}. Please try again in a moment.", esc(why)),
         WorkflowError::Store(err) => {
             tracing::error!(error = %err, "store error");
             "Something went wrong on our side; please try again in a moment.".to_string()

@@ -3,7 +3,9 @@
 
 use chrono::Utc;
 
-use crate::workflow::model::{Assignment, AssignmentChange, AssignmentSource, Changeset, LogEvent, Request, Timestamp};
+use crate::workflow::model::{
+    Assignment, AssignmentChange, AssignmentSource, Changeset, DelegationChange, LogEvent, Request, Timestamp,
+};
 use crate::workflow::ports::{notice_item, OutboxItem, StoreError};
 
 /// Everything one `commit` writes, in the order it is written, in one transaction.
@@ -12,6 +14,7 @@ pub(super) struct Plan<'a> {
     pub now: Timestamp,
     pub request: Option<RequestWrite<'a>>,
     pub assignment: Option<AssignmentWrite<'a>>,
+    pub delegation: Option<&'a DelegationChange>,
     pub events: &'a [LogEvent],
     pub jobs: Vec<OutboxItem>,
 }
@@ -54,6 +57,7 @@ impl<'a> Plan<'a> {
             now: cs.events.first().map(|e| e.published).unwrap_or_else(Utc::now),
             request: cs.request.as_ref().map(RequestWrite::of),
             assignment: cs.assignment.as_ref().map(AssignmentWrite::of),
+            delegation: cs.delegation.as_ref(),
             events: &cs.events,
             jobs: cs.notices.iter().map(notice_item).collect::<Result<_, _>>()?,
         })

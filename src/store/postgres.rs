@@ -14,7 +14,9 @@ use sqlx::{PgPool, Postgres, Row};
 use super::filter::{to_sql, LogQuery, QuerySql, RequestQuery, Value};
 use super::plan::{insert_error, one_row, parse_source, AssignmentWrite, Plan, RequestWrite};
 use super::*;
-use crate::workflow::model::{Assignment, Changeset, LogEvent, Request, Status, Timestamp};
+use crate::workflow::model::{
+    Assignment, Changeset, Delegation, DelegationChange, LogEvent, Request, Status, Timestamp,
+};
 
 pub struct PgStore {
     pool: PgPool,
@@ -59,6 +61,16 @@ fn decode_request(row: &PgRow) -> Result<Request, StoreError> {
     Ok(req)
 }
 
+fn decode_delegation(row: &PgRow) -> Result<Delegation, StoreError> {
+    Ok(Delegation {
+        user_id: row.try_get("user_id")?,
+        email: row.try_get("email")?,
+        delegate: row.try_get("delegate")?,
+        until: row.try_get("until")?,
+        created: row.try_get("created")?,
+    })
+}
+
 fn decode_assignment(row: &PgRow) -> Result<Assignment, StoreError> {
     let source: String = row.try_get("source")?;
     Ok(Assignment {
@@ -98,6 +110,9 @@ fn decode_usergroup(r: &PgRow) -> Result<Usergroup, StoreError> {
     })
 }
 
+/// The columns [`decode_identity`] reads.
+const IDENTITY: &str = "user_id, email, name, dm_channel, resolved, okta_id";
+
 fn decode_identity(r: &PgRow) -> Result<Identity, StoreError> {
     Ok(Identity {
         user_id: r.try_get("user_id")?,
@@ -105,6 +120,7 @@ fn decode_identity(r: &PgRow) -> Result<Identity, StoreError> {
         name: r.try_get("name")?,
         dm_channel: r.try_get("dm_channel")?,
         resolved: r.try_get("resolved")?,
+        okta_id: r.try_get("okta_id")?,
     })
 }
 
@@ -148,6 +164,9 @@ impl Store for PgStore {
         }
         if let Some(w) = &plan.assignment {
             write_assignment(&mut tx, w).await?;
+        }
+        if let Some(d) = plan.delegation {
+            write_delegation(&mut tx, d).await?;
         }
         for ev in plan.events {
             insert_event(&mut tx, ev).await?;
@@ -497,7 +516,7 @@ impl Store for PgStore {
     }
 
     async fn identity(&self, user_id: &str) -> Result<Option<Identity>, StoreError> {
-        let row = sqlx::query("SELECT user_id, email, name, dm_channel, resolved FROM identities WHERE user_id = $1")
+        let row = sqlx::query(&format!("SELECT {IDENTITY} FROM identities WHERE user_id = $1"))
             .bind(user_id)
             .fetch_optional(&self.pool)
             .await?;
@@ -505,19 +524,46 @@ impl Store for PgStore {
     }
 
     async fn identity_by_email(&self, email: &str) -> Result<Option<Identity>, StoreError> {
-        let row =
-            sqlx::query("SELECT user_id, email, name, dm_channel, resolved FROM identities WHERE email = $1 LIMIT 1")
-                .bind(email.to_ascii_lowercase())
-                .fetch_optional(&self.pool)
-                .await?;
+        let row = sqlx::query(&format!("SELECT {IDENTITY} FROM identities WHERE email = $1 LIMIT 1"))
+            .bind(email.to_ascii_lowercase())
+            .fetch_optional(&self.pool)
+            .await?;
         row.map(|r| decode_identity(&r)).transpose()
+    }
+
+    async fn identity_by_okta_id(&self, okta_id: &str) -> Result<Option<Identity>, StoreError> {
+        let row = sqlx::query(&format!("SELECT {IDENTITY} FROM identities WHERE okta_id = $1 LIMIT 1"))
+            .bind(okta_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| decode_identity(&r)).transpose()
+    }
+
+    async fn identities_of(&self, user_ids: &[String]) -> Result<Vec<Identity>, StoreError> {
+        if user_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query(&format!("SELECT {IDENTITY} FROM identities WHERE user_id = ANY($1)"))
+            .bind(user_ids.to_vec())
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(decode_identity).collect()
+    }
+
+    async fn identities_without_okta_id(&self, limit: i64) -> Result<Vec<Identity>, StoreError> {
+        let sql = format!(
+            "SELECT {IDENTITY} FROM identities WHERE okta_id IS NULL AND email IS NOT NULL ORDER BY user_id LIMIT $1"
+        );
+        sqlx::query(&sql).bind(limit).fetch_all(&self.pool).await?.iter().map(decode_identity).collect()
     }
 
     async fn save_identity(&self, i: &Identity) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO identities (user_id, email, name, dm_channel, updated, resolved) VALUES ($1, $2, $3, $4, $5, $6)
+            "INSERT INTO identities (user_id, email, name, dm_channel, updated, resolved, okta_id)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)
              ON CONFLICT (user_id) DO UPDATE SET
                resolved = identities.resolved OR excluded.resolved,
+               okta_id = COALESCE(excluded.okta_id, identities.okta_id),
                email = COALESCE(excluded.email, identities.email),
                name = COALESCE(excluded.name, identities.name),
                dm_channel = COALESCE(excluded.dm_channel, identities.dm_channel),
@@ -529,6 +575,7 @@ impl Store for PgStore {
         .bind(&i.dm_channel)
         .bind(Utc::now())
         .bind(i.resolved)
+        .bind(&i.okta_id)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -570,6 +617,23 @@ impl Store for PgStore {
         }
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn delegations(&self, people: &[String], now: Timestamp) -> Result<Vec<Delegation>, StoreError> {
+        if people.is_empty() {
+            return Ok(Vec::new());
+        }
+        let emails: Vec<String> = people.iter().map(|p| p.to_ascii_lowercase()).collect();
+        let rows = sqlx::query(
+            "SELECT user_id, email, delegate, until, created FROM delegations
+             WHERE until > $1 AND (user_id = ANY($2) OR email = ANY($3))",
+        )
+        .bind(now)
+        .bind(people)
+        .bind(&emails)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(decode_delegation).collect()
     }
 
     async fn first_use(&self, key: &str, expires: Timestamp, now: Timestamp) -> Result<bool, StoreError> {
@@ -645,6 +709,29 @@ async fn write_request(tx: &mut Tx<'_>, w: &RequestWrite<'_>) -> Result<(), Stor
         .bind(&req.id)
         .execute(&mut **tx)
         .await?;
+    }
+    Ok(())
+}
+
+async fn write_delegation(tx: &mut Tx<'_>, change: &DelegationChange) -> Result<(), StoreError> {
+    match change {
+        DelegationChange::Set(d) => {
+            sqlx::query(
+                "INSERT INTO delegations (user_id, email, delegate, until, created) VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (user_id) DO UPDATE SET email = excluded.email, delegate = excluded.delegate,
+                   until = excluded.until, created = excluded.created",
+            )
+            .bind(&d.user_id)
+            .bind(&d.email)
+            .bind(&d.delegate)
+            .bind(d.until)
+            .bind(d.created)
+            .execute(&mut **tx)
+            .await?;
+        }
+        DelegationChange::Remove { user_id } => {
+            sqlx::query("DELETE FROM delegations WHERE user_id = $1").bind(user_id).execute(&mut **tx).await?;
+        }
     }
     Ok(())
 }
@@ -1217,21 +1304,34 @@ approval = false
             name: Some("Al".into()),
             dm_channel: Some("D1".into()),
             resolved: true,
+            okta_id: None,
         };
         store.save_identity(&more).await?;
         // Once resolved, a later save that knows less does not unresolve.
         store.save_identity(&Identity { user_id: "U1".into(), ..Default::default() }).await?;
-        let want = Identity {
+        let mut want = Identity {
             user_id: "U1".into(),
             email: Some("al@example.com".into()),
             name: Some("Al".into()),
             dm_channel: Some("D1".into()),
             resolved: true,
+            okta_id: None,
         };
         ensure!(store.identity("U1").await? == Some(want.clone()));
-        ensure!(store.identity_by_email("AL@example.com").await? == Some(want));
+        ensure!(store.identity_by_email("AL@example.com").await? == Some(want.clone()));
         ensure!(store.identity("U2").await?.is_none());
         ensure!(store.identity_by_email("nobody@example.com").await?.is_none());
+        // The Okta id is learned later and merges like the rest.
+        ensure!(store.identities_without_okta_id(10).await? == vec![want.clone()]);
+        store
+            .save_identity(&Identity { user_id: "U1".into(), okta_id: Some("00u1al".into()), ..Default::default() })
+            .await?;
+        store.save_identity(&Identity { user_id: "U1".into(), ..Default::default() }).await?;
+        want.okta_id = Some("00u1al".into());
+        ensure!(store.identity_by_okta_id("00u1al").await? == Some(want.clone()));
+        ensure!(store.identity_by_okta_id("00u2").await?.is_none());
+        ensure!(store.identities_of(&["U1".into(), "U2".into()]).await? == vec![want.clone()]);
+        ensure!(store.identities_without_okta_id(10).await?.is_empty());
 
         // Messages: duplicates ignored, ordered by ts.
         let msg = |ts: &str, recipient: &str| MessageRef {

@@ -11,7 +11,9 @@ use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 use super::filter::{to_sql, LogQuery, QuerySql, RequestQuery, Value};
 use super::plan::{insert_error, one_row, parse_source, AssignmentWrite, Plan, RequestWrite};
 use super::*;
-use crate::workflow::model::{Assignment, Changeset, LogEvent, Request, Status, Timestamp};
+use crate::workflow::model::{
+    Assignment, Changeset, Delegation, DelegationChange, LogEvent, Request, Status, Timestamp,
+};
 
 pub struct SqliteStore {
     /// Reads: WAL lets them run beside the writer.
@@ -142,6 +144,9 @@ impl Store for SqliteStore {
         }
         if let Some(w) = &plan.assignment {
             write_assignment(&mut tx, w).await?;
+        }
+        if let Some(d) = plan.delegation {
+            write_delegation(&mut tx, d).await?;
         }
         for ev in plan.events {
             insert_event(&mut tx, ev).await?;
@@ -498,7 +503,7 @@ impl Store for SqliteStore {
     }
 
     async fn identity(&self, user_id: &str) -> Result<Option<Identity>, StoreError> {
-        let row = sqlx::query("SELECT user_id, email, name, dm_channel, resolved FROM identities WHERE user_id = ?")
+        let row = sqlx::query(&format!("SELECT {IDENTITY} FROM identities WHERE user_id = ?"))
             .bind(user_id)
             .fetch_optional(&self.pool)
             .await?;
@@ -506,19 +511,47 @@ impl Store for SqliteStore {
     }
 
     async fn identity_by_email(&self, email: &str) -> Result<Option<Identity>, StoreError> {
-        let row =
-            sqlx::query("SELECT user_id, email, name, dm_channel, resolved FROM identities WHERE email = ? LIMIT 1")
-                .bind(email.to_ascii_lowercase())
-                .fetch_optional(&self.pool)
-                .await?;
+        let row = sqlx::query(&format!("SELECT {IDENTITY} FROM identities WHERE email = ? LIMIT 1"))
+            .bind(email.to_ascii_lowercase())
+            .fetch_optional(&self.pool)
+            .await?;
         row.map(|r| decode_identity(&r)).transpose()
+    }
+
+    async fn identity_by_okta_id(&self, okta_id: &str) -> Result<Option<Identity>, StoreError> {
+        let row = sqlx::query(&format!("SELECT {IDENTITY} FROM identities WHERE okta_id = ? LIMIT 1"))
+            .bind(okta_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| decode_identity(&r)).transpose()
+    }
+
+    async fn identities_of(&self, user_ids: &[String]) -> Result<Vec<Identity>, StoreError> {
+        if user_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!("SELECT {IDENTITY} FROM identities WHERE user_id IN ({})", placeholders(user_ids.len()));
+        let mut q = sqlx::query(&sql);
+        for id in user_ids {
+            q = q.bind(id);
+        }
+        q.fetch_all(&self.pool).await?.iter().map(decode_identity).collect()
+    }
+
+    async fn identities_without_okta_id(&self, limit: i64) -> Result<Vec<Identity>, StoreError> {
+        let sql = format!(
+            "SELECT {IDENTITY} FROM identities WHERE okta_id IS NULL AND email IS NOT NULL ORDER BY user_id LIMIT ?"
+        );
+        sqlx::query(&sql).bind(limit).fetch_all(&self.pool).await?.iter().map(decode_identity).collect()
     }
 
     async fn save_identity(&self, i: &Identity) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO identities (user_id, email, name, dm_channel, updated, resolved) VALUES (?, ?, ?, ?, ?, ?)
+            "INSERT INTO identities (user_id, email, name, dm_channel, updated, resolved, okta_id)
+             VALUES (?, ?, ?, ?, ?, ?, ?)
              ON CONFLICT (user_id) DO UPDATE SET
                resolved = identities.resolved OR excluded.resolved,
+               okta_id = COALESCE(excluded.okta_id, identities.okta_id),
                email = COALESCE(excluded.email, identities.email),
                name = COALESCE(excluded.name, identities.name),
                dm_channel = COALESCE(excluded.dm_channel, identities.dm_channel),
@@ -530,6 +563,7 @@ impl Store for SqliteStore {
         .bind(&i.dm_channel)
         .bind(ms(Utc::now()))
         .bind(i.resolved)
+        .bind(&i.okta_id)
         .execute(&self.writer)
         .await?;
         Ok(())
@@ -573,6 +607,28 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    async fn delegations(&self, people: &[String], now: Timestamp) -> Result<Vec<Delegation>, StoreError> {
+        if people.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "SELECT user_id, email, delegate, until, created FROM delegations WHERE until > ",
+        );
+        q.push_bind(ms(now)).push(" AND (user_id IN (");
+        let mut ids = q.separated(", ");
+        for p in people {
+            ids.push_bind(p);
+        }
+        q.push(") OR email IN (");
+        let mut emails = q.separated(", ");
+        for p in people {
+            emails.push_bind(p.to_ascii_lowercase());
+        }
+        q.push("))");
+        let rows = q.build().fetch_all(&self.pool).await?;
+        rows.iter().map(decode_delegation).collect()
+    }
+
     async fn first_use(&self, key: &str, expires: Timestamp, now: Timestamp) -> Result<bool, StoreError> {
         sqlx::query(
             "DELETE FROM request_replays WHERE key IN
@@ -594,6 +650,16 @@ impl Store for SqliteStore {
         .await?;
         Ok(res.rows_affected() == 1)
     }
+}
+
+fn decode_delegation(row: &SqliteRow) -> Result<Delegation, StoreError> {
+    Ok(Delegation {
+        user_id: row.try_get("user_id")?,
+        email: row.try_get("email")?,
+        delegate: row.try_get("delegate")?,
+        until: from_ms(row.try_get("until")?),
+        created: from_ms(row.try_get("created")?),
+    })
 }
 
 fn decode_assignment(row: &SqliteRow) -> Result<Assignment, StoreError> {
@@ -630,6 +696,9 @@ fn decode_usergroup(r: &SqliteRow) -> Result<Usergroup, StoreError> {
     })
 }
 
+/// The columns [`decode_identity`] reads.
+const IDENTITY: &str = "user_id, email, name, dm_channel, resolved, okta_id";
+
 fn decode_identity(r: &SqliteRow) -> Result<Identity, StoreError> {
     Ok(Identity {
         user_id: r.try_get("user_id")?,
@@ -637,6 +706,7 @@ fn decode_identity(r: &SqliteRow) -> Result<Identity, StoreError> {
         name: r.try_get("name")?,
         dm_channel: r.try_get("dm_channel")?,
         resolved: r.try_get("resolved")?,
+        okta_id: r.try_get("okta_id")?,
     })
 }
 
@@ -686,6 +756,27 @@ async fn write_request(tx: &mut Tx<'_>, w: &RequestWrite<'_>) -> Result<(), Stor
             b.push_bind(*p).push_bind(&req.id);
         });
         q.build().execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+async fn write_delegation(tx: &mut Tx<'_>, change: &DelegationChange) -> Result<(), StoreError> {
+    match change {
+        DelegationChange::Set(d) => {
+            sqlx::query(
+                "INSERT OR REPLACE INTO delegations (user_id, email, delegate, until, created) VALUES (?, ?, ?, ?, ?)",
+            )
+            .bind(&d.user_id)
+            .bind(&d.email)
+            .bind(&d.delegate)
+            .bind(ms(d.until))
+            .bind(ms(d.created))
+            .execute(&mut **tx)
+            .await?;
+        }
+        DelegationChange::Remove { user_id } => {
+            sqlx::query("DELETE FROM delegations WHERE user_id = ?").bind(user_id).execute(&mut **tx).await?;
+        }
     }
     Ok(())
 }

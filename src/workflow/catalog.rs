@@ -126,12 +126,6 @@ pub struct StepSpec {
     pub escalation: Option<Escalation>,
 }
 
-impl From<StepDef> for StepSpec {
-    fn from(def: StepDef) -> StepSpec {
-        StepSpec { def, escalation: None }
-    }
-}
-
 /// A step still undecided `after` it was asked is also offered to `to`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Escalation {

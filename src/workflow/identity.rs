@@ -2,7 +2,7 @@
 //! approve. People come from the identity cache (the store) or the
 //! [`Directory`]; a request whose requester is not known yet waits as
 //! `SUBMITTED` and is routed once the directory answers, or rejected after
-//! [`IDENTITY_DEADLINE`].
+//! [`IDENTITY_DEADLINE`]. Okta user ids are `principals`' business.
 
 use std::time::Duration;
 
@@ -57,6 +57,7 @@ impl Workflow {
             match tokio::time::timeout(IDENTIFY_WAIT, directory.user(user_id)).await {
                 Ok(Ok(found)) => {
                     self.store.save_identity(&Identity { resolved: true, ..found.clone() }).await?;
+                    self.learn_okta_later(&found).await?;
                     return Ok((Party::new(user_id, found.email), true));
                 }
                 Ok(Err(e)) => tracing::warn!(user = user_id, error = %e, "directory: user not identified yet"),
@@ -77,7 +78,7 @@ impl Workflow {
         let Some(directory) = &self.directory else { return Ok(()) };
         match person {
             Person::Email(email) => match directory.by_email(email).await? {
-                Some(found) => self.store.save_identity(&Identity { resolved: true, ..found }).await.map_err(transient),
+                Some(found) => self.identified(found).await.map_err(transient),
                 None => Err(DirectoryError::Permanent(format!("no chat user has the email {email}"))),
             },
             Person::Slack(id) if self.cached_resolved(id).await.map_err(transient)? => {
@@ -85,7 +86,7 @@ impl Workflow {
             }
             Person::Slack(id) => match directory.user(id).await {
                 Ok(found) => {
-                    self.store.save_identity(&Identity { resolved: true, ..found }).await.map_err(transient)?;
+                    self.identified(found).await.map_err(transient)?;
                     self.route_waiting(id).await.map_err(transient)
                 }
                 Err(DirectoryError::Permanent(e)) => {
@@ -98,13 +99,21 @@ impl Workflow {
         }
     }
 
+    /// Remembers what the directory answered, and queues learning their Okta id.
+    async fn identified(&self, found: Identity) -> Result<(), WorkflowError> {
+        self.store.save_identity(&Identity { resolved: true, ..found.clone() }).await?;
+        self.learn_okta_later(&found).await
+    }
+
     async fn cached_resolved(&self, user_id: &str) -> Result<bool, WorkflowError> {
         Ok(self.store.identity(user_id).await?.is_some_and(|i| i.resolved))
     }
 
     /// Queues a look-up of every person the catalog names by email and the
-    /// cache does not know (at start and after a reload).
+    /// cache does not know (at start and after a reload), and, with the Okta
+    /// connector on, of the Okta id of everyone known by email but not by it.
     pub async fn resolve_catalog_people(&self) -> Result<(), WorkflowError> {
+        self.learn_okta_ids().await?;
         if self.directory.is_none() {
             return Ok(());
         }

@@ -2,12 +2,14 @@
 //! service that runs commands against the store. No HTTP, no chat platform.
 
 pub mod catalog;
+mod delegation;
 pub mod engine;
 pub mod events;
 mod identity;
 mod intake;
 pub mod model;
 pub mod ports;
+pub mod principals;
 pub mod query;
 pub mod ratelimit;
 pub mod redact;
@@ -109,6 +111,10 @@ pub enum WorkflowError {
     AlreadyApproved { request: String, approvals: usize, required: u32 },
     #[error("this step of {request} was already decided")]
     AlreadyDecided { request: String, status: Status, by: Option<String> },
+    /// A directory the command needs (Okta's Users API, the chat directory)
+    /// did not answer, or refused; try again later.
+    #[error("{0}")]
+    Unavailable(String),
     #[error(transparent)]
     Store(#[from] ports::StoreError),
 }

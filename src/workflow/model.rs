@@ -160,6 +160,19 @@ pub struct Step {
     /// Whom the step is also offered to when it stays undecided.
     #[serde(default)]
     pub escalation: Option<StepEscalation>,
+    /// Delegates asked for an approver who delegated; each is also in `approvers`.
+    #[serde(default)]
+    pub delegates: Vec<StepDelegate>,
+}
+
+/// A delegate asked on a step for the approver who delegated to them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepDelegate {
+    pub delegate: Person,
+    /// The approver they decide for (as the step names them).
+    pub for_person: Person,
+    /// The delegation's end: after it, the delegate can no longer decide.
+    pub until: Timestamp,
 }
 
 /// A step's escalation, as configured when the request was routed.
@@ -192,6 +205,9 @@ pub struct Approval {
     pub by: String,
     pub at: Timestamp,
     pub comment: Option<String>,
+    /// The approver a delegate approved for: it counts as theirs.
+    #[serde(default)]
+    pub on_behalf_of: Option<String>,
 }
 
 impl Step {
@@ -222,9 +238,23 @@ impl Step {
         self.approvers.iter().any(|p| p.matches(who))
     }
 
-    /// Whether this person's approval is already counted.
-    pub fn approved_by(&self, who: &Party) -> bool {
-        self.approvals.iter().any(|a| a.by == who.id)
+    /// Whether `who` is asked as an approver in their own right (not only as someone's delegate).
+    pub fn asks_directly(&self, who: &Party) -> bool {
+        self.approvers.iter().any(|p| p.matches(who) && !self.delegates.iter().any(|d| &d.delegate == p))
+    }
+
+    /// The delegate entry `who` may decide by at `now`, if any.
+    pub fn delegated_to(&self, who: &Party, now: Timestamp) -> Option<&StepDelegate> {
+        self.delegates.iter().find(|d| d.delegate.matches(who) && d.until > now)
+    }
+
+    /// Whether the approval of `who` (or, for a delegate, of the approver `for_person`) is already counted.
+    pub fn approved_by(&self, who: &Party, for_person: Option<&Person>) -> bool {
+        let voter = |key: &str| match for_person {
+            Some(p) => p.key() == key,
+            None => key == who.id || who.email.as_deref() == Some(key),
+        };
+        self.approvals.iter().any(|a| voter(&a.by) || a.on_behalf_of.as_deref().is_some_and(voter))
     }
 }
 
@@ -298,7 +328,7 @@ impl Request {
     pub fn awaits(&self, who: &Party) -> bool {
         self.status.is_open()
             && !self.involves_as_requester(who)
-            && self.current().is_some_and(|s| s.may_decide(who) && !s.approved_by(who))
+            && self.current().is_some_and(|s| s.may_decide(who) && !s.approved_by(who, None))
     }
 
     pub fn view(&self) -> RequestView {
@@ -492,6 +522,8 @@ pub enum CloseKind {
     Canceled,
     Overridden,
     Expired,
+    /// A delegation ended: the delegate no longer decides this step.
+    Withdrawn,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -725,6 +757,9 @@ pub enum Notice {
         /// A manual task ("Mark done") rather than a decision.
         #[serde(default)]
         task: bool,
+        /// The approver this delegate is asked for.
+        #[serde(default)]
+        on_behalf_of: Option<String>,
     },
     /// A step that needs several approvals got one (not the last): show the progress.
     Progress {
@@ -764,6 +799,8 @@ pub enum Notice {
     Webhook { url: String, secret_env: Option<String>, body: serde_json::Value, purpose: WebhookPurpose },
     /// Assign the user to (or remove them from) an Okta app or group.
     Okta { action: ProvisionAction, target: OktaTarget, user: Party, request_id: Option<String>, app_id: String },
+    /// Learn a chat user's Okta user id from Okta's Users API (by their email).
+    OktaUser { user_id: String },
 }
 
 impl Notice {
@@ -792,8 +829,29 @@ impl Notice {
             },
             // A grant and its revoke for one user and app go out in order.
             Notice::Okta { user, app_id, .. } => format!("okta:{app_id}:{}", user.id),
+            Notice::OktaUser { user_id } => format!("okta-user:{user_id}"),
         }
     }
+}
+
+/// A person's delegation: until it ends, every step that asks them also asks `delegate`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Delegation {
+    /// Who delegates (their chat id), and their email when known (people configured by email).
+    pub user_id: String,
+    pub email: Option<String>,
+    /// The chat id of the person who decides for them.
+    pub delegate: String,
+    /// The end (exclusive): the day after the last day given.
+    pub until: Timestamp,
+    pub created: Timestamp,
+}
+
+/// A delegation set (or replaced) or ended, with the command that did it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DelegationChange {
+    Set(Delegation),
+    Remove { user_id: String },
 }
 
 /// Everything one command changes, written by the store in one transaction.
@@ -802,6 +860,7 @@ pub struct Changeset {
     /// The request's new state; `version` is the one that was read (0 = insert).
     pub request: Option<Request>,
     pub assignment: Option<AssignmentChange>,
+    pub delegation: Option<DelegationChange>,
     pub events: Vec<LogEvent>,
     pub notices: Vec<Notice>,
 }

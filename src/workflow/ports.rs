@@ -1,14 +1,16 @@
 //! The ports the core needs, owned by the core: persistence ([`Store`]) with
-//! its row types, and the directory that tells who a chat user is
-//! ([`Directory`]). `crate::store` implements the first, the chat adapter the
-//! second; the core never sees SQL or HTTP.
+//! its row types, the directory that tells who a chat user is
+//! ([`Directory`]), and Okta's Users API ([`OktaDirectory`]). `crate::store`
+//! implements the first, the chat adapter the second, the Okta connector the
+//! third; the core never sees SQL or HTTP.
 
 use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use super::model::{Assignment, Changeset, LogEvent, Notice, Request, Status, Timestamp};
+use super::catalog::OktaOrg;
+use super::model::{Assignment, Changeset, Delegation, LogEvent, Notice, Request, Status, Timestamp};
 use super::query::{LogQuery, RequestQuery};
 
 /// The outbox kind of chat notifications.
@@ -78,7 +80,8 @@ pub struct MessageRef {
     pub ts: String,
 }
 
-/// Cached chat identity: id, email, and the DM channel once opened.
+/// One person: their chat id, email, the DM channel once opened, and their
+/// Okta user id once learned (with the Okta connector on).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Identity {
     pub user_id: String,
@@ -87,6 +90,8 @@ pub struct Identity {
     pub dm_channel: Option<String>,
     /// The directory answered for this user (their email, or that they have none).
     pub resolved: bool,
+    /// Their Okta user id (`00u…`), as Okta's Users API answered for their email or id.
+    pub okta_id: Option<String>,
 }
 
 /// A chat user group's members as last read from the directory, saved so
@@ -158,6 +163,12 @@ pub trait Store: Send + Sync + 'static {
 
     async fn identity(&self, user_id: &str) -> Result<Option<Identity>, StoreError>;
     async fn identity_by_email(&self, email: &str) -> Result<Option<Identity>, StoreError>;
+    /// The person with this Okta user id, if one is known.
+    async fn identity_by_okta_id(&self, okta_id: &str) -> Result<Option<Identity>, StoreError>;
+    /// The identities of these chat users that are known (any order; one read).
+    async fn identities_of(&self, user_ids: &[String]) -> Result<Vec<Identity>, StoreError>;
+    /// Up to `limit` people with an email whose Okta user id is not known.
+    async fn identities_without_okta_id(&self, limit: i64) -> Result<Vec<Identity>, StoreError>;
     /// Inserts or merges (fields given as `None` keep their stored value).
     async fn save_identity(&self, identity: &Identity) -> Result<(), StoreError>;
     /// Remembers that a user opened the App Home (so it is kept up to date).
@@ -171,17 +182,20 @@ pub trait Store: Send + Sync + 'static {
     /// version. `Conflict` when another replica saved it first.
     async fn save_usergroup(&self, group: &Usergroup, events: &[LogEvent]) -> Result<(), StoreError>;
 
+    /// The delegations of any of `people` (chat ids or emails) that last past `now`.
+    async fn delegations(&self, people: &[String], now: Timestamp) -> Result<Vec<Delegation>, StoreError>;
+
     /// Records `key` as used until `expires`: true when it was not in use at
     /// `now` (uses that expired by then do not count). Atomic across replicas.
     async fn first_use(&self, key: &str, expires: Timestamp, now: Timestamp) -> Result<bool, StoreError>;
 }
 
-/// The outbox row of a notice: webhooks go to the webhook sender, Okta calls
-/// to the Okta connector, the rest to chat.
+/// The outbox row of a notice: webhooks go to the webhook sender, Okta
+/// calls and look-ups to the Okta connector, the rest to chat.
 pub fn notice_item(n: &Notice) -> Result<OutboxItem, StoreError> {
     let kind = match n {
         Notice::Webhook { .. } => WEBHOOK_KIND,
-        Notice::Okta { .. } => OKTA_KIND,
+        Notice::Okta { .. } | Notice::OktaUser { .. } => OKTA_KIND,
         _ => NOTICE_KIND,
     };
     Ok(OutboxItem {
@@ -198,6 +212,9 @@ pub enum DirectoryError {
     /// Try again later (rate limited, down, timed out).
     #[error("{0}")]
     Transient(String),
+    /// Try again after `retry_after`, as the directory said (HTTP 429).
+    #[error("{error}")]
+    RateLimited { error: String, retry_after: Duration },
     /// Asking again will not help (no such user, no permission).
     #[error("{0}")]
     Permanent(String),
@@ -212,4 +229,22 @@ pub trait Directory: Send + Sync + 'static {
     async fn by_email(&self, email: &str) -> Result<Option<Identity>, DirectoryError>;
     /// The chat user ids in a chat user group (an error, never an empty list, when unreadable).
     async fn usergroup_members(&self, usergroup: &str) -> Result<Vec<String>, DirectoryError>;
+}
+
+/// An Okta user as the Users API answers (`GET /api/v1/users/{id or login}`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OktaUser {
+    /// `00u…`
+    pub id: String,
+    pub login: String,
+    /// `profile.email`
+    pub email: Option<String>,
+}
+
+/// Who people are in Okta (the connector's org).
+#[async_trait]
+pub trait OktaDirectory: Send + Sync + 'static {
+    /// The user with this Okta user id or login (Okta's one endpoint takes
+    /// either); `None` when Okta has no such user.
+    async fn user(&self, org: &OktaOrg, id_or_login: &str) -> Result<Option<OktaUser>, DirectoryError>;
 }

@@ -94,6 +94,10 @@ pub trait Attribute: Copy + 'static {
     fn name(self) -> &'static str;
     fn kind(self) -> AttrKind;
     fn ops(self) -> &'static [Op];
+    /// Other names a filter may use for the attribute.
+    fn aliases(self) -> &'static [&'static str] {
+        &[]
+    }
 }
 
 const TEXT_OPS: &[Op] = &[Op::Eq, Op::Ne];
@@ -130,6 +134,15 @@ impl Attribute for RequestAttr {
         match self.kind() {
             AttrKind::Text => TEXT_OPS,
             AttrKind::Time => TIME_OPS,
+        }
+    }
+
+    /// A principal's id, as Okta's responses spell it.
+    fn aliases(self) -> &'static [&'static str] {
+        match self {
+            RequestAttr::RequestedFor => &["requestedFor.externalId"],
+            RequestAttr::RequestedBy => &["requestedBy.externalId"],
+            _ => &[],
         }
     }
 }

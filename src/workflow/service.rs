@@ -24,6 +24,8 @@ pub struct Workflow {
     wake: Arc<Notify>,
     /// Who chat users are; without one, people are who the identity cache says.
     pub(super) directory: Option<Arc<dyn Directory>>,
+    /// Who people are in Okta; asked only while the catalog has an `[okta]` section.
+    pub(super) okta: Option<Arc<dyn super::ports::OktaDirectory>>,
     pub(super) limits: Limits,
     on_commit: Option<CommitHook>,
     on_refusal: Option<RefusalHook>,
@@ -92,6 +94,7 @@ impl Workflow {
             clock,
             wake,
             directory: None,
+            okta: None,
             limits: Limits::default(),
             on_commit: None,
             on_refusal: None,
@@ -111,6 +114,11 @@ impl Workflow {
 
     pub fn with_directory(mut self, directory: Arc<dyn Directory>) -> Workflow {
         self.directory = Some(directory);
+        self
+    }
+
+    pub fn with_okta(mut self, okta: Arc<dyn super::ports::OktaDirectory>) -> Workflow {
+        self.okta = Some(okta);
         self
     }
 
@@ -165,6 +173,7 @@ impl Workflow {
     /// replies); `before` is the request as it was read.
     pub(super) async fn commit_from(&self, cs: &Changeset, before: Option<&Request>) -> Result<(), StoreError> {
         let mut cs = cs.clone();
+        self.ask_delegates(&mut cs).await?;
         engine::derive_notices(before, &mut cs);
         if let Some(req) = cs.request.as_mut() {
             req.due = engine::timers::next_due(&self.catalog(), req);
@@ -382,7 +391,7 @@ impl Workflow {
     pub async fn check_decider(&self, actor: &Actor, id: &str, step: usize) -> Result<Request, WorkflowError> {
         let req = self.load(id).await?;
         self.sync_usergroups().await?;
-        let checked = engine::check_decider(&self.catalog(), &req, step, actor);
+        let checked = engine::check_decider(&self.catalog(), &req, step, actor, self.clock.now()).map(|_| ());
         self.guard(actor, "open decision form", Some(id), checked).await?;
         Ok(req)
     }

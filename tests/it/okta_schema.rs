@@ -2,10 +2,13 @@
 //! (`../shared/okta/access-requests-v2.yaml`), on both backends.
 //!
 //! OpenAPI 3.0 schemas become JSON Schema (`nullable` → a `null` type); `$ref`s
-//! resolve inside one document holding Okta's components. One relaxation, on
-//! purpose: Okta's 20-character ids (`00u…` users, catalog entry and resource
-//! ids) lose their length and pattern, and `OKTA_USER` also allows
-//! `SLACK_USER`: accessbot's users are Slack users and its entries are app ids.
+//! resolve inside one document holding Okta's components. Relaxed on purpose:
+//! catalog entry and resource ids (accessbot's are app ids, not Okta's
+//! 20-character ids) and `createdBy`/`lastUpdatedBy` (an API token's name when
+//! a token created the request). Principals are Okta's own with the Okta
+//! connector on ([`Ids::Okta`]: `OKTA_USER`, `00u…`, deciders' ids too);
+//! without it ([`Ids::Slack`]) `OKTA_USER` also allows `SLACK_USER` and user
+//! ids lose their pattern: accessbot's users are Slack users then.
 
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Map, Value};
@@ -61,21 +64,30 @@ fn to_json(y: &Yaml) -> Value {
     }
 }
 
-/// OpenAPI 3.0 → JSON Schema, with the id relaxation described above.
-fn convert(v: &mut Value) {
+/// How the contract's user ids are checked.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Ids {
+    /// As Okta says: the Okta connector is on.
+    Okta,
+    /// Slack users allowed: no connector.
+    Slack,
+}
+
+/// OpenAPI 3.0 → JSON Schema, with the relaxations described above.
+fn convert(v: &mut Value, ids: Ids) {
     match v {
         Value::Object(m) => {
-            m.values_mut().for_each(convert);
-            let okta_id = m.get("format").and_then(Value::as_str) == Some("okta-user-id")
-                || m.get("pattern").and_then(Value::as_str).is_some_and(|p| p.contains("00u"))
+            m.values_mut().for_each(|v| convert(v, ids));
+            let user_id = m.get("pattern").and_then(Value::as_str).is_some_and(|p| p.contains("00u"));
+            let other_id = m.get("format").and_then(Value::as_str) == Some("okta-user-id")
                 || (m.get("minLength") == Some(&json!(20)) && m.get("maxLength") == Some(&json!(20)));
-            if okta_id {
+            if (user_id && ids == Ids::Slack) || (other_id && !user_id) {
                 for k in ["pattern", "minLength", "maxLength", "format"] {
                     m.remove(k);
                 }
             }
             if let Some(Value::Array(e)) = m.get_mut("enum") {
-                if e.contains(&json!("OKTA_USER")) {
+                if e.contains(&json!("OKTA_USER")) && ids == Ids::Slack {
                     e.push(json!("SLACK_USER"));
                 }
             }
@@ -88,7 +100,7 @@ fn convert(v: &mut Value) {
                 }
             }
         }
-        Value::Array(a) => a.iter_mut().for_each(convert),
+        Value::Array(a) => a.iter_mut().for_each(|v| convert(v, ids)),
         _ => {}
     }
 }
@@ -96,12 +108,12 @@ fn convert(v: &mut Value) {
 struct Contract(Value);
 
 impl Contract {
-    fn load() -> Contract {
+    fn load(ids: Ids) -> Contract {
         let text = std::fs::read_to_string(CONTRACT)
             .unwrap_or_else(|e| panic!("Okta's contract is missing at {CONTRACT} ({e}): see ../shared/okta/README.md"));
         let docs = YamlLoader::load_from_str(&text).expect("the contract is YAML");
         let mut doc = to_json(&docs[0]);
-        convert(&mut doc);
+        convert(&mut doc, ids);
         Contract(doc)
     }
 
@@ -160,68 +172,118 @@ async fn call(app: &TestApp, method: Method, path: &str, body: Option<Value>) ->
     Got { status, headers, body: serde_json::from_str(&text).unwrap_or(Value::Null) }
 }
 
-fn create_body(entry: &str, user: &str) -> Value {
+fn create_body(entry: &str, user: &Value) -> Value {
     json!({"requested": {"type": "CATALOG_ENTRY", "entryId": entry},
-           "requestedFor": {"type": "SLACK_USER", "externalId": user},
+           "requestedFor": user,
            "requesterFieldValues": [{"id": "justification", "value": "audit"},
                                     {"id": "region", "type": "SELECT", "values": ["EU"]}]})
 }
 
+/// Okta user ids of the people of [`SCHEMA_CONFIG`] (20 characters, as Okta's).
+const OKTA_PEOPLE: [(&str, &str, &str); 3] = [
+    ("U0REQ", "req@example.com", "00u1req0000000000000"),
+    ("U0ALICE", "alice@example.com", "00u1alice00000000000"),
+    ("U0BOB", "bob@example.com", "00u1bob0000000000000"),
+];
+
+/// With the Okta connector on, an Okta client's requests: principals and
+/// deciders are Okta users, validated without any relaxation.
 async fn requests_match_okta(b: Backend) {
-    let c = Contract::load();
+    let okta = crate::okta::FakeOkta::start().await;
+    let slack = crate::fake_slack::FakeSlack::start().await;
+    for (id, email, okta_id) in OKTA_PEOPLE {
+        slack.add_user(id, email);
+        okta.add_user(email, okta_id);
+    }
+    let mut setup = Setup::new(b);
+    setup.config = SCHEMA_CONFIG
+        .replace("[groups.security]", &format!("[okta]\norg_url = \"{}\"\n\n[groups.security]", okta.url()));
+    let app = spawn_on(setup, slack).await;
+    // The approvers have used accessbot before (so their Okta ids are known).
+    app.say("U0ALICE", "mine").await;
+    app.say("U0BOB", "mine").await;
+    app.drain().await;
+    let (_, _, req) = OKTA_PEOPLE[0];
+    requests_match(&app, &Contract::load(Ids::Okta), &json!({"type": "OKTA_USER", "externalId": req})).await;
+    let list = call(&app, Method::GET, "/governance/api/v2/requests", None).await;
+    for r in list.body["data"].as_array().unwrap() {
+        assert_eq!(r["requestedFor"]["externalId"], req, "{r}");
+        assert_eq!(r["requestedBy"]["type"], "OKTA_USER", "{r}");
+    }
+    assert_eq!(list.body["data"][0]["requestApproval"]["decisions"][0]["deciderId"], OKTA_PEOPLE[1].2);
+}
+
+/// Without the connector, people are Slack users (accessbot's extension).
+async fn requests_match_okta_with_slack_users(b: Backend) {
     let mut setup = Setup::new(b);
     setup.config = SCHEMA_CONFIG.into();
     let app = spawn_with(setup).await;
+    requests_match(&app, &Contract::load(Ids::Slack), &json!({"type": "SLACK_USER", "externalId": "U0REQ"})).await;
+    let list = call(&app, Method::GET, "/governance/api/v2/requests", None).await;
+    assert_eq!(list.body["data"][0]["requestedFor"]["type"], "SLACK_USER");
+}
+
+/// List, get, create, messages and errors, checked against the contract; `user` asks.
+async fn requests_match(app: &TestApp, c: &Contract, user: &Value) {
     let (reqs, one, msgs) = (
         "/governance/api/v2/requests",
         "/governance/api/v2/requests/{requestId}",
         "/governance/api/v2/requests/{requestId}/messages",
     );
 
-    let created = call(&app, Method::POST, reqs, Some(create_body("vpn", "U0REQ"))).await;
+    let created = call(app, Method::POST, reqs, Some(create_body("vpn", user))).await;
     assert_eq!(created.status, StatusCode::ACCEPTED, "{}", created.body);
     assert_eq!(created.body["status"], "SUBMITTED");
+    assert_eq!(created.body["requestedFor"]["externalId"], user["externalId"]);
     c.check(reqs, "post", &created);
     let id = created.body["id"].as_str().unwrap().to_string();
-    let zoom = json!({"requested": {"type": "CATALOG_ENTRY", "entryId": "zoom"},
-                      "requestedFor": {"type": "SLACK_USER", "externalId": "U0REQ"}});
-    let instant = call(&app, Method::POST, reqs, Some(zoom)).await;
+    let zoom = json!({"requested": {"type": "CATALOG_ENTRY", "entryId": "zoom"}, "requestedFor": user});
+    let instant = call(app, Method::POST, reqs, Some(zoom)).await;
     assert_eq!(instant.status, StatusCode::ACCEPTED, "{}", instant.body);
     c.check(reqs, "post", &instant);
     app.drain().await;
     assert_eq!(app.click("U0ALICE", "approve", &id, 0).await, StatusCode::OK);
 
     for path in [format!("{reqs}/{id}"), format!("{reqs}/{}", instant.body["id"].as_str().unwrap())] {
-        let got = call(&app, Method::GET, &path, None).await;
+        let got = call(app, Method::GET, &path, None).await;
         assert_eq!(got.status, StatusCode::OK);
         assert_eq!(got.body["requestApproval"]["type"], "OKTA");
         c.check(one, "get", &got);
     }
-    let list = call(&app, Method::GET, &format!("{reqs}?limit=1"), None).await;
+    let list = call(app, Method::GET, &format!("{reqs}?limit=1"), None).await;
     assert!(list.body["_links"]["next"].is_object());
     c.check(reqs, "get", &list);
-    let msg = call(&app, Method::POST, &format!("{reqs}/{id}/messages"), Some(json!({"message": "hi"}))).await;
+    let msg = call(app, Method::POST, &format!("{reqs}/{id}/messages"), Some(json!({"message": "hi"}))).await;
     assert_eq!(msg.status, StatusCode::CREATED);
     c.check(msgs, "post", &msg);
 
     // Errors.
     for (q, status) in [("filter=bad", 400), ("after=req00000000000000000", 400)] {
-        let got = call(&app, Method::GET, &format!("{reqs}?{q}"), None).await;
+        let got = call(app, Method::GET, &format!("{reqs}?{q}"), None).await;
         assert_eq!(got.status.as_u16(), status, "{q}");
         c.check(reqs, "get", &got);
     }
-    let missing = call(&app, Method::GET, &format!("{reqs}/reqAAAAAAAAAAAAAAAAA"), None).await;
+    let missing = call(app, Method::GET, &format!("{reqs}/reqAAAAAAAAAAAAAAAAA"), None).await;
     assert_eq!(missing.status, StatusCode::NOT_FOUND);
     c.check(one, "get", &missing);
-    let bad = call(&app, Method::POST, reqs, Some(json!({"requested": {}}))).await;
+    let bad = call(app, Method::POST, reqs, Some(json!({"requested": {}}))).await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
     c.check(reqs, "post", &bad);
     let two = json!({"requested": {"type": "CATALOG_ENTRY", "entryId": "vpn"},
                      "requestedFor": {"type": "SLACK_USER", "externalId": "U0TWO"},
                      "requesterFieldValues": [{"id": "region", "values": ["EU", "US"]}]});
-    let two = call(&app, Method::POST, reqs, Some(two)).await;
+    let two = call(app, Method::POST, reqs, Some(two)).await;
     assert_eq!(two.status, StatusCode::BAD_REQUEST, "several values for a one-value field");
     c.check(reqs, "post", &two);
+    let nobody = call(
+        app,
+        Method::POST,
+        reqs,
+        Some(create_body("vpn", &json!({"type": "OKTA_USER", "externalId": "00u9nobody0000000000"}))),
+    )
+    .await;
+    assert_eq!(nobody.status, StatusCode::BAD_REQUEST, "{}", nobody.body);
+    c.check(reqs, "post", &nobody);
     let anon = reqwest::get(format!("{}{reqs}", app.base)).await.unwrap();
     let anon = Got { status: anon.status(), headers: anon.headers().clone(), body: anon.json().await.unwrap() };
     assert_eq!(anon.status, StatusCode::UNAUTHORIZED);
@@ -229,7 +291,7 @@ async fn requests_match_okta(b: Backend) {
 }
 
 async fn catalog_and_settings_match_okta(b: Backend) {
-    let c = Contract::load();
+    let c = Contract::load(Ids::Slack);
     let mut setup = Setup::new(b);
     setup.config = SCHEMA_CONFIG.into();
     let app = spawn_with(setup).await;
@@ -295,4 +357,9 @@ async fn rate_limit_headers(b: Backend) {
     }
 }
 
-crate::both!(requests_match_okta, catalog_and_settings_match_okta, rate_limit_headers);
+crate::both!(
+    requests_match_okta,
+    requests_match_okta_with_slack_users,
+    catalog_and_settings_match_okta,
+    rate_limit_headers
+);

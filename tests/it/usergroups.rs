@@ -394,7 +394,37 @@ async fn an_escalation_to_a_user_group_follows_its_members(b: Backend) {
     assert_eq!(app.request(&id).await.status.as_str(), "APPROVED");
 }
 
+/// A member's delegate decides for them while they are in the user group, and no longer after.
+async fn a_delegate_decides_only_while_the_member_is_in_the_user_group(b: Backend) {
+    let app = spawn_with_members(setup(b), &["U0BOB", "U0CAROL"]).await;
+    let until = (chrono::Utc::now() + chrono::Duration::days(7)).format("%Y-%m-%d").to_string();
+    app.say("U0BOB", &format!("delegate <@U0DAN> until {until}")).await;
+    let vault = app.request_app("U0EVE", "vault", "one").await;
+    let safe = app.request_app("U0EVE", "safe", "two").await;
+    app.drain().await;
+    assert!(asked(&app.request(&vault).await).contains(&"U0DAN".to_string()), "Bob's delegate is asked");
+    // Dan, not in the user group, decides for Bob.
+    assert_eq!(app.click("U0DAN", "approve", &vault, 0).await, StatusCode::OK);
+    app.drain().await;
+    assert_eq!(app.request(&vault).await.status.as_str(), "APPROVED");
+    // Bob leaves: his delegate's right goes with his.
+    app.slack.set_usergroup(SEC, &["U0CAROL"]);
+    members_changed(&app, SEC, &[], &["U0BOB"]).await;
+    until_saved(&app, SEC, &["U0CAROL"]).await;
+    assert!(app.say("U0DAN", "tasks").await.contains("Nothing is waiting"));
+    assert_eq!(app.click("U0DAN", "approve", &safe, 0).await, StatusCode::OK);
+    app.drain().await;
+    assert!(app.request(&safe).await.steps[0].approvals.is_empty(), "Dan's click did not count");
+    let blocked = app.events_of("security.request.blocked").await;
+    let reason = blocked.iter().rev().find(|e| e.actor.id == "U0DAN").and_then(|e| e.outcome.reason.clone());
+    assert!(
+        reason.as_deref().is_some_and(|r| r.contains("U0BOB, whom you decide for, is no longer a member")),
+        "{reason:?}"
+    );
+}
+
 crate::both!(
+    a_delegate_decides_only_while_the_member_is_in_the_user_group,
     an_escalation_to_a_user_group_follows_its_members,
     routing_asks_the_user_groups_members,
     a_member_removed_from_the_user_group_can_no_longer_decide,

@@ -5,6 +5,7 @@ use rand::Rng;
 use serde_json::json;
 
 mod admin;
+pub mod delegates;
 mod fields;
 pub mod timers;
 pub mod webhooks;
@@ -150,6 +151,7 @@ fn build_steps(
                 escalated: None,
                 asked: Vec::new(),
             }),
+            delegates: Vec::new(),
         });
     }
     Ok(steps)
@@ -184,6 +186,7 @@ fn ask_all(req: &Request, index: usize, kind: AskKind) -> Vec<Notice> {
             recipient: p.clone(),
             kind,
             task: matches!(step.kind, StepKind::Task { .. }),
+            on_behalf_of: step.delegates.iter().find(|d| &d.delegate == p).map(|d| d.for_person.to_string()),
         })
         .collect()
 }
@@ -501,14 +504,40 @@ fn still_member(catalog: &Catalog, step: &Step, who: &Party) -> bool {
     step.routed_to.is_some() || catalog.membership_holds(group, who)
 }
 
-/// Whether the current step of `req` waits for `who` (the queue, the App Home).
-pub fn awaits(catalog: &Catalog, req: &Request, who: &Party) -> bool {
-    req.awaits(who) && req.current().is_some_and(|s| still_member(catalog, s, who))
+/// A configured person as a party to match group members against.
+fn party_of(p: &Person) -> Party {
+    match p {
+        Person::Slack(id) => Party::new(id.clone(), None),
+        Person::Email(e) => Party::new(String::new(), Some(e.clone())),
+    }
 }
 
-/// Whether `actor` may decide this step now: an approver of it (still in its
-/// group), not the requester, and the step is the open current one.
-pub fn check_decider(catalog: &Catalog, req: &Request, step_index: usize, actor: &Actor) -> Result<(), WorkflowError> {
+/// Whether `who` may still decide `step` as one it asks: in their own right
+/// while still in its group, or as the delegate of someone who still is.
+fn may_still_decide(catalog: &Catalog, step: &Step, who: &Party) -> bool {
+    (step.asks_directly(who) && still_member(catalog, step, who))
+        || step
+            .delegates
+            .iter()
+            .any(|d| d.delegate.matches(who) && still_member(catalog, step, &party_of(&d.for_person)))
+}
+
+/// Whether the current step of `req` waits for `who` (the queue, the App Home).
+pub fn awaits(catalog: &Catalog, req: &Request, who: &Party) -> bool {
+    req.awaits(who) && req.current().is_some_and(|s| may_still_decide(catalog, s, who))
+}
+
+/// Whether `actor` may decide this step at `now`: an approver of it (or the
+/// delegate of one, while the delegation lasts), still in the group it was
+/// asked for, not the requester, and the step is the open current one.
+/// Returns the approver a delegate decides for.
+pub fn check_decider(
+    catalog: &Catalog,
+    req: &Request,
+    step_index: usize,
+    actor: &Actor,
+    now: Timestamp,
+) -> Result<Option<Person>, WorkflowError> {
     let step = req
         .steps
         .get(step_index)
@@ -519,9 +548,18 @@ pub fn check_decider(catalog: &Catalog, req: &Request, step_index: usize, actor:
     if !step.may_decide(&actor.party) {
         return Err(forbidden(format!("you are not an approver of step {} of {}", step_index + 1, req.id)));
     }
-    if !still_member(catalog, step, &actor.party) {
+    let for_person = match step.delegated_to(&actor.party, now) {
+        _ if step.asks_directly(&actor.party) => None,
+        Some(d) => Some(d.for_person.clone()),
+        None => return Err(forbidden(format!("your delegation for step {} of {} has ended", step_index + 1, req.id))),
+    };
+    // A delegate's right is the approver's: it ends when they leave the user group.
+    let decides_for = for_person.as_ref().map_or_else(|| actor.party.clone(), party_of);
+    if !still_member(catalog, step, &decides_for) {
+        let who =
+            for_person.as_ref().map_or_else(|| "you are".to_string(), |p| format!("{p}, whom you decide for, is"));
         return Err(forbidden(format!(
-            "you are no longer a member of {} (a Slack user group), so you cannot decide step {} of {}",
+            "{who} no longer a member of {} (a Slack user group), so you cannot decide step {} of {}",
             step.label(),
             step_index + 1,
             req.id
@@ -534,14 +572,24 @@ pub fn check_decider(catalog: &Catalog, req: &Request, step_index: usize, actor:
             by: step.decided_by.clone(),
         });
     }
-    if step.approved_by(&actor.party) {
+    if step.approved_by(&actor.party, for_person.as_ref()) {
         return Err(WorkflowError::AlreadyApproved {
             request: req.id.clone(),
             approvals: step.approvals.len(),
             required: step.required,
         });
     }
-    Ok(())
+    Ok(for_person)
+}
+
+/// The approval record of `actor` (for the approver a delegate decides for).
+fn approval(actor: &Actor, for_person: &Option<Person>, comment: &Option<String>, now: Timestamp) -> Approval {
+    Approval {
+        by: actor.party.id.clone(),
+        at: now,
+        comment: comment.clone(),
+        on_behalf_of: for_person.as_ref().map(|p| p.key().to_string()),
+    }
 }
 
 /// An approval that does not reach the step's quorum yet: counted, logged,
@@ -550,13 +598,14 @@ fn count_approval(
     mut req: Request,
     step_index: usize,
     comment: Option<String>,
+    for_person: Option<Person>,
     actor: &Actor,
     now: Timestamp,
 ) -> Changeset {
     let mut cs = Changeset::default();
     touch(&mut req, actor, now);
     let step = &mut req.steps[step_index];
-    step.approvals.push(Approval { by: actor.party.id.clone(), at: now, comment: comment.clone() });
+    step.approvals.push(approval(actor, &for_person, &comment, now));
     let mut ev = EventBuilder::new(
         "app.access_request.approver.approve",
         actor,
@@ -573,6 +622,9 @@ fn count_approval(
         ev = ev.data(&k, v);
     }
     ev = ev.data("approvals", req.steps[step_index].approvals.len());
+    if let Some(p) = &for_person {
+        ev = ev.data("onBehalfOf", p.to_string());
+    }
     if let Some(c) = comment {
         ev = ev.data("comment", c);
     }
@@ -671,7 +723,7 @@ pub fn decide(
     actor: &Actor,
     now: Timestamp,
 ) -> Result<Changeset, WorkflowError> {
-    check_decider(catalog, &req, step_index, actor)?;
+    let for_person = check_decider(catalog, &req, step_index, actor, now)?;
     let task = matches!(req.steps[step_index].kind, StepKind::Task { .. });
     if task && decision == Decision::Deny {
         return Err(WorkflowError::Invalid("a task can only be marked done".into()));
@@ -680,13 +732,13 @@ pub fn decide(
     let approve = decision == Decision::Approve;
     let step = &req.steps[step_index];
     if approve && !task && step.approvals.len() + 1 < step.required as usize {
-        return Ok(count_approval(req, step_index, comment, actor, now));
+        return Ok(count_approval(req, step_index, comment, for_person, actor, now));
     }
     let mut cs = Changeset::default();
     touch(&mut req, actor, now);
     let step = &mut req.steps[step_index];
     if approve && step.required > 1 {
-        step.approvals.push(Approval { by: actor.party.id.clone(), at: now, comment: comment.clone() });
+        step.approvals.push(approval(actor, &for_person, &comment, now));
     }
     step.state = if approve { StepState::Approved } else { StepState::Denied };
     step.decided_by = Some(actor.party.id.clone());
@@ -710,6 +762,9 @@ pub fn decide(
     }
     if let Some(c) = &comment {
         ev = ev.data("comment", c.clone());
+    }
+    if let Some(p) = &for_person {
+        ev = ev.data("onBehalfOf", p.to_string());
     }
     cs.events.push(ev.build());
     let outcome = if approve { CloseKind::Approved } else { CloseKind::Denied };
