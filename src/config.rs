@@ -293,6 +293,11 @@ impl Checker {
                 self.bad(key, "must be longer than zero");
                 default
             }
+            // Time arithmetic on dates stays in range (and nothing needs more).
+            Ok(d) if d > MAX_DURATION => {
+                self.bad(key, format!("\"{s}\" is longer than the most any setting takes (100 years)"));
+                default
+            }
             Ok(d) => Some(d),
             Err(e) => {
                 self.bad(key, format!("\"{s}\" is not a duration: write e.g. \"90m\", \"1d\" or \"14d\" ({e})"));
@@ -301,6 +306,9 @@ impl Checker {
         }
     }
 }
+
+/// The longest duration a setting takes: 100 years.
+const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 86_400);
 
 fn is_slug(s: &str) -> bool {
     !s.is_empty()

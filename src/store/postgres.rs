@@ -563,7 +563,7 @@ impl Store for PgStore {
              VALUES ($1, $2, $3, $4, $5, $6, $7)
              ON CONFLICT (user_id) DO UPDATE SET
                resolved = identities.resolved OR excluded.resolved,
-               okta_id = COALESCE(excluded.okta_id, identities.okta_id),
+               okta_id = COALESCE(identities.okta_id, excluded.okta_id),
                email = COALESCE(excluded.email, identities.email),
                name = COALESCE(excluded.name, identities.name),
                dm_channel = COALESCE(excluded.dm_channel, identities.dm_channel),

@@ -551,7 +551,7 @@ impl Store for SqliteStore {
              VALUES (?, ?, ?, ?, ?, ?, ?)
              ON CONFLICT (user_id) DO UPDATE SET
                resolved = identities.resolved OR excluded.resolved,
-               okta_id = COALESCE(excluded.okta_id, identities.okta_id),
+               okta_id = COALESCE(identities.okta_id, excluded.okta_id),
                email = COALESCE(excluded.email, identities.email),
                name = COALESCE(excluded.name, identities.name),
                dm_channel = COALESCE(excluded.dm_channel, identities.dm_channel),

@@ -7,7 +7,7 @@ use chrono::NaiveDate;
 
 use super::engine::delegates;
 use super::events::EventBuilder;
-use super::model::{AskKind, Changeset, Delegation, DelegationChange, Notice, Request};
+use super::model::{Changeset, Delegation, DelegationChange, Notice, Request};
 use super::ports::StoreError;
 use super::{Actor, Party, Workflow, WorkflowError};
 
@@ -40,9 +40,16 @@ impl Workflow {
             .data("until", until.to_rfc3339())
             .data("lastDay", last_day.to_string())
             .build();
+        let before = self.delegation(actor).await?;
         let cs =
             Changeset { delegation: Some(DelegationChange::Set(d.clone())), events: vec![ev], ..Changeset::default() };
         self.commit(&cs).await?;
+        // A delegation replaced: the previous delegate stops deciding for me.
+        if let Some(old) = before.filter(|old| old.delegate != d.delegate) {
+            for req in self.waiting_for(&Party::new(old.delegate, None)).await? {
+                self.on_request(&req.id, |r| delegates::withdraw_delegate(r, &actor.party, now)).await?;
+            }
+        }
         for req in self.waiting_for(&actor.party).await? {
             let found = [d.clone()];
             self.on_request(&req.id, |r| delegates::ask_delegates(r, &found, now)).await?;
@@ -91,17 +98,15 @@ impl Workflow {
         .await
     }
 
-    /// A commit that asks people to decide also asks their delegates (one
-    /// look-up, only when someone is newly asked).
+    /// A commit that asks people to decide (new, escalated, reminded, resent)
+    /// also asks their delegates not asked yet (one look-up, only when someone is asked).
     pub(super) async fn ask_delegates(&self, cs: &mut Changeset) -> Result<(), StoreError> {
         let Some(req) = cs.request.as_ref() else { return Ok(()) };
         let asked: Vec<String> = cs
             .notices
             .iter()
             .filter_map(|n| match n {
-                Notice::Ask { recipient, kind: AskKind::New | AskKind::Escalated, on_behalf_of: None, .. } => {
-                    Some(recipient.key().to_string())
-                }
+                Notice::Ask { recipient, on_behalf_of: None, .. } => Some(recipient.key().to_string()),
                 _ => None,
             })
             .collect();

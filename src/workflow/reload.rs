@@ -140,8 +140,17 @@ fn stranded(new: &Catalog, req: &Request, canon: &dyn Fn(&Person) -> String) -> 
                 Some(_) => {}
             }
         }
-        let gone: Vec<String> =
-            step.approvers.iter().filter(|p| !allowed.contains(&canon(p))).map(|p| p.to_string()).collect();
+        // Delegates and the people an escalation asked were never configured on the step: they do not strand it.
+        let extra = |p: &Person| {
+            step.delegates.iter().any(|d| &d.delegate == p)
+                || step.escalation.as_ref().is_some_and(|e| e.asked.contains(p))
+        };
+        let gone: Vec<String> = step
+            .approvers
+            .iter()
+            .filter(|p| !extra(p) && !allowed.contains(&canon(p)))
+            .map(|p| p.to_string())
+            .collect();
         match gone.as_slice() {
             [] => {}
             [one] => push(format!("approver {one} of step {} is no longer configured", i + 1)),

@@ -65,6 +65,9 @@ async fn a_delegate_is_asked_and_decides_for_me(b: Backend) {
     assert_eq!(asked.len(), 1);
     assert_eq!(asked[0].debug_context.debug_data["onBehalfOf"], "U0ALICE");
     assert!(app.command("U0DAVE", "tasks").await.1.to_string().contains(&id), "in the delegate's queue");
+    // A reload does not take the delegate for an approver who is no longer configured.
+    let report = app.running.as_ref().unwrap().reloader().reload(&accessbot::workflow::Actor::system(), "API").await;
+    assert!(report.as_ref().is_ok_and(|r| r.flagged.is_empty()), "{report:?}");
 
     assert_eq!(app.click("U0DAVE", "approve", &id, 0).await, StatusCode::OK);
     app.drain().await;
@@ -179,3 +182,35 @@ crate::both!(
     a_delegate_and_their_approver_count_once,
     a_delegation_past_its_last_day_no_longer_decides,
 );
+
+async fn replacing_a_delegation_withdraws_the_previous_delegate(b: Backend) {
+    let app = spawn_with(delegation_setup(b, None)).await;
+    let id = app.request_app("U0EVE", "vault", "rotate keys").await;
+    app.say("U0ALICE", &format!("delegate <@U0DAVE> until {}", day(3))).await;
+    app.drain().await;
+    assert!(app.slack.dms_to("U0DAVE").iter().any(asks));
+    let said = app.say("U0ALICE", &format!("delegate <@U0GINA> until {}", day(5))).await;
+    assert!(said.contains("<@U0GINA>"), "{said}");
+    app.drain().await;
+    let dave = app.slack.updates_for("U0DAVE");
+    assert!(dave.last().is_some_and(|c| !asks(c) && c.text().contains("No longer yours")), "{dave:?}");
+    assert!(app.slack.dms_to("U0GINA").iter().any(asks), "the new delegate is asked");
+    let step = &app.request(&id).await.steps[0];
+    assert_eq!(step.delegates.len(), 1);
+    assert_eq!(step.delegates[0].delegate, accessbot::workflow::Person::Slack("U0GINA".into()));
+    assert_eq!(app.click("U0DAVE", "approve", &id, 0).await, StatusCode::OK);
+    app.drain().await;
+    assert_eq!(app.request(&id).await.status.as_str(), "PENDING", "the previous delegate no longer decides");
+    // The same delegate again, a later day: the waiting step keeps them, with the new end.
+    app.say("U0ALICE", &format!("delegate <@U0GINA> until {}", day(9))).await;
+    app.drain().await;
+    let step = &app.request(&id).await.steps[0];
+    assert_eq!(step.delegates.len(), 1);
+    assert_eq!(step.delegates[0].until.format("%Y-%m-%d").to_string(), day(10));
+    assert_eq!(app.slack.dms_to("U0GINA").len(), 1, "not asked twice");
+    assert_eq!(app.click("U0GINA", "approve", &id, 0).await, StatusCode::OK);
+    app.drain().await;
+    assert_eq!(app.request(&id).await.status.as_str(), "APPROVED");
+}
+
+crate::both!(replacing_a_delegation_withdraws_the_previous_delegate);

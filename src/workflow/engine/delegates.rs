@@ -34,9 +34,11 @@ pub fn check_delegate(actor: &Actor, to: &Party) -> Result<(), WorkflowError> {
 }
 
 /// Asks the delegates of the current step's approvers among `found` (those
-/// not asked yet); `None` when there is no one new to ask.
+/// not asked yet; one already asked gets the delegation's new end); `None`
+/// when nothing changes.
 pub fn ask_delegates(mut req: Request, found: &[Delegation], now: Timestamp) -> Option<Changeset> {
     let index = req.current_step.filter(|_| req.status == Status::Pending)?;
+    let renewed = renew(&mut req.steps[index], found);
     let step = req.steps.get(index)?;
     let mut added = Vec::new();
     for approver in step.approvers.iter().filter(|p| !step.delegates.iter().any(|d| &d.delegate == *p)) {
@@ -51,7 +53,10 @@ pub fn ask_delegates(mut req: Request, found: &[Delegation], now: Timestamp) -> 
         }
     }
     if added.is_empty() {
-        return None;
+        return renewed.then(|| {
+            req.last_updated = now;
+            Changeset { request: Some(req), ..Changeset::default() }
+        });
     }
     let actor = Actor::system();
     let mut cs = Changeset::default();
@@ -81,6 +86,22 @@ pub fn ask_delegates(mut req: Request, found: &[Delegation], now: Timestamp) -> 
     req.last_updated = now;
     cs.request = Some(req);
     Some(cs)
+}
+
+/// Moves the end of delegates already asked to their delegation's end; whether any moved.
+fn renew(step: &mut Step, found: &[Delegation]) -> bool {
+    let mut moved = false;
+    for sd in step.delegates.iter_mut() {
+        let same = |d: &&Delegation| {
+            sd.delegate == Person::Slack(d.delegate.clone())
+                && sd.for_person.matches(&Party::new(d.user_id.clone(), d.email.clone()))
+        };
+        if let Some(d) = found.iter().find(same).filter(|d| d.until != sd.until) {
+            sd.until = d.until;
+            moved = true;
+        }
+    }
+    moved
 }
 
 /// The delegation of `principal` ended: their delegate no longer decides the
