@@ -286,16 +286,22 @@ impl Checker {
         out
     }
 
+    /// A duration that times the jobs loop: at most [`MAX_TIMER`], so due times stay in range.
+    fn timer(&mut self, key: &str, s: Option<&str>, default: Option<Duration>) -> Option<Duration> {
+        match self.duration(key, s, default) {
+            Some(d) if d > MAX_TIMER => {
+                self.bad(key, format!("\"{}\" is longer than 100 years", s.unwrap_or_default()));
+                default
+            }
+            d => d,
+        }
+    }
+
     fn duration(&mut self, key: &str, s: Option<&str>, default: Option<Duration>) -> Option<Duration> {
         let Some(s) = s else { return default };
         match humantime::parse_duration(s) {
             Ok(d) if d.is_zero() => {
                 self.bad(key, "must be longer than zero");
-                default
-            }
-            // Time arithmetic on dates stays in range (and nothing needs more).
-            Ok(d) if d > MAX_DURATION => {
-                self.bad(key, format!("\"{s}\" is longer than the most any setting takes (100 years)"));
                 default
             }
             Ok(d) => Some(d),
@@ -307,8 +313,8 @@ impl Checker {
     }
 }
 
-/// The longest duration a setting takes: 100 years.
-const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 86_400);
+/// The longest a reminder, expiry, escalation or refresh interval may be: 100 years.
+const MAX_TIMER: Duration = Duration::from_secs(100 * 365 * 86_400);
 
 fn is_slug(s: &str) -> bool {
     !s.is_empty()
@@ -407,17 +413,13 @@ impl Checker {
             allow_request_on_behalf: s.allow_request_on_behalf,
             admin_channel: s.admin_channel.clone(),
             request_ttl: self
-                .duration("settings.request_ttl", s.request_ttl.as_deref(), Some(defaults.request_ttl))
+                .timer("settings.request_ttl", s.request_ttl.as_deref(), Some(defaults.request_ttl))
                 .unwrap_or(defaults.request_ttl),
             reminder_after: self
-                .duration("settings.reminder_after", s.reminder_after.as_deref(), Some(defaults.reminder_after))
+                .timer("settings.reminder_after", s.reminder_after.as_deref(), Some(defaults.reminder_after))
                 .unwrap_or(defaults.reminder_after),
             usergroup_refresh: self
-                .duration(
-                    "settings.usergroup_refresh",
-                    s.usergroup_refresh.as_deref(),
-                    Some(defaults.usergroup_refresh),
-                )
+                .timer("settings.usergroup_refresh", s.usergroup_refresh.as_deref(), Some(defaults.usergroup_refresh))
                 .unwrap_or(defaults.usergroup_refresh),
         };
         if let Some(ch) = &s.admin_channel {
@@ -574,7 +576,7 @@ impl Checker {
             self.bad(format!("{skey}.escalate_after"), "an action step is decided by no one: it cannot escalate");
             return None;
         }
-        let after = self.duration(&format!("{skey}.escalate_after"), Some(after), None)?;
+        let after = self.timer(&format!("{skey}.escalate_after"), Some(after), None)?;
         if after >= self.request_ttl {
             self.bad(
                 format!("{skey}.escalate_after"),

@@ -71,6 +71,8 @@ const JOBS_BATCH: i64 = 500;
 pub struct JobReport {
     pub reminded: usize,
     pub escalated: usize,
+    /// Delegates taken off steps when their delegation ended.
+    pub withdrawn: usize,
     pub expired: usize,
     pub warned: usize,
     pub revoked: usize,
@@ -291,6 +293,7 @@ impl Workflow {
             };
             let counter = match cs.request.as_ref().map(|x| x.status) {
                 Some(Status::Expired) => &mut report.expired,
+                _ if cs.events.is_empty() => &mut report.withdrawn,
                 _ if cs.events.iter().any(|e| e.event_type == "app.access_request.escalate") => &mut report.escalated,
                 _ => &mut report.reminded,
             };

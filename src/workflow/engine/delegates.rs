@@ -106,11 +106,19 @@ fn renew(step: &mut Step, found: &[Delegation]) -> bool {
 
 /// The delegation of `principal` ended: their delegate no longer decides the
 /// current step (unless asked in their own right); their messages close.
-pub fn withdraw_delegate(mut req: Request, principal: &Party, now: Timestamp) -> Option<Changeset> {
+pub fn withdraw_delegate(req: Request, principal: &Party, now: Timestamp) -> Option<Changeset> {
+    withdraw_where(req, now, |d| d.for_person.matches(principal))
+}
+
+/// Delegations past their last day: those delegates leave the current step.
+pub fn withdraw_expired(req: Request, now: Timestamp) -> Option<Changeset> {
+    withdraw_where(req, now, |d| d.until <= now)
+}
+
+fn withdraw_where(mut req: Request, now: Timestamp, ended: impl Fn(&StepDelegate) -> bool) -> Option<Changeset> {
     let index = req.current_step.filter(|_| req.status.is_open())?;
     let step = req.steps.get_mut(index)?;
-    let (gone, kept): (Vec<StepDelegate>, Vec<StepDelegate>) =
-        step.delegates.drain(..).partition(|d| d.for_person.matches(principal));
+    let (gone, kept): (Vec<StepDelegate>, Vec<StepDelegate>) = step.delegates.drain(..).partition(|d| ended(d));
     step.delegates = kept;
     if gone.is_empty() {
         return None;

@@ -15,15 +15,21 @@ pub fn next_due(catalog: &Catalog, req: &Request) -> Option<Timestamp> {
     let step = req.current();
     let remind = step.and_then(|s| Some(s.reminded.or(s.activated)? + every?));
     let escalate = step.and_then(|s| s.escalation.as_ref()?.due(s.activated));
-    [Some(req.created + ttl), remind, escalate].into_iter().flatten().min()
+    let delegation_ends = step.and_then(|s| s.delegates.iter().map(|d| d.until).min());
+    [Some(req.created + ttl), remind, escalate, delegation_ends].into_iter().flatten().min()
 }
 
 /// What time makes due on a pending request: expiry after `request_ttl`,
-/// else the current step's escalation, else a reminder to its approvers after
-/// `reminder_after` (again every interval).
+/// else delegates whose delegation ended leave the current step, else its
+/// escalation, else a reminder to its approvers after `reminder_after` (again
+/// every interval).
 pub fn due_work(catalog: &Catalog, req: Request, now: Timestamp) -> Option<Changeset> {
     if req.status != Status::Pending {
         return None;
+    }
+    let delegation_ended = req.current().is_some_and(|s| s.delegates.iter().any(|d| d.until <= now));
+    if delegation_ended && !expires(catalog, &req, now) {
+        return super::delegates::withdraw_expired(req, now);
     }
     let index = req.current_step;
     let escalates = index.and_then(|i| {
