@@ -394,6 +394,35 @@ async fn an_escalation_to_a_user_group_follows_its_members(b: Backend) {
     assert_eq!(app.request(&id).await.status.as_str(), "APPROVED");
 }
 
+/// An escalation to a user group Slack has not answered for yet waits for its
+/// members instead of escalating to no one.
+async fn an_escalation_waits_for_an_unread_user_group(b: Backend) {
+    let config = USERGROUP_CONFIG.replace(
+        "steps = [{ group = \"security\" }]",
+        "steps = [{ group = \"security\", escalate_after = \"2h\", escalate_to = \"leads\" }]",
+    ) + "\n[groups.leads]\nname = \"Leads\"\nslack_usergroup = \"S0LEADS\"\n";
+    let clock = accessbot::workflow::ManualClock::new(chrono::Utc::now());
+    let slack = FakeSlack::start().await;
+    slack.set_usergroup(SEC, &["U0BOB"]);
+    let app = spawn_on(Setup { config, clock: Some(clock.clone()), ..setup(b) }, slack).await;
+    let wf = app.running.as_ref().unwrap().workflow.clone();
+    let id = app.request_app("U0EVE", "vault", "rotate").await;
+    clock.advance(chrono::Duration::hours(3));
+    assert_eq!(wf.run_jobs().await.unwrap().escalated, 0, "the leads' members are not known yet");
+    assert!(app.events_of("app.access_request.escalate").await.is_empty());
+    app.slack.set_usergroup("S0LEADS", &["U0LEAD1"]);
+    members_changed(&app, "S0LEADS", &["U0LEAD1"], &[]).await;
+    until_saved(&app, "S0LEADS", &["U0LEAD1"]).await;
+    // Retried on a later pass (due again a second later), once this replica's catalog has the members.
+    until("the escalation, once the catalog knows the leads", || async {
+        clock.advance(chrono::Duration::seconds(1));
+        wf.run_jobs().await.unwrap().escalated == 1
+    })
+    .await;
+    app.drain().await;
+    assert_eq!(asked(&app.request(&id).await), ["U0BOB", "U0LEAD1"]);
+}
+
 /// A member's delegate decides for them while they are in the user group, and no longer after.
 async fn a_delegate_decides_only_while_the_member_is_in_the_user_group(b: Backend) {
     let app = spawn_with_members(setup(b), &["U0BOB", "U0CAROL"]).await;
@@ -426,6 +455,7 @@ async fn a_delegate_decides_only_while_the_member_is_in_the_user_group(b: Backen
 crate::both!(
     a_delegate_decides_only_while_the_member_is_in_the_user_group,
     an_escalation_to_a_user_group_follows_its_members,
+    an_escalation_waits_for_an_unread_user_group,
     routing_asks_the_user_groups_members,
     a_member_removed_from_the_user_group_can_no_longer_decide,
     an_event_brings_in_a_new_member,

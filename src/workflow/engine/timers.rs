@@ -37,8 +37,22 @@ pub fn due_work(catalog: &Catalog, req: Request, now: Timestamp) -> Option<Chang
         s.escalation.as_ref()?.due(s.activated)
     });
     match escalates {
-        Some(at) if at <= now && !expires(catalog, &req, now) => escalate(catalog, req, now),
+        Some(at) if at <= now && !expires(catalog, &req, now) && target_known(catalog, &req) => {
+            escalate(catalog, req, now)
+        }
         _ => remind_or_expire(catalog, req, now),
+    }
+}
+
+/// An escalation to a Slack user group waits until its members have been read
+/// (the pass after they are tries again), rather than finding no one.
+fn target_known(catalog: &Catalog, req: &Request) -> bool {
+    let to = req.current().and_then(|s| s.escalation.as_ref()).map(|e| &e.to);
+    match to {
+        Some(EscalateTo::Group(g)) => {
+            catalog.groups.get(g).is_none_or(|g| g.slack_usergroup.is_none() || g.is_known_usergroup())
+        }
+        _ => true,
     }
 }
 
