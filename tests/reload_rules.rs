@@ -231,8 +231,13 @@ fn a_slack_user_group_strands_a_step_when_too_few_of_those_asked_are_left() {
     let found = check(&old, &usergroup(Some(&["U0BOB"])), &[quorum.clone()]);
     assert!(found[0].1.starts_with("too few of the members asked at step 1"), "{found:?}");
     // … unless Carol's approval is already counted.
-    quorum.steps[0].approvals =
-        vec![Approval { by: "U0CAROL".into(), at: chrono::Utc::now(), comment: None, on_behalf_of: None }];
+    quorum.steps[0].approvals = vec![Approval {
+        by: "U0CAROL".into(),
+        at: chrono::Utc::now(),
+        comment: None,
+        on_behalf_of: None,
+        counts_as: None,
+    }];
     assert!(check(&old, &usergroup(Some(&["U0BOB"])), &[quorum]).is_empty());
     // A step the app's admins took is theirs, not the user group's.
     let mut rerouted = request("reqGH", "github", vec![step(security(), &["U0ROOT"], StepState::Pending)]);

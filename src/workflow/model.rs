@@ -208,6 +208,9 @@ pub struct Approval {
     /// The approver a delegate approved for: it counts as theirs.
     #[serde(default)]
     pub on_behalf_of: Option<String>,
+    /// The step's approver (as configured: id or email) this approval counts as.
+    #[serde(default)]
+    pub counts_as: Option<String>,
 }
 
 impl Step {
@@ -254,7 +257,9 @@ impl Step {
             Some(p) => p.key() == key,
             None => key == who.id || who.email.as_deref() == Some(key),
         };
-        self.approvals.iter().any(|a| voter(&a.by) || a.on_behalf_of.as_deref().is_some_and(voter))
+        self.approvals.iter().any(|a| {
+            voter(&a.by) || a.on_behalf_of.as_deref().is_some_and(voter) || a.counts_as.as_deref().is_some_and(voter)
+        })
     }
 }
 

@@ -25,6 +25,14 @@ steps = [{ user = "U0ALICE" }]
 [apps.safe]
 name = "Safe"
 steps = [{ group = "pair", approvals = 2 }]
+
+[groups.mailpair]
+name = "Mail pair"
+members = ["bob@example.com", "U0CAROL"]
+
+[apps.mailsafe]
+name = "Mail safe"
+steps = [{ group = "mailpair", approvals = 2 }]
 "#;
 
 fn delegation_setup(b: Backend, clock: Option<Arc<ManualClock>>) -> Setup {
@@ -152,6 +160,27 @@ async fn a_delegate_and_their_approver_count_once(b: Backend) {
     assert_eq!(app.request(&id).await.status.as_str(), "APPROVED");
 }
 
+/// The same with the approver configured by email: their own approval and their delegate's still count once.
+async fn an_approver_configured_by_email_and_their_delegate_count_once(b: Backend) {
+    let slack = crate::fake_slack::FakeSlack::start().await;
+    slack.add_user("U0BOB", "bob@example.com");
+    let app = spawn_on(delegation_setup(b, None), slack).await;
+    app.say("U0BOB", &format!("delegate <@U0DAVE> until {}", day(3))).await;
+    let id = app.request_app("U0EVE", "mailsafe", "two keys").await;
+    app.drain().await;
+    assert!(app.slack.dms_to("U0DAVE").iter().any(asks), "Bob's delegate is asked");
+    assert_eq!(app.click("U0BOB", "approve", &id, 0).await, StatusCode::OK);
+    app.drain().await;
+    assert_eq!(app.click("U0DAVE", "approve", &id, 0).await, StatusCode::OK);
+    app.drain().await;
+    let r = app.request(&id).await;
+    assert_eq!(r.status.as_str(), "PENDING", "Dave's approval for Bob is Bob's, already given");
+    assert_eq!(r.steps[0].approvals.len(), 1);
+    assert_eq!(app.click("U0CAROL", "approve", &id, 0).await, StatusCode::OK);
+    app.drain().await;
+    assert_eq!(app.request(&id).await.status.as_str(), "APPROVED");
+}
+
 async fn a_delegation_past_its_last_day_no_longer_decides(b: Backend) {
     let clock = ManualClock::new(Utc::now());
     let app = spawn_with(delegation_setup(b, Some(clock.clone()))).await;
@@ -185,6 +214,7 @@ crate::both!(
     a_delegation_reaches_waiting_steps_and_ends_with_off,
     separation_of_duties_holds_for_delegates,
     a_delegate_and_their_approver_count_once,
+    an_approver_configured_by_email_and_their_delegate_count_once,
     a_delegation_past_its_last_day_no_longer_decides,
 );
 

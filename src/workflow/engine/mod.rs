@@ -582,13 +582,21 @@ pub fn check_decider(
     Ok(for_person)
 }
 
-/// The approval record of `actor` (for the approver a delegate decides for).
-fn approval(actor: &Actor, for_person: &Option<Person>, comment: &Option<String>, now: Timestamp) -> Approval {
+/// The approval record of `actor` on `step` (for the approver a delegate decides for).
+fn approval(
+    step: &Step,
+    actor: &Actor,
+    for_person: &Option<Person>,
+    comment: &Option<String>,
+    now: Timestamp,
+) -> Approval {
+    let direct = step.approvers.iter().find(|p| p.matches(&actor.party) && step.asks_directly(&actor.party));
     Approval {
         by: actor.party.id.clone(),
         at: now,
         comment: comment.clone(),
         on_behalf_of: for_person.as_ref().map(|p| p.key().to_string()),
+        counts_as: for_person.as_ref().or(direct).map(|p| p.key().to_string()),
     }
 }
 
@@ -605,7 +613,8 @@ fn count_approval(
     let mut cs = Changeset::default();
     touch(&mut req, actor, now);
     let step = &mut req.steps[step_index];
-    step.approvals.push(approval(actor, &for_person, &comment, now));
+    let a = approval(step, actor, &for_person, &comment, now);
+    step.approvals.push(a);
     let mut ev = EventBuilder::new(
         "app.access_request.approver.approve",
         actor,
@@ -738,7 +747,8 @@ pub fn decide(
     touch(&mut req, actor, now);
     let step = &mut req.steps[step_index];
     if approve && step.required > 1 {
-        step.approvals.push(approval(actor, &for_person, &comment, now));
+        let a = approval(step, actor, &for_person, &comment, now);
+        step.approvals.push(a);
     }
     step.state = if approve { StepState::Approved } else { StepState::Denied };
     step.decided_by = Some(actor.party.id.clone());
