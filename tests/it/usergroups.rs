@@ -357,9 +357,12 @@ async fn saving_members_is_guarded_across_replicas(b: Backend) {
     assert_eq!((now.members, now.version), (vec!["U0NEW".to_string()], 2));
 }
 
-/// A user group step escalating to another user group: those the escalation asked decide for
-/// the escalation's group (not the step's), and only while they are in it.
-async fn an_escalation_to_a_user_group_follows_its_members(b: Backend) {
+/// Vault's security step escalating after 2h to the leads' user group (`S0LEADS`, with these
+/// members, or not answered by Slack), on a hand-moved clock.
+async fn escalating_to_leads(
+    b: Backend,
+    leads: Option<&[&str]>,
+) -> (TestApp, std::sync::Arc<accessbot::workflow::ManualClock>) {
     let config = USERGROUP_CONFIG.replace(
         "steps = [{ group = \"security\" }]",
         "steps = [{ group = \"security\", escalate_after = \"2h\", escalate_to = \"leads\" }]",
@@ -367,8 +370,16 @@ async fn an_escalation_to_a_user_group_follows_its_members(b: Backend) {
     let clock = accessbot::workflow::ManualClock::new(chrono::Utc::now());
     let slack = FakeSlack::start().await;
     slack.set_usergroup(SEC, &["U0BOB"]);
-    slack.set_usergroup("S0LEADS", &["U0LEAD1", "U0LEAD2"]);
-    let app = spawn_on(Setup { config, clock: Some(clock.clone()), ..setup(b) }, slack).await;
+    if let Some(members) = leads {
+        slack.set_usergroup("S0LEADS", members);
+    }
+    (spawn_on(Setup { config, clock: Some(clock.clone()), ..setup(b) }, slack).await, clock)
+}
+
+/// A user group step escalating to another user group: those the escalation asked decide for
+/// the escalation's group (not the step's), and only while they are in it.
+async fn an_escalation_to_a_user_group_follows_its_members(b: Backend) {
+    let (app, clock) = escalating_to_leads(b, Some(&["U0LEAD1", "U0LEAD2"])).await;
     let wf = app.running.as_ref().unwrap().workflow.clone();
     let id = app.request_app("U0EVE", "vault", "rotate").await;
     clock.advance(chrono::Duration::hours(3));
@@ -397,14 +408,7 @@ async fn an_escalation_to_a_user_group_follows_its_members(b: Backend) {
 /// An escalation to a user group Slack has not answered for yet waits for its
 /// members instead of escalating to no one.
 async fn an_escalation_waits_for_an_unread_user_group(b: Backend) {
-    let config = USERGROUP_CONFIG.replace(
-        "steps = [{ group = \"security\" }]",
-        "steps = [{ group = \"security\", escalate_after = \"2h\", escalate_to = \"leads\" }]",
-    ) + "\n[groups.leads]\nname = \"Leads\"\nslack_usergroup = \"S0LEADS\"\n";
-    let clock = accessbot::workflow::ManualClock::new(chrono::Utc::now());
-    let slack = FakeSlack::start().await;
-    slack.set_usergroup(SEC, &["U0BOB"]);
-    let app = spawn_on(Setup { config, clock: Some(clock.clone()), ..setup(b) }, slack).await;
+    let (app, clock) = escalating_to_leads(b, None).await;
     let wf = app.running.as_ref().unwrap().workflow.clone();
     let id = app.request_app("U0EVE", "vault", "rotate").await;
     clock.advance(chrono::Duration::hours(3));
