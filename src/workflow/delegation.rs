@@ -46,11 +46,11 @@ impl Workflow {
         self.commit(&cs).await?;
         // A delegation replaced: the previous delegate stops deciding for me.
         if let Some(old) = before.filter(|old| old.delegate != d.delegate) {
-            for req in self.waiting_for(&Party::new(old.delegate, None)).await? {
+            for req in self.waiting_for(&Party::new(old.delegate, None), OPEN_REQUESTS).await? {
                 self.on_request(&req.id, |r| delegates::withdraw_delegate(r, &actor.party, now)).await?;
             }
         }
-        for req in self.waiting_for(&actor.party).await? {
+        for req in self.waiting_for(&actor.party, OPEN_REQUESTS).await? {
             let found = [d.clone()];
             self.on_request(&req.id, |r| delegates::ask_delegates(r, &found, now)).await?;
         }
@@ -68,17 +68,17 @@ impl Workflow {
         let remove = DelegationChange::Remove { user_id: actor.party.id.clone() };
         self.commit(&Changeset { delegation: Some(remove), events: vec![ev], ..Changeset::default() }).await?;
         let delegate = Party::new(d.delegate.clone(), None);
-        for req in self.waiting_for(&delegate).await? {
+        for req in self.waiting_for(&delegate, OPEN_REQUESTS).await? {
             self.on_request(&req.id, |r| delegates::withdraw_delegate(r, &actor.party, now)).await?;
         }
         Ok(Some(d))
     }
 
-    /// Open requests whose current step lists this person.
-    async fn waiting_for(&self, who: &Party) -> Result<Vec<Request>, WorkflowError> {
+    /// Open requests whose current step lists this person (id or email).
+    pub(super) async fn waiting_for(&self, who: &Party, limit: i64) -> Result<Vec<Request>, WorkflowError> {
         let mut keys = vec![who.id.clone()];
         keys.extend(who.email.clone());
-        Ok(self.store.pending_for_approver(&keys, OPEN_REQUESTS).await?)
+        Ok(self.store.pending_for_approver(&keys, limit).await?)
     }
 
     /// Read, change (when `f` has a change) and commit one request, again on a lost race.

@@ -257,9 +257,7 @@ impl Step {
             Some(p) => p.key() == key,
             None => key == who.id || who.email.as_deref() == Some(key),
         };
-        self.approvals.iter().any(|a| {
-            voter(&a.by) || a.on_behalf_of.as_deref().is_some_and(voter) || a.counts_as.as_deref().is_some_and(voter)
-        })
+        self.approvals.iter().any(|a| voter(&a.by) || a.counts_as.as_deref().is_some_and(voter))
     }
 }
 

@@ -193,7 +193,7 @@ fn usergroup_stranded(
         .approvers
         .iter()
         .filter(|p| may_decide(p))
-        .filter(|p| !step.approvals.iter().any(|a| a.by == canon(p) || a.on_behalf_of.as_deref() == Some(p.key())))
+        .filter(|p| !step.approvals.iter().any(|a| a.by == canon(p) || a.counts_as.as_deref() == Some(p.key())))
         .count();
     let needed = (step.required as usize).saturating_sub(step.approvals.len()).max(1);
     match left {

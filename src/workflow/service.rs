@@ -525,9 +525,7 @@ impl Workflow {
 
     /// Requests whose current step waits for this person.
     pub async fn tasks(&self, actor: &Actor, limit: i64) -> Result<Vec<Request>, WorkflowError> {
-        let mut keys = vec![actor.party.id.clone()];
-        keys.extend(actor.party.email.clone());
-        let reqs = self.store.pending_for_approver(&keys, limit).await?;
+        let reqs = self.waiting_for(&actor.party, limit).await?;
         self.sync_usergroups().await?;
         let catalog = self.catalog();
         Ok(reqs.into_iter().filter(|r| engine::awaits(&catalog, r, &actor.party)).collect())

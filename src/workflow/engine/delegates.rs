@@ -80,9 +80,7 @@ pub fn ask_delegates(mut req: Request, found: &[Delegation], now: Timestamp) -> 
     step.approvers.extend(added.iter().map(|a| a.delegate.clone()));
     step.delegates.extend(added.iter().cloned());
     let new: Vec<Person> = added.into_iter().map(|a| a.delegate).collect();
-    let asks = ask_all(&req, index, AskKind::New);
-    cs.notices
-        .extend(asks.into_iter().filter(|n| matches!(n, Notice::Ask { recipient, .. } if new.contains(recipient))));
+    cs.notices.extend(ask(&req, index, AskKind::New, &new));
     req.last_updated = now;
     cs.request = Some(req);
     Some(cs)

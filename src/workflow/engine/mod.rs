@@ -176,7 +176,13 @@ fn step_data(step: &Step, index: usize) -> serde_json::Map<String, serde_json::V
 
 fn ask_all(req: &Request, index: usize, kind: AskKind) -> Vec<Notice> {
     let Some(step) = req.steps.get(index) else { return Vec::new() };
-    step.approvers
+    ask(req, index, kind, &step.approvers)
+}
+
+/// Asks these approvers of step `index` (people added to it: escalation, delegates).
+fn ask(req: &Request, index: usize, kind: AskKind, people: &[Person]) -> Vec<Notice> {
+    let Some(step) = req.steps.get(index) else { return Vec::new() };
+    people
         .iter()
         .map(|p| Notice::Ask {
             request: req.view(),

@@ -104,9 +104,7 @@ fn escalate(catalog: &Catalog, mut req: Request, now: Timestamp) -> Option<Chang
         e.escalated = Some(now);
         e.asked = asked.clone();
     }
-    let ask = ask_all(&req, index, AskKind::Escalated);
-    cs.notices
-        .extend(ask.into_iter().filter(|n| matches!(n, Notice::Ask { recipient, .. } if asked.contains(recipient))));
+    cs.notices.extend(ask(&req, index, AskKind::Escalated, &asked));
     cs.request = Some(req);
     Some(cs)
 }
@@ -114,10 +112,9 @@ fn escalate(catalog: &Catalog, mut req: Request, now: Timestamp) -> Option<Chang
 /// A reminder to the current approvers after `reminder_after` (again every
 /// interval), or expiry after `request_ttl`.
 fn remind_or_expire(catalog: &Catalog, mut req: Request, now: Timestamp) -> Option<Changeset> {
-    let ttl = chrono::Duration::from_std(catalog.settings.request_ttl).ok()?;
     let actor = Actor::system();
     let mut cs = Changeset::default();
-    if now - req.created >= ttl {
+    if expires(catalog, &req, now) {
         touch(&mut req, &actor, now);
         req.status = Status::Expired;
         req.resolved = Some(now);
