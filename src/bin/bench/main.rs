@@ -96,7 +96,7 @@ pub struct BenchArgs {
     /// Members of the group step in the fan-out bench.
     #[arg(long, default_value_t = 1000)]
     pub members: usize,
-    /// The fake Slack's pacing per Web API method in the fan-out bench, `N/WINDOW`.
+    /// The fake Slack's pacing per Web API method in the fan-out bench and the paced ack runs, `N/WINDOW`.
     /// Real Tier 3 is `50/60s` (1,000 updates: 20 min); [default: 50/2s (30× faster),
     /// --quick 100/1s (1,000 updates in 10 windows)].
     #[arg(long)]
@@ -167,7 +167,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Ack(args) => {
             let env = Machine::setup(&args)?;
             let report = ack::run(&args, &env).await?;
-            report.print_goals(&env);
+            report.print_goals(&env, args.connections);
             Ok(())
         }
         Command::Fanout(args) => {
@@ -185,7 +185,7 @@ async fn main() -> anyhow::Result<()> {
             let fan = fanout::run(&args, &env).await?;
             println!();
             println!("==== summary ({}, {:.0} s in all) ====", env.describe(), started.elapsed().as_secs_f64());
-            report.print_goals(&env);
+            report.print_goals(&env, args.connections);
             fanout::print_goals(&fan);
             Ok(())
         }
