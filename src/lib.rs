@@ -7,13 +7,15 @@
 //! clock) and names no adapter, HTTP or SQL (`tests/architecture.rs` holds it
 //! to that). Around it, every edge only translates:
 //!
-//! - [`store`] implements the persistence port for SQLite and PostgreSQL;
+//! - [`store`] implements the persistence port for SQLite and PostgreSQL,
+//!   with group commit of concurrent writes and caches of who people are;
 //! - [`slack`] verifies, parses, calls the core, renders its notices in Block
 //!   Kit and mrkdwn (escaping every user-supplied string), and implements the
 //!   directory port with `users.info`;
 //! - [`api`] maps the core to Okta's Governance Requests and System Log shapes;
-//! - [`outbox`] delivers the core's intents with retries, through [`slack`]
-//!   and [`webhook`].
+//! - [`outbox`] claims the core's intents in batches and delivers them
+//!   concurrently (in order per key) with retries, through [`slack`] and
+//!   [`webhook`].
 //!
 //! Then the plumbing that wires them: [`config`], [`state`], [`server`],
 //! [`http`], [`metrics`], [`signing`], [`redact`]; and [`playground`], which
@@ -47,7 +49,7 @@ pub mod metrics;
 pub mod playground;
 /// URLs stripped of userinfo, query and fragment before they reach an error, log or message.
 pub mod redact;
-/// Wiring: store, workflow, outbox workers, router; start and graceful stop.
+/// Wiring: store, workflow, outbox, router; start and graceful stop.
 pub mod server;
 /// `v0` HMAC-SHA256 signatures, as Slack signs requests and accessbot signs webhooks.
 pub mod signing;

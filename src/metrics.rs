@@ -92,7 +92,7 @@ impl Default for Metrics {
                 "Outbox delivery attempts by kind and result",
                 &["kind", "result"],
             ),
-            slack_rate_limited: counter(&r, "slack_rate_limited_total", "HTTP 429 answers from Slack"),
+            slack_rate_limited: counter(&r, "slack_rate_limited_total", "Deliveries Slack rate limited: its HTTP 429 answers, and calls held back while a 429's Retry-After runs"),
             usergroup_reads: counter_vec(
                 &r,
                 "usergroup_reads_total",

@@ -1,5 +1,6 @@
 //! Durable delivery: notification intents are rows written with the state
-//! change; workers claim them with a lease, deliver, and retry with backoff.
+//! change; one loop claims them in batches with a lease, delivers each in a
+//! task of its own (up to `workers` at once), and retries with backoff.
 //! Rows sharing an ordering key go out strictly in order.
 
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -8,7 +9,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use rand::Rng;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
@@ -47,7 +48,9 @@ pub trait Deliverer: Send + Sync + 'static {
 
 #[derive(Clone, Debug)]
 pub struct OutboxConfig {
+    /// Deliveries under way at once (each row's own task).
     pub workers: usize,
+    /// Rows claimed per statement at most.
     pub batch: i64,
     pub lease: Duration,
     pub poll: Duration,
@@ -101,19 +104,23 @@ impl Outbox {
         Arc::new(Outbox { store, deliverer, clock, wake, cfg, metrics, paused_until: AtomicI64::new(0) })
     }
 
-    /// Starts the worker loops; they stop when `shutdown` is cancelled, giving back their claims.
+    /// Starts the claim loop; it stops when `shutdown` is cancelled, letting
+    /// the deliveries under way finish (or giving their rows back).
     pub fn spawn(self: &Arc<Self>, shutdown: CancellationToken) -> Vec<tokio::task::JoinHandle<()>> {
-        (0..self.cfg.workers.max(1))
-            .map(|_| {
-                let me = self.clone();
-                let stop = shutdown.clone();
-                tokio::spawn(async move { me.run(stop).await })
-            })
-            .collect()
+        let me = self.clone();
+        vec![tokio::spawn(async move { me.run(shutdown).await })]
     }
 
-    async fn run(&self, shutdown: CancellationToken) {
+    /// One loop claims what the free delivery slots can take, in one
+    /// statement, and delivers each row in a task of its own. Claimed rows
+    /// have distinct ordering keys (an older pending row holds its key back),
+    /// so delivering them at once keeps every key's order.
+    async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+        let slots = Arc::new(Semaphore::new(self.cfg.workers.max(1)));
+        let finished = Arc::new(Notify::new());
+        let mut deliveries = tokio::task::JoinSet::new();
         while !shutdown.is_cancelled() {
+            while deliveries.try_join_next().is_some() {}
             let pause = self.paused_until.load(Ordering::Relaxed) - self.clock.now().timestamp_millis();
             if pause > 0 {
                 tokio::select! {
@@ -121,34 +128,38 @@ impl Outbox {
                     _ = tokio::time::sleep(Duration::from_millis(u64::try_from(pause).unwrap_or(0))) => {}
                 }
             }
-            match self.run_once(&shutdown).await {
-                Ok(n) if n > 0 => continue,
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "outbox: claiming failed"),
+            let free = i64::try_from(slots.available_permits()).unwrap_or(0).min(self.cfg.batch);
+            let claimed = if free > 0 { self.claim(free).await } else { Vec::new() };
+            if !claimed.is_empty() {
+                for job in claimed {
+                    let Ok(permit) = slots.clone().try_acquire_owned() else { break };
+                    let (me, finished) = (self.clone(), finished.clone());
+                    deliveries.spawn(async move {
+                        if let Err(e) = me.execute(&job).await {
+                            tracing::warn!(job = job.id, error = %e, "outbox: recording an outcome failed");
+                        }
+                        drop(permit);
+                        finished.notify_one();
+                    });
+                }
+                continue;
             }
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = self.wake.notified() => {}
+                _ = finished.notified() => {}
                 _ = tokio::time::sleep(self.cfg.poll) => {}
             }
         }
+        while deliveries.join_next().await.is_some() {}
     }
 
-    /// Claims one batch and delivers it; returns how many rows were claimed.
-    pub async fn run_once(&self, shutdown: &CancellationToken) -> Result<usize, StoreError> {
-        let jobs = self.store.claim_jobs(self.clock.now(), self.cfg.lease, self.cfg.batch).await?;
-        let n = jobs.len();
-        for (i, job) in jobs.iter().enumerate() {
-            if shutdown.is_cancelled()
-                || self.paused_until.load(Ordering::Relaxed) > self.clock.now().timestamp_millis()
-            {
-                let rest: Vec<i64> = jobs[i..].iter().map(|j| j.id).collect();
-                self.store.release_jobs(&rest).await?;
-                break;
-            }
-            self.execute(job).await?;
-        }
-        Ok(n)
+    /// Claims up to `limit` rows (none when the store fails; the loop tries again).
+    async fn claim(&self, limit: i64) -> Vec<ClaimedJob> {
+        self.store.claim_jobs(self.clock.now(), self.cfg.lease, limit).await.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "outbox: claiming failed");
+            Vec::new()
+        })
     }
 
     async fn execute(&self, job: &ClaimedJob) -> Result<(), StoreError> {

@@ -1,12 +1,17 @@
 //! Persistence: the core's [`Store`] port implemented for SQLite and
-//! PostgreSQL, each method its own transaction. The backend is chosen from the
-//! `DATABASE_URL` scheme.
+//! PostgreSQL. Each write is its own transaction, or shares one with the
+//! writes that queued beside it (`batch`: group commit); who people are is
+//! cached in front of the identities table (`cache`). The backend is chosen
+//! from the `DATABASE_URL` scheme.
 
+mod batch;
+mod cache;
 pub mod filter;
 mod plan;
 mod postgres;
 mod sqlite;
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 pub use crate::workflow::ports::{
@@ -28,6 +33,108 @@ impl From<sqlx::Error> for StoreError {
 impl From<sqlx::migrate::MigrateError> for StoreError {
     fn from(e: sqlx::migrate::MigrateError) -> StoreError {
         StoreError::Database(format!("migration: {e}"))
+    }
+}
+
+/// SQL statements a store sent to its database (each a round trip: a hop to
+/// SQLite's connection thread, a network exchange with PostgreSQL), `BEGIN`
+/// and `COMMIT` included. Counted by [`Counted`], the executor every query
+/// of the stores goes through.
+#[derive(Debug, Default)]
+pub struct Statements(AtomicU64);
+
+impl Statements {
+    pub fn add(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// An executor (a pool, a connection) that counts the statements run through it.
+#[derive(Debug)]
+pub(crate) struct Counted<'s, E> {
+    inner: E,
+    statements: &'s Statements,
+}
+
+impl<'s, E> Counted<'s, E> {
+    pub fn new(inner: E, statements: &'s Statements) -> Self {
+        Counted { inner, statements }
+    }
+}
+
+impl<'c, E: sqlx::Executor<'c>> sqlx::Executor<'c> for Counted<'_, E> {
+    type Database = E::Database;
+
+    fn fetch_many<'e, 'q: 'e, Q>(
+        self,
+        query: Q,
+    ) -> futures_util::stream::BoxStream<
+        'e,
+        Result<
+            sqlx::Either<<E::Database as sqlx::Database>::QueryResult, <E::Database as sqlx::Database>::Row>,
+            sqlx::Error,
+        >,
+    >
+    where
+        'c: 'e,
+        Q: 'q + sqlx::Execute<'q, E::Database>,
+    {
+        self.statements.add(1);
+        self.inner.fetch_many(query)
+    }
+
+    fn fetch_optional<'e, 'q: 'e, Q>(
+        self,
+        query: Q,
+    ) -> futures_util::future::BoxFuture<'e, Result<Option<<E::Database as sqlx::Database>::Row>, sqlx::Error>>
+    where
+        'c: 'e,
+        Q: 'q + sqlx::Execute<'q, E::Database>,
+    {
+        self.statements.add(1);
+        self.inner.fetch_optional(query)
+    }
+
+    fn prepare_with<'e, 'q: 'e>(
+        self,
+        sql: &'q str,
+        parameters: &'e [<E::Database as sqlx::Database>::TypeInfo],
+    ) -> futures_util::future::BoxFuture<'e, Result<<E::Database as sqlx::Database>::Statement<'q>, sqlx::Error>>
+    where
+        'c: 'e,
+    {
+        self.inner.prepare_with(sql, parameters)
+    }
+
+    fn describe<'e, 'q: 'e>(
+        self,
+        sql: &'q str,
+    ) -> futures_util::future::BoxFuture<'e, Result<sqlx::Describe<E::Database>, sqlx::Error>>
+    where
+        'c: 'e,
+    {
+        self.inner.describe(sql)
+    }
+}
+
+/// A connection inside a transaction, with the store's statement counter.
+pub(crate) struct Db<'a, C> {
+    conn: &'a mut C,
+    statements: &'a Statements,
+}
+
+impl<'a, C> Db<'a, C> {
+    pub fn new(conn: &'a mut C, statements: &'a Statements) -> Self {
+        Db { conn, statements }
+    }
+
+    /// The executor for the next statement.
+    pub fn ex(&mut self) -> Counted<'_, &mut C> {
+        Counted::new(&mut *self.conn, self.statements)
     }
 }
 

@@ -8,12 +8,15 @@ use chrono::{TimeZone, Utc};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
 use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 
+use super::batch::{Batcher, Write};
+use super::cache::Caches;
 use super::filter::{to_sql, LogQuery, QuerySql, RequestQuery, Value};
 use super::plan::{insert_error, one_row, parse_source, AssignmentWrite, Plan, RequestWrite};
 use super::*;
 use crate::workflow::model::{
     Assignment, Changeset, Delegation, DelegationChange, LogEvent, Request, Status, Timestamp,
 };
+use sqlx::SqliteConnection;
 
 pub struct SqliteStore {
     /// Reads: WAL lets them run beside the writer.
@@ -23,6 +26,10 @@ pub struct SqliteStore {
     /// connections busy-wait on SQLite's lock (sleeping up to 100 ms a turn) and
     /// throw away each other's page caches.
     writer: SqlitePool,
+    /// Group commit of the hot writes, on the writer connection.
+    batcher: Batcher,
+    statements: Arc<Statements>,
+    caches: Caches,
     checkpoints: Option<tokio::task::JoinHandle<()>>,
 }
 
@@ -112,7 +119,17 @@ impl SqliteStore {
             let readers = SqlitePoolOptions::new().max_connections(4).connect_with(opts.read_only(true)).await?;
             (readers, Some(tokio::spawn(checkpoint_loop(checkpointer))))
         };
-        Ok(SqliteStore { pool, writer, checkpoints })
+        let statements = Arc::new(Statements::default());
+        let batcher = Batcher::start(writer.clone(), apply, statements.clone(), 1);
+        Ok(SqliteStore { pool, writer, batcher, statements, caches: Caches::default(), checkpoints })
+    }
+
+    fn rd(&self) -> Counted<'_, &SqlitePool> {
+        Counted::new(&self.pool, &self.statements)
+    }
+
+    fn wr(&self) -> Counted<'_, &SqlitePool> {
+        Counted::new(&self.writer, &self.statements)
     }
 
     async fn query_requests(&self, sql: &str, binds: Vec<String>, limit: i64) -> Result<Vec<Request>, StoreError> {
@@ -120,7 +137,7 @@ impl SqliteStore {
         for b in binds {
             q = q.bind(b);
         }
-        let rows = q.bind(limit).fetch_all(&self.pool).await?;
+        let rows = q.bind(limit).fetch_all(self.rd()).await?;
         rows.iter().map(decode_request).collect()
     }
 }
@@ -132,33 +149,21 @@ fn placeholders(n: usize) -> String {
 #[async_trait]
 impl Store for SqliteStore {
     async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        sqlx::query("SELECT 1").execute(self.rd()).await?;
         Ok(())
     }
 
+    fn statements(&self) -> u64 {
+        self.statements.get()
+    }
+
     async fn commit(&self, cs: &Changeset) -> Result<(), StoreError> {
-        let plan = Plan::of(cs)?;
-        let mut tx = self.writer.begin().await?;
-        if let Some(w) = &plan.request {
-            write_request(&mut tx, w).await?;
-        }
-        if let Some(w) = &plan.assignment {
-            write_assignment(&mut tx, w).await?;
-        }
-        if let Some(d) = plan.delegation {
-            write_delegation(&mut tx, d).await?;
-        }
-        for ev in plan.events {
-            insert_event(&mut tx, ev).await?;
-        }
-        insert_jobs(&mut tx, &plan.jobs, plan.now).await?;
-        tx.commit().await?;
-        Ok(())
+        self.batcher.write(Write::Commit(Box::new(cs.clone()))).await
     }
 
     async fn request(&self, id: &str) -> Result<Option<Request>, StoreError> {
         let row =
-            sqlx::query("SELECT body, version FROM requests WHERE id = ?").bind(id).fetch_optional(&self.pool).await?;
+            sqlx::query("SELECT body, version FROM requests WHERE id = ?").bind(id).fetch_optional(self.rd()).await?;
         row.as_ref().map(decode_request).transpose()
     }
 
@@ -168,7 +173,7 @@ impl Store for SqliteStore {
         )
         .bind(user_id)
         .bind(app_id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.rd())
         .await?;
         row.as_ref().map(decode_request).transpose()
     }
@@ -222,7 +227,7 @@ impl Store for SqliteStore {
         let (where_sql, order) = q.sql(&mut params, &|_| "?".to_string());
         let sql =
             format!("SELECT body, version FROM requests WHERE {where_sql} ORDER BY {order} LIMIT {}", q.limit.max(0));
-        let rows = bind_values(sqlx::query(&sql), &params).fetch_all(&self.pool).await?;
+        let rows = bind_values(sqlx::query(&sql), &params).fetch_all(self.rd()).await?;
         rows.iter().map(decode_request).collect()
     }
 
@@ -249,7 +254,7 @@ impl Store for SqliteStore {
             "SELECT seq, body, request_id FROM system_log WHERE {where_sql} ORDER BY seq {dir} LIMIT {}",
             q.limit.max(0)
         );
-        let rows = bind_values(sqlx::query(&sql), &params).fetch_all(&self.pool).await?;
+        let rows = bind_values(sqlx::query(&sql), &params).fetch_all(self.rd()).await?;
         rows.iter().map(|r| Ok((r.try_get("seq")?, decode_event(r)?))).collect()
     }
 
@@ -259,7 +264,7 @@ impl Store for SqliteStore {
         )
             .bind(user_id)
             .bind(app_id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.rd())
             .await?;
         row.as_ref().map(decode_assignment).transpose()
     }
@@ -271,7 +276,7 @@ impl Store for SqliteStore {
         )
         .bind(ms(now))
         .bind(limit)
-        .fetch_all(&self.pool)
+        .fetch_all(self.rd())
         .await?;
         rows.iter().map(decode_assignment).collect()
     }
@@ -281,7 +286,7 @@ impl Store for SqliteStore {
             sqlx::query("SELECT body, version FROM requests WHERE due IS NOT NULL AND due <= ? ORDER BY due LIMIT ?")
                 .bind(ms(now))
                 .bind(limit)
-                .fetch_all(&self.pool)
+                .fetch_all(self.rd())
                 .await?;
         rows.iter().map(decode_request).collect()
     }
@@ -291,32 +296,25 @@ impl Store for SqliteStore {
             .bind(due.map(ms))
             .bind(id)
             .bind(version)
-            .execute(&self.writer)
+            .execute(self.wr())
             .await?;
         Ok(())
     }
 
     async fn reschedule_open(&self, at: Timestamp) -> Result<u64, StoreError> {
-        let res = sqlx::query("UPDATE requests SET due = ? WHERE status = 'PENDING'")
-            .bind(ms(at))
-            .execute(&self.writer)
-            .await?;
+        let res =
+            sqlx::query("UPDATE requests SET due = ? WHERE status = 'PENDING'").bind(ms(at)).execute(self.wr()).await?;
         Ok(res.rows_affected())
     }
 
     async fn append_events(&self, events: &[LogEvent]) -> Result<(), StoreError> {
-        let mut tx = self.writer.begin().await?;
-        for ev in events {
-            insert_event(&mut tx, ev).await?;
-        }
-        tx.commit().await?;
-        Ok(())
+        self.batcher.write(Write::Events(events.to_vec())).await
     }
 
     async fn request_events(&self, request_id: &str) -> Result<Vec<LogEvent>, StoreError> {
         let rows = sqlx::query("SELECT body, request_id FROM system_log WHERE request_id = ? ORDER BY seq")
             .bind(request_id)
-            .fetch_all(&self.pool)
+            .fetch_all(self.rd())
             .await?;
         rows.iter().map(decode_event).collect()
     }
@@ -325,16 +323,13 @@ impl Store for SqliteStore {
         let rows = sqlx::query("SELECT body, request_id FROM system_log WHERE event_type = ? ORDER BY seq LIMIT ?")
             .bind(event_type)
             .bind(limit)
-            .fetch_all(&self.pool)
+            .fetch_all(self.rd())
             .await?;
         rows.iter().map(decode_event).collect()
     }
 
     async fn enqueue(&self, items: &[OutboxItem], now: Timestamp) -> Result<(), StoreError> {
-        let mut tx = self.writer.begin().await?;
-        insert_jobs(&mut tx, items, now).await?;
-        tx.commit().await?;
-        Ok(())
+        self.batcher.write(Write::Enqueue { items: items.to_vec(), now }).await
     }
 
     async fn claim_jobs(&self, now: Timestamp, lease: Duration, limit: i64) -> Result<Vec<ClaimedJob>, StoreError> {
@@ -357,7 +352,7 @@ impl Store for SqliteStore {
         .bind(now_ms)
         .bind(now_ms)
         .bind(limit)
-        .fetch_all(&self.writer)
+        .fetch_all(self.wr())
         .await?;
         let mut jobs = Vec::with_capacity(rows.len());
         for row in rows {
@@ -379,42 +374,12 @@ impl Store for SqliteStore {
     }
 
     async fn finish_job(&self, id: i64, outcome: JobOutcome, now: Timestamp) -> Result<(), StoreError> {
-        let q = match &outcome {
-            JobOutcome::Done => {
-                sqlx::query("UPDATE outbox SET status = 'done', lease_until = NULL, finished = ? WHERE id = ?")
-                    .bind(ms(now))
-                    .bind(id)
-            }
-            JobOutcome::Retry { at, error } => {
-                sqlx::query("UPDATE outbox SET lease_until = NULL, next_attempt_at = ?, last_error = ? WHERE id = ?")
-                    .bind(ms(*at))
-                    .bind(error)
-                    .bind(id)
-            }
-            JobOutcome::Failed { error } => sqlx::query(
-                "UPDATE outbox SET status = 'failed', lease_until = NULL, last_error = ?, finished = ? WHERE id = ?",
-            )
-            .bind(error)
-            .bind(ms(now))
-            .bind(id),
-        };
-        q.execute(&self.writer).await?;
-        Ok(())
-    }
-
-    async fn release_jobs(&self, ids: &[i64]) -> Result<(), StoreError> {
-        for id in ids {
-            sqlx::query("UPDATE outbox SET lease_until = NULL, attempts = MAX(attempts - 1, 0) WHERE id = ? AND status = 'pending'")
-                .bind(id)
-                .execute(&self.writer)
-                .await?;
-        }
-        Ok(())
+        self.batcher.write(Write::Finish { id, outcome, now }).await
     }
 
     async fn request_counts(&self) -> Result<Vec<(Status, i64)>, StoreError> {
         let rows =
-            sqlx::query("SELECT status, COUNT(*) AS n FROM requests GROUP BY status").fetch_all(&self.pool).await?;
+            sqlx::query("SELECT status, COUNT(*) AS n FROM requests GROUP BY status").fetch_all(self.rd()).await?;
         let mut out = Vec::new();
         for row in rows {
             let status: String = row.try_get("status")?;
@@ -427,8 +392,7 @@ impl Store for SqliteStore {
     }
 
     async fn outbox_counts(&self) -> Result<OutboxCounts, StoreError> {
-        let rows =
-            sqlx::query("SELECT status, COUNT(*) AS n FROM outbox GROUP BY status").fetch_all(&self.pool).await?;
+        let rows = sqlx::query("SELECT status, COUNT(*) AS n FROM outbox GROUP BY status").fetch_all(self.rd()).await?;
         let mut c = OutboxCounts::default();
         for row in rows {
             let status: String = row.try_get("status")?;
@@ -443,17 +407,7 @@ impl Store for SqliteStore {
     }
 
     async fn record_message(&self, m: &MessageRef) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT OR IGNORE INTO slack_messages (request_id, step, recipient, channel, ts) VALUES (?, ?, ?, ?, ?)",
-        )
-        .bind(&m.request_id)
-        .bind(m.step)
-        .bind(&m.recipient)
-        .bind(&m.channel)
-        .bind(&m.ts)
-        .execute(&self.writer)
-        .await?;
-        Ok(())
+        self.batcher.write(Write::Message(m.clone())).await
     }
 
     async fn messages(&self, request_id: &str, step: i64, recipient: &str) -> Result<Vec<MessageRef>, StoreError> {
@@ -464,7 +418,7 @@ impl Store for SqliteStore {
         .bind(request_id)
         .bind(step)
         .bind(recipient)
-        .fetch_all(&self.pool)
+        .fetch_all(self.rd())
         .await?;
         rows.iter().map(decode_message).collect()
     }
@@ -474,46 +428,48 @@ impl Store for SqliteStore {
             "SELECT request_id, step, recipient, channel, ts FROM slack_messages WHERE request_id = ? ORDER BY ts",
         )
         .bind(request_id)
-        .fetch_all(&self.pool)
+        .fetch_all(self.rd())
         .await?;
         rows.iter().map(decode_message).collect()
     }
 
     async fn mark_home_opened(&self, user_id: &str) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO identities (user_id, home_opened, updated) VALUES (?, 1, ?)
-             ON CONFLICT (user_id) DO UPDATE SET home_opened = 1",
-        )
-        .bind(user_id)
-        .bind(ms(Utc::now()))
-        .execute(&self.writer)
-        .await?;
+        self.batcher.write(Write::HomeOpened(user_id.to_string())).await?;
+        self.caches.home_was_opened(user_id);
         Ok(())
     }
 
     async fn home_opened(&self, user_id: &str) -> Result<bool, StoreError> {
-        let row = sqlx::query("SELECT home_opened FROM identities WHERE user_id = ?")
-            .bind(user_id)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(match row {
-            Some(r) => r.try_get::<bool, _>("home_opened")?,
-            None => false,
-        })
+        self.caches
+            .home_opened(user_id, || async {
+                let row = sqlx::query("SELECT home_opened FROM identities WHERE user_id = ?")
+                    .bind(user_id)
+                    .fetch_optional(self.rd())
+                    .await?;
+                Ok(match row {
+                    Some(r) => r.try_get::<bool, _>("home_opened")?,
+                    None => false,
+                })
+            })
+            .await
     }
 
     async fn identity(&self, user_id: &str) -> Result<Option<Identity>, StoreError> {
-        let row = sqlx::query(&format!("SELECT {IDENTITY} FROM identities WHERE user_id = ?"))
-            .bind(user_id)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.map(|r| decode_identity(&r)).transpose()
+        self.caches
+            .identity(user_id, || async {
+                let row = sqlx::query(&format!("SELECT {IDENTITY} FROM identities WHERE user_id = ?"))
+                    .bind(user_id)
+                    .fetch_optional(self.rd())
+                    .await?;
+                row.map(|r| decode_identity(&r)).transpose()
+            })
+            .await
     }
 
     async fn identity_by_email(&self, email: &str) -> Result<Option<Identity>, StoreError> {
         let row = sqlx::query(&format!("SELECT {IDENTITY} FROM identities WHERE email = ? LIMIT 1"))
             .bind(email.to_ascii_lowercase())
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.rd())
             .await?;
         row.map(|r| decode_identity(&r)).transpose()
     }
@@ -521,7 +477,7 @@ impl Store for SqliteStore {
     async fn identity_by_okta_id(&self, okta_id: &str) -> Result<Option<Identity>, StoreError> {
         let row = sqlx::query(&format!("SELECT {IDENTITY} FROM identities WHERE okta_id = ? LIMIT 1"))
             .bind(okta_id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.rd())
             .await?;
         row.map(|r| decode_identity(&r)).transpose()
     }
@@ -535,43 +491,23 @@ impl Store for SqliteStore {
         for id in user_ids {
             q = q.bind(id);
         }
-        q.fetch_all(&self.pool).await?.iter().map(decode_identity).collect()
+        q.fetch_all(self.rd()).await?.iter().map(decode_identity).collect()
     }
 
     async fn identities_without_okta_id(&self, limit: i64) -> Result<Vec<Identity>, StoreError> {
         let sql = format!(
             "SELECT {IDENTITY} FROM identities WHERE okta_id IS NULL AND email IS NOT NULL ORDER BY user_id LIMIT ?"
         );
-        sqlx::query(&sql).bind(limit).fetch_all(&self.pool).await?.iter().map(decode_identity).collect()
+        sqlx::query(&sql).bind(limit).fetch_all(self.rd()).await?.iter().map(decode_identity).collect()
     }
 
     async fn save_identity(&self, i: &Identity) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO identities (user_id, email, name, dm_channel, updated, resolved, okta_id)
-             VALUES (?, ?, ?, ?, ?, ?, ?)
-             ON CONFLICT (user_id) DO UPDATE SET
-               resolved = identities.resolved OR excluded.resolved,
-               okta_id = COALESCE(identities.okta_id, excluded.okta_id),
-               email = COALESCE(excluded.email, identities.email),
-               name = COALESCE(excluded.name, identities.name),
-               dm_channel = COALESCE(excluded.dm_channel, identities.dm_channel),
-               updated = excluded.updated",
-        )
-        .bind(&i.user_id)
-        .bind(i.email.as_ref().map(|e| e.to_ascii_lowercase()))
-        .bind(&i.name)
-        .bind(&i.dm_channel)
-        .bind(ms(Utc::now()))
-        .bind(i.resolved)
-        .bind(&i.okta_id)
-        .execute(&self.writer)
-        .await?;
-        Ok(())
+        self.caches.save_identity(&i.user_id, || self.batcher.write(Write::Identity(i.clone()))).await
     }
 
     async fn usergroups(&self) -> Result<Vec<Usergroup>, StoreError> {
         let rows = sqlx::query("SELECT id, members, version, updated FROM usergroups ORDER BY id")
-            .fetch_all(&self.pool)
+            .fetch_all(self.rd())
             .await?;
         rows.iter().map(decode_usergroup).collect()
     }
@@ -579,6 +515,8 @@ impl Store for SqliteStore {
     async fn save_usergroup(&self, g: &Usergroup, events: &[LogEvent]) -> Result<(), StoreError> {
         let members = json(&g.members)?;
         let mut tx = self.writer.begin().await?;
+        let mut db = Db::new(&mut *tx, &self.statements);
+        self.statements.add(1);
         let res = if g.version == 0 {
             sqlx::query(
                 "INSERT INTO usergroups (id, members, version, updated) VALUES (?, ?, 1, ?) ON CONFLICT (id) DO NOTHING",
@@ -586,7 +524,7 @@ impl Store for SqliteStore {
             .bind(&g.id)
             .bind(&members)
             .bind(ms(g.updated))
-            .execute(&mut *tx)
+            .execute(db.ex())
             .await?
         } else {
             sqlx::query(
@@ -596,13 +534,12 @@ impl Store for SqliteStore {
             .bind(ms(g.updated))
             .bind(&g.id)
             .bind(g.version)
-            .execute(&mut *tx)
+            .execute(db.ex())
             .await?
         };
         one_row(res.rows_affected())?;
-        for ev in events {
-            insert_event(&mut tx, ev).await?;
-        }
+        insert_events(&mut db, &events.iter().collect::<Vec<_>>()).await?;
+        self.statements.add(1);
         tx.commit().await?;
         Ok(())
     }
@@ -625,7 +562,7 @@ impl Store for SqliteStore {
             emails.push_bind(p.to_ascii_lowercase());
         }
         q.push("))");
-        let rows = q.build().fetch_all(&self.pool).await?;
+        let rows = q.build().fetch_all(self.rd()).await?;
         rows.iter().map(decode_delegation).collect()
     }
 
@@ -636,7 +573,7 @@ impl Store for SqliteStore {
         )
         .bind(ms(now))
         .bind(PRUNE_REPLAYS)
-        .execute(&self.writer)
+        .execute(self.wr())
         .await?;
         // An expired row left by the bounded prune is taken over, not counted as a use.
         let res = sqlx::query(
@@ -646,7 +583,7 @@ impl Store for SqliteStore {
         .bind(key)
         .bind(ms(expires))
         .bind(ms(now))
-        .execute(&self.writer)
+        .execute(self.wr())
         .await?;
         Ok(res.rows_affected() == 1)
     }
@@ -710,9 +647,7 @@ fn decode_identity(r: &SqliteRow) -> Result<Identity, StoreError> {
     })
 }
 
-type Tx<'c> = sqlx::Transaction<'c, Sqlite>;
-
-async fn write_request(tx: &mut Tx<'_>, w: &RequestWrite<'_>) -> Result<(), StoreError> {
+async fn write_request(db: &mut Db<'_, SqliteConnection>, w: &RequestWrite<'_>) -> Result<(), StoreError> {
     let req = w.req;
     let body = json(req)?;
     if w.insert {
@@ -730,7 +665,7 @@ async fn write_request(tx: &mut Tx<'_>, w: &RequestWrite<'_>) -> Result<(), Stor
         .bind(ms(req.last_updated))
         .bind(&body)
         .bind(w.due.map(ms))
-        .execute(&mut **tx)
+        .execute(db.ex())
         .await
         .map_err(insert_error)?;
     } else {
@@ -745,22 +680,22 @@ async fn write_request(tx: &mut Tx<'_>, w: &RequestWrite<'_>) -> Result<(), Stor
         .bind(w.due.map(ms))
         .bind(&req.id)
         .bind(req.version)
-        .execute(&mut **tx)
+        .execute(db.ex())
         .await?;
         one_row(res.rows_affected())?;
-        sqlx::query("DELETE FROM current_approvers WHERE request_id = ?").bind(&req.id).execute(&mut **tx).await?;
+        sqlx::query("DELETE FROM current_approvers WHERE request_id = ?").bind(&req.id).execute(db.ex()).await?;
     }
     for chunk in w.approvers.chunks(ROWS_PER_INSERT) {
         let mut q = QueryBuilder::<Sqlite>::new("INSERT OR IGNORE INTO current_approvers (person, request_id) ");
         q.push_values(chunk, |mut b, p| {
             b.push_bind(*p).push_bind(&req.id);
         });
-        q.build().execute(&mut **tx).await?;
+        q.build().execute(db.ex()).await?;
     }
     Ok(())
 }
 
-async fn write_delegation(tx: &mut Tx<'_>, change: &DelegationChange) -> Result<(), StoreError> {
+async fn write_delegation(db: &mut Db<'_, SqliteConnection>, change: &DelegationChange) -> Result<(), StoreError> {
     match change {
         DelegationChange::Set(d) => {
             sqlx::query(
@@ -771,17 +706,17 @@ async fn write_delegation(tx: &mut Tx<'_>, change: &DelegationChange) -> Result<
             .bind(&d.delegate)
             .bind(ms(d.until))
             .bind(ms(d.created))
-            .execute(&mut **tx)
+            .execute(db.ex())
             .await?;
         }
         DelegationChange::Remove { user_id } => {
-            sqlx::query("DELETE FROM delegations WHERE user_id = ?").bind(user_id).execute(&mut **tx).await?;
+            sqlx::query("DELETE FROM delegations WHERE user_id = ?").bind(user_id).execute(db.ex()).await?;
         }
     }
     Ok(())
 }
 
-async fn write_assignment(tx: &mut Tx<'_>, w: &AssignmentWrite<'_>) -> Result<(), StoreError> {
+async fn write_assignment(db: &mut Db<'_, SqliteConnection>, w: &AssignmentWrite<'_>) -> Result<(), StoreError> {
     match *w {
         AssignmentWrite::Upsert { assignment: a, source } => {
             sqlx::query(
@@ -794,14 +729,14 @@ async fn write_assignment(tx: &mut Tx<'_>, w: &AssignmentWrite<'_>) -> Result<()
             .bind(ms(a.granted))
             .bind(a.expires.map(ms))
             .bind(a.due().map(ms))
-            .execute(&mut **tx)
+            .execute(db.ex())
             .await?;
         }
         AssignmentWrite::Delete { user_id, app_id } => {
             let res = sqlx::query("DELETE FROM assignments WHERE user_id = ? AND app_id = ?")
                 .bind(user_id)
                 .bind(app_id)
-                .execute(&mut **tx)
+                .execute(db.ex())
                 .await?;
             one_row(res.rows_affected())?;
         }
@@ -809,33 +744,46 @@ async fn write_assignment(tx: &mut Tx<'_>, w: &AssignmentWrite<'_>) -> Result<()
             let sql = format!(
                 "UPDATE assignments SET {column} = 1, due = ? WHERE user_id = ? AND app_id = ? AND {column} = 0"
             );
-            let res = sqlx::query(&sql).bind(due.map(ms)).bind(user_id).bind(app_id).execute(&mut **tx).await?;
+            let res = sqlx::query(&sql).bind(due.map(ms)).bind(user_id).bind(app_id).execute(db.ex()).await?;
             one_row(res.rows_affected())?;
         }
     }
     Ok(())
 }
 
-async fn insert_event(tx: &mut Tx<'_>, ev: &LogEvent) -> Result<(), StoreError> {
-    let seq: i64 = sqlx::query_scalar(
-        "INSERT INTO system_log (uuid, published, event_type, request_id, actor_id, body) VALUES (?, ?, ?, ?, ?, ?) RETURNING seq",
-    )
-    .bind(&ev.uuid)
-    .bind(ms(ev.published))
-    .bind(&ev.event_type)
-    .bind(&ev.request_id)
-    .bind(&ev.actor.id)
-    .bind(json(ev)?)
-    .fetch_one(&mut **tx)
-    .await?;
-    for chunk in ev.target.chunks(ROWS_PER_INSERT) {
+/// Appends events (in order) and their targets: two statements for any number.
+async fn insert_events(db: &mut Db<'_, SqliteConnection>, events: &[&LogEvent]) -> Result<(), StoreError> {
+    // Rows per statement such that the bound values stay under SQLite's 32,766.
+    for chunk in events.chunks(ROWS_PER_INSERT / 2) {
+        let bodies = chunk.iter().map(json).collect::<Result<Vec<_>, _>>()?;
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO system_log (uuid, published, event_type, request_id, actor_id, body) ",
+        );
+        q.push_values(chunk.iter().zip(bodies), |mut b, (ev, body)| {
+            b.push_bind(&ev.uuid)
+                .push_bind(ms(ev.published))
+                .push_bind(&ev.event_type)
+                .push_bind(&ev.request_id)
+                .push_bind(&ev.actor.id)
+                .push_bind(body);
+        });
+        q.build().execute(db.ex()).await?;
+    }
+    let targets: Vec<_> = events.iter().flat_map(|ev| ev.target.iter().map(move |t| (&ev.uuid, t))).collect();
+    for chunk in targets.chunks(ROWS_PER_INSERT / 2) {
         let mut q = QueryBuilder::<Sqlite>::new(
             "INSERT OR IGNORE INTO system_log_targets (seq, target_id, target_type, alternate_id, display_name) ",
         );
-        q.push_values(chunk, |mut b, t| {
-            b.push_bind(seq).push_bind(&t.id).push_bind(&t.kind).push_bind(&t.alternate_id).push_bind(&t.display_name);
+        q.push_values(chunk, |mut b, (uuid, t)| {
+            b.push("(SELECT seq FROM system_log WHERE uuid = ")
+                .push_bind_unseparated(*uuid)
+                .push_unseparated(")")
+                .push_bind(&t.id)
+                .push_bind(&t.kind)
+                .push_bind(&t.alternate_id)
+                .push_bind(&t.display_name);
         });
-        q.build().execute(&mut **tx).await?;
+        q.build().execute(db.ex()).await?;
     }
     Ok(())
 }
@@ -857,22 +805,184 @@ fn bind_values<'q>(
 /// connection's thread, and SQLite allows 32,766 bound values per statement.
 const ROWS_PER_INSERT: usize = 500;
 
-/// Queues outbox rows; one multi-row INSERT assigns ids in the slice's order.
-async fn insert_jobs(tx: &mut Tx<'_>, items: &[OutboxItem], now: Timestamp) -> Result<(), StoreError> {
+/// Queues outbox rows, each due at its time; one multi-row INSERT assigns ids in the slice's order.
+async fn insert_jobs(db: &mut Db<'_, SqliteConnection>, items: &[(&OutboxItem, Timestamp)]) -> Result<(), StoreError> {
     for chunk in items.chunks(ROWS_PER_INSERT) {
-        let payloads = chunk.iter().map(|i| json(&i.payload)).collect::<Result<Vec<_>, _>>()?;
+        let payloads = chunk.iter().map(|(i, _)| json(&i.payload)).collect::<Result<Vec<_>, _>>()?;
         let mut q = QueryBuilder::<Sqlite>::new(
             "INSERT INTO outbox (ordering_key, kind, payload, next_attempt_at, deadline, created) ",
         );
-        q.push_values(chunk.iter().zip(payloads), |mut b, (item, payload)| {
+        q.push_values(chunk.iter().zip(payloads), |mut b, ((item, now), payload)| {
             b.push_bind(&item.ordering_key)
                 .push_bind(&item.kind)
                 .push_bind(payload)
-                .push_bind(ms(now))
+                .push_bind(ms(*now))
                 .push_bind(item.deadline.map(ms))
-                .push_bind(ms(now));
+                .push_bind(ms(*now));
         });
-        q.build().execute(&mut **tx).await?;
+        q.build().execute(db.ex()).await?;
     }
+    Ok(())
+}
+
+/// What a batch writes last, merged: rows of many writes in one statement each.
+#[derive(Default)]
+struct Merged<'a> {
+    events: Vec<&'a LogEvent>,
+    jobs: Vec<(&'a OutboxItem, Timestamp)>,
+    /// Delivered outbox rows, and the latest time among them.
+    done: Vec<i64>,
+    done_at: Option<Timestamp>,
+    messages: Vec<&'a MessageRef>,
+}
+
+/// The batcher's [`super::batch::Apply`]: every write in order, merged
+/// writes last. Events, outbox rows, delivered rows and message records of
+/// the whole batch cost a statement each.
+fn apply<'c>(
+    conn: &'c mut SqliteConnection,
+    writes: &'c [Write],
+    statements: &'c Statements,
+) -> futures_util::future::BoxFuture<'c, Result<(), StoreError>> {
+    Box::pin(async move {
+        let mut db = Db::new(conn, statements);
+        let mut m = Merged::default();
+        let plans = writes
+            .iter()
+            .filter_map(|w| match w {
+                Write::Commit(cs) => Some(Plan::of(cs)),
+                _ => None,
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut plans = plans.iter();
+        for w in writes {
+            match w {
+                Write::Commit(_) => {
+                    let Some(plan) = plans.next() else { continue };
+                    write_plan(&mut db, plan).await?;
+                    m.events.extend(plan.events.iter());
+                    m.jobs.extend(plan.jobs.iter().map(|j| (j, plan.now)));
+                }
+                Write::Enqueue { items, now } => m.jobs.extend(items.iter().map(|j| (j, *now))),
+                Write::Events(events) => m.events.extend(events.iter()),
+                Write::Finish { id, outcome: JobOutcome::Done, now } => {
+                    m.done.push(*id);
+                    m.done_at = m.done_at.max(Some(*now));
+                }
+                Write::Finish { id, outcome, now } => finish(&mut db, *id, outcome, *now).await?,
+                Write::Message(msg) => m.messages.push(msg),
+                Write::Identity(i) => save_identity(&mut db, i).await?,
+                Write::HomeOpened(user) => mark_home_opened(&mut db, user).await?,
+            }
+        }
+        insert_events(&mut db, &m.events).await?;
+        insert_jobs(&mut db, &m.jobs).await?;
+        finish_done(&mut db, &m.done, m.done_at.unwrap_or_else(Utc::now)).await?;
+        insert_messages(&mut db, &m.messages).await
+    })
+}
+
+/// A changeset's request, assignment and delegation rows (its events and jobs are merged).
+async fn write_plan(db: &mut Db<'_, SqliteConnection>, plan: &Plan<'_>) -> Result<(), StoreError> {
+    if let Some(w) = &plan.request {
+        write_request(db, w).await?;
+    }
+    if let Some(w) = &plan.assignment {
+        write_assignment(db, w).await?;
+    }
+    if let Some(d) = plan.delegation {
+        write_delegation(db, d).await?;
+    }
+    Ok(())
+}
+
+async fn finish(
+    db: &mut Db<'_, SqliteConnection>,
+    id: i64,
+    outcome: &JobOutcome,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    let q = match outcome {
+        JobOutcome::Done => {
+            return finish_done(db, &[id], now).await;
+        }
+        JobOutcome::Retry { at, error } => {
+            sqlx::query("UPDATE outbox SET lease_until = NULL, next_attempt_at = ?, last_error = ? WHERE id = ?")
+                .bind(ms(*at))
+                .bind(error)
+                .bind(id)
+        }
+        JobOutcome::Failed { error } => sqlx::query(
+            "UPDATE outbox SET status = 'failed', lease_until = NULL, last_error = ?, finished = ? WHERE id = ?",
+        )
+        .bind(error)
+        .bind(ms(now))
+        .bind(id),
+    };
+    q.execute(db.ex()).await?;
+    Ok(())
+}
+
+async fn finish_done(db: &mut Db<'_, SqliteConnection>, ids: &[i64], now: Timestamp) -> Result<(), StoreError> {
+    for chunk in ids.chunks(ROWS_PER_INSERT) {
+        let sql = format!(
+            "UPDATE outbox SET status = 'done', lease_until = NULL, finished = ? WHERE id IN ({})",
+            placeholders(chunk.len())
+        );
+        let mut q = sqlx::query(&sql).bind(ms(now));
+        for id in chunk {
+            q = q.bind(id);
+        }
+        q.execute(db.ex()).await?;
+    }
+    Ok(())
+}
+
+async fn insert_messages(db: &mut Db<'_, SqliteConnection>, messages: &[&MessageRef]) -> Result<(), StoreError> {
+    for chunk in messages.chunks(ROWS_PER_INSERT) {
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "INSERT OR IGNORE INTO slack_messages (request_id, step, recipient, channel, ts) ",
+        );
+        q.push_values(chunk, |mut b, m| {
+            b.push_bind(&m.request_id).push_bind(m.step).push_bind(&m.recipient).push_bind(&m.channel).push_bind(&m.ts);
+        });
+        q.build().execute(db.ex()).await?;
+    }
+    Ok(())
+}
+
+async fn mark_home_opened(db: &mut Db<'_, SqliteConnection>, user_id: &str) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO identities (user_id, home_opened, updated) VALUES (?, 1, ?)
+         ON CONFLICT (user_id) DO UPDATE SET home_opened = 1",
+    )
+    .bind(user_id)
+    .bind(ms(Utc::now()))
+    .execute(db.ex())
+    .await?;
+    Ok(())
+}
+
+async fn save_identity(db: &mut Db<'_, SqliteConnection>, i: &Identity) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO identities (user_id, email, name, dm_channel, updated, resolved, okta_id)
+         VALUES (?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT (user_id) DO UPDATE SET
+           resolved = identities.resolved OR excluded.resolved,
+           okta_id = COALESCE(identities.okta_id, excluded.okta_id),
+           email = COALESCE(excluded.email, identities.email),
+           name = COALESCE(excluded.name, identities.name),
+           dm_channel = COALESCE(excluded.dm_channel, identities.dm_channel),
+           updated = excluded.updated",
+    )
+    .bind(&i.user_id)
+    .bind(i.email.as_ref().map(|e| e.to_ascii_lowercase()))
+    .bind(&i.name)
+    .bind(&i.dm_channel)
+    .bind(ms(Utc::now()))
+    .bind(i.resolved)
+    .bind(&i.okta_id)
+    .execute(db.ex())
+    .await?;
     Ok(())
 }

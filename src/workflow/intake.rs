@@ -134,9 +134,13 @@ impl Workflow {
             return Err(WorkflowError::RateLimited { what: RateLimited::Requests, retry_after });
         }
         let (req, waiting) = (&req, &waiting);
+        // The first attempt follows the read above; a retry (a duplicate open) looks again.
+        let first = &std::sync::atomic::AtomicBool::new(true);
         self.retrying(|| async move {
-            if let Some(existing) = self.store.open_request(&req.requested_for.id, &req.app_id).await? {
-                return Ok(Submitted { request: existing, existing: true });
+            if !first.swap(false, std::sync::atomic::Ordering::Relaxed) {
+                if let Some(existing) = self.store.open_request(&req.requested_for.id, &req.app_id).await? {
+                    return Ok(Submitted { request: existing, existing: true });
+                }
             }
             let now = self.clock.now();
             let cs = match waiting.is_empty() {

@@ -110,6 +110,8 @@ pub struct Usergroup {
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     async fn ping(&self) -> Result<(), StoreError>;
+    /// SQL statements sent to the database so far (round trips; the budget test reads it).
+    fn statements(&self) -> u64;
 
     /// Writes a command's request state, assignment change, log events and
     /// notification intents in one transaction. Fails with `Conflict` when the
@@ -150,8 +152,6 @@ pub trait Store: Send + Sync + 'static {
     /// claimed again. Never returns a row while an older row with its key is undelivered.
     async fn claim_jobs(&self, now: Timestamp, lease: Duration, limit: i64) -> Result<Vec<ClaimedJob>, StoreError>;
     async fn finish_job(&self, id: i64, outcome: JobOutcome, now: Timestamp) -> Result<(), StoreError>;
-    /// Gives back claimed rows on shutdown so another worker takes them at once.
-    async fn release_jobs(&self, ids: &[i64]) -> Result<(), StoreError>;
     async fn outbox_counts(&self) -> Result<OutboxCounts, StoreError>;
     /// How many requests there are in each status.
     async fn request_counts(&self) -> Result<Vec<(Status, i64)>, StoreError>;

@@ -54,5 +54,6 @@ mod requesters;
 mod security;
 mod soak;
 mod socket_mode;
+mod statements;
 mod steps;
 mod usergroups;

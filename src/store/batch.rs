@@ -1,0 +1,168 @@
+//! Group commit: writes that arrive while a transaction is being written
+//! queue up and share the next one, so a busy store pays one commit (one WAL
+//! write, one fsync on PostgreSQL) for many writes, and the backend can merge
+//! writes of one kind into one statement. An idle store writes each at once:
+//! nothing waits for company.
+//!
+//! A batch is all or nothing. When any write in it fails, the batch is rolled
+//! back and its writes are applied again one transaction each, so each caller
+//! gets the answer its write alone would have got (a conflict stays its own).
+
+use std::sync::Arc;
+
+use futures_util::future::BoxFuture;
+use tokio::sync::{mpsc, oneshot, Mutex};
+
+use crate::workflow::model::{Changeset, LogEvent, Timestamp};
+use crate::workflow::ports::{Identity, JobOutcome, MessageRef, OutboxItem, StoreError};
+
+/// Writes per transaction at most: bounds the time a batch holds the writer.
+const MAX_BATCH: usize = 256;
+
+/// One write a caller waits for.
+#[derive(Debug)]
+pub(super) enum Write {
+    Commit(Box<Changeset>),
+    Enqueue { items: Vec<OutboxItem>, now: Timestamp },
+    Finish { id: i64, outcome: JobOutcome, now: Timestamp },
+    Message(MessageRef),
+    Identity(Identity),
+    HomeOpened(String),
+    Events(Vec<LogEvent>),
+}
+
+/// Applies a batch of writes in an open transaction (merging what it can);
+/// any error fails the batch.
+pub(super) type Apply<DB> = for<'c> fn(
+    &'c mut <DB as sqlx::Database>::Connection,
+    &'c [Write],
+    &'c super::Statements,
+) -> BoxFuture<'c, Result<(), StoreError>>;
+
+type Queued = (Write, oneshot::Sender<Result<(), StoreError>>);
+
+/// The queue in front of a backend's writers.
+pub(super) struct Batcher {
+    queue: mpsc::UnboundedSender<Queued>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Batcher {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+impl Batcher {
+    /// `writers` tasks take batches from one queue, each on its own connection of `pool`.
+    pub fn start<DB: sqlx::Database>(
+        pool: sqlx::Pool<DB>,
+        apply: Apply<DB>,
+        statements: Arc<super::Statements>,
+        writers: usize,
+    ) -> Batcher {
+        let (queue, rx) = mpsc::unbounded_channel();
+        let rx = Arc::new(Mutex::new(rx));
+        let tasks = (0..writers.max(1))
+            .map(|_| tokio::spawn(writer(pool.clone(), apply, statements.clone(), rx.clone())))
+            .collect();
+        Batcher { queue, tasks }
+    }
+
+    /// Queues `w` and waits until its transaction committed.
+    pub async fn write(&self, w: Write) -> Result<(), StoreError> {
+        let (tx, rx) = oneshot::channel();
+        self.queue.send((w, tx)).map_err(|_| StoreError::Database("the store's writer stopped".into()))?;
+        rx.await.map_err(|_| StoreError::Database("the store's writer stopped".into()))?
+    }
+}
+
+async fn writer<DB: sqlx::Database>(
+    pool: sqlx::Pool<DB>,
+    apply: Apply<DB>,
+    statements: Arc<super::Statements>,
+    rx: Arc<Mutex<mpsc::UnboundedReceiver<Queued>>>,
+) {
+    loop {
+        let batch = {
+            let mut rx = rx.lock().await;
+            let Some(first) = rx.recv().await else { return };
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(q) => batch.push(q),
+                    Err(_) => break,
+                }
+            }
+            batch
+        };
+        let (writes, replies): (Vec<Write>, Vec<_>) = batch.into_iter().unzip();
+        match transaction(&pool, apply, &statements, &writes).await {
+            Ok(()) => replies.into_iter().for_each(|r| drop(r.send(Ok(())))),
+            // A commit that failed may have happened: never replayed, every caller hears.
+            Err(Failed::Commit(e)) if writes.len() == 1 => {
+                if let Some(r) = replies.into_iter().next() {
+                    let _ = r.send(Err(e));
+                }
+            }
+            Err(Failed::Commit(e)) => {
+                let text = e.to_string();
+                replies.into_iter().for_each(|r| drop(r.send(Err(StoreError::Database(text.clone())))));
+            }
+            Err(Failed::Apply(e)) if writes.len() == 1 => {
+                if let Some(r) = replies.into_iter().next() {
+                    let _ = r.send(Err(e));
+                }
+            }
+            Err(Failed::Apply(_)) => {
+                for (w, reply) in writes.iter().zip(replies) {
+                    let one = transaction(&pool, apply, &statements, std::slice::from_ref(w)).await;
+                    let _ = reply.send(one.map_err(Failed::into_inner));
+                }
+            }
+        }
+    }
+}
+
+enum Failed {
+    /// Before the commit: nothing was written.
+    Apply(StoreError),
+    Commit(StoreError),
+}
+
+impl Failed {
+    fn into_inner(self) -> StoreError {
+        match self {
+            Failed::Apply(e) | Failed::Commit(e) => e,
+        }
+    }
+}
+
+impl Write {
+    /// Written by one statement: atomic without a transaction around it.
+    fn one_statement(&self) -> bool {
+        matches!(self, Write::Finish { .. } | Write::Message(_) | Write::Identity(_) | Write::HomeOpened(_))
+    }
+}
+
+async fn transaction<DB: sqlx::Database>(
+    pool: &sqlx::Pool<DB>,
+    apply: Apply<DB>,
+    statements: &super::Statements,
+    writes: &[Write],
+) -> Result<(), Failed> {
+    if let [w] = writes {
+        if w.one_statement() {
+            let mut conn = pool.acquire().await.map_err(|e| Failed::Apply(e.into()))?;
+            // Autocommit: once the statement ran, it is written.
+            return apply(&mut conn, writes, statements).await.map_err(Failed::Commit);
+        }
+    }
+    let mut tx = pool.begin().await.map_err(|e| Failed::Apply(e.into()))?;
+    statements.add(1);
+    apply(&mut *tx, writes, statements).await.map_err(Failed::Apply)?;
+    statements.add(1);
+    tx.commit().await.map_err(|e| Failed::Commit(e.into()))
+}
