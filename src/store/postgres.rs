@@ -147,8 +147,12 @@ impl PgStore {
     }
 
     async fn with_options(opts: PgConnectOptions) -> Result<PgStore, StoreError> {
+        // No ping before every statement (a round trip each): a connection the
+        // server dropped fails its next statement, is discarded, and the
+        // write is retried like any other failure.
         let pool = PgPoolOptions::new()
             .max_connections(10)
+            .test_before_acquire(false)
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(opts)
             .await?;
