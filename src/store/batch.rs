@@ -142,7 +142,7 @@ impl Failed {
 
 impl Write {
     /// Written by one statement: atomic without a transaction around it.
-    fn one_statement(&self) -> bool {
+    pub(super) fn one_statement(&self) -> bool {
         matches!(self, Write::Finish { .. } | Write::Message(_) | Write::Identity(_) | Write::HomeOpened(_))
     }
 }

@@ -1,0 +1,676 @@
+//! Every SQLite write, on one connection owned by one thread (rusqlite, the
+//! SQLite C library called in place). sqlx runs each SQLite connection on a
+//! thread of its own and hands every statement across (two context switches
+//! a statement, plus a ping each time a connection goes back to its pool); here
+//! a whole batch of writes — group commit, as in [`super::batch`] — costs one
+//! hand-off, and its statements are plain function calls.
+//!
+//! Writes that answer with data (claims, replay keys) run alone, between
+//! batches, on the same connection: SQLite has one writer, and two writing
+//! connections would busy-wait on its lock.
+
+use std::path::Path;
+use std::time::Duration;
+
+use chrono::Utc;
+use rusqlite::types::Value;
+use rusqlite::{params_from_iter, Connection, OpenFlags};
+use tokio::sync::{mpsc, oneshot};
+
+use super::batch::Write;
+use super::plan::{one_row, AssignmentWrite, Plan, RequestWrite};
+use super::Statements;
+use crate::workflow::model::{DelegationChange, LogEvent, Timestamp};
+use crate::workflow::ports::{ClaimedJob, Identity, JobOutcome, MessageRef, OutboxItem, StoreError, Usergroup};
+
+/// Writes per transaction at most.
+const MAX_BATCH: usize = 256;
+/// Rows per multi-row statement: SQLite allows 32,766 bound values in one.
+const ROWS: usize = 500;
+
+type Task = Box<dyn FnOnce(&mut Connection, &Statements) + Send>;
+
+enum Job {
+    Write(Write, oneshot::Sender<Result<(), StoreError>>),
+    Run(Task),
+}
+
+pub(super) struct Writer {
+    queue: mpsc::UnboundedSender<Job>,
+}
+
+fn db(e: rusqlite::Error) -> StoreError {
+    StoreError::Database(e.to_string())
+}
+
+fn stopped() -> StoreError {
+    StoreError::Database("the SQLite writer stopped".into())
+}
+
+pub(super) fn ms(t: Timestamp) -> i64 {
+    t.timestamp_millis()
+}
+
+fn json<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
+    serde_json::to_string(v).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+impl Writer {
+    /// Opens the (migrated) database file and starts the writer thread; it
+    /// stops when the last handle is dropped.
+    pub fn open(path: &Path, statements: std::sync::Arc<Statements>) -> Result<Writer, StoreError> {
+        let conn =
+            Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+                .map_err(db)?;
+        conn.busy_timeout(Duration::from_secs(10)).map_err(db)?;
+        // The writer never checkpoints (its fsync would stall every write behind it).
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;
+             PRAGMA cache_size = -65536; PRAGMA wal_autocheckpoint = 0;",
+        )
+        .map_err(db)?;
+        conn.set_prepared_statement_cache_capacity(64);
+        let (queue, rx) = mpsc::unbounded_channel();
+        std::thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || run(conn, rx, &statements))
+            .map_err(|e| StoreError::Database(format!("starting the SQLite writer: {e}")))?;
+        Ok(Writer { queue })
+    }
+
+    /// Queues `w` and waits until its transaction committed.
+    pub async fn write(&self, w: Write) -> Result<(), StoreError> {
+        let (tx, rx) = oneshot::channel();
+        self.queue.send(Job::Write(w, tx)).map_err(|_| stopped())?;
+        rx.await.map_err(|_| stopped())?
+    }
+
+    /// Runs `f` on the writer connection, alone.
+    pub async fn run<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection, &Statements) -> Result<T, StoreError> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        let task: Task = Box::new(move |conn, n| drop(tx.send(f(conn, n))));
+        self.queue.send(Job::Run(task)).map_err(|_| stopped())?;
+        rx.await.map_err(|_| stopped())?
+    }
+}
+
+fn run(mut conn: Connection, mut rx: mpsc::UnboundedReceiver<Job>, n: &Statements) {
+    let mut next = None;
+    loop {
+        let job = match next.take() {
+            Some(job) => job,
+            None => match rx.blocking_recv() {
+                Some(job) => job,
+                None => return,
+            },
+        };
+        let (writes, replies): (Vec<Write>, Vec<_>) = match job {
+            Job::Run(task) => {
+                task(&mut conn, n);
+                continue;
+            }
+            Job::Write(w, reply) => {
+                let mut batch = vec![(w, reply)];
+                while batch.len() < MAX_BATCH {
+                    match rx.try_recv() {
+                        Ok(Job::Write(w, reply)) => batch.push((w, reply)),
+                        Ok(run) => {
+                            next = Some(run);
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                }
+                batch.into_iter().unzip()
+            }
+        };
+        settle(&mut conn, n, &writes, replies);
+    }
+}
+
+/// Writes a batch and answers its callers; a batch that failed before its
+/// commit is written again one write at a time (see [`super::batch`]).
+fn settle(
+    conn: &mut Connection,
+    n: &Statements,
+    writes: &[Write],
+    replies: Vec<oneshot::Sender<Result<(), StoreError>>>,
+) {
+    match transaction(conn, n, writes) {
+        Ok(()) => replies.into_iter().for_each(|r| drop(r.send(Ok(())))),
+        Err(Failed::Apply(e) | Failed::Commit(e)) if writes.len() == 1 => {
+            if let Some(r) = replies.into_iter().next() {
+                let _ = r.send(Err(e));
+            }
+        }
+        Err(Failed::Commit(e)) => {
+            let text = e.to_string();
+            replies.into_iter().for_each(|r| drop(r.send(Err(StoreError::Database(text.clone())))));
+        }
+        Err(Failed::Apply(_)) => {
+            for (w, reply) in writes.iter().zip(replies) {
+                let one = transaction(conn, n, std::slice::from_ref(w));
+                let _ = reply.send(one.map_err(Failed::into_inner));
+            }
+        }
+    }
+}
+
+enum Failed {
+    /// Before the commit: nothing was written.
+    Apply(StoreError),
+    Commit(StoreError),
+}
+
+impl Failed {
+    fn into_inner(self) -> StoreError {
+        match self {
+            Failed::Apply(e) | Failed::Commit(e) => e,
+        }
+    }
+}
+
+fn transaction(conn: &mut Connection, n: &Statements, writes: &[Write]) -> Result<(), Failed> {
+    if let [w] = writes {
+        if w.one_statement() {
+            return apply(conn, n, writes).map_err(Failed::Commit);
+        }
+    }
+    let tx = conn.transaction().map_err(|e| Failed::Apply(db(e)))?;
+    n.add(1);
+    apply(&tx, n, writes).map_err(Failed::Apply)?;
+    n.add(1);
+    tx.commit().map_err(|e| Failed::Commit(db(e)))
+}
+
+/// One statement, counted; the rows it changed.
+pub(super) fn exec(conn: &Connection, n: &Statements, sql: &str, values: &[Value]) -> Result<usize, StoreError> {
+    n.add(1);
+    conn.prepare_cached(sql).map_err(db)?.execute(params_from_iter(values.iter())).map_err(db)
+}
+
+fn text(s: &str) -> Value {
+    Value::Text(s.to_string())
+}
+
+fn opt_text(s: Option<&str>) -> Value {
+    s.map(text).unwrap_or(Value::Null)
+}
+
+fn time(t: Timestamp) -> Value {
+    Value::Integer(ms(t))
+}
+
+fn opt_time(t: Option<Timestamp>) -> Value {
+    t.map(time).unwrap_or(Value::Null)
+}
+
+/// `INSERT … VALUES (…), (…)` for `rows` rows of `columns` placeholders.
+fn values_sql(head: &str, rows: usize, columns: usize) -> String {
+    let row = format!("({})", vec!["?"; columns].join(", "));
+    format!("{head} VALUES {}", vec![row; rows].join(", "))
+}
+
+/// What a batch writes last, merged: rows of many writes in one statement each.
+#[derive(Default)]
+struct Merged<'a> {
+    events: Vec<&'a LogEvent>,
+    jobs: Vec<(&'a OutboxItem, Timestamp)>,
+    done: Vec<i64>,
+    done_at: Option<Timestamp>,
+    messages: Vec<&'a MessageRef>,
+}
+
+/// Every write in order, merged writes last.
+fn apply(conn: &Connection, n: &Statements, writes: &[Write]) -> Result<(), StoreError> {
+    let plans = writes
+        .iter()
+        .filter_map(|w| match w {
+            Write::Commit(cs) => Some(Plan::of(cs)),
+            _ => None,
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut plans = plans.iter();
+    let mut m = Merged::default();
+    for w in writes {
+        match w {
+            Write::Commit(_) => {
+                let Some(plan) = plans.next() else { continue };
+                write_plan(conn, n, plan)?;
+                m.events.extend(plan.events.iter());
+                m.jobs.extend(plan.jobs.iter().map(|j| (j, plan.now)));
+            }
+            Write::Enqueue { items, now } => m.jobs.extend(items.iter().map(|j| (j, *now))),
+            Write::Events(events) => m.events.extend(events.iter()),
+            Write::Finish { id, outcome: JobOutcome::Done, now } => {
+                m.done.push(*id);
+                m.done_at = m.done_at.max(Some(*now));
+            }
+            Write::Finish { id, outcome, now } => finish(conn, n, *id, outcome, *now)?,
+            Write::Message(msg) => m.messages.push(msg),
+            Write::Identity(i) => save_identity(conn, n, i)?,
+            Write::HomeOpened(user) => mark_home_opened(conn, n, user)?,
+        }
+    }
+    insert_events(conn, n, &m.events)?;
+    insert_jobs(conn, n, &m.jobs)?;
+    finish_done(conn, n, &m.done, m.done_at.unwrap_or_else(Utc::now))?;
+    insert_messages(conn, n, &m.messages)
+}
+
+fn write_plan(conn: &Connection, n: &Statements, plan: &Plan<'_>) -> Result<(), StoreError> {
+    if let Some(w) = &plan.request {
+        write_request(conn, n, w)?;
+    }
+    if let Some(w) = &plan.assignment {
+        write_assignment(conn, n, w)?;
+    }
+    if let Some(d) = plan.delegation {
+        write_delegation(conn, n, d)?;
+    }
+    Ok(())
+}
+
+fn is_unique_violation(e: &StoreError) -> bool {
+    matches!(e, StoreError::Database(t) if t.contains("UNIQUE constraint failed"))
+}
+
+fn write_request(conn: &Connection, n: &Statements, w: &RequestWrite<'_>) -> Result<(), StoreError> {
+    let req = w.req;
+    let body = json(req)?;
+    if w.insert {
+        exec(
+            conn,
+            n,
+            "INSERT INTO requests (id, app_id, requested_by, requested_for, status, grant_status, created, last_updated, version, body, due)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?)",
+            &[
+                text(&req.id),
+                text(&req.app_id),
+                text(&req.requested_by.id),
+                text(&req.requested_for.id),
+                text(req.status.as_str()),
+                opt_text(w.grant),
+                time(req.created),
+                time(req.last_updated),
+                Value::Text(body),
+                opt_time(w.due),
+            ],
+        )
+        .map_err(|e| if is_unique_violation(&e) { StoreError::DuplicateOpen } else { e })?;
+    } else {
+        let changed = exec(
+            conn,
+            n,
+            "UPDATE requests SET status = ?, grant_status = ?, last_updated = ?, version = version + 1, body = ?, due = ?
+             WHERE id = ? AND version = ?",
+            &[
+                text(req.status.as_str()),
+                opt_text(w.grant),
+                time(req.last_updated),
+                Value::Text(body),
+                opt_time(w.due),
+                text(&req.id),
+                Value::Integer(req.version),
+            ],
+        )?;
+        one_row(changed as u64)?;
+        exec(conn, n, "DELETE FROM current_approvers WHERE request_id = ?", &[text(&req.id)])?;
+    }
+    for chunk in w.approvers.chunks(ROWS) {
+        let sql = values_sql("INSERT OR IGNORE INTO current_approvers (person, request_id)", chunk.len(), 2);
+        let values: Vec<Value> = chunk.iter().flat_map(|p| [text(p), text(&req.id)]).collect();
+        exec(conn, n, &sql, &values)?;
+    }
+    Ok(())
+}
+
+fn write_delegation(conn: &Connection, n: &Statements, change: &DelegationChange) -> Result<(), StoreError> {
+    match change {
+        DelegationChange::Set(d) => exec(
+            conn,
+            n,
+            "INSERT OR REPLACE INTO delegations (user_id, email, delegate, until, created) VALUES (?, ?, ?, ?, ?)",
+            &[text(&d.user_id), opt_text(d.email.as_deref()), text(&d.delegate), time(d.until), time(d.created)],
+        )?,
+        DelegationChange::Remove { user_id } => {
+            exec(conn, n, "DELETE FROM delegations WHERE user_id = ?", &[text(user_id)])?
+        }
+    };
+    Ok(())
+}
+
+fn write_assignment(conn: &Connection, n: &Statements, w: &AssignmentWrite<'_>) -> Result<(), StoreError> {
+    match *w {
+        AssignmentWrite::Upsert { assignment: a, source } => {
+            exec(
+                conn,
+                n,
+                "INSERT OR REPLACE INTO assignments (user_id, app_id, request_id, source, granted, expires, due) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                &[
+                    text(&a.user_id),
+                    text(&a.app_id),
+                    opt_text(a.request_id.as_deref()),
+                    text(source),
+                    time(a.granted),
+                    opt_time(a.expires),
+                    opt_time(a.due()),
+                ],
+            )?;
+        }
+        AssignmentWrite::Delete { user_id, app_id } => {
+            let changed = exec(
+                conn,
+                n,
+                "DELETE FROM assignments WHERE user_id = ? AND app_id = ?",
+                &[text(user_id), text(app_id)],
+            )?;
+            one_row(changed as u64)?;
+        }
+        AssignmentWrite::Warn { user_id, app_id, column, due } => {
+            let sql = format!(
+                "UPDATE assignments SET {column} = 1, due = ? WHERE user_id = ? AND app_id = ? AND {column} = 0"
+            );
+            let changed = exec(conn, n, &sql, &[opt_time(due), text(user_id), text(app_id)])?;
+            one_row(changed as u64)?;
+        }
+    }
+    Ok(())
+}
+
+/// Appends events (in order) and their targets: two statements for any number.
+pub(super) fn insert_events(conn: &Connection, n: &Statements, events: &[&LogEvent]) -> Result<(), StoreError> {
+    for chunk in events.chunks(ROWS / 2) {
+        let sql = values_sql(
+            "INSERT INTO system_log (uuid, published, event_type, request_id, actor_id, body)",
+            chunk.len(),
+            6,
+        );
+        let mut values = Vec::with_capacity(chunk.len() * 6);
+        for ev in chunk {
+            values.extend([
+                text(&ev.uuid),
+                time(ev.published),
+                text(&ev.event_type),
+                opt_text(ev.request_id.as_deref()),
+                text(&ev.actor.id),
+                Value::Text(json(ev)?),
+            ]);
+        }
+        exec(conn, n, &sql, &values)?;
+    }
+    let targets: Vec<_> = events.iter().flat_map(|ev| ev.target.iter().map(move |t| (&ev.uuid, t))).collect();
+    for chunk in targets.chunks(ROWS / 2) {
+        let row = "((SELECT seq FROM system_log WHERE uuid = ?), ?, ?, ?, ?)";
+        let sql = format!(
+            "INSERT OR IGNORE INTO system_log_targets (seq, target_id, target_type, alternate_id, display_name) VALUES {}",
+            vec![row; chunk.len()].join(", ")
+        );
+        let values: Vec<Value> = chunk
+            .iter()
+            .flat_map(|(uuid, t)| {
+                [
+                    text(uuid),
+                    text(&t.id),
+                    text(&t.kind),
+                    opt_text(t.alternate_id.as_deref()),
+                    opt_text(t.display_name.as_deref()),
+                ]
+            })
+            .collect();
+        exec(conn, n, &sql, &values)?;
+    }
+    Ok(())
+}
+
+/// Queues outbox rows, each due at its time; ids follow the slice's order.
+fn insert_jobs(conn: &Connection, n: &Statements, items: &[(&OutboxItem, Timestamp)]) -> Result<(), StoreError> {
+    for chunk in items.chunks(ROWS) {
+        let sql = values_sql(
+            "INSERT INTO outbox (ordering_key, kind, payload, next_attempt_at, deadline, created)",
+            chunk.len(),
+            6,
+        );
+        let mut values = Vec::with_capacity(chunk.len() * 6);
+        for (item, now) in chunk {
+            values.extend([
+                text(&item.ordering_key),
+                text(&item.kind),
+                Value::Text(json(&item.payload)?),
+                time(*now),
+                opt_time(item.deadline),
+                time(*now),
+            ]);
+        }
+        exec(conn, n, &sql, &values)?;
+    }
+    Ok(())
+}
+
+fn finish(conn: &Connection, n: &Statements, id: i64, outcome: &JobOutcome, now: Timestamp) -> Result<(), StoreError> {
+    match outcome {
+        JobOutcome::Done => finish_done(conn, n, &[id], now),
+        JobOutcome::Retry { at, error } => exec(
+            conn,
+            n,
+            "UPDATE outbox SET lease_until = NULL, next_attempt_at = ?, last_error = ? WHERE id = ?",
+            &[time(*at), text(error), Value::Integer(id)],
+        )
+        .map(drop),
+        JobOutcome::Failed { error } => exec(
+            conn,
+            n,
+            "UPDATE outbox SET status = 'failed', lease_until = NULL, last_error = ?, finished = ? WHERE id = ?",
+            &[text(error), time(now), Value::Integer(id)],
+        )
+        .map(drop),
+    }
+}
+
+fn finish_done(conn: &Connection, n: &Statements, ids: &[i64], now: Timestamp) -> Result<(), StoreError> {
+    for chunk in ids.chunks(ROWS) {
+        let sql = format!(
+            "UPDATE outbox SET status = 'done', lease_until = NULL, finished = ? WHERE id IN ({})",
+            vec!["?"; chunk.len()].join(", ")
+        );
+        let mut values = vec![time(now)];
+        values.extend(chunk.iter().map(|id| Value::Integer(*id)));
+        exec(conn, n, &sql, &values)?;
+    }
+    Ok(())
+}
+
+fn insert_messages(conn: &Connection, n: &Statements, messages: &[&MessageRef]) -> Result<(), StoreError> {
+    for chunk in messages.chunks(ROWS) {
+        let sql = values_sql(
+            "INSERT OR IGNORE INTO slack_messages (request_id, step, recipient, channel, ts)",
+            chunk.len(),
+            5,
+        );
+        let values: Vec<Value> = chunk
+            .iter()
+            .flat_map(|m| {
+                [text(&m.request_id), Value::Integer(m.step), text(&m.recipient), text(&m.channel), text(&m.ts)]
+            })
+            .collect();
+        exec(conn, n, &sql, &values)?;
+    }
+    Ok(())
+}
+
+fn mark_home_opened(conn: &Connection, n: &Statements, user_id: &str) -> Result<(), StoreError> {
+    exec(
+        conn,
+        n,
+        "INSERT INTO identities (user_id, home_opened, updated) VALUES (?, 1, ?)
+         ON CONFLICT (user_id) DO UPDATE SET home_opened = 1",
+        &[text(user_id), time(Utc::now())],
+    )
+    .map(drop)
+}
+
+fn save_identity(conn: &Connection, n: &Statements, i: &Identity) -> Result<(), StoreError> {
+    exec(
+        conn,
+        n,
+        "INSERT INTO identities (user_id, email, name, dm_channel, updated, resolved, okta_id)
+         VALUES (?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT (user_id) DO UPDATE SET
+           resolved = identities.resolved OR excluded.resolved,
+           okta_id = COALESCE(identities.okta_id, excluded.okta_id),
+           email = COALESCE(excluded.email, identities.email),
+           name = COALESCE(excluded.name, identities.name),
+           dm_channel = COALESCE(excluded.dm_channel, identities.dm_channel),
+           updated = excluded.updated",
+        &[
+            text(&i.user_id),
+            opt_text(i.email.as_ref().map(|e| e.to_ascii_lowercase()).as_deref()),
+            opt_text(i.name.as_deref()),
+            opt_text(i.dm_channel.as_deref()),
+            time(Utc::now()),
+            Value::Integer(i64::from(i.resolved)),
+            opt_text(i.okta_id.as_deref()),
+        ],
+    )
+    .map(drop)
+}
+
+/// Claims up to `limit` due rows (see `Store::claim_jobs`), walking the pending
+/// rows in id order and stopping at the first claimable ones.
+pub(super) fn claim_jobs(
+    conn: &mut Connection,
+    n: &Statements,
+    now: Timestamp,
+    until: Timestamp,
+    limit: i64,
+) -> Result<Vec<ClaimedJob>, StoreError> {
+    n.add(1);
+    let mut stmt = conn
+        .prepare_cached(
+            "UPDATE outbox SET lease_until = ?, attempts = attempts + 1
+             WHERE id IN (
+               SELECT o.id FROM outbox o INDEXED BY outbox_pending
+               WHERE o.status = 'pending' AND o.next_attempt_at <= ?
+                 AND (o.lease_until IS NULL OR o.lease_until < ?)
+                 AND NOT EXISTS (SELECT 1 FROM outbox p
+                                 WHERE p.ordering_key = o.ordering_key AND p.status = 'pending' AND p.id < o.id)
+               ORDER BY o.id LIMIT ?)
+             RETURNING id, ordering_key, kind, payload, attempts, deadline, created",
+        )
+        .map_err(db)?;
+    let rows = stmt
+        .query_map(rusqlite::params![ms(until), ms(now), ms(now), limit], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, i64>(4)?,
+                r.get::<_, Option<i64>>(5)?,
+                r.get::<_, i64>(6)?,
+            ))
+        })
+        .map_err(db)?;
+    let mut jobs = Vec::new();
+    for row in rows {
+        let (id, ordering_key, kind, payload, attempts, deadline, created) = row.map_err(db)?;
+        jobs.push(ClaimedJob {
+            id,
+            attempts,
+            created: from_ms(created),
+            item: OutboxItem {
+                ordering_key,
+                kind,
+                payload: serde_json::from_str(&payload).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                deadline: deadline.map(from_ms),
+            },
+        });
+    }
+    jobs.sort_by_key(|j| j.id);
+    Ok(jobs)
+}
+
+pub(super) fn from_ms(v: i64) -> Timestamp {
+    chrono::TimeZone::timestamp_millis_opt(&Utc, v).single().unwrap_or_default()
+}
+
+pub(super) fn set_due(
+    conn: &mut Connection,
+    n: &Statements,
+    id: &str,
+    version: i64,
+    due: Option<Timestamp>,
+) -> Result<(), StoreError> {
+    exec(
+        conn,
+        n,
+        "UPDATE requests SET due = ? WHERE id = ? AND version = ?",
+        &[opt_time(due), text(id), Value::Integer(version)],
+    )
+    .map(drop)
+}
+
+pub(super) fn reschedule_open(conn: &mut Connection, n: &Statements, at: Timestamp) -> Result<u64, StoreError> {
+    exec(conn, n, "UPDATE requests SET due = ? WHERE status = 'PENDING'", &[time(at)]).map(|c| c as u64)
+}
+
+/// Saves a user group's members and the events logging the change, in one transaction.
+pub(super) fn save_usergroup(
+    conn: &mut Connection,
+    n: &Statements,
+    g: &Usergroup,
+    events: &[LogEvent],
+) -> Result<(), StoreError> {
+    let members = json(&g.members)?;
+    let tx = conn.transaction().map_err(db)?;
+    n.add(1);
+    let changed = if g.version == 0 {
+        exec(
+            &tx,
+            n,
+            "INSERT INTO usergroups (id, members, version, updated) VALUES (?, ?, 1, ?) ON CONFLICT (id) DO NOTHING",
+            &[text(&g.id), Value::Text(members), time(g.updated)],
+        )?
+    } else {
+        exec(
+            &tx,
+            n,
+            "UPDATE usergroups SET members = ?, version = version + 1, updated = ? WHERE id = ? AND version = ?",
+            &[Value::Text(members), time(g.updated), text(&g.id), Value::Integer(g.version)],
+        )?
+    };
+    one_row(changed as u64)?;
+    insert_events(&tx, n, &events.iter().collect::<Vec<_>>())?;
+    n.add(1);
+    tx.commit().map_err(db)
+}
+
+/// Records a replay key (see `Store::first_use`), pruning a few expired ones first.
+pub(super) fn first_use(
+    conn: &mut Connection,
+    n: &Statements,
+    key: &str,
+    expires: Timestamp,
+    now: Timestamp,
+) -> Result<bool, StoreError> {
+    exec(
+        conn,
+        n,
+        "DELETE FROM request_replays WHERE key IN
+           (SELECT key FROM request_replays WHERE expires <= ? ORDER BY expires LIMIT ?)",
+        &[time(now), Value::Integer(super::PRUNE_REPLAYS)],
+    )?;
+    // An expired row left by the bounded prune is taken over, not counted as a use.
+    let changed = exec(
+        conn,
+        n,
+        "INSERT INTO request_replays (key, expires) VALUES (?, ?)
+         ON CONFLICT (key) DO UPDATE SET expires = excluded.expires WHERE request_replays.expires <= ?",
+        &[text(key), time(expires), time(now)],
+    )?;
+    Ok(changed == 1)
+}
