@@ -141,6 +141,11 @@ impl Failed {
 }
 
 impl Write {
+    /// What the outbox records after a delivery: nobody else waits for it.
+    pub(super) fn is_outcome(&self) -> bool {
+        matches!(self, Write::Finish { .. } | Write::Message(_))
+    }
+
     /// Written by one statement: atomic without a transaction around it.
     pub(super) fn one_statement(&self) -> bool {
         matches!(self, Write::Finish { .. } | Write::Message(_) | Write::Identity(_) | Write::HomeOpened(_))

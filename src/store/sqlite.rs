@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
-use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
+use sqlx::{Row, SqlitePool};
 
 use super::batch::Write;
 use super::cache::Caches;
@@ -44,21 +44,17 @@ const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
 
 /// Checkpoints the WAL in the background. PASSIVE never blocks the writer or
 /// readers (it copies what no reader still needs; the rest waits for the next
-/// turn); a WAL that keeps growing past that is truncated as soon as it can be.
+/// turn). Once everything is copied the writer starts the WAL over from its
+/// beginning, and cuts the file back to `journal_size_limit`; a TRUNCATE
+/// checkpoint would take the write lock and leave the writer asleep in
+/// SQLite's busy handler for tens of milliseconds.
 async fn checkpoint_loop(conn: SqlitePool) {
     let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        match sqlx::query_as::<_, (i64, i64, i64)>("PRAGMA wal_checkpoint(PASSIVE)").fetch_one(&conn).await {
-            // (busy, frames in the WAL, frames checkpointed): all copied and large, start the file over.
-            Ok((0, log, done)) if log > 10_000 && done == log => {
-                if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&conn).await {
-                    tracing::debug!(error = %e, "sqlite: truncating the WAL");
-                }
-            }
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "sqlite: checkpoint failed; retrying"),
+        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&conn).await {
+            tracing::warn!(error = %e, "sqlite: checkpoint failed; retrying");
         }
     }
 }
@@ -152,20 +148,13 @@ impl Store for SqliteStore {
     }
 
     async fn request(&self, id: &str) -> Result<Option<Request>, StoreError> {
-        let row =
-            sqlx::query("SELECT body, version FROM requests WHERE id = ?").bind(id).fetch_optional(self.rd()).await?;
-        row.as_ref().map(decode_request).transpose()
+        let id = id.to_string();
+        self.writer.run(move |c, n| w::request(c, n, &id)).await
     }
 
     async fn open_request(&self, user_id: &str, app_id: &str) -> Result<Option<Request>, StoreError> {
-        let row = sqlx::query(
-            "SELECT body, version FROM requests WHERE requested_for = ? AND app_id = ? AND status IN ('SUBMITTED', 'PENDING')",
-        )
-        .bind(user_id)
-        .bind(app_id)
-        .fetch_optional(self.rd())
-        .await?;
-        row.as_ref().map(decode_request).transpose()
+        let (user_id, app_id) = (user_id.to_string(), app_id.to_string());
+        self.writer.run(move |c, n| w::open_request(c, n, &user_id, &app_id)).await
     }
 
     async fn requests_for_user(&self, user_id: &str, limit: i64) -> Result<Vec<Request>, StoreError> {
@@ -358,16 +347,8 @@ impl Store for SqliteStore {
     }
 
     async fn messages(&self, request_id: &str, step: i64, recipient: &str) -> Result<Vec<MessageRef>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT request_id, step, recipient, channel, ts FROM slack_messages
-             WHERE request_id = ? AND step = ? AND recipient = ? ORDER BY ts",
-        )
-        .bind(request_id)
-        .bind(step)
-        .bind(recipient)
-        .fetch_all(self.rd())
-        .await?;
-        rows.iter().map(decode_message).collect()
+        let (request_id, recipient) = (request_id.to_string(), recipient.to_string());
+        self.writer.run(move |c, n| w::messages(c, n, &request_id, step, &recipient)).await
     }
 
     async fn request_messages(&self, request_id: &str) -> Result<Vec<MessageRef>, StoreError> {
@@ -387,38 +368,18 @@ impl Store for SqliteStore {
     }
 
     async fn home_opened(&self, user_id: &str) -> Result<bool, StoreError> {
-        self.caches
-            .home_opened(user_id, || async {
-                let row = sqlx::query("SELECT home_opened FROM identities WHERE user_id = ?")
-                    .bind(user_id)
-                    .fetch_optional(self.rd())
-                    .await?;
-                Ok(match row {
-                    Some(r) => r.try_get::<bool, _>("home_opened")?,
-                    None => false,
-                })
-            })
-            .await
+        let user = user_id.to_string();
+        self.caches.home_opened(user_id, || self.writer.run(move |c, n| w::home_opened(c, n, &user))).await
     }
 
     async fn identity(&self, user_id: &str) -> Result<Option<Identity>, StoreError> {
-        self.caches
-            .identity(user_id, || async {
-                let row = sqlx::query(&format!("SELECT {IDENTITY} FROM identities WHERE user_id = ?"))
-                    .bind(user_id)
-                    .fetch_optional(self.rd())
-                    .await?;
-                row.map(|r| decode_identity(&r)).transpose()
-            })
-            .await
+        let user = user_id.to_string();
+        self.caches.identity(user_id, || self.writer.run(move |c, n| w::identity(c, n, "user_id", &user))).await
     }
 
     async fn identity_by_email(&self, email: &str) -> Result<Option<Identity>, StoreError> {
-        let row = sqlx::query(&format!("SELECT {IDENTITY} FROM identities WHERE email = ? LIMIT 1"))
-            .bind(email.to_ascii_lowercase())
-            .fetch_optional(self.rd())
-            .await?;
-        row.map(|r| decode_identity(&r)).transpose()
+        let email = email.to_ascii_lowercase();
+        self.writer.run(move |c, n| w::identity(c, n, "email", &email)).await
     }
 
     async fn identity_by_okta_id(&self, okta_id: &str) -> Result<Option<Identity>, StoreError> {
@@ -468,38 +429,14 @@ impl Store for SqliteStore {
         if people.is_empty() {
             return Ok(Vec::new());
         }
-        let mut q = QueryBuilder::<Sqlite>::new(
-            "SELECT user_id, email, delegate, until, created FROM delegations WHERE until > ",
-        );
-        q.push_bind(ms(now)).push(" AND (user_id IN (");
-        let mut ids = q.separated(", ");
-        for p in people {
-            ids.push_bind(p);
-        }
-        q.push(") OR email IN (");
-        let mut emails = q.separated(", ");
-        for p in people {
-            emails.push_bind(p.to_ascii_lowercase());
-        }
-        q.push("))");
-        let rows = q.build().fetch_all(self.rd()).await?;
-        rows.iter().map(decode_delegation).collect()
+        let people = people.to_vec();
+        self.writer.run(move |c, n| w::delegations(c, n, &people, now)).await
     }
 
     async fn first_use(&self, key: &str, expires: Timestamp, now: Timestamp) -> Result<bool, StoreError> {
         let key = key.to_string();
         self.writer.run(move |c, n| w::first_use(c, n, &key, expires, now)).await
     }
-}
-
-fn decode_delegation(row: &SqliteRow) -> Result<Delegation, StoreError> {
-    Ok(Delegation {
-        user_id: row.try_get("user_id")?,
-        email: row.try_get("email")?,
-        delegate: row.try_get("delegate")?,
-        until: from_ms(row.try_get("until")?),
-        created: from_ms(row.try_get("created")?),
-    })
 }
 
 fn decode_assignment(row: &SqliteRow) -> Result<Assignment, StoreError> {

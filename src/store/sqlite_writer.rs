@@ -15,16 +15,23 @@ use std::time::Duration;
 use chrono::Utc;
 use rusqlite::types::Value;
 use rusqlite::{params_from_iter, Connection, OpenFlags};
-use tokio::sync::{mpsc, oneshot};
+use std::sync::mpsc;
+use std::time::Instant;
+
+use tokio::sync::oneshot;
 
 use super::batch::Write;
 use super::plan::{one_row, AssignmentWrite, Plan, RequestWrite};
 use super::Statements;
-use crate::workflow::model::{DelegationChange, LogEvent, Timestamp};
+use crate::workflow::model::{Delegation, DelegationChange, LogEvent, Request, Timestamp};
 use crate::workflow::ports::{ClaimedJob, Identity, JobOutcome, MessageRef, OutboxItem, StoreError, Usergroup};
 
 /// Writes per transaction at most.
 const MAX_BATCH: usize = 256;
+/// How long a batch of delivery outcomes waits for company before its commit
+/// (a commit writes every page it touched to the WAL: one per delivery would
+/// cost more than the delivery). Nobody waits on these but the outbox.
+const OUTCOME_WAIT: Duration = Duration::from_millis(2);
 /// Rows per multi-row statement: SQLite allows 32,766 bound values in one.
 const ROWS: usize = 500;
 
@@ -36,7 +43,7 @@ enum Job {
 }
 
 pub(super) struct Writer {
-    queue: mpsc::UnboundedSender<Job>,
+    queue: mpsc::Sender<Job>,
 }
 
 fn db(e: rusqlite::Error) -> StoreError {
@@ -66,11 +73,12 @@ impl Writer {
         // The writer never checkpoints (its fsync would stall every write behind it).
         conn.execute_batch(
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;
-             PRAGMA cache_size = -65536; PRAGMA wal_autocheckpoint = 0;",
+             PRAGMA cache_size = -65536; PRAGMA wal_autocheckpoint = 0;
+             PRAGMA journal_size_limit = 67108864;",
         )
         .map_err(db)?;
         conn.set_prepared_statement_cache_capacity(64);
-        let (queue, rx) = mpsc::unbounded_channel();
+        let (queue, rx) = mpsc::channel();
         std::thread::Builder::new()
             .name("sqlite-writer".into())
             .spawn(move || run(conn, rx, &statements))
@@ -98,36 +106,46 @@ impl Writer {
     }
 }
 
-fn run(mut conn: Connection, mut rx: mpsc::UnboundedReceiver<Job>, n: &Statements) {
+fn run(mut conn: Connection, rx: mpsc::Receiver<Job>, n: &Statements) {
     let mut next = None;
     loop {
         let job = match next.take() {
             Some(job) => job,
-            None => match rx.blocking_recv() {
-                Some(job) => job,
-                None => return,
+            None => match rx.recv() {
+                Ok(job) => job,
+                Err(_) => return,
             },
         };
-        let (writes, replies): (Vec<Write>, Vec<_>) = match job {
+        let (w, reply) = match job {
             Job::Run(task) => {
                 task(&mut conn, n);
                 continue;
             }
-            Job::Write(w, reply) => {
-                let mut batch = vec![(w, reply)];
-                while batch.len() < MAX_BATCH {
-                    match rx.try_recv() {
-                        Ok(Job::Write(w, reply)) => batch.push((w, reply)),
-                        Ok(run) => {
-                            next = Some(run);
-                            break;
-                        }
-                        Err(_) => break,
-                    }
-                }
-                batch.into_iter().unzip()
-            }
+            Job::Write(w, reply) => (w, reply),
         };
+        let mut lazy = w.is_outcome();
+        let mut batch = vec![(w, reply)];
+        let until = Instant::now() + OUTCOME_WAIT;
+        while batch.len() < MAX_BATCH {
+            // Outcomes alone wait a moment for more; anyone else's write goes now.
+            let job = if lazy {
+                rx.recv_timeout(until.saturating_duration_since(Instant::now())).ok()
+            } else {
+                rx.try_recv().ok()
+            };
+            match job {
+                Some(Job::Write(w, reply)) => {
+                    lazy &= w.is_outcome();
+                    batch.push((w, reply));
+                }
+                Some(run) => {
+                    next = Some(run);
+                    break;
+                }
+                None => break,
+            }
+        }
+        let (writes, replies): (Vec<Write>, Vec<_>) = batch.into_iter().unzip();
         settle(&mut conn, n, &writes, replies);
     }
 }
@@ -673,4 +691,129 @@ pub(super) fn first_use(
         &[text(key), time(expires), time(now)],
     )?;
     Ok(changed == 1)
+}
+
+// Point reads of the command and delivery paths, on the writer connection:
+// its page cache stays warm, where a reader connection's is thrown away
+// whenever another connection has written (SQLite's WAL rule).
+
+/// Rows of one query, each decoded by `f`.
+fn query<T>(
+    conn: &Connection,
+    n: &Statements,
+    sql: &str,
+    values: &[Value],
+    f: impl Fn(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+) -> Result<Vec<T>, StoreError> {
+    n.add(1);
+    let mut stmt = conn.prepare_cached(sql).map_err(db)?;
+    let rows = stmt.query_map(params_from_iter(values.iter()), |r| f(r)).map_err(db)?;
+    rows.collect::<rusqlite::Result<Vec<T>>>().map_err(db)
+}
+
+fn request_of((body, version): (String, i64)) -> Result<Request, StoreError> {
+    let mut req: Request = serde_json::from_str(&body).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    req.version = version;
+    Ok(req)
+}
+
+fn one_request(conn: &Connection, n: &Statements, sql: &str, values: &[Value]) -> Result<Option<Request>, StoreError> {
+    query(conn, n, sql, values, |r| Ok((r.get(0)?, r.get(1)?)))?.into_iter().next().map(request_of).transpose()
+}
+
+pub(super) fn request(conn: &mut Connection, n: &Statements, id: &str) -> Result<Option<Request>, StoreError> {
+    one_request(conn, n, "SELECT body, version FROM requests WHERE id = ?", &[text(id)])
+}
+
+pub(super) fn open_request(
+    conn: &mut Connection,
+    n: &Statements,
+    user_id: &str,
+    app_id: &str,
+) -> Result<Option<Request>, StoreError> {
+    one_request(
+        conn,
+        n,
+        "SELECT body, version FROM requests WHERE requested_for = ? AND app_id = ? AND status IN ('SUBMITTED', 'PENDING')",
+        &[text(user_id), text(app_id)],
+    )
+}
+
+/// The identity whose `column` is `value`.
+pub(super) fn identity(
+    conn: &mut Connection,
+    n: &Statements,
+    column: &'static str,
+    value: &str,
+) -> Result<Option<Identity>, StoreError> {
+    let sql = format!(
+        "SELECT user_id, email, name, dm_channel, resolved, okta_id FROM identities WHERE {column} = ? LIMIT 1"
+    );
+    let rows = query(conn, n, &sql, &[text(value)], |r| {
+        Ok(Identity {
+            user_id: r.get(0)?,
+            email: r.get(1)?,
+            name: r.get(2)?,
+            dm_channel: r.get(3)?,
+            resolved: r.get(4)?,
+            okta_id: r.get(5)?,
+        })
+    })?;
+    Ok(rows.into_iter().next())
+}
+
+pub(super) fn home_opened(conn: &mut Connection, n: &Statements, user_id: &str) -> Result<bool, StoreError> {
+    let rows = query(conn, n, "SELECT home_opened FROM identities WHERE user_id = ?", &[text(user_id)], |r| r.get(0))?;
+    Ok(rows.into_iter().next().unwrap_or(false))
+}
+
+pub(super) fn messages(
+    conn: &mut Connection,
+    n: &Statements,
+    request_id: &str,
+    step: i64,
+    recipient: &str,
+) -> Result<Vec<MessageRef>, StoreError> {
+    query(
+        conn,
+        n,
+        "SELECT request_id, step, recipient, channel, ts FROM slack_messages
+         WHERE request_id = ? AND step = ? AND recipient = ? ORDER BY ts",
+        &[text(request_id), Value::Integer(step), text(recipient)],
+        |r| {
+            Ok(MessageRef {
+                request_id: r.get(0)?,
+                step: r.get(1)?,
+                recipient: r.get(2)?,
+                channel: r.get(3)?,
+                ts: r.get(4)?,
+            })
+        },
+    )
+}
+
+/// The delegations of any of `people` (chat ids or emails) that last past `now`.
+pub(super) fn delegations(
+    conn: &mut Connection,
+    n: &Statements,
+    people: &[String],
+    now: Timestamp,
+) -> Result<Vec<Delegation>, StoreError> {
+    let list = vec!["?"; people.len()].join(", ");
+    let sql = format!(
+        "SELECT user_id, email, delegate, until, created FROM delegations
+         WHERE until > ? AND (user_id IN ({list}) OR email IN ({list}))"
+    );
+    let mut values = vec![time(now)];
+    values.extend(people.iter().map(|p| text(p)));
+    values.extend(people.iter().map(|p| text(&p.to_ascii_lowercase())));
+    query(conn, n, &sql, &values, |r| {
+        Ok(Delegation {
+            user_id: r.get(0)?,
+            email: r.get(1)?,
+            delegate: r.get(2)?,
+            until: from_ms(r.get(3)?),
+            created: from_ms(r.get(4)?),
+        })
+    })
 }
