@@ -8,11 +8,13 @@
 //! back and its writes are applied again one transaction each, so each caller
 //! gets the answer its write alone would have got (a conflict stays its own).
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
 use tokio::sync::{mpsc, oneshot, Mutex};
 
+use super::plan::Plan;
 use crate::workflow::model::{Changeset, LogEvent, Timestamp};
 use crate::workflow::ports::{Identity, JobOutcome, MessageRef, OutboxItem, StoreError};
 
@@ -126,14 +128,14 @@ async fn writer<DB: sqlx::Database>(
     }
 }
 
-enum Failed {
+pub(super) enum Failed {
     /// Before the commit: nothing was written.
     Apply(StoreError),
     Commit(StoreError),
 }
 
 impl Failed {
-    fn into_inner(self) -> StoreError {
+    pub(super) fn into_inner(self) -> StoreError {
         match self {
             Failed::Apply(e) | Failed::Commit(e) => e,
         }
@@ -170,4 +172,67 @@ async fn transaction<DB: sqlx::Database>(
     apply(&mut *tx, writes, statements).await.map_err(Failed::Apply)?;
     statements.add(1);
     tx.commit().await.map_err(|e| Failed::Commit(e.into()))
+}
+
+/// An outbox row to insert and when it is due.
+pub(super) type Job<'a> = (std::borrow::Cow<'a, OutboxItem>, Timestamp);
+
+/// A batch sorted for writing, the same for both backends: the writes that
+/// go one by one (in order), then rows of many writes merged into one
+/// statement per kind.
+#[derive(Default)]
+pub(super) struct Sorted<'a> {
+    pub each: Vec<Each<'a>>,
+    pub events: Vec<&'a LogEvent>,
+    pub jobs: Vec<Job<'a>>,
+    /// Delivered outbox rows, and the latest time among them.
+    pub done: Vec<i64>,
+    pub done_at: Option<Timestamp>,
+    pub messages: Vec<&'a MessageRef>,
+}
+
+pub(super) enum Each<'a> {
+    /// A changeset's request, assignment and delegation rows (its events and jobs are merged).
+    Plan(Plan<'a>),
+    /// A retry or a failure (deliveries are merged).
+    Finish {
+        id: i64,
+        outcome: &'a JobOutcome,
+        now: Timestamp,
+    },
+    Identity(&'a Identity),
+    HomeOpened(&'a str),
+}
+
+impl<'a> Sorted<'a> {
+    pub fn of(writes: &'a [Write]) -> Result<Sorted<'a>, StoreError> {
+        let mut s = Sorted::default();
+        for w in writes {
+            match w {
+                Write::Commit(cs) => {
+                    let mut plan = Plan::of(cs)?;
+                    let now = plan.now;
+                    s.jobs.extend(std::mem::take(&mut plan.jobs).into_iter().map(|j| (Cow::Owned(j), now)));
+                    s.events.extend(plan.events.iter());
+                    s.each.push(Each::Plan(plan));
+                }
+                Write::Enqueue { items, now } => s.jobs.extend(items.iter().map(|j| (Cow::Borrowed(j), *now))),
+                Write::Events(events) => s.events.extend(events.iter()),
+                Write::Finish { id, outcome: JobOutcome::Done, now } => {
+                    s.done.push(*id);
+                    s.done_at = s.done_at.max(Some(*now));
+                }
+                Write::Finish { id, outcome, now } => s.each.push(Each::Finish { id: *id, outcome, now: *now }),
+                Write::Message(m) => s.messages.push(m),
+                Write::Identity(i) => s.each.push(Each::Identity(i)),
+                Write::HomeOpened(user) => s.each.push(Each::HomeOpened(user)),
+            }
+        }
+        Ok(s)
+    }
+
+    /// When the delivered rows were finished.
+    pub fn done_at(&self) -> Timestamp {
+        self.done_at.unwrap_or_else(chrono::Utc::now)
+    }
 }

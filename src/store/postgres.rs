@@ -11,7 +11,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::types::Json;
 use sqlx::{PgConnection, PgPool, Postgres, Row};
 
-use super::batch::{Batcher, Write};
+use super::batch::{Batcher, Each, Job, Sorted, Write};
 use super::cache::Caches;
 use super::filter::{to_sql, LogQuery, QuerySql, RequestQuery, Value};
 use super::plan::{insert_error, one_row, parse_source, AssignmentWrite, Plan, RequestWrite};
@@ -785,7 +785,7 @@ fn dollar(n: usize) -> String {
 
 /// Queues outbox rows, each due at its time, in one statement; the rows take
 /// ids in the slice's order, which per-key delivery order relies on.
-async fn insert_jobs(db: &mut Db<'_, PgConnection>, items: &[(&OutboxItem, Timestamp)]) -> Result<(), StoreError> {
+async fn insert_jobs(db: &mut Db<'_, PgConnection>, items: &[Job<'_>]) -> Result<(), StoreError> {
     if items.is_empty() {
         return Ok(());
     }
@@ -811,20 +811,9 @@ async fn insert_jobs(db: &mut Db<'_, PgConnection>, items: &[(&OutboxItem, Times
     Ok(())
 }
 
-/// What a batch writes last, merged: rows of many writes in one statement each.
-#[derive(Default)]
-struct Merged<'a> {
-    events: Vec<&'a LogEvent>,
-    jobs: Vec<(&'a OutboxItem, Timestamp)>,
-    /// Delivered outbox rows, and the latest time among them.
-    done: Vec<i64>,
-    done_at: Option<Timestamp>,
-    messages: Vec<&'a MessageRef>,
-}
-
-/// The batcher's [`super::batch::Apply`]: every write in order, merged
-/// writes last. Events, outbox rows, delivered rows and message records of
-/// the whole batch cost a statement each.
+/// The batcher's [`super::batch::Apply`]: the writes that go one by one in
+/// order, then events, outbox rows, delivered rows and message records of the
+/// whole batch in a statement each.
 fn apply<'c>(
     conn: &'c mut PgConnection,
     writes: &'c [Write],
@@ -832,39 +821,19 @@ fn apply<'c>(
 ) -> futures_util::future::BoxFuture<'c, Result<(), StoreError>> {
     Box::pin(async move {
         let mut db = Db::new(conn, statements);
-        let mut m = Merged::default();
-        let plans = writes
-            .iter()
-            .filter_map(|w| match w {
-                Write::Commit(cs) => Some(Plan::of(cs)),
-                _ => None,
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let mut plans = plans.iter();
-        for w in writes {
-            match w {
-                Write::Commit(_) => {
-                    let Some(plan) = plans.next() else { continue };
-                    write_plan(&mut db, plan).await?;
-                    m.events.extend(plan.events.iter());
-                    m.jobs.extend(plan.jobs.iter().map(|j| (j, plan.now)));
-                }
-                Write::Enqueue { items, now } => m.jobs.extend(items.iter().map(|j| (j, *now))),
-                Write::Events(events) => m.events.extend(events.iter()),
-                Write::Finish { id, outcome: JobOutcome::Done, now } => {
-                    m.done.push(*id);
-                    m.done_at = m.done_at.max(Some(*now));
-                }
-                Write::Finish { id, outcome, now } => finish(&mut db, *id, outcome, *now).await?,
-                Write::Message(msg) => m.messages.push(msg),
-                Write::Identity(i) => save_identity(&mut db, i).await?,
-                Write::HomeOpened(user) => mark_home_opened(&mut db, user).await?,
+        let sorted = Sorted::of(writes)?;
+        for each in &sorted.each {
+            match each {
+                Each::Plan(plan) => write_plan(&mut db, plan).await?,
+                Each::Finish { id, outcome, now } => finish(&mut db, *id, outcome, *now).await?,
+                Each::Identity(i) => save_identity(&mut db, i).await?,
+                Each::HomeOpened(user) => mark_home_opened(&mut db, user).await?,
             }
         }
-        insert_events(&mut db, &m.events).await?;
-        insert_jobs(&mut db, &m.jobs).await?;
-        finish_done(&mut db, &m.done, m.done_at.unwrap_or_else(Utc::now)).await?;
-        insert_messages(&mut db, &m.messages).await
+        insert_events(&mut db, &sorted.events).await?;
+        insert_jobs(&mut db, &sorted.jobs).await?;
+        finish_done(&mut db, &sorted.done, sorted.done_at()).await?;
+        insert_messages(&mut db, &sorted.messages).await
     })
 }
 

@@ -20,7 +20,7 @@ use std::time::Instant;
 
 use tokio::sync::oneshot;
 
-use super::batch::Write;
+use super::batch::{self, Each, Failed, Sorted, Write};
 use super::plan::{one_row, AssignmentWrite, Plan, RequestWrite};
 use super::Statements;
 use crate::workflow::model::{Delegation, DelegationChange, LogEvent, Request, Timestamp};
@@ -178,20 +178,6 @@ fn settle(
     }
 }
 
-enum Failed {
-    /// Before the commit: nothing was written.
-    Apply(StoreError),
-    Commit(StoreError),
-}
-
-impl Failed {
-    fn into_inner(self) -> StoreError {
-        match self {
-            Failed::Apply(e) | Failed::Commit(e) => e,
-        }
-    }
-}
-
 fn transaction(conn: &mut Connection, n: &Statements, writes: &[Write]) -> Result<(), Failed> {
     if let [w] = writes {
         if w.one_statement() {
@@ -233,51 +219,22 @@ fn values_sql(head: &str, rows: usize, columns: usize) -> String {
     format!("{head} VALUES {}", vec![row; rows].join(", "))
 }
 
-/// What a batch writes last, merged: rows of many writes in one statement each.
-#[derive(Default)]
-struct Merged<'a> {
-    events: Vec<&'a LogEvent>,
-    jobs: Vec<(&'a OutboxItem, Timestamp)>,
-    done: Vec<i64>,
-    done_at: Option<Timestamp>,
-    messages: Vec<&'a MessageRef>,
-}
-
-/// Every write in order, merged writes last.
+/// The writes that go one by one in order, then events, outbox rows,
+/// delivered rows and message records of the whole batch in a statement each.
 fn apply(conn: &Connection, n: &Statements, writes: &[Write]) -> Result<(), StoreError> {
-    let plans = writes
-        .iter()
-        .filter_map(|w| match w {
-            Write::Commit(cs) => Some(Plan::of(cs)),
-            _ => None,
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let mut plans = plans.iter();
-    let mut m = Merged::default();
-    for w in writes {
-        match w {
-            Write::Commit(_) => {
-                let Some(plan) = plans.next() else { continue };
-                write_plan(conn, n, plan)?;
-                m.events.extend(plan.events.iter());
-                m.jobs.extend(plan.jobs.iter().map(|j| (j, plan.now)));
-            }
-            Write::Enqueue { items, now } => m.jobs.extend(items.iter().map(|j| (j, *now))),
-            Write::Events(events) => m.events.extend(events.iter()),
-            Write::Finish { id, outcome: JobOutcome::Done, now } => {
-                m.done.push(*id);
-                m.done_at = m.done_at.max(Some(*now));
-            }
-            Write::Finish { id, outcome, now } => finish(conn, n, *id, outcome, *now)?,
-            Write::Message(msg) => m.messages.push(msg),
-            Write::Identity(i) => save_identity(conn, n, i)?,
-            Write::HomeOpened(user) => mark_home_opened(conn, n, user)?,
+    let sorted = Sorted::of(writes)?;
+    for each in &sorted.each {
+        match each {
+            Each::Plan(plan) => write_plan(conn, n, plan)?,
+            Each::Finish { id, outcome, now } => finish(conn, n, *id, outcome, *now)?,
+            Each::Identity(i) => save_identity(conn, n, i)?,
+            Each::HomeOpened(user) => mark_home_opened(conn, n, user)?,
         }
     }
-    insert_events(conn, n, &m.events)?;
-    insert_jobs(conn, n, &m.jobs)?;
-    finish_done(conn, n, &m.done, m.done_at.unwrap_or_else(Utc::now))?;
-    insert_messages(conn, n, &m.messages)
+    insert_events(conn, n, &sorted.events)?;
+    insert_jobs(conn, n, &sorted.jobs)?;
+    finish_done(conn, n, &sorted.done, sorted.done_at())?;
+    insert_messages(conn, n, &sorted.messages)
 }
 
 fn write_plan(conn: &Connection, n: &Statements, plan: &Plan<'_>) -> Result<(), StoreError> {
@@ -446,7 +403,7 @@ pub(super) fn insert_events(conn: &Connection, n: &Statements, events: &[&LogEve
 }
 
 /// Queues outbox rows, each due at its time; ids follow the slice's order.
-fn insert_jobs(conn: &Connection, n: &Statements, items: &[(&OutboxItem, Timestamp)]) -> Result<(), StoreError> {
+fn insert_jobs(conn: &Connection, n: &Statements, items: &[batch::Job<'_>]) -> Result<(), StoreError> {
     for chunk in items.chunks(ROWS) {
         let sql = values_sql(
             "INSERT INTO outbox (ordering_key, kind, payload, next_attempt_at, deadline, created)",
