@@ -105,7 +105,7 @@ impl Outbox {
     }
 
     /// Starts the claim loop; it stops when `shutdown` is cancelled, letting
-    /// the deliveries under way finish (or giving their rows back).
+    /// the deliveries under way finish (it claims no row it cannot start).
     pub fn spawn(self: &Arc<Self>, shutdown: CancellationToken) -> Vec<tokio::task::JoinHandle<()>> {
         let me = self.clone();
         vec![tokio::spawn(async move { me.run(shutdown).await })]
@@ -132,7 +132,8 @@ impl Outbox {
             let claimed = if free > 0 { self.claim(free).await } else { Vec::new() };
             if !claimed.is_empty() {
                 for job in claimed {
-                    let Ok(permit) = slots.clone().try_acquire_owned() else { break };
+                    // A slot is free for each row: only this loop takes them.
+                    let Ok(permit) = slots.clone().acquire_owned().await else { break };
                     let (me, finished) = (self.clone(), finished.clone());
                     deliveries.spawn(async move {
                         if let Err(e) = me.execute(&job).await {

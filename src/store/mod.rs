@@ -37,10 +37,10 @@ impl From<sqlx::migrate::MigrateError> for StoreError {
     }
 }
 
-/// SQL statements a store sent to its database (each a round trip: a hop to
-/// SQLite's connection thread, a network exchange with PostgreSQL), `BEGIN`
-/// and `COMMIT` included. Counted by [`Counted`], the executor every query
-/// of the stores goes through.
+/// SQL statements a store ran (on PostgreSQL each a network round trip; on
+/// SQLite's readers a hop to sqlx's connection thread), `BEGIN` and `COMMIT`
+/// included: counted by [`Counted`], the executor every sqlx query of the
+/// stores goes through, and by the SQLite writer for its own statements.
 #[derive(Debug, Default)]
 pub struct Statements(AtomicU64);
 

@@ -162,6 +162,8 @@ struct Inner {
     /// What `usergroups.users.list` answers, by user group id.
     usergroups: Mutex<HashMap<String, Vec<String>>>,
     delay_ms: AtomicU64,
+    /// Web API calls received, counted before any delay.
+    arrived: AtomicU64,
     ts: AtomicU64,
     chaos: Mutex<Option<ChaosState>>,
     /// What `apps.connections.open` answers as the websocket URL.
@@ -214,6 +216,11 @@ impl FakeSlack {
     }
 
     /// Every Web API call waits this long before it is handled (a slow Slack).
+    /// Web API calls received so far, answered or still held by a delay.
+    pub fn arrived(&self) -> u64 {
+        self.inner.arrived.load(Ordering::SeqCst)
+    }
+
     pub fn set_delay(&self, delay: std::time::Duration) {
         self.inner.delay_ms.store(delay.as_millis() as u64, Ordering::SeqCst);
     }
@@ -353,6 +360,7 @@ fn fail_response(f: &Fail) -> (String, Response) {
 }
 
 async fn api(State(inner): State<Arc<Inner>>, Path(method): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
+    inner.arrived.fetch_add(1, Ordering::SeqCst);
     let delay = inner.delay_ms.load(Ordering::SeqCst);
     if delay > 0 {
         tokio::time::sleep(std::time::Duration::from_millis(delay)).await;

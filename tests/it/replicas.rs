@@ -119,9 +119,15 @@ async fn a_killed_replicas_claims_are_delivered_after_the_lease(b: Backend) {
     drain(&store, Duration::from_secs(10)).await;
 
     slack.set_delay(Duration::from_secs(30));
+    let before = slack.arrived();
     store.enqueue(&feed_items(40, "k"), chrono::Utc::now()).await.unwrap();
-    // Let A claim its batches and hang in the slow Slack, then kill it.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Let A claim (it finds rows another process queued at its next poll) and
+    // hang in the slow Slack, then kill it.
+    let waited = Instant::now();
+    while slack.arrived() == before {
+        assert!(waited.elapsed() < Duration::from_secs(5), "A never claimed");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     a.kill9();
     let killed = Instant::now();
     slack.set_delay(Duration::ZERO);
