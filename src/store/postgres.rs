@@ -22,6 +22,9 @@ use crate::workflow::model::{
 
 pub struct PgStore {
     pool: PgPool,
+    /// The claim's own connections, with [`CLAIM_SESSION`] set once: a claim is
+    /// one statement, where a transaction setting them costs four round trips.
+    claimer: PgPool,
     /// Group commit of the hot writes, [`WRITERS`] transactions at a time.
     batcher: Batcher,
     statements: Arc<Statements>,
@@ -31,7 +34,7 @@ pub struct PgStore {
 /// Batches written at once: each waits on round trips, not on a lock.
 const WRITERS: usize = 4;
 
-/// Settings for the claim's transaction. Without sorting, the plan walks the
+/// Settings of the claim's connections. Without sorting, the plan walks the
 /// pending rows in id order (`outbox_pending`) and stops at the first claimable
 /// ones; with a sort it would read every pending row on every claim. A custom plan
 /// every time: a connection's cached generic plan, made while the table was empty
@@ -39,8 +42,14 @@ const WRITERS: usize = 4;
 /// `outbox_pending_key` index for every row it looked at; as delivered rows left
 /// dead entries there, each claim cost more, until the backlog outgrew the workers
 /// (the 30-minute soak on a server with autovacuum off).
-const CLAIM_SETTINGS: &str =
-    "SELECT set_config('enable_sort', 'off', true), set_config('plan_cache_mode', 'force_custom_plan', true)";
+const CLAIM_SESSION: &str = "SET enable_sort = off; SET plan_cache_mode = force_custom_plan";
+
+fn claim_session(
+    conn: &mut PgConnection,
+    _: sqlx::pool::PoolConnectionMetadata,
+) -> futures_util::future::BoxFuture<'_, Result<(), sqlx::Error>> {
+    Box::pin(async move { sqlx::Executor::execute(conn, CLAIM_SESSION).await.map(drop) })
+}
 
 /// Claims due rows: rows another replica is claiming right now are skipped, not
 /// waited on; a row whose key has an older pending row (locked or not) is never taken.
@@ -154,17 +163,24 @@ impl PgStore {
             .max_connections(10)
             .test_before_acquire(false)
             .acquire_timeout(Duration::from_secs(10))
-            .connect_with(opts)
+            .connect_with(opts.clone())
             .await?;
         // The migrator takes an advisory lock, so replicas starting together are safe.
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
-        Ok(PgStore::on_pool(pool))
+        let claimer = PgPoolOptions::new()
+            .max_connections(2)
+            .test_before_acquire(false)
+            .acquire_timeout(Duration::from_secs(10))
+            .after_connect(claim_session)
+            .connect_with(opts)
+            .await?;
+        Ok(PgStore::on_pools(pool, claimer))
     }
 
-    fn on_pool(pool: PgPool) -> PgStore {
+    fn on_pools(pool: PgPool, claimer: PgPool) -> PgStore {
         let statements = Arc::new(Statements::default());
         let batcher = Batcher::start(pool.clone(), apply, statements.clone(), WRITERS);
-        PgStore { pool, batcher, statements, caches: Caches::default() }
+        PgStore { pool, claimer, batcher, statements, caches: Caches::default() }
     }
 
     fn rd(&self) -> Counted<'_, &PgPool> {
@@ -367,12 +383,12 @@ impl Store for PgStore {
     }
 
     async fn claim_jobs(&self, now: Timestamp, lease: Duration, limit: i64) -> Result<Vec<ClaimedJob>, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let mut db = Db::new(&mut *tx, &self.statements);
-        sqlx::query(CLAIM_SETTINGS).execute(db.ex()).await?;
-        let rows = sqlx::query(CLAIM).bind(lease_end(now, lease)).bind(now).bind(limit).fetch_all(db.ex()).await?;
-        self.statements.add(2);
-        tx.commit().await?;
+        let rows = sqlx::query(CLAIM)
+            .bind(lease_end(now, lease))
+            .bind(now)
+            .bind(limit)
+            .fetch_all(Counted::new(&self.claimer, &self.statements))
+            .await?;
         let mut jobs = Vec::with_capacity(rows.len());
         for row in rows {
             jobs.push(ClaimedJob {
@@ -1290,7 +1306,8 @@ approval = false
         conn.execute(format!("PREPARE claim(timestamptz, timestamptz, bigint) AS {CLAIM}").as_str()).await?;
         async fn claim(conn: &mut PgConnection, explain: bool) -> anyhow::Result<Option<serde_json::Value>> {
             conn.execute("BEGIN").await?;
-            conn.execute(CLAIM_SETTINGS).await?;
+            // The claim connections' settings, for this transaction only (a pool connection).
+            conn.execute(CLAIM_SESSION.replace("SET ", "SET LOCAL ").as_str()).await?;
             let sql = "EXECUTE claim(now() + interval '60 seconds', now(), 16)";
             let plan = if explain {
                 let row = conn.fetch_one(format!("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {sql}").as_str()).await?;
@@ -1344,7 +1361,7 @@ approval = false
         let t = now()? + TimeDelta::seconds(1);
         let mut workers = Vec::new();
         for _ in 0..8 {
-            let replica = PgStore::on_pool(store.pool.clone());
+            let replica = PgStore::on_pools(store.pool.clone(), store.claimer.clone());
             workers.push(tokio::spawn(async move {
                 let mut seen: Vec<(i64, String, i64)> = Vec::new();
                 let mut idle = 0;
