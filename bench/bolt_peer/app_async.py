@@ -12,7 +12,6 @@ are synchronous: each takes microseconds, less than a hop to a thread pool.
 import os
 
 from slack_bolt.async_app import AsyncApp
-from slack_bolt.authorization import AuthorizeResult
 
 import peer
 
@@ -21,14 +20,7 @@ conn = peer.connect()
 
 
 async def authorize(enterprise_id, team_id, user_id, logger):
-    # What Bolt caches from its one `auth.test` call at start; answered locally.
-    return AuthorizeResult(
-        enterprise_id=enterprise_id,
-        team_id=team_id,
-        bot_token=os.environ.get("SLACK_BOT_TOKEN", "xoxb-peer"),
-        bot_id="B0PEER",
-        bot_user_id="U0PEERBOT",
-    )
+    return peer.authorization(enterprise_id, team_id)
 
 
 bolt = AsyncApp(

@@ -48,6 +48,20 @@ def connect():
     return conn
 
 
+def authorization(enterprise_id, team_id):
+    """What Bolt caches from its one `auth.test` call at start with a single
+    bot token; answered locally so the peers never call Slack."""
+    from slack_bolt.authorization import AuthorizeResult
+
+    return AuthorizeResult(
+        enterprise_id=enterprise_id,
+        team_id=team_id,
+        bot_token=os.environ.get("SLACK_BOT_TOKEN", "xoxb-peer"),
+        bot_id="B0PEER",
+        bot_user_id="U0PEERBOT",
+    )
+
+
 def create_schema():
     conn = connect()
     conn.executescript(SCHEMA)

@@ -193,8 +193,12 @@ fn transaction(conn: &mut Connection, n: &Statements, writes: &[Write]) -> Resul
 
 /// One statement, counted; the rows it changed.
 pub(super) fn exec(conn: &Connection, n: &Statements, sql: &str, values: &[Value]) -> Result<usize, StoreError> {
+    exec_raw(conn, n, sql, values).map_err(db)
+}
+
+fn exec_raw(conn: &Connection, n: &Statements, sql: &str, values: &[Value]) -> rusqlite::Result<usize> {
     n.add(1);
-    conn.prepare_cached(sql).map_err(db)?.execute(params_from_iter(values.iter())).map_err(db)
+    conn.prepare_cached(sql)?.execute(params_from_iter(values.iter()))
 }
 
 fn text(s: &str) -> Value {
@@ -250,15 +254,11 @@ fn write_plan(conn: &Connection, n: &Statements, plan: &Plan<'_>) -> Result<(), 
     Ok(())
 }
 
-fn is_unique_violation(e: &StoreError) -> bool {
-    matches!(e, StoreError::Database(t) if t.contains("UNIQUE constraint failed"))
-}
-
 fn write_request(conn: &Connection, n: &Statements, w: &RequestWrite<'_>) -> Result<(), StoreError> {
     let req = w.req;
     let body = json(req)?;
     if w.insert {
-        exec(
+        exec_raw(
             conn,
             n,
             "INSERT INTO requests (id, app_id, requested_by, requested_for, status, grant_status, created, last_updated, version, body, due)
@@ -276,7 +276,11 @@ fn write_request(conn: &Connection, n: &Statements, w: &RequestWrite<'_>) -> Res
                 opt_time(w.due),
             ],
         )
-        .map_err(|e| if is_unique_violation(&e) { StoreError::DuplicateOpen } else { e })?;
+        .map_err(|e| match e.sqlite_error() {
+            // The open-request unique index names a duplicate.
+            Some(f) if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE => StoreError::DuplicateOpen,
+            _ => db(e),
+        })?;
     } else {
         let changed = exec(
             conn,

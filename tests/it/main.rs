@@ -34,6 +34,7 @@ mod chat;
 mod core_rules;
 mod delegation;
 mod delivery;
+mod duplicates;
 mod durations;
 mod edge;
 mod escalation;
