@@ -90,7 +90,7 @@ fn directory_error(d: Delivery) -> DirectoryError {
         Delivery::Retry { after: Some(retry_after), error, .. } => DirectoryError::RateLimited { error, retry_after },
         Delivery::Retry { error, .. } => DirectoryError::Transient(error),
         Delivery::Failed(error) => DirectoryError::Permanent(error),
-        Delivery::Done => DirectoryError::Transient("no answer".into()),
+        Delivery::Done | Delivery::Sent(_) => DirectoryError::Transient("no answer".into()),
     }
 }
 

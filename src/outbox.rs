@@ -13,7 +13,7 @@ use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
-use crate::store::{ClaimedJob, JobOutcome, Store, StoreError};
+use crate::store::{ClaimedJob, JobOutcome, MessageRef, Store, StoreError};
 use crate::workflow::model::Timestamp;
 use crate::workflow::Clock;
 
@@ -27,6 +27,8 @@ pub use crate::workflow::ports::{notice_item, NOTICE_KIND as NOTICE};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Delivery {
     Done,
+    /// Done, with the message it posted, to record in the outcome's transaction.
+    Sent(MessageRef),
     /// Transient: try again, after `after` when the peer said so (HTTP 429).
     Retry {
         after: Option<Duration>,
@@ -172,7 +174,7 @@ impl Outbox {
         let now = self.clock.now();
         let kind = job.item.kind.as_str();
         let label = match &result {
-            Delivery::Done => "done",
+            Delivery::Done | Delivery::Sent(_) => "done",
             Delivery::Retry { .. } if job.attempts >= self.cfg.max_attempts => "failed",
             Delivery::Retry { .. } => "retry",
             Delivery::Failed(_) => "failed",
@@ -182,11 +184,8 @@ impl Outbox {
             self.metrics.rate_limited();
         }
         let outcome = match result {
-            Delivery::Done => {
-                self.metrics.delivered_after((now - job.created).to_std().unwrap_or_default());
-                tracing::debug!(job = job.id, kind = %job.item.kind, attempts = job.attempts, "outbox: delivered");
-                JobOutcome::Done
-            }
+            Delivery::Done => self.delivered(job, now, JobOutcome::Done),
+            Delivery::Sent(m) => self.delivered(job, now, JobOutcome::Sent(m)),
             Delivery::Retry { error, .. } if job.attempts >= self.cfg.max_attempts => {
                 tracing::error!(job = job.id, kind = %job.item.kind, attempts = job.attempts, %error, "outbox: giving up after retries");
                 JobOutcome::Failed { error: format!("gave up after {} attempts: {error}", job.attempts) }
@@ -207,7 +206,7 @@ impl Outbox {
             }
         };
         let settled = match &outcome {
-            JobOutcome::Done => Some(None),
+            JobOutcome::Done | JobOutcome::Sent(_) => Some(None),
             JobOutcome::Failed { error } => Some(Some(error.clone())),
             JobOutcome::Retry { .. } => None,
         };
@@ -216,6 +215,12 @@ impl Outbox {
             self.deliverer.settled(job, error.as_deref()).await;
         }
         self.finish(job.id, outcome, now).await
+    }
+
+    fn delivered(&self, job: &ClaimedJob, now: Timestamp, outcome: JobOutcome) -> JobOutcome {
+        self.metrics.delivered_after((now - job.created).to_std().unwrap_or_default());
+        tracing::debug!(job = job.id, kind = %job.item.kind, attempts = job.attempts, "outbox: delivered");
+        outcome
     }
 
     /// Closes a row, retrying briefly: a delivered row whose outcome is not written

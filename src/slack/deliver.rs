@@ -158,15 +158,16 @@ impl SlackDeliverer {
     }
 
     /// `queued` is when the notice's row was created (the workflow's clock).
-    async fn notice(&self, n: &Notice, queued: Timestamp) -> Result<(), ApiError> {
-        match n {
+    /// The message to record with the outcome, for a step's ask.
+    async fn notice(&self, n: &Notice, queued: Timestamp) -> Result<Option<MessageRef>, ApiError> {
+        let done = match n {
             Notice::Ask { request, step, step_label, routed_to, recipient, kind, task, on_behalf_of } => {
                 let compose = if *task { blocks::task } else { blocks::ask };
                 let (mut text, mut blocks) = compose(request, *step, step_label, *routed_to, *kind);
                 if let Some(principal) = on_behalf_of {
                     blocks::for_delegate(principal, &mut text, &mut blocks);
                 }
-                self.ask(request, *step, recipient, &text, &blocks).await
+                return self.ask(request, *step, recipient, &text, &blocks).await.map(Some);
             }
             Notice::Progress { request, step, step_label, routed_to, recipient, approved, required } => {
                 let (text, blocks) = blocks::progress(request, *step, step_label, *routed_to, approved, *required);
@@ -195,10 +196,11 @@ impl SlackDeliverer {
             Notice::Webhook { .. } | Notice::Okta { .. } | Notice::OktaUser { .. } => {
                 Err(ApiError::Permanent("webhooks and Okta calls are not delivered through Slack".into()))
             }
-        }
+        };
+        done.map(|()| None)
     }
 
-    /// DMs one approver a step's message and records it, so that it can be closed later.
+    /// DMs one approver a step's message; the outcome records it, so that it can be closed later.
     async fn ask(
         &self,
         request: &RequestView,
@@ -206,18 +208,17 @@ impl SlackDeliverer {
         recipient: &Person,
         text: &str,
         blocks: &[Value],
-    ) -> Result<(), ApiError> {
+    ) -> Result<MessageRef, ApiError> {
         let user = self.user_id(recipient).await?;
         let channel = self.dm(&user).await?;
         let ts = self.post(&channel, text, blocks).await?;
-        let msg = MessageRef {
+        Ok(MessageRef {
             request_id: request.id.clone(),
             step: i64::try_from(step).unwrap_or(0),
             recipient: recipient.key().to_string(),
             channel,
             ts,
-        };
-        self.store.record_message(&msg).await.map_err(db)
+        })
     }
 
     /// Updates every message sent to `recipient` for the step to its outcome.
@@ -400,7 +401,10 @@ impl Deliverer for SlackDeliverer {
         let payload = job.item.payload.clone();
         let result = match job.item.kind.as_str() {
             NOTICE => match serde_json::from_value::<Notice>(payload.clone()) {
-                Ok(n) => self.notice(&n, job.created).await,
+                Ok(n) => match self.notice(&n, job.created).await {
+                    Ok(Some(sent)) => return Delivery::Sent(sent),
+                    other => other.map(drop),
+                },
                 Err(e) => match serde_json::from_value::<Legacy>(payload) {
                     Ok(old) => self.legacy(old, job.created).await,
                     Err(_) => return bad_payload(e),

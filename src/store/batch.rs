@@ -27,7 +27,6 @@ pub(super) enum Write {
     Commit(Box<Changeset>),
     Enqueue { items: Vec<OutboxItem>, now: Timestamp },
     Finish { id: i64, outcome: JobOutcome, now: Timestamp },
-    Message(MessageRef),
     Identity(Identity),
     HomeOpened(String),
     Events(Vec<LogEvent>),
@@ -145,12 +144,15 @@ impl Failed {
 impl Write {
     /// What the outbox records after a delivery: nobody else waits for it.
     pub(super) fn is_outcome(&self) -> bool {
-        matches!(self, Write::Finish { .. } | Write::Message(_))
+        matches!(self, Write::Finish { .. })
     }
 
     /// Written by one statement: atomic without a transaction around it.
     pub(super) fn one_statement(&self) -> bool {
-        matches!(self, Write::Finish { .. } | Write::Message(_) | Write::Identity(_) | Write::HomeOpened(_))
+        match self {
+            Write::Finish { outcome, .. } => !matches!(outcome, JobOutcome::Sent(_)),
+            _ => matches!(self, Write::Identity(_) | Write::HomeOpened(_)),
+        }
     }
 }
 
@@ -168,9 +170,9 @@ async fn transaction<DB: sqlx::Database>(
         }
     }
     let mut tx = pool.begin().await.map_err(|e| Failed::Apply(e.into()))?;
-    statements.add(1);
+    statements.ran("BEGIN");
     apply(&mut *tx, writes, statements).await.map_err(Failed::Apply)?;
-    statements.add(1);
+    statements.ran("COMMIT");
     tx.commit().await.map_err(|e| Failed::Commit(e.into()))
 }
 
@@ -222,8 +224,12 @@ impl<'a> Sorted<'a> {
                     s.done.push(*id);
                     s.done_at = s.done_at.max(Some(*now));
                 }
+                Write::Finish { id, outcome: JobOutcome::Sent(m), now } => {
+                    s.done.push(*id);
+                    s.done_at = s.done_at.max(Some(*now));
+                    s.messages.push(m);
+                }
                 Write::Finish { id, outcome, now } => s.each.push(Each::Finish { id: *id, outcome, now: *now }),
-                Write::Message(m) => s.messages.push(m),
                 Write::Identity(i) => s.each.push(Each::Identity(i)),
                 Write::HomeOpened(user) => s.each.push(Each::HomeOpened(user)),
             }

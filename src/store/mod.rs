@@ -49,6 +49,12 @@ impl Statements {
         self.0.fetch_add(n, Ordering::Relaxed);
     }
 
+    /// Counts one statement; `RUST_LOG=accessbot::sql=trace` shows each.
+    pub fn ran(&self, sql: &str) {
+        self.add(1);
+        tracing::trace!(target: "accessbot::sql", "{}", sql.split_whitespace().collect::<Vec<_>>().join(" "));
+    }
+
     pub fn get(&self) -> u64 {
         self.0.load(Ordering::Relaxed)
     }
@@ -84,7 +90,7 @@ impl<'c, E: sqlx::Executor<'c>> sqlx::Executor<'c> for Counted<'_, E> {
         'c: 'e,
         Q: 'q + sqlx::Execute<'q, E::Database>,
     {
-        self.statements.add(1);
+        self.statements.ran(query.sql());
         self.inner.fetch_many(query)
     }
 
@@ -96,7 +102,7 @@ impl<'c, E: sqlx::Executor<'c>> sqlx::Executor<'c> for Counted<'_, E> {
         'c: 'e,
         Q: 'q + sqlx::Execute<'q, E::Database>,
     {
-        self.statements.add(1);
+        self.statements.ran(query.sql());
         self.inner.fetch_optional(query)
     }
 

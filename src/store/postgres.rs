@@ -440,10 +440,6 @@ impl Store for PgStore {
         Ok(c)
     }
 
-    async fn record_message(&self, m: &MessageRef) -> Result<(), StoreError> {
-        self.batcher.write(Write::Message(m.clone())).await
-    }
-
     async fn messages(&self, request_id: &str, step: i64, recipient: &str) -> Result<Vec<MessageRef>, StoreError> {
         let rows = sqlx::query(
             "SELECT request_id, step, recipient, channel, ts FROM slack_messages
@@ -491,21 +487,26 @@ impl Store for PgStore {
     async fn identity(&self, user_id: &str) -> Result<Option<Identity>, StoreError> {
         self.caches
             .identity(user_id, || async {
-                let row = sqlx::query(&format!("SELECT {IDENTITY} FROM identities WHERE user_id = $1"))
+                let row = sqlx::query(&format!("SELECT {IDENTITY}, home_opened FROM identities WHERE user_id = $1"))
                     .bind(user_id)
                     .fetch_optional(self.rd())
                     .await?;
-                row.map(|r| decode_identity(&r)).transpose()
+                row.map(|r| Ok((decode_identity(&r)?, r.try_get::<bool, _>("home_opened")?))).transpose()
             })
             .await
     }
 
     async fn identity_by_email(&self, email: &str) -> Result<Option<Identity>, StoreError> {
-        let row = sqlx::query(&format!("SELECT {IDENTITY} FROM identities WHERE email = $1 LIMIT 1"))
-            .bind(email.to_ascii_lowercase())
-            .fetch_optional(self.rd())
-            .await?;
-        row.map(|r| decode_identity(&r)).transpose()
+        let email = email.to_ascii_lowercase();
+        self.caches
+            .identity_by_email(&email, || async {
+                let row = sqlx::query(&format!("SELECT {IDENTITY} FROM identities WHERE email = $1 LIMIT 1"))
+                    .bind(&email)
+                    .fetch_optional(self.rd())
+                    .await?;
+                row.map(|r| decode_identity(&r)).transpose()
+            })
+            .await
     }
 
     async fn identity_by_okta_id(&self, okta_id: &str) -> Result<Option<Identity>, StoreError> {
@@ -535,7 +536,7 @@ impl Store for PgStore {
     }
 
     async fn save_identity(&self, i: &Identity) -> Result<(), StoreError> {
-        self.caches.save_identity(&i.user_id, || self.batcher.write(Write::Identity(i.clone()))).await
+        self.caches.save_identity(i, || self.batcher.write(Write::Identity(i.clone()))).await
     }
 
     async fn usergroups(&self) -> Result<Vec<Usergroup>, StoreError> {
@@ -875,6 +876,10 @@ async fn finish(
 ) -> Result<(), StoreError> {
     let q = match outcome {
         JobOutcome::Done => return finish_done(db, &[id], now).await,
+        JobOutcome::Sent(m) => {
+            insert_messages(db, &[m]).await?;
+            return finish_done(db, &[id], now).await;
+        }
         JobOutcome::Retry { at, error } => {
             sqlx::query("UPDATE outbox SET lease_until = NULL, next_attempt_at = $1, last_error = $2 WHERE id = $3")
                 .bind(*at)
@@ -1444,7 +1449,7 @@ approval = false
         ensure!(store.identities_of(&["U1".into(), "U2".into()]).await? == vec![want.clone()]);
         ensure!(store.identities_without_okta_id(10).await?.is_empty());
 
-        // Messages: duplicates ignored, ordered by ts.
+        // Messages, recorded with their deliveries' outcomes: duplicates ignored, ordered by ts.
         let msg = |ts: &str, recipient: &str| MessageRef {
             request_id: "reqAAAAAAAAAAAAAAAAA".into(),
             step: 0,
@@ -1452,10 +1457,17 @@ approval = false
             channel: "D1".into(),
             ts: ts.into(),
         };
-        store.record_message(&msg("1700000002.000200", "U0ALICE")).await?;
-        store.record_message(&msg("1700000001.000100", "U0ALICE")).await?;
-        store.record_message(&msg("1700000001.000100", "U0ALICE")).await?;
-        store.record_message(&msg("1700000003.000300", "U0BOB")).await?;
+        let sent =
+            [("1700000002.000200", "U0ALICE"), ("1700000001.000100", "U0ALICE"), ("1700000001.000100", "U0ALICE")];
+        let mut sent =
+            sent.iter().chain(&[("1700000003.000300", "U0BOB")]).map(|(ts, to)| msg(ts, to)).collect::<Vec<_>>();
+        let t = now()?;
+        let items = (1..=4).map(|i| item(&format!("m{i}"), i)).collect::<Vec<_>>();
+        store.enqueue(&items, t).await?;
+        for job in store.claim_jobs(t + TimeDelta::seconds(1), Duration::from_secs(30), 10).await? {
+            store.finish_job(job.id, JobOutcome::Sent(sent.remove(0)), t).await?;
+        }
+        ensure!(sent.is_empty() && store.outbox_counts().await?.pending == 0, "not every delivery finished");
         let got = store.messages("reqAAAAAAAAAAAAAAAAA", 0, "U0ALICE").await?;
         ensure!(got == vec![msg("1700000001.000100", "U0ALICE"), msg("1700000002.000200", "U0ALICE")], "{got:?}");
         ensure!(store.messages("reqAAAAAAAAAAAAAAAAA", 1, "U0ALICE").await?.is_empty());

@@ -342,10 +342,6 @@ impl Store for SqliteStore {
         Ok(c)
     }
 
-    async fn record_message(&self, m: &MessageRef) -> Result<(), StoreError> {
-        self.writer.write(Write::Message(m.clone())).await
-    }
-
     async fn messages(&self, request_id: &str, step: i64, recipient: &str) -> Result<Vec<MessageRef>, StoreError> {
         let (request_id, recipient) = (request_id.to_string(), recipient.to_string());
         self.writer.run(move |c, n| w::messages(c, n, &request_id, step, &recipient)).await
@@ -379,7 +375,9 @@ impl Store for SqliteStore {
 
     async fn identity_by_email(&self, email: &str) -> Result<Option<Identity>, StoreError> {
         let email = email.to_ascii_lowercase();
-        self.writer.run(move |c, n| w::identity(c, n, "email", &email)).await
+        let key = email.clone();
+        let read = || self.writer.run(move |c, n| Ok(w::identity(c, n, "email", &email)?.map(|(i, _)| i)));
+        self.caches.identity_by_email(&key, read).await
     }
 
     async fn identity_by_okta_id(&self, okta_id: &str) -> Result<Option<Identity>, StoreError> {
@@ -410,7 +408,7 @@ impl Store for SqliteStore {
     }
 
     async fn save_identity(&self, i: &Identity) -> Result<(), StoreError> {
-        self.caches.save_identity(&i.user_id, || self.writer.write(Write::Identity(i.clone()))).await
+        self.caches.save_identity(i, || self.writer.write(Write::Identity(i.clone()))).await
     }
 
     async fn usergroups(&self) -> Result<Vec<Usergroup>, StoreError> {

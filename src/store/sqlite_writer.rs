@@ -185,9 +185,9 @@ fn transaction(conn: &mut Connection, n: &Statements, writes: &[Write]) -> Resul
         }
     }
     let tx = conn.transaction().map_err(|e| Failed::Apply(db(e)))?;
-    n.add(1);
+    n.ran("BEGIN");
     apply(&tx, n, writes).map_err(Failed::Apply)?;
-    n.add(1);
+    n.ran("COMMIT");
     tx.commit().map_err(|e| Failed::Commit(db(e)))
 }
 
@@ -197,7 +197,7 @@ pub(super) fn exec(conn: &Connection, n: &Statements, sql: &str, values: &[Value
 }
 
 fn exec_raw(conn: &Connection, n: &Statements, sql: &str, values: &[Value]) -> rusqlite::Result<usize> {
-    n.add(1);
+    n.ran(sql);
     conn.prepare_cached(sql)?.execute(params_from_iter(values.iter()))
 }
 
@@ -433,6 +433,10 @@ fn insert_jobs(conn: &Connection, n: &Statements, items: &[batch::Job<'_>]) -> R
 fn finish(conn: &Connection, n: &Statements, id: i64, outcome: &JobOutcome, now: Timestamp) -> Result<(), StoreError> {
     match outcome {
         JobOutcome::Done => finish_done(conn, n, &[id], now),
+        JobOutcome::Sent(m) => {
+            insert_messages(conn, n, &[m])?;
+            finish_done(conn, n, &[id], now)
+        }
         JobOutcome::Retry { at, error } => exec(
             conn,
             n,
@@ -527,7 +531,7 @@ pub(super) fn claim_jobs(
     until: Timestamp,
     limit: i64,
 ) -> Result<Vec<ClaimedJob>, StoreError> {
-    n.add(1);
+    n.ran("UPDATE outbox … claim");
     let mut stmt = conn
         .prepare_cached(
             "UPDATE outbox SET lease_until = ?, attempts = attempts + 1
@@ -606,7 +610,7 @@ pub(super) fn save_usergroup(
 ) -> Result<(), StoreError> {
     let members = json(&g.members)?;
     let tx = conn.transaction().map_err(db)?;
-    n.add(1);
+    n.ran("BEGIN");
     let changed = if g.version == 0 {
         exec(
             &tx,
@@ -624,7 +628,7 @@ pub(super) fn save_usergroup(
     };
     one_row(changed as u64)?;
     insert_events(&tx, n, &events.iter().collect::<Vec<_>>())?;
-    n.add(1);
+    n.ran("COMMIT");
     tx.commit().map_err(db)
 }
 
@@ -666,7 +670,7 @@ fn query<T>(
     values: &[Value],
     f: impl Fn(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
 ) -> Result<Vec<T>, StoreError> {
-    n.add(1);
+    n.ran(sql);
     let mut stmt = conn.prepare_cached(sql).map_err(db)?;
     let rows = stmt.query_map(params_from_iter(values.iter()), |r| f(r)).map_err(db)?;
     rows.collect::<rusqlite::Result<Vec<T>>>().map_err(db)
@@ -701,24 +705,26 @@ pub(super) fn open_request(
 }
 
 /// The identity whose `column` is `value`.
+/// The identity whose `column` is `value`, and whether its user opened the Home.
 pub(super) fn identity(
     conn: &mut Connection,
     n: &Statements,
     column: &'static str,
     value: &str,
-) -> Result<Option<Identity>, StoreError> {
+) -> Result<Option<(Identity, bool)>, StoreError> {
     let sql = format!(
-        "SELECT user_id, email, name, dm_channel, resolved, okta_id FROM identities WHERE {column} = ? LIMIT 1"
+        "SELECT user_id, email, name, dm_channel, resolved, okta_id, home_opened FROM identities WHERE {column} = ? LIMIT 1"
     );
     let rows = query(conn, n, &sql, &[text(value)], |r| {
-        Ok(Identity {
+        let identity = Identity {
             user_id: r.get(0)?,
             email: r.get(1)?,
             name: r.get(2)?,
             dm_channel: r.get(3)?,
             resolved: r.get(4)?,
             okta_id: r.get(5)?,
-        })
+        };
+        Ok((identity, r.get(6)?))
     })?;
     Ok(rows.into_iter().next())
 }

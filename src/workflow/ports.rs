@@ -59,8 +59,15 @@ pub struct ClaimedJob {
 #[derive(Clone, Debug)]
 pub enum JobOutcome {
     Done,
-    Retry { at: Timestamp, error: String },
-    Failed { error: String },
+    /// Delivered, and the message it posted is recorded with the outcome (one transaction).
+    Sent(MessageRef),
+    Retry {
+        at: Timestamp,
+        error: String,
+    },
+    Failed {
+        error: String,
+    },
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -156,7 +163,6 @@ pub trait Store: Send + Sync + 'static {
     /// How many requests there are in each status.
     async fn request_counts(&self) -> Result<Vec<(Status, i64)>, StoreError>;
 
-    async fn record_message(&self, msg: &MessageRef) -> Result<(), StoreError>;
     async fn messages(&self, request_id: &str, step: i64, recipient: &str) -> Result<Vec<MessageRef>, StoreError>;
     /// Every message posted about a request (all steps, all recipients), oldest first.
     async fn request_messages(&self, request_id: &str) -> Result<Vec<MessageRef>, StoreError>;

@@ -9,13 +9,13 @@ use crate::helpers::*;
 
 /// Statements one `/access request` and its deliveries may cost when it is
 /// alone (under load, group commit shares `BEGIN`/`COMMIT` and merges rows of
-/// many requests into one statement). Measured 31–33 on SQLite and 29 on
+/// many requests into one statement). Measured 24–25 on SQLite and 22–27 on
 /// PostgreSQL (how many claims the deliveries take depends on how their
 /// outcomes interleave).
 fn budget(b: &Backend) -> u64 {
     match b {
-        Backend::Sqlite => 36,
-        _ => 34,
+        Backend::Sqlite => 28,
+        _ => 30,
     }
 }
 
