@@ -15,8 +15,8 @@ use std::sync::Arc;
 
 use accessbot::api::scim::parse;
 use accessbot::store::filter::{
-    matches_event, matches_request, AttrKind, Attribute, Filter, LogAttr, LogQuery, OrderBy, RequestAttr, RequestQuery,
-    Value,
+    matches_event, matches_request, AttrKind, Attribute, Filter, LogAttr, LogQuery, Op, OrderBy, RequestAttr,
+    RequestQuery, Value,
 };
 use accessbot::store::{Store, StoreError};
 use accessbot::workflow::model::{
@@ -128,6 +128,29 @@ fn filter_with(text: TextValues, time: TimeValues) -> BoxedStrategy<F> {
 /// Filters whose values come from the rows' pools, times in whole milliseconds.
 fn filters() -> BoxedStrategy<F> {
     filter_with(pool_text, ms_time)
+}
+
+/// `[status eq S and] lastUpdated gt|ge T and <random>`: the shape for which the
+/// store adds a `created` floor from the longest span of S (`request_spans`).
+fn updated_since_filters() -> BoxedStrategy<F> {
+    let status = select(Status::ALL.iter().map(|s| s.as_str().to_string()).collect::<Vec<_>>());
+    let since = (select(vec![Op::Gt, Op::Ge]), fine_time()).prop_map(|(op, t)| Filter::Cmp {
+        attr: RequestAttr::LastUpdated,
+        op,
+        value: Value::Time(t),
+    });
+    (proptest::option::of(status), since, filters())
+        .prop_map(|(status, since, rest)| {
+            let bounded = Filter::And(Box::new(since), Box::new(rest));
+            match status {
+                Some(s) => Filter::And(
+                    Box::new(Filter::Cmp { attr: RequestAttr::Status, op: Op::Eq, value: Value::Text(s) }),
+                    Box::new(bounded),
+                ),
+                None => bounded,
+            }
+        })
+        .boxed()
 }
 
 // ---- rendering ---------------------------------------------------------------
@@ -529,8 +552,8 @@ fn sql_agrees_with_memory(backend: &Backend, filters: BoxedStrategy<F>) {
 }
 
 /// Property 3: pages of any size, continued with the cursor of each page's last row, add up to the full list.
-fn pages_add_up(backend: &Backend) {
-    run(backend, CASES, (filters(), order(), 1..=7i64), |fx, (f, (order_by, descending), limit)| {
+fn pages_add_up(backend: &Backend, filters: BoxedStrategy<F>) {
+    run(backend, CASES, (filters, order(), 1..=7i64), |fx, (f, (order_by, descending), limit)| {
         let full = fx.list(&query(&f, order_by, descending, 1000));
         prop_assert_eq!(&full, &fx.expected(&f, order_by, descending), "the full list for {}", scim(&f));
         let mut q = query(&f, order_by, descending, limit);
@@ -589,13 +612,66 @@ fn sub_millisecond_filter_times_postgres() {
 
 #[test]
 fn pages_add_up_to_the_full_list_sqlite() {
-    pages_add_up(&Backend::Sqlite);
+    pages_add_up(&Backend::Sqlite, filters());
 }
 
 #[test]
 fn pages_add_up_to_the_full_list_postgres() {
     match Backend::postgres() {
-        Some(b) => pages_add_up(&b),
+        Some(b) => pages_add_up(&b, filters()),
+        None => eprintln!("TEST_DATABASE_URL is not set: PostgreSQL skipped"),
+    }
+}
+
+/// `lastUpdated` bounds with and without `status eq`: the `created` floor the
+/// store adds for them never drops a row, whole lists and walked pages alike.
+#[test]
+fn updated_since_filters_sqlite() {
+    sql_agrees_with_memory(&Backend::Sqlite, updated_since_filters());
+    pages_add_up(&Backend::Sqlite, updated_since_filters());
+}
+
+#[test]
+fn updated_since_filters_postgres() {
+    match Backend::postgres() {
+        Some(b) => {
+            sql_agrees_with_memory(&b, updated_since_filters());
+            pages_add_up(&b, updated_since_filters());
+        }
+        None => eprintln!("TEST_DATABASE_URL is not set: PostgreSQL skipped"),
+    }
+}
+
+/// A request changed long after it was created (here 30 days, the seeded rows
+/// within 5 s) widens its status's span: a filter on recent changes still finds it.
+fn late_change_still_matches(backend: &Backend) {
+    let fx = Fixture::new(backend);
+    let store = fx.store();
+    let mut late = fx.rows.iter().find(|r| r.status == Status::Pending).expect("a seeded PENDING row").clone();
+    late.version = fx.rt.block_on(store.request(&late.id)).unwrap().expect("stored").version;
+    late.last_updated = late.created + TimeDelta::days(30);
+    fx.rt.block_on(store.commit(&Changeset { request: Some(late.clone()), ..Default::default() })).unwrap();
+    let since = late.last_updated - TimeDelta::days(1);
+    for status in [Some("PENDING"), None] {
+        let mut f = Filter::Cmp { attr: RequestAttr::LastUpdated, op: Op::Gt, value: Value::Time(since) };
+        if let Some(s) = status {
+            let eq = Filter::Cmp { attr: RequestAttr::Status, op: Op::Eq, value: Value::Text(s.into()) };
+            f = Filter::And(Box::new(eq), Box::new(f));
+        }
+        let got = fx.list(&query(&f, OrderBy::Created, false, 1000));
+        assert_eq!(got, vec![late.id.clone()], "{}", scim(&f));
+    }
+}
+
+#[test]
+fn a_late_change_still_matches_sqlite() {
+    late_change_still_matches(&Backend::Sqlite);
+}
+
+#[test]
+fn a_late_change_still_matches_postgres() {
+    match Backend::postgres() {
+        Some(b) => late_change_still_matches(&b),
         None => eprintln!("TEST_DATABASE_URL is not set: PostgreSQL skipped"),
     }
 }

@@ -175,14 +175,25 @@ pub fn to_sql<A: SqlAttribute>(
     }
 }
 
+/// How a backend spells the parts of a page query that differ between them.
+pub struct Dialect<'a> {
+    /// Names the n-th (1-based) parameter: `?` or `$n`.
+    pub placeholder: &'a dyn Fn(usize) -> String,
+    /// `time - ms`, a time parameter minus a count of milliseconds.
+    pub minus_ms: fn(time: &str, ms: &str) -> String,
+    /// The earliest time there is (the floor when no span is known).
+    pub earliest: &'static str,
+}
+
 /// SQL for a page of requests.
 pub trait QuerySql {
     /// SQL for `WHERE …` (without the keyword) and `ORDER BY …`, with placeholders.
-    fn sql(&self, params: &mut Vec<Value>, placeholder: &dyn Fn(usize) -> String) -> (String, String);
+    fn sql(&self, params: &mut Vec<Value>, dialect: &Dialect) -> (String, String);
 }
 
 impl QuerySql for RequestQuery {
-    fn sql(&self, params: &mut Vec<Value>, placeholder: &dyn Fn(usize) -> String) -> (String, String) {
+    fn sql(&self, params: &mut Vec<Value>, dialect: &Dialect) -> (String, String) {
+        let placeholder = dialect.placeholder;
         let column = match self.order_by {
             OrderBy::Created => "created",
             OrderBy::LastUpdated => "last_updated",
@@ -190,6 +201,12 @@ impl QuerySql for RequestQuery {
         let mut clauses = Vec::new();
         if let Some(f) = &self.filter {
             clauses.push(to_sql(f, params, placeholder));
+            // Ascending after a cursor, the cursor (a row of an earlier page) is past the floor
+            // already, and a second lower bound on `created` would keep the database from
+            // seeking to the cursor.
+            if self.order_by == OrderBy::Created && (self.after.is_none() || self.descending) {
+                clauses.extend(created_floor(f, params, dialect));
+            }
         }
         if let Some(c) = &self.after {
             let cmp = if self.descending { "<" } else { ">" };
@@ -204,4 +221,50 @@ impl QuerySql for RequestQuery {
         let where_sql = if clauses.is_empty() { "TRUE".to_string() } else { clauses.join(" AND ") };
         (where_sql, format!("{column} {dir}, id {dir}"))
     }
+}
+
+/// The filter's top-level `and` operands.
+fn conjuncts<'a, A>(f: &'a Filter<A>, out: &mut Vec<&'a Filter<A>>) {
+    match f {
+        Filter::And(a, b) => {
+            conjuncts(a, out);
+            conjuncts(b, out);
+        }
+        other => out.push(other),
+    }
+}
+
+/// `created >= T - longest` when the filter requires `lastUpdated > T` (or
+/// `>=`): no request of the status (of any, without `status eq`) took longer
+/// than `longest` from created to last updated (`request_spans`, migration
+/// 0014), so no match is older. Redundant for the result; it lets a page in
+/// created order start where matches can begin rather than at the oldest row.
+fn created_floor(f: &Filter<RequestAttr>, params: &mut Vec<Value>, dialect: &Dialect) -> Option<String> {
+    let mut all = Vec::new();
+    conjuncts(f, &mut all);
+    let mut since: Option<Value> = None;
+    let mut status = None;
+    for c in all {
+        let Filter::Cmp { attr, op, value } = c else { continue };
+        match (attr, op, value) {
+            (RequestAttr::LastUpdated, Op::Gt | Op::Ge, Value::Time(_)) => {
+                let bound = to_stored_precision(*op, value);
+                if !matches!((&since, &bound), (Some(Value::Time(a)), Value::Time(b)) if a >= b) {
+                    since = Some(bound);
+                }
+            }
+            (RequestAttr::Status, Op::Eq, Value::Text(s)) => status = Some(s.clone()),
+            _ => {}
+        }
+    }
+    params.push(since?);
+    let t = (dialect.placeholder)(params.len());
+    let longest = match status {
+        Some(s) => {
+            params.push(Value::Text(s));
+            format!("(SELECT longest FROM request_spans WHERE status = {})", (dialect.placeholder)(params.len()))
+        }
+        None => "(SELECT MAX(longest) FROM request_spans)".to_string(),
+    };
+    Some(format!("created >= COALESCE({}, {})", (dialect.minus_ms)(&t, &longest), dialect.earliest))
 }

@@ -13,7 +13,7 @@ use sqlx::{PgConnection, PgPool, Postgres, Row};
 
 use super::batch::{Batcher, Each, Job, Sorted, Write};
 use super::cache::Caches;
-use super::filter::{to_sql, LogQuery, QuerySql, RequestQuery, Value};
+use super::filter::{to_sql, Dialect, LogQuery, QuerySql, RequestQuery, Value};
 use super::plan::{insert_error, one_row, parse_source, AssignmentWrite, Plan, RequestWrite};
 use super::*;
 use crate::workflow::model::{
@@ -274,7 +274,7 @@ impl Store for PgStore {
 
     async fn list_requests(&self, q: &RequestQuery) -> Result<Vec<Request>, StoreError> {
         let mut params = Vec::new();
-        let (where_sql, order) = q.sql(&mut params, &dollar);
+        let (where_sql, order) = q.sql(&mut params, &DIALECT);
         let sql =
             format!("SELECT body, version FROM requests WHERE {where_sql} ORDER BY {order} LIMIT {}", q.limit.max(0));
         let rows = bind_values(sqlx::query(&sql), &params).fetch_all(self.rd()).await?;
@@ -799,6 +799,12 @@ fn bind_values<'q>(
 fn dollar(n: usize) -> String {
     format!("${n}")
 }
+
+const DIALECT: Dialect = Dialect {
+    placeholder: &dollar,
+    minus_ms: |t, ms| format!("{t} - {ms} * INTERVAL '1 millisecond'"),
+    earliest: "'-infinity'::timestamptz",
+};
 
 /// Queues outbox rows, each due at its time, in one statement; the rows take
 /// ids in the slice's order, which per-key delivery order relies on.

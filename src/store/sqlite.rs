@@ -11,7 +11,7 @@ use sqlx::{Row, SqlitePool};
 
 use super::batch::Write;
 use super::cache::Caches;
-use super::filter::{to_sql, LogQuery, QuerySql, RequestQuery, Value};
+use super::filter::{to_sql, Dialect, LogQuery, QuerySql, RequestQuery, Value};
 use super::plan::parse_source;
 use super::sqlite_writer::{self as w, from_ms, ms, Writer};
 use super::*;
@@ -203,7 +203,7 @@ impl Store for SqliteStore {
 
     async fn list_requests(&self, q: &RequestQuery) -> Result<Vec<Request>, StoreError> {
         let mut params = Vec::new();
-        let (where_sql, order) = q.sql(&mut params, &|_| "?".to_string());
+        let (where_sql, order) = q.sql(&mut params, &DIALECT);
         let sql =
             format!("SELECT body, version FROM requests WHERE {where_sql} ORDER BY {order} LIMIT {}", q.limit.max(0));
         let rows = bind_values(sqlx::query(&sql), &params).fetch_all(self.rd()).await?;
@@ -473,6 +473,13 @@ fn decode_usergroup(r: &SqliteRow) -> Result<Usergroup, StoreError> {
 
 /// The columns [`decode_identity`] reads.
 const IDENTITY: &str = "user_id, email, name, dm_channel, resolved, okta_id";
+
+/// Times are integer milliseconds.
+const DIALECT: Dialect = Dialect {
+    placeholder: &|_| "?".to_string(),
+    minus_ms: |t, ms| format!("{t} - {ms}"),
+    earliest: "-9223372036854775808",
+};
 
 fn decode_identity(r: &SqliteRow) -> Result<Identity, StoreError> {
     Ok(Identity {
