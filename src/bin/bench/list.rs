@@ -584,7 +584,7 @@ impl Seeder {
                     let bodies = chunk.iter().map(|(_, b)| b.as_str()).collect::<Vec<&str>>();
                     sqlx::query(
                         "INSERT INTO requests (id, app_id, requested_by, requested_for, status, grant_status, created, last_updated, version, body)
-                         SELECT id, app_id, requested_by, requested_for, status, grant_status, created, last_updated, version, body::jsonb
+                         SELECT id, app_id, requested_by, requested_for, status, grant_status, created, last_updated, version, body::json
                          FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
                                      $7::timestamptz[], $8::timestamptz[], $9::int8[], $10::text[])
                               AS t(id, app_id, requested_by, requested_for, status, grant_status, created, last_updated, version, body)",

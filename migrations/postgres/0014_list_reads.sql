@@ -39,3 +39,8 @@ CREATE TRIGGER request_spans_insert AFTER INSERT ON requests
     FOR EACH ROW EXECUTE FUNCTION request_spans_grow();
 CREATE TRIGGER request_spans_update AFTER UPDATE OF status, created, last_updated ON requests
     FOR EACH ROW EXECUTE FUNCTION request_spans_grow();
+
+-- Bodies as JSON (the text, validated) rather than JSONB: every read parses the
+-- body into a Request anyway and no query looks inside it, while JSONB made
+-- each read print its binary form back to text (2000 rows: 45 ms vs 10 ms).
+ALTER TABLE requests ALTER COLUMN body TYPE JSON USING body::json;
