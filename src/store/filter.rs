@@ -242,22 +242,21 @@ fn conjuncts<'a, A>(f: &'a Filter<A>, out: &mut Vec<&'a Filter<A>>) {
 fn created_floor(f: &Filter<RequestAttr>, params: &mut Vec<Value>, dialect: &Dialect) -> Option<String> {
     let mut all = Vec::new();
     conjuncts(f, &mut all);
-    let mut since: Option<Value> = None;
+    let mut since = None;
     let mut status = None;
     for c in all {
         let Filter::Cmp { attr, op, value } = c else { continue };
         match (attr, op, value) {
             (RequestAttr::LastUpdated, Op::Gt | Op::Ge, Value::Time(_)) => {
-                let bound = to_stored_precision(*op, value);
-                if !matches!((&since, &bound), (Some(Value::Time(a)), Value::Time(b)) if a >= b) {
-                    since = Some(bound);
+                if let Value::Time(t) = to_stored_precision(*op, value) {
+                    since = since.max(Some(t));
                 }
             }
             (RequestAttr::Status, Op::Eq, Value::Text(s)) => status = Some(s.clone()),
             _ => {}
         }
     }
-    params.push(since?);
+    params.push(Value::Time(since?));
     let t = (dialect.placeholder)(params.len());
     let longest = match status {
         Some(s) => {

@@ -478,7 +478,7 @@ const IDENTITY: &str = "user_id, email, name, dm_channel, resolved, okta_id";
 const DIALECT: Dialect = Dialect {
     placeholder: &|_| "?".to_string(),
     minus_ms: |t, ms| format!("{t} - {ms}"),
-    earliest: "-9223372036854775808",
+    earliest: "-9223372036854775807",
 };
 
 fn decode_identity(r: &SqliteRow) -> Result<Identity, StoreError> {
