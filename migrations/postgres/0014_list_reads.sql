@@ -3,6 +3,7 @@
 -- so a page in created order seeks into the index instead of scanning every
 -- older row of the status. Kept by a trigger, so every write path (and a
 -- script writing rows directly) keeps it exact; it only grows.
+
 -- Taken first (the ALTER below needs it anyway): a replica still running the
 -- previous release must not write a request between the spans' first reading
 -- and the triggers, or its span would be missing.
