@@ -134,7 +134,7 @@ impl Outbox {
             let claimed = if free > 0 { self.claim(free).await } else { Vec::new() };
             // Fewer rows than asked for: nothing else was claimable, so wait for a
             // new row, a finished delivery (its key's next row) or the poll.
-            let more = free > 0 && i64::try_from(claimed.len()).unwrap_or(0) == free;
+            let more = i64::try_from(claimed.len()).unwrap_or(0) == free;
             if !claimed.is_empty() {
                 for job in claimed {
                     // A slot is free for each row: only this loop takes them.

@@ -23,10 +23,8 @@ $$;
 -- that matches nothing and locks nothing.
 INSERT INTO request_spans (status, longest)
     SELECT s, COALESCE((SELECT MAX(request_span_ms(created, last_updated)) FROM requests WHERE status = s), 0)
-    FROM unnest(ARRAY['SUBMITTED', 'PENDING', 'APPROVED', 'DENIED', 'CANCELED', 'EXPIRED', 'REJECTED']) AS s;
-INSERT INTO request_spans (status, longest)
-    SELECT status, MAX(request_span_ms(created, last_updated)) FROM requests GROUP BY status
-    ON CONFLICT (status) DO NOTHING;
+    FROM (SELECT unnest(ARRAY['SUBMITTED', 'PENDING', 'APPROVED', 'DENIED', 'CANCELED', 'EXPIRED', 'REJECTED'])
+          UNION SELECT DISTINCT status FROM requests) AS statuses(s);
 
 CREATE FUNCTION request_spans_grow() RETURNS trigger
 LANGUAGE plpgsql AS $$

@@ -22,6 +22,11 @@ pub use crate::workflow::ports::{
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
+/// A row's JSON text (SQLite's `TEXT` bodies, PostgreSQL's `JSON` request bodies).
+fn json<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
+    serde_json::to_string(v).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
 /// Expired replay keys deleted per use: more than one, so the table shrinks back after a burst.
 const PRUNE_REPLAYS: i64 = 16;
 

@@ -639,11 +639,6 @@ impl Store for PgStore {
     }
 }
 
-/// A request's body as the JSON text the `json` column keeps.
-fn body_text(req: &Request) -> Result<String, StoreError> {
-    serde_json::to_string(req).map_err(|e| StoreError::Corrupt(e.to_string()))
-}
-
 async fn write_request(db: &mut Db<'_, PgConnection>, w: &RequestWrite<'_>) -> Result<(), StoreError> {
     let req = w.req;
     if w.insert {
@@ -659,7 +654,7 @@ async fn write_request(db: &mut Db<'_, PgConnection>, w: &RequestWrite<'_>) -> R
         .bind(w.grant)
         .bind(req.created)
         .bind(req.last_updated)
-        .bind(body_text(req)?)
+        .bind(json(req)?)
         .bind(w.due)
         .execute(db.ex())
         .await
@@ -672,7 +667,7 @@ async fn write_request(db: &mut Db<'_, PgConnection>, w: &RequestWrite<'_>) -> R
         .bind(req.status.as_str())
         .bind(w.grant)
         .bind(req.last_updated)
-        .bind(body_text(req)?)
+        .bind(json(req)?)
         .bind(&req.id)
         .bind(req.version)
         .bind(w.due)

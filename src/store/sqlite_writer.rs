@@ -22,7 +22,7 @@ use tokio::sync::oneshot;
 
 use super::batch::{self, Each, Failed, Sorted, Write};
 use super::plan::{one_row, AssignmentWrite, Plan, RequestWrite};
-use super::Statements;
+use super::{json, Statements};
 use crate::workflow::model::{Delegation, DelegationChange, LogEvent, Request, Timestamp};
 use crate::workflow::ports::{ClaimedJob, Identity, JobOutcome, MessageRef, OutboxItem, StoreError, Usergroup};
 
@@ -56,10 +56,6 @@ fn stopped() -> StoreError {
 
 pub(super) fn ms(t: Timestamp) -> i64 {
     t.timestamp_millis()
-}
-
-fn json<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
-    serde_json::to_string(v).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
 impl Writer {
