@@ -261,7 +261,7 @@ fn created_floor(f: &Filter<RequestAttr>, params: &mut Vec<Value>, dialect: &Dia
     let longest = match status {
         Some(s) => {
             params.push(Value::Text(s));
-            format!("(SELECT longest FROM request_spans WHERE status = {})", (dialect.placeholder)(params.len()))
+            format!("(SELECT MAX(longest) FROM request_spans WHERE status = {})", (dialect.placeholder)(params.len()))
         }
         None => "(SELECT MAX(longest) FROM request_spans)".to_string(),
     };
