@@ -42,6 +42,7 @@ enum Job {
     Run(Task),
 }
 
+#[derive(Clone)]
 pub(super) struct Writer {
     queue: mpsc::Sender<Job>,
 }
@@ -66,11 +67,15 @@ impl Writer {
             Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)
                 .map_err(db)?;
         conn.busy_timeout(Duration::from_secs(10)).map_err(db)?;
-        // The writer never checkpoints (its fsync would stall every write behind it).
+        // The writer checkpoints only when the background ones fall behind
+        // (`Writer::checkpoint`): its fsyncs stall every write behind it. A WAL
+        // that starts over is cut back to 512 MiB, above the 256 MiB at which
+        // that happens: cutting a 300 MB file in the writer's commit stalled it
+        // ~50 ms, and the file then grew again on blocks the kernel must zero.
         conn.execute_batch(
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;
              PRAGMA cache_size = -65536; PRAGMA wal_autocheckpoint = 0;
-             PRAGMA journal_size_limit = 67108864;",
+             PRAGMA journal_size_limit = 536870912;",
         )
         .map_err(db)?;
         conn.set_prepared_statement_cache_capacity(64);
@@ -87,6 +92,13 @@ impl Writer {
         let (tx, rx) = oneshot::channel();
         self.queue.send(Job::Write(w, tx)).map_err(|_| stopped())?;
         rx.await.map_err(|_| stopped())?
+    }
+
+    /// Checkpoints the WAL on the writer connection, between batches: nothing
+    /// is appended meanwhile, so everything is copied (unless a reader still
+    /// needs old frames) and the next write starts the WAL over. Two fsyncs.
+    pub async fn checkpoint(&self) -> Result<(), StoreError> {
+        self.run(|conn, _| conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())).map_err(db)).await
     }
 
     /// Runs `f` on the writer connection, alone.
