@@ -156,7 +156,33 @@ impl Write {
     }
 }
 
+/// Attempts after the first when the database aborted the transaction to break
+/// a deadlock (two batches touching the same rows in another order): 5 ms, doubling.
+const BUSY_RETRIES: usize = 4;
+
+/// Writes `writes` in one transaction, again when the database gave it up as
+/// busy (nothing of it was written then).
 async fn transaction<DB: sqlx::Database>(
+    pool: &sqlx::Pool<DB>,
+    apply: Apply<DB>,
+    statements: &super::Statements,
+    writes: &[Write],
+) -> Result<(), Failed> {
+    let mut wait = std::time::Duration::from_millis(5);
+    for _ in 0..BUSY_RETRIES {
+        match attempt(pool, apply, statements, writes).await {
+            Err(Failed::Apply(StoreError::Busy(e)) | Failed::Commit(StoreError::Busy(e))) => {
+                tracing::debug!(error = %e, writes = writes.len(), "store: transaction aborted as busy; retrying");
+                tokio::time::sleep(wait).await;
+                wait *= 2;
+            }
+            done => return done,
+        }
+    }
+    attempt(pool, apply, statements, writes).await
+}
+
+async fn attempt<DB: sqlx::Database>(
     pool: &sqlx::Pool<DB>,
     apply: Apply<DB>,
     statements: &super::Statements,
@@ -240,5 +266,48 @@ impl<'a> Sorted<'a> {
     /// When the delivered rows were finished.
     pub fn done_at(&self) -> Timestamp {
         self.done_at.unwrap_or_else(chrono::Utc::now)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+
+    use super::*;
+
+    static BUSY_LEFT: AtomicUsize = AtomicUsize::new(0);
+    static CALLS: AtomicUsize = AtomicUsize::new(0);
+
+    /// Aborted as busy while `BUSY_LEFT` lasts, then written.
+    fn flaky<'c>(
+        _: &'c mut sqlx::SqliteConnection,
+        _: &'c [Write],
+        _: &'c super::super::Statements,
+    ) -> BoxFuture<'c, Result<(), StoreError>> {
+        Box::pin(async {
+            CALLS.fetch_add(1, SeqCst);
+            match BUSY_LEFT.fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1)) {
+                Ok(_) => Err(StoreError::Busy("deadlock detected".into())),
+                Err(_) => Ok(()),
+            }
+        })
+    }
+
+    #[tokio::test]
+    async fn a_transaction_aborted_as_busy_is_tried_again_a_few_times() {
+        let pool = sqlx::sqlite::SqlitePoolOptions::new().connect("sqlite::memory:").await.unwrap();
+        let batcher = Batcher::start(pool, flaky, Arc::default(), 1);
+
+        BUSY_LEFT.store(2, SeqCst);
+        CALLS.store(0, SeqCst);
+        batcher.write(Write::HomeOpened("U1".into())).await.expect("written on the third attempt");
+        assert_eq!(CALLS.load(SeqCst), 3);
+
+        BUSY_LEFT.store(100, SeqCst);
+        CALLS.store(0, SeqCst);
+        let gave_up = batcher.write(Write::HomeOpened("U1".into())).await;
+        assert!(matches!(gave_up, Err(StoreError::Busy(_))), "{gave_up:?}");
+        assert_eq!(CALLS.load(SeqCst), BUSY_RETRIES + 1);
     }
 }

@@ -32,7 +32,11 @@ const PRUNE_REPLAYS: i64 = 16;
 
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> StoreError {
-        StoreError::Database(e.to_string())
+        // PostgreSQL's deadlock_detected and serialization_failure.
+        match e.as_database_error().and_then(|d| d.code()).as_deref() {
+            Some("40P01" | "40001") => StoreError::Busy(e.to_string()),
+            _ => StoreError::Database(e.to_string()),
+        }
     }
 }
 

@@ -1543,6 +1543,27 @@ approval = false
         dropped
     }
 
+    /// A real deadlock (two transactions taking two locks in opposite orders)
+    /// reads as `Busy`, which the group commit retries.
+    #[tokio::test]
+    async fn a_deadlock_is_busy() -> anyhow::Result<()> {
+        let Ok(url) = std::env::var("TEST_DATABASE_URL") else {
+            eprintln!("a_deadlock_is_busy: skipped, TEST_DATABASE_URL is not set");
+            return Ok(());
+        };
+        let (mut a, mut b) = (PgConnection::connect(&url).await?, PgConnection::connect(&url).await?);
+        let key = i64::from(rand::random::<u32>());
+        for (conn, first) in [(&mut a, key), (&mut b, key + 1)] {
+            conn.execute("BEGIN").await?;
+            sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(first).execute(&mut *conn).await?;
+        }
+        let lock = |k: i64| sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(k);
+        let (ra, rb) = tokio::join!(lock(key + 1).execute(&mut a), lock(key).execute(&mut b));
+        let errors: Vec<StoreError> = [ra.err(), rb.err()].into_iter().flatten().map(StoreError::from).collect();
+        ensure!(matches!(errors.as_slice(), [StoreError::Busy(_)]), "{errors:?}");
+        Ok(())
+    }
+
     #[test]
     fn database_name_is_replaced_in_urls() {
         assert_eq!(url_for_database("postgres://u:p@h:5432/postgres", "x"), "postgres://u:p@h:5432/x");

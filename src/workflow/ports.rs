@@ -31,6 +31,10 @@ pub enum StoreError {
     /// The backend failed (connection, SQL); the text is the backend's.
     #[error("database error: {0}")]
     Database(String),
+    /// The database aborted the transaction to break a deadlock or a
+    /// serialization conflict: nothing of it was written, so it may be retried.
+    #[error("database busy: {0}")]
+    Busy(String),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
     #[error("{0}")]
