@@ -3,18 +3,20 @@
 //! task of its own (up to `workers` at once), and retries with backoff.
 //! Rows sharing an ordering key go out strictly in order.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use rand::Rng;
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::{mpsc, Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
 use crate::store::{ClaimedJob, JobOutcome, MessageRef, Store, StoreError};
 use crate::workflow::model::Timestamp;
+use crate::workflow::ports::{Handed, Handoff, LeftRows};
 use crate::workflow::Clock;
 
 /// The longest a peer's `Retry-After` may hold a row back.
@@ -109,20 +111,36 @@ impl Outbox {
     /// Starts the claim loop; it stops when `shutdown` is cancelled, letting
     /// the deliveries under way finish (it claims no row it cannot start).
     pub fn spawn(self: &Arc<Self>, shutdown: CancellationToken) -> Vec<tokio::task::JoinHandle<()>> {
+        let (jobs, rx) = mpsc::unbounded_channel();
+        let left = Arc::new(LeftRows::default());
+        let room = Arc::new(AtomicI64::new(HANDOFF_ROOM * i64::try_from(self.cfg.workers.max(1)).unwrap_or(1)));
+        let handoff = Handoff { jobs, room: room.clone(), left: left.clone(), lease: self.cfg.lease };
+        let handed = self.store.hand_over(handoff).then_some(Handover { rx, room, left, ready: VecDeque::new() });
         let me = self.clone();
-        vec![tokio::spawn(async move { me.run(shutdown).await })]
+        vec![tokio::spawn(async move { me.run(shutdown, handed).await })]
     }
 
-    /// One loop claims what the free delivery slots can take, in one
-    /// statement, and delivers each row in a task of its own. Claimed rows
-    /// have distinct ordering keys (an older pending row holds its key back),
-    /// so delivering them at once keeps every key's order.
-    async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+    /// One loop delivers the rows commits handed over, and claims what else
+    /// the free delivery slots can take, in one statement, when the store may
+    /// hold any: rows commits left, rows behind a key just finished, and at
+    /// each poll (retries, lapsed leases, other replicas' rows). Each row goes
+    /// out in a task of its own. Rows under way have distinct ordering keys (an
+    /// older pending row holds its key back), so delivering them at once
+    /// keeps every key's order.
+    async fn run(self: Arc<Self>, shutdown: CancellationToken, mut handed: Option<Handover>) {
         let slots = Arc::new(Semaphore::new(self.cfg.workers.max(1)));
         let finished = Arc::new(Notify::new());
-        let mut deliveries = tokio::task::JoinSet::new();
+        let mut deliveries = tokio::task::JoinSet::<String>::new();
+        // Whether the store may hold claimable rows; always, without a hand-off.
+        let mut dirty = true;
+        let mut poll = tokio::time::interval(self.cfg.poll);
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         while !shutdown.is_cancelled() {
-            while deliveries.try_join_next().is_some() {}
+            while let Some(done) = deliveries.try_join_next() {
+                if let (Ok(key), Some(h)) = (done, &handed) {
+                    dirty |= h.left.waits_on(&key);
+                }
+            }
             let pause = self.paused_until.load(Ordering::Relaxed) - self.clock.now().timestamp_millis();
             if pause > 0 {
                 tokio::select! {
@@ -130,36 +148,71 @@ impl Outbox {
                     _ = tokio::time::sleep(Duration::from_millis(u64::try_from(pause).unwrap_or(0))) => {}
                 }
             }
-            let free = i64::try_from(slots.available_permits()).unwrap_or(0).min(self.cfg.batch);
-            let claimed = if free > 0 { self.claim(free).await } else { Vec::new() };
-            // Fewer rows than asked for: nothing else was claimable, so wait for a
-            // new row, a finished delivery (its key's next row) or the poll.
-            let more = i64::try_from(claimed.len()).unwrap_or(0) == free;
-            if !claimed.is_empty() {
-                for job in claimed {
-                    // A slot is free for each row: only this loop takes them.
-                    let Ok(permit) = slots.clone().acquire_owned().await else { break };
-                    let (me, finished) = (self.clone(), finished.clone());
-                    deliveries.spawn(async move {
-                        if let Err(e) = me.execute(&job).await {
-                            tracing::warn!(job = job.id, error = %e, "outbox: recording an outcome failed");
-                        }
-                        drop(permit);
-                        finished.notify_one();
-                    });
+            if let Some(h) = &mut handed {
+                dirty |= h.left.unclaimed.swap(false, Ordering::Relaxed);
+                while slots.available_permits() > 0 {
+                    let Some(job) = h.next(&*self.clock, self.cfg.lease, &mut dirty) else { break };
+                    self.start(job, &slots, &finished, &mut deliveries).await;
                 }
-                if more {
+            }
+            let free = i64::try_from(slots.available_permits()).unwrap_or(0).min(self.cfg.batch);
+            if dirty && free > 0 {
+                let claimed = self.claim(free).await;
+                // Fewer rows than asked for: nothing else is claimable until a
+                // commit leaves rows, a key's row finishes, or the poll.
+                let full = i64::try_from(claimed.len()).unwrap_or(0) == free;
+                dirty = full || handed.is_none();
+                for job in claimed {
+                    if let Some(h) = &handed {
+                        h.left.claimed(&job.item.ordering_key);
+                    }
+                    self.start(job, &slots, &finished, &mut deliveries).await;
+                }
+                if full {
                     continue;
                 }
             }
+            let more = async {
+                match &mut handed {
+                    Some(h) => h.rx.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 _ = shutdown.cancelled() => break,
+                job = more => {
+                    if let (Some(job), Some(h)) = (job, &mut handed) {
+                        h.ready.push_back(job);
+                    }
+                }
                 _ = self.wake.notified() => {}
                 _ = finished.notified() => {}
-                _ = tokio::time::sleep(self.cfg.poll) => {}
+                _ = poll.tick() => dirty = true,
             }
         }
         while deliveries.join_next().await.is_some() {}
+    }
+
+    /// Delivers `job` in a task of its own once a slot is free; the task
+    /// answers with the row's ordering key.
+    async fn start(
+        self: &Arc<Self>,
+        job: ClaimedJob,
+        slots: &Arc<Semaphore>,
+        finished: &Arc<Notify>,
+        deliveries: &mut tokio::task::JoinSet<String>,
+    ) {
+        // Only this loop takes slots: one is free for each row it starts.
+        let Ok(permit) = slots.clone().acquire_owned().await else { return };
+        let (me, finished) = (self.clone(), finished.clone());
+        deliveries.spawn(async move {
+            if let Err(e) = me.execute(&job).await {
+                tracing::warn!(job = job.id, error = %e, "outbox: recording an outcome failed");
+            }
+            drop(permit);
+            finished.notify_one();
+            job.item.ordering_key
+        });
     }
 
     /// Claims up to `limit` rows (none when the store fails; the loop tries again).
@@ -241,6 +294,36 @@ impl Outbox {
             wait *= 2;
         }
         self.store.finish_job(id, outcome, now).await
+    }
+}
+
+/// Rows handed over per delivery slot, at most, before commits leave new rows
+/// for the claims: bounds how long a handed row waits in memory.
+const HANDOFF_ROOM: i64 = 4;
+
+/// The loop's end of a [`Handoff`].
+struct Handover {
+    rx: mpsc::UnboundedReceiver<Handed>,
+    room: Arc<AtomicI64>,
+    left: Arc<LeftRows>,
+    ready: VecDeque<Handed>,
+}
+
+impl Handover {
+    /// The next handed row to deliver. One with less than half its lease left
+    /// is dropped (it may outlast its lease under way), for a claim to take
+    /// once the lease lapses.
+    fn next(&mut self, clock: &dyn Clock, lease: Duration, dirty: &mut bool) -> Option<ClaimedJob> {
+        let half = chrono::Duration::from_std(lease / 2).unwrap_or_default();
+        loop {
+            let h = self.ready.pop_front().or_else(|| self.rx.try_recv().ok())?;
+            self.room.fetch_add(1, Ordering::Relaxed);
+            if clock.now() + half < h.lease_until {
+                return Some(h.job);
+            }
+            tracing::debug!(job = h.job.id, "outbox: a handed row waited too long; leaving it to a claim");
+            *dirty = true;
+        }
     }
 }
 

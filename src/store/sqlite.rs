@@ -15,6 +15,7 @@ use super::filter::{to_sql, Dialect, LogQuery, QuerySql, RequestQuery, Value};
 use super::plan::parse_source;
 use super::sqlite_writer::{self as w, from_ms, ms, Writer};
 use super::*;
+use crate::workflow::ports::Handoff;
 use crate::workflow::model::{Assignment, Changeset, Delegation, LogEvent, Request, Status, Timestamp};
 
 pub struct SqliteStore {
@@ -26,6 +27,8 @@ pub struct SqliteStore {
     /// throw away each other's page caches.
     /// Every write: group commit on one connection of its own thread.
     writer: Writer,
+    /// Where commits hand the outbox rows they claim, once the outbox runs.
+    handoff: Arc<std::sync::OnceLock<Handoff>>,
     statements: Arc<Statements>,
     caches: Caches,
     checkpoints: Option<tokio::task::JoinHandle<()>>,
@@ -132,7 +135,8 @@ impl SqliteStore {
             setup.close().await;
         }
         let statements = Arc::new(Statements::default());
-        let writer = Writer::open(opts.get_filename(), statements.clone())?;
+        let handoff = Arc::new(std::sync::OnceLock::new());
+        let writer = Writer::open(opts.get_filename(), statements.clone(), handoff.clone())?;
         let checkpointer = SqlitePoolOptions::new().max_connections(1).connect_with(opts.clone()).await?;
         // In-process connections cannot hang up: no ping (a round trip to the
         // connection's thread) before every statement.
@@ -143,7 +147,7 @@ impl SqliteStore {
             .await?;
         let checkpoints =
             Some(tokio::spawn(checkpoint_loop(checkpointer, writer.clone(), checkpoint_every, wal_limit)));
-        Ok(SqliteStore { pool, writer, statements, caches: Caches::default(), checkpoints })
+        Ok(SqliteStore { pool, writer, handoff, statements, caches: Caches::default(), checkpoints })
     }
 
     fn rd(&self) -> Counted<'_, &SqlitePool> {
@@ -343,6 +347,10 @@ impl Store for SqliteStore {
 
     async fn finish_job(&self, id: i64, outcome: JobOutcome, now: Timestamp) -> Result<(), StoreError> {
         self.writer.write(Write::Finish { id, outcome, now }).await
+    }
+
+    fn hand_over(&self, to: Handoff) -> bool {
+        self.handoff.set(to).is_ok()
     }
 
     async fn request_counts(&self) -> Result<Vec<(Status, i64)>, StoreError> {
@@ -557,22 +565,37 @@ mod tests {
             deadline: None,
         };
         let wal = dir.path().join("t.db-wal");
+        let store = Arc::new(store);
+        // Eight writers that never pause: the writer always has the next
+        // batch queued, as under sustained load.
+        let writers: Vec<_> = (0..8)
+            .map(|_| {
+                let (store, item) = (store.clone(), item.clone());
+                tokio::spawn(async move {
+                    for _ in 0..150 {
+                        store.enqueue(std::slice::from_ref(&item), chrono::Utc::now()).await.unwrap();
+                    }
+                })
+            })
+            .collect();
         let mut largest = 0;
-        for _ in 0..300 {
-            let writes = (0..8).map(|_| store.enqueue(std::slice::from_ref(&item), chrono::Utc::now()));
-            futures::future::try_join_all(writes).await.unwrap();
+        while !writers.iter().all(|w| w.is_finished()) {
             largest = largest.max(std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0));
+            tokio::time::sleep(Duration::from_millis(1)).await;
         }
         largest
     }
 
     /// Background checkpoints alone never catch up with a writer that keeps
-    /// committing; past the limit the writer checkpoints and the WAL starts over.
+    /// committing (the WAL grew to 11-13 MB here on an idle machine, and
+    /// without end in the ack bench); past the limit the writer checkpoints and
+    /// the WAL starts over. The writes come to ~20 MB of frames. (No comparison
+    /// with an unbounded run: on a busy machine the writers pause enough for
+    /// the background checkpoints to finish.)
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_busy_writer_keeps_the_wal_bounded() {
-        let unbounded = largest_wal(i64::MAX).await;
         let bounded = largest_wal(32).await;
-        println!("largest WAL: {unbounded} bytes without the limit, {bounded} with 32 frames");
-        assert!(bounded * 4 < unbounded, "WAL {bounded} bytes with the limit, {unbounded} without");
+        println!("largest WAL: {bounded} bytes with a limit of 32 frames");
+        assert!(bounded < 4 << 20, "the WAL grew to {bounded} bytes with a limit of 32 frames");
     }
 }

@@ -24,7 +24,9 @@ use super::batch::{self, Each, Failed, Sorted, Write};
 use super::plan::{one_row, AssignmentWrite, Plan, RequestWrite};
 use super::{json, Statements};
 use crate::workflow::model::{Delegation, DelegationChange, LogEvent, Request, Timestamp};
-use crate::workflow::ports::{ClaimedJob, Identity, JobOutcome, MessageRef, OutboxItem, StoreError, Usergroup};
+use crate::workflow::ports::{
+    ClaimedJob, Handed, Handoff, Identity, JobOutcome, MessageRef, OutboxItem, StoreError, Usergroup,
+};
 
 /// Writes per transaction at most.
 const MAX_BATCH: usize = 256;
@@ -62,7 +64,11 @@ pub(super) fn ms(t: Timestamp) -> i64 {
 impl Writer {
     /// Opens the (migrated) database file and starts the writer thread; it
     /// stops when the last handle is dropped.
-    pub fn open(path: &Path, statements: std::sync::Arc<Statements>) -> Result<Writer, StoreError> {
+    pub fn open(
+        path: &Path,
+        statements: std::sync::Arc<Statements>,
+        handoff: std::sync::Arc<std::sync::OnceLock<Handoff>>,
+    ) -> Result<Writer, StoreError> {
         let conn =
             Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)
                 .map_err(db)?;
@@ -83,7 +89,7 @@ impl Writer {
         let (queue, rx) = mpsc::channel();
         std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || run(conn, rx, &statements))
+            .spawn(move || run(conn, rx, &statements, &handoff))
             .map_err(|e| StoreError::Database(format!("starting the SQLite writer: {e}")))?;
         Ok(Writer { queue })
     }
@@ -115,7 +121,7 @@ impl Writer {
     }
 }
 
-fn run(mut conn: Connection, rx: mpsc::Receiver<Job>, n: &Statements) {
+fn run(mut conn: Connection, rx: mpsc::Receiver<Job>, n: &Statements, handoff: &std::sync::OnceLock<Handoff>) {
     let mut next = None;
     loop {
         let job = match next.take() {
@@ -155,7 +161,7 @@ fn run(mut conn: Connection, rx: mpsc::Receiver<Job>, n: &Statements) {
             }
         }
         let (writes, replies): (Vec<Write>, Vec<_>) = batch.into_iter().unzip();
-        settle(&mut conn, n, &writes, replies);
+        settle(&mut conn, n, &writes, replies, handoff.get());
     }
 }
 
@@ -166,8 +172,9 @@ fn settle(
     n: &Statements,
     writes: &[Write],
     replies: Vec<oneshot::Sender<Result<(), StoreError>>>,
+    to: Option<&Handoff>,
 ) {
-    match transaction(conn, n, writes) {
+    match transaction(conn, n, writes, to) {
         Ok(()) => replies.into_iter().for_each(|r| drop(r.send(Ok(())))),
         Err(Failed::Apply(e) | Failed::Commit(e)) if writes.len() == 1 => {
             if let Some(r) = replies.into_iter().next() {
@@ -180,24 +187,46 @@ fn settle(
         }
         Err(Failed::Apply(_)) => {
             for (w, reply) in writes.iter().zip(replies) {
-                let one = transaction(conn, n, std::slice::from_ref(w));
+                let one = transaction(conn, n, std::slice::from_ref(w), to);
                 let _ = reply.send(one.map_err(Failed::into_inner));
             }
         }
     }
 }
 
-fn transaction(conn: &mut Connection, n: &Statements, writes: &[Write]) -> Result<(), Failed> {
+/// Writes `writes` in one transaction; the rows it claimed for the outbox go
+/// to it once committed (their room back when not).
+fn transaction(conn: &mut Connection, n: &Statements, writes: &[Write], to: Option<&Handoff>) -> Result<(), Failed> {
+    let mut handed = Vec::new();
+    let done = commit(conn, n, writes, Claims { to, handed: &mut handed });
+    if let Some(to) = to {
+        if done.is_ok() {
+            // A closed outbox (shutting down) leaves the rows leased: free at the next start.
+            handed.into_iter().for_each(|h| drop(to.jobs.send(h)));
+        } else {
+            to.room.fetch_add(handed.len() as i64, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+    done
+}
+
+fn commit(conn: &mut Connection, n: &Statements, writes: &[Write], claims: Claims<'_>) -> Result<(), Failed> {
     if let [w] = writes {
         if w.one_statement() {
-            return apply(conn, n, writes).map_err(Failed::Commit);
+            return apply(conn, n, writes, claims).map_err(Failed::Commit);
         }
     }
     let tx = conn.transaction().map_err(|e| Failed::Apply(db(e)))?;
     n.ran("BEGIN");
-    apply(&tx, n, writes).map_err(Failed::Apply)?;
+    apply(&tx, n, writes, claims).map_err(Failed::Apply)?;
     n.ran("COMMIT");
     tx.commit().map_err(|e| Failed::Commit(db(e)))
+}
+
+/// Where a transaction's claimed outbox rows go.
+struct Claims<'a> {
+    to: Option<&'a Handoff>,
+    handed: &'a mut Vec<Handed>,
 }
 
 /// One statement, counted; the rows it changed.
@@ -234,7 +263,7 @@ fn values_sql(head: &str, rows: usize, columns: usize) -> String {
 
 /// The writes that go one by one in order, then events, outbox rows,
 /// delivered rows and message records of the whole batch in a statement each.
-fn apply(conn: &Connection, n: &Statements, writes: &[Write]) -> Result<(), StoreError> {
+fn apply(conn: &Connection, n: &Statements, writes: &[Write], claims: Claims<'_>) -> Result<(), StoreError> {
     let sorted = Sorted::of(writes)?;
     for each in &sorted.each {
         match each {
@@ -245,7 +274,7 @@ fn apply(conn: &Connection, n: &Statements, writes: &[Write]) -> Result<(), Stor
         }
     }
     insert_events(conn, n, &sorted.events)?;
-    insert_jobs(conn, n, &sorted.jobs)?;
+    insert_jobs(conn, n, &sorted.jobs, claims)?;
     finish_done(conn, n, &sorted.done, sorted.done_at())?;
     insert_messages(conn, n, &sorted.messages)
 }
@@ -416,15 +445,25 @@ pub(super) fn insert_events(conn: &Connection, n: &Statements, events: &[&LogEve
 }
 
 /// Queues outbox rows, each due at its time; ids follow the slice's order.
-fn insert_jobs(conn: &Connection, n: &Statements, items: &[batch::Job<'_>]) -> Result<(), StoreError> {
-    for chunk in items.chunks(ROWS) {
+/// With a hand-off, the rows it can take are written claimed (see [`Handoff`]).
+fn insert_jobs(conn: &Connection, n: &Statements, items: &[batch::Job<'_>], claims: Claims<'_>) -> Result<(), StoreError> {
+    if items.is_empty() {
+        return Ok(());
+    }
+    let claim = match claims.to {
+        Some(to) => to_claim(conn, n, items, to)?,
+        None => vec![false; items.len()],
+    };
+    let lease = claims.to.map(|to| chrono::Duration::from_std(to.lease).unwrap_or(chrono::Duration::MAX / 4));
+    for (chunk, claim) in items.chunks(ROWS).zip(claim.chunks(ROWS)) {
         let sql = values_sql(
-            "INSERT INTO outbox (ordering_key, kind, payload, next_attempt_at, deadline, created)",
+            "INSERT INTO outbox (ordering_key, kind, payload, next_attempt_at, deadline, created, lease_until, attempts)",
             chunk.len(),
-            6,
+            8,
         );
-        let mut values = Vec::with_capacity(chunk.len() * 6);
-        for (item, now) in chunk {
+        let mut values = Vec::with_capacity(chunk.len() * 8);
+        for ((item, now), &claimed) in chunk.iter().zip(claim) {
+            let until = lease.filter(|_| claimed).map(|l| *now + l);
             values.extend([
                 text(&item.ordering_key),
                 text(&item.kind),
@@ -432,11 +471,53 @@ fn insert_jobs(conn: &Connection, n: &Statements, items: &[batch::Job<'_>]) -> R
                 time(*now),
                 opt_time(item.deadline),
                 time(*now),
+                opt_time(until),
+                Value::Integer(i64::from(claimed)),
             ]);
         }
         exec(conn, n, &sql, &values)?;
+        let first = conn.last_insert_rowid() - chunk.len() as i64 + 1;
+        for (i, ((item, now), &claimed)) in chunk.iter().zip(claim).enumerate() {
+            if let (true, Some(lease)) = (claimed, lease) {
+                let job = ClaimedJob { id: first + i as i64, item: item.clone().into_owned(), attempts: 1, created: *now };
+                claims.handed.push(Handed { job, lease_until: *now + lease });
+            }
+        }
     }
     Ok(())
+}
+
+/// Which of these new rows the hand-off takes: the first of each ordering
+/// key with no pending row before it, while its room lasts. The rest are
+/// reported left.
+fn to_claim(conn: &Connection, n: &Statements, items: &[batch::Job<'_>], to: &Handoff) -> Result<Vec<bool>, StoreError> {
+    use std::sync::atomic::Ordering::Relaxed;
+    let keys: std::collections::BTreeSet<&str> = items.iter().map(|(item, _)| item.ordering_key.as_str()).collect();
+    let keys: Vec<&str> = keys.into_iter().collect();
+    let mut busy = std::collections::HashSet::new();
+    for chunk in keys.chunks(ROWS) {
+        let sql = format!(
+            "SELECT DISTINCT ordering_key FROM outbox INDEXED BY outbox_pending_key
+             WHERE status = 'pending' AND ordering_key IN ({})",
+            vec!["?"; chunk.len()].join(", ")
+        );
+        let values: Vec<Value> = chunk.iter().map(|k| text(k)).collect();
+        busy.extend(query(conn, n, &sql, &values, |r| r.get::<_, String>(0))?);
+    }
+    let mut claim = Vec::with_capacity(items.len());
+    for (item, _) in items {
+        let key = item.ordering_key.as_str();
+        if !busy.insert(key.to_string()) {
+            to.left.behind(key);
+            claim.push(false);
+        } else if to.room.fetch_update(Relaxed, Relaxed, |r| (r > 0).then(|| r - 1)).is_ok() {
+            claim.push(true);
+        } else {
+            to.left.unclaimed.store(true, Relaxed);
+            claim.push(false);
+        }
+    }
+    Ok(claim)
 }
 
 fn finish(conn: &Connection, n: &Statements, id: i64, outcome: &JobOutcome, now: Timestamp) -> Result<(), StoreError> {

@@ -18,7 +18,7 @@ impl EventBuilder {
         debug.insert("source".into(), json!(actor.source.as_str()));
         EventBuilder {
             event: LogEvent {
-                uuid: Uuid::new_v4().to_string(),
+                uuid: Uuid::now_v7().to_string(),
                 published: now,
                 event_type: event_type.to_string(),
                 severity: "INFO".to_string(),

@@ -4,6 +4,9 @@
 //! implements the first, the chat adapter the second, the Okta connector the
 //! third; the core never sees SQL or HTTP.
 
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicI64};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -58,6 +61,70 @@ pub struct ClaimedJob {
     pub item: OutboxItem,
     pub attempts: i64,
     pub created: Timestamp,
+}
+
+/// How a commit hands the outbox rows it queues straight to this process's
+/// outbox, claimed in the commit's own transaction: no claim statement, no
+/// commit of its own. A store that does so ([`Store::hand_over`]) claims, of
+/// each commit's new rows, the first of each ordering key that waits behind
+/// no pending row, while `room` lasts, and sends them once committed; the
+/// rows it leaves it reports in `left`, for the outbox to claim as before.
+#[derive(Clone)]
+pub struct Handoff {
+    pub jobs: tokio::sync::mpsc::UnboundedSender<Handed>,
+    /// Rows the outbox takes before it has started some: the store takes one
+    /// per row it claims, the outbox gives it back when it starts the row.
+    pub room: Arc<AtomicI64>,
+    pub left: Arc<LeftRows>,
+    pub lease: Duration,
+}
+
+/// A row claimed by the commit that queued it, and until when.
+#[derive(Debug)]
+pub struct Handed {
+    pub job: ClaimedJob,
+    pub lease_until: Timestamp,
+}
+
+/// What commits left in the store for the outbox's claims.
+#[derive(Debug, Default)]
+pub struct LeftRows {
+    /// A row was left for want of room: claimable now.
+    pub unclaimed: AtomicBool,
+    /// Ordering keys with rows left behind an older pending row, and how many:
+    /// when a row of such a key is finished, the next may be claimed.
+    pub behind: Mutex<HashMap<String, usize>>,
+}
+
+impl LeftRows {
+    /// Most keys remembered; past it they are forgotten (the outbox's poll finds their rows).
+    const MAX_KEYS: usize = 10_000;
+
+    pub fn behind(&self, key: &str) {
+        if let Ok(mut keys) = self.behind.lock() {
+            if keys.len() >= Self::MAX_KEYS {
+                keys.clear();
+            }
+            *keys.entry(key.to_string()).or_default() += 1;
+        }
+    }
+
+    /// True when rows wait behind this key.
+    pub fn waits_on(&self, key: &str) -> bool {
+        self.behind.lock().map(|keys| keys.contains_key(key)).unwrap_or(false)
+    }
+
+    /// One row of this key was claimed.
+    pub fn claimed(&self, key: &str) {
+        if let Ok(mut keys) = self.behind.lock() {
+            if let Some(n) = keys.get_mut(key) {
+                *n -= 1;
+                if *n == 0 {
+                    keys.remove(key);
+                }
+            }
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -163,6 +230,11 @@ pub trait Store: Send + Sync + 'static {
     /// claimed again. Never returns a row while an older row with its key is undelivered.
     async fn claim_jobs(&self, now: Timestamp, lease: Duration, limit: i64) -> Result<Vec<ClaimedJob>, StoreError>;
     async fn finish_job(&self, id: i64, outcome: JobOutcome, now: Timestamp) -> Result<(), StoreError>;
+    /// Hands rows to this process's outbox as commits queue them (see
+    /// [`Handoff`]); false when this store does not, and every row waits for a claim.
+    fn hand_over(&self, _to: Handoff) -> bool {
+        false
+    }
     async fn outbox_counts(&self) -> Result<OutboxCounts, StoreError>;
     /// How many requests there are in each status.
     async fn request_counts(&self) -> Result<Vec<(Status, i64)>, StoreError>;
