@@ -123,24 +123,20 @@ impl Outbox {
     /// One loop delivers the rows commits handed over, and claims what else
     /// the free delivery slots can take, in one statement, when the store may
     /// hold any: rows commits left, rows behind a key just finished, and at
-    /// each poll (retries, lapsed leases, other replicas' rows). Each row goes
+    /// each poll (retries, lapsed leases, other replicas' rows); without a
+    /// hand-off, also after every commit and every finished row. Each row goes
     /// out in a task of its own. Rows under way have distinct ordering keys (an
     /// older pending row holds its key back), so delivering them at once
     /// keeps every key's order.
-    async fn run(self: Arc<Self>, shutdown: CancellationToken, mut handed: Option<Handover>) {
-        let slots = Arc::new(Semaphore::new(self.cfg.workers.max(1)));
-        let finished = Arc::new(Notify::new());
-        let mut deliveries = tokio::task::JoinSet::<String>::new();
-        // Whether the store may hold claimable rows; always, without a hand-off.
-        let mut dirty = true;
-        let mut poll = tokio::time::interval(self.cfg.poll);
-        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    async fn run(self: Arc<Self>, shutdown: CancellationToken, handed: Option<Handover>) {
+        let mut l = ClaimLoop {
+            slots: Arc::new(Semaphore::new(self.cfg.workers.max(1))),
+            slot_free: Arc::new(Notify::new()),
+            deliveries: tokio::task::JoinSet::new(),
+            dirty: true,
+            handed,
+        };
         while !shutdown.is_cancelled() {
-            while let Some(done) = deliveries.try_join_next() {
-                if let (Ok(key), Some(h)) = (done, &handed) {
-                    dirty |= h.left.waits_on(&key);
-                }
-            }
             let pause = self.paused_until.load(Ordering::Relaxed) - self.clock.now().timestamp_millis();
             if pause > 0 {
                 tokio::select! {
@@ -148,71 +144,17 @@ impl Outbox {
                     _ = tokio::time::sleep(Duration::from_millis(u64::try_from(pause).unwrap_or(0))) => {}
                 }
             }
-            if let Some(h) = &mut handed {
-                dirty |= h.left.unclaimed.swap(false, Ordering::Relaxed);
-                while slots.available_permits() > 0 {
-                    let Some(job) = h.next(&*self.clock, self.cfg.lease, &mut dirty) else { break };
-                    self.start(job, &slots, &finished, &mut deliveries).await;
-                }
+            l.start_handed(&self).await;
+            if l.claim(&self).await == Some(true) {
+                continue;
             }
-            let free = i64::try_from(slots.available_permits()).unwrap_or(0).min(self.cfg.batch);
-            if dirty && free > 0 {
-                let claimed = self.claim(free).await;
-                // Fewer rows than asked for: nothing else is claimable until a
-                // commit leaves rows, a key's row finishes, or the poll.
-                let full = i64::try_from(claimed.len()).unwrap_or(0) == free;
-                dirty = full || handed.is_none();
-                for job in claimed {
-                    if let Some(h) = &handed {
-                        h.left.claimed(&job.item.ordering_key);
-                    }
-                    self.start(job, &slots, &finished, &mut deliveries).await;
-                }
-                if full {
-                    continue;
-                }
-            }
-            let more = async {
-                match &mut handed {
-                    Some(h) => h.rx.recv().await,
-                    None => std::future::pending().await,
-                }
-            };
             tokio::select! {
                 _ = shutdown.cancelled() => break,
-                job = more => {
-                    if let (Some(job), Some(h)) = (job, &mut handed) {
-                        h.ready.push_back(job);
-                    }
-                }
-                _ = self.wake.notified() => {}
-                _ = finished.notified() => {}
-                _ = poll.tick() => dirty = true,
+                _ = l.wait(&self.wake) => {}
+                _ = tokio::time::sleep(self.cfg.poll) => l.dirty = true,
             }
         }
-        while deliveries.join_next().await.is_some() {}
-    }
-
-    /// Delivers `job` in a task of its own once a slot is free; the task
-    /// answers with the row's ordering key.
-    async fn start(
-        self: &Arc<Self>,
-        job: ClaimedJob,
-        slots: &Arc<Semaphore>,
-        finished: &Arc<Notify>,
-        deliveries: &mut tokio::task::JoinSet<String>,
-    ) {
-        // Only this loop takes slots: one is free for each row it starts.
-        let Ok(permit) = slots.clone().acquire_owned().await else { return };
-        let (me, finished) = (self.clone(), finished.clone());
-        deliveries.spawn(async move {
-            if let Err(e) = me.execute(&job).await {
-                tracing::warn!(job = job.id, error = %e, "outbox: recording an outcome failed");
-            }
-            drop(permit);
-            finished.notify_one();
-            job.item.ordering_key
-        });
+        while l.deliveries.join_next().await.is_some() {}
     }
 
     /// Claims up to `limit` rows (none when the store fails; the loop tries again).
@@ -223,7 +165,8 @@ impl Outbox {
         })
     }
 
-    async fn execute(&self, job: &ClaimedJob) -> Result<(), StoreError> {
+    /// Delivers a row; what to record, and when it was decided.
+    async fn attempt(&self, job: &ClaimedJob) -> (JobOutcome, Timestamp) {
         let now = self.clock.now();
         let result = match job.item.deadline {
             Some(d) if d < now => Delivery::Failed("deadline passed before delivery".into()),
@@ -272,7 +215,7 @@ impl Outbox {
         if let Some(error) = settled {
             self.deliverer.settled(job, error.as_deref()).await;
         }
-        self.finish(job.id, outcome, now).await
+        (outcome, now)
     }
 
     fn delivered(&self, job: &ClaimedJob, now: Timestamp, outcome: JobOutcome) -> JobOutcome {
@@ -295,6 +238,130 @@ impl Outbox {
         }
         self.store.finish_job(id, outcome, now).await
     }
+}
+
+/// The claim loop's state: delivery slots, the deliveries under way, and
+/// whether the store may hold claimable rows.
+struct ClaimLoop {
+    slots: Arc<Semaphore>,
+    /// Notified when a delivery's call is over (its outcome is still to be written).
+    slot_free: Arc<Notify>,
+    /// Each answers with its row's ordering key once the outcome is written.
+    deliveries: tokio::task::JoinSet<String>,
+    dirty: bool,
+    handed: Option<Handover>,
+}
+
+impl ClaimLoop {
+    /// Starts the handed rows the free slots can take.
+    async fn start_handed(&mut self, outbox: &Arc<Outbox>) {
+        let Some(h) = &mut self.handed else { return };
+        self.dirty |= h.left.unclaimed.swap(false, Ordering::Relaxed);
+        while self.slots.available_permits() > 0 {
+            let Some(job) = h.next(&*outbox.clock, outbox.cfg.lease, &mut self.dirty) else { break };
+            start(outbox, job, &self.slots, &self.slot_free, &mut self.deliveries, true).await;
+        }
+    }
+
+    /// Claims for the free slots when the store may hold rows: whether it
+    /// got as many as it asked for (there may be more); None when it did not ask.
+    async fn claim(&mut self, outbox: &Arc<Outbox>) -> Option<bool> {
+        let free = i64::try_from(self.slots.available_permits()).unwrap_or(0).min(outbox.cfg.batch);
+        if !self.dirty || free == 0 {
+            return None;
+        }
+        let claimed = outbox.claim(free).await;
+        // Fewer rows than asked for: nothing else is claimable until a
+        // commit leaves rows, a key's row is written, or the poll.
+        let full = i64::try_from(claimed.len()).unwrap_or(0) == free;
+        self.dirty = full;
+        for job in claimed {
+            if let Some(h) = &self.handed {
+                h.left.claimed(&job.item.ordering_key);
+            }
+            let early = self.handed.is_some();
+            start(outbox, job, &self.slots, &self.slot_free, &mut self.deliveries, early).await;
+        }
+        Some(full)
+    }
+
+    /// Waits for a reason to look again: a handed row, rows a commit left, a
+    /// commit (without a hand-off), a free slot, a written outcome (its key's
+    /// next row may be claimable now).
+    async fn wait(&mut self, wake: &Notify) {
+        let left = self.handed.as_ref().map(|h| h.left.clone());
+        let has_handoff = self.handed.is_some();
+        let handed = async {
+            match &mut self.handed {
+                Some(h) => h.rx.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        let left_rows = async {
+            match &left {
+                Some(l) => l.wake.notified().await,
+                None => std::future::pending().await,
+            }
+        };
+        let written = async {
+            match self.deliveries.join_next().await {
+                Some(done) => done.ok(),
+                None => std::future::pending().await,
+            }
+        };
+        let mut dirty = false;
+        let mut ready = None;
+        tokio::select! {
+            job = handed => ready = job,
+            _ = left_rows => {}
+            _ = wake.notified() => dirty = !has_handoff,
+            _ = self.slot_free.notified() => {}
+            Some(key) = written => {
+                dirty = match &left {
+                    Some(l) => l.waits_on(&key),
+                    None => true,
+                };
+            }
+        }
+        self.dirty |= dirty;
+        if let (Some(job), Some(h)) = (ready, &mut self.handed) {
+            h.ready.push_back(job);
+        }
+    }
+}
+
+/// Delivers `job` in a task of its own once a slot is free.
+async fn start(
+    outbox: &Arc<Outbox>,
+    job: ClaimedJob,
+    slots: &Arc<Semaphore>,
+    slot_free: &Arc<Notify>,
+    deliveries: &mut tokio::task::JoinSet<String>,
+    early: bool,
+) {
+    // Only the claim loop takes slots: one is free for each row it starts.
+    let Ok(permit) = slots.clone().acquire_owned().await else { return };
+    let (me, slot_free) = (outbox.clone(), slot_free.clone());
+    deliveries.spawn(async move {
+        let (outcome, now) = me.attempt(&job).await;
+        // With a hand-off (SQLite), the slot is free once the call is made:
+        // the outcome waits a moment for company before its commit, and the
+        // key's next row stays held until it is written. Without one, each
+        // outcome commits at once, and a slot freed early would only bring
+        // claims that find the next rows still held.
+        let permit = if early {
+            drop(permit);
+            slot_free.notify_one();
+            None
+        } else {
+            Some(permit)
+        };
+        if let Err(e) = me.finish(job.id, outcome, now).await {
+            tracing::warn!(job = job.id, error = %e, "outbox: recording an outcome failed");
+        }
+        drop(permit);
+        job.item.ordering_key
+    });
 }
 
 /// Rows handed over per delivery slot, at most, before commits leave new rows

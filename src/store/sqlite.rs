@@ -15,8 +15,8 @@ use super::filter::{to_sql, Dialect, LogQuery, QuerySql, RequestQuery, Value};
 use super::plan::parse_source;
 use super::sqlite_writer::{self as w, from_ms, ms, Writer};
 use super::*;
-use crate::workflow::ports::Handoff;
 use crate::workflow::model::{Assignment, Changeset, Delegation, LogEvent, Request, Status, Timestamp};
+use crate::workflow::ports::Handoff;
 
 pub struct SqliteStore {
     /// Reads: WAL lets them run beside the writer.

@@ -32,8 +32,9 @@ use crate::workflow::ports::{
 const MAX_BATCH: usize = 256;
 /// How long a batch of delivery outcomes waits for company before its commit
 /// (a commit writes every page it touched to the WAL: one per delivery would
-/// cost more than the delivery). Nobody waits on these but the outbox.
-const OUTCOME_WAIT: Duration = Duration::from_millis(2);
+/// cost more than the delivery); any other write ends the wait and shares the
+/// commit. Nobody waits on these: the outbox freed the delivery's slot already.
+const OUTCOME_WAIT: Duration = Duration::from_millis(5);
 /// Rows per multi-row statement: SQLite allows 32,766 bound values in one.
 const ROWS: usize = 500;
 
@@ -203,6 +204,9 @@ fn transaction(conn: &mut Connection, n: &Statements, writes: &[Write], to: Opti
         if done.is_ok() {
             // A closed outbox (shutting down) leaves the rows leased: free at the next start.
             handed.into_iter().for_each(|h| drop(to.jobs.send(h)));
+            if to.left.unclaimed.load(std::sync::atomic::Ordering::Relaxed) {
+                to.left.wake.notify_one();
+            }
         } else {
             to.room.fetch_add(handed.len() as i64, std::sync::atomic::Ordering::Relaxed);
         }
@@ -446,7 +450,12 @@ pub(super) fn insert_events(conn: &Connection, n: &Statements, events: &[&LogEve
 
 /// Queues outbox rows, each due at its time; ids follow the slice's order.
 /// With a hand-off, the rows it can take are written claimed (see [`Handoff`]).
-fn insert_jobs(conn: &Connection, n: &Statements, items: &[batch::Job<'_>], claims: Claims<'_>) -> Result<(), StoreError> {
+fn insert_jobs(
+    conn: &Connection,
+    n: &Statements,
+    items: &[batch::Job<'_>],
+    claims: Claims<'_>,
+) -> Result<(), StoreError> {
     if items.is_empty() {
         return Ok(());
     }
@@ -479,7 +488,8 @@ fn insert_jobs(conn: &Connection, n: &Statements, items: &[batch::Job<'_>], clai
         let first = conn.last_insert_rowid() - chunk.len() as i64 + 1;
         for (i, ((item, now), &claimed)) in chunk.iter().zip(claim).enumerate() {
             if let (true, Some(lease)) = (claimed, lease) {
-                let job = ClaimedJob { id: first + i as i64, item: item.clone().into_owned(), attempts: 1, created: *now };
+                let job =
+                    ClaimedJob { id: first + i as i64, item: item.clone().into_owned(), attempts: 1, created: *now };
                 claims.handed.push(Handed { job, lease_until: *now + lease });
             }
         }
@@ -490,7 +500,12 @@ fn insert_jobs(conn: &Connection, n: &Statements, items: &[batch::Job<'_>], clai
 /// Which of these new rows the hand-off takes: the first of each ordering
 /// key with no pending row before it, while its room lasts. The rest are
 /// reported left.
-fn to_claim(conn: &Connection, n: &Statements, items: &[batch::Job<'_>], to: &Handoff) -> Result<Vec<bool>, StoreError> {
+fn to_claim(
+    conn: &Connection,
+    n: &Statements,
+    items: &[batch::Job<'_>],
+    to: &Handoff,
+) -> Result<Vec<bool>, StoreError> {
     use std::sync::atomic::Ordering::Relaxed;
     let keys: std::collections::BTreeSet<&str> = items.iter().map(|(item, _)| item.ordering_key.as_str()).collect();
     let keys: Vec<&str> = keys.into_iter().collect();

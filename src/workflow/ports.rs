@@ -91,6 +91,8 @@ pub struct Handed {
 pub struct LeftRows {
     /// A row was left for want of room: claimable now.
     pub unclaimed: AtomicBool,
+    /// Notified once a commit that left such a row is written.
+    pub wake: tokio::sync::Notify,
     /// Ordering keys with rows left behind an older pending row, and how many:
     /// when a row of such a key is finished, the next may be claimed.
     pub behind: Mutex<HashMap<String, usize>>,

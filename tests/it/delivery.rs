@@ -146,6 +146,34 @@ async fn rows_queued_by_the_previous_version_are_delivered_safely(b: Backend) {
     assert!(app.store().identity("U0OLDUSER").await.unwrap().is_some_and(|i| i.resolved));
 }
 
+/// Rows an enqueue hands straight to the outbox (SQLite) go out at once with
+/// the poll a minute away, though they outnumber the hand-off's room (the rest
+/// are left for a claim, which the commit wakes) and five share one ordering
+/// key (four wait behind the first, each claimed as the one before finishes),
+/// and those five go out in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handed_rows_go_out_at_once_and_in_key_order_without_a_poll() {
+    let mut setup = Setup::new(Backend::Sqlite);
+    setup.outbox.poll = std::time::Duration::from_secs(60);
+    let app = spawn_with(setup).await;
+    let feed = |channel: &str, text: &str| accessbot::store::OutboxItem {
+        ordering_key: format!("channel:{channel}"),
+        kind: "notice".into(),
+        payload: serde_json::json!({"notice": "admin_feed", "channel": channel, "text": text}),
+        deadline: None,
+    };
+    let mut rows: Vec<_> = (0..5).map(|i| feed("C0ORDER", &format!("n{i}"))).collect();
+    rows.extend((0..20).map(|i| feed(&format!("C0W{i}"), "w")));
+    app.store().enqueue(&rows, chrono::Utc::now()).await.unwrap();
+    drain(&app.store(), std::time::Duration::from_secs(5)).await;
+
+    let posts = app.slack.ok_calls("chat.postMessage");
+    let order: Vec<_> =
+        posts.iter().filter(|c| c.body["channel"] == "C0ORDER").map(|c| c.body["text"].clone()).collect();
+    assert_eq!(order, ["n0", "n1", "n2", "n3", "n4"]);
+    assert_eq!(posts.len(), 25, "every row once");
+}
+
 crate::both!(
     rows_queued_by_the_previous_version_are_delivered_safely,
     rate_limit_then_server_error_then_ok_delivers_once,
