@@ -27,8 +27,8 @@ pub struct SqliteStore {
     /// throw away each other's page caches.
     /// Every write: group commit on one connection of its own thread.
     writer: Writer,
-    /// Where commits hand the outbox rows they claim, once the outbox runs.
-    handoff: Arc<std::sync::OnceLock<Handoff>>,
+    /// The hand-off and the delegations, kept by the writer thread.
+    shared: Arc<w::Shared>,
     statements: Arc<Statements>,
     caches: Caches,
     checkpoints: Option<tokio::task::JoinHandle<()>>,
@@ -135,8 +135,8 @@ impl SqliteStore {
             setup.close().await;
         }
         let statements = Arc::new(Statements::default());
-        let handoff = Arc::new(std::sync::OnceLock::new());
-        let writer = Writer::open(opts.get_filename(), statements.clone(), handoff.clone())?;
+        let shared = Arc::new(w::Shared::default());
+        let writer = Writer::open(opts.get_filename(), statements.clone(), shared.clone())?;
         let checkpointer = SqlitePoolOptions::new().max_connections(1).connect_with(opts.clone()).await?;
         // In-process connections cannot hang up: no ping (a round trip to the
         // connection's thread) before every statement.
@@ -147,7 +147,7 @@ impl SqliteStore {
             .await?;
         let checkpoints =
             Some(tokio::spawn(checkpoint_loop(checkpointer, writer.clone(), checkpoint_every, wal_limit)));
-        Ok(SqliteStore { pool, writer, handoff, statements, caches: Caches::default(), checkpoints })
+        Ok(SqliteStore { pool, writer, shared, statements, caches: Caches::default(), checkpoints })
     }
 
     fn rd(&self) -> Counted<'_, &SqlitePool> {
@@ -350,7 +350,7 @@ impl Store for SqliteStore {
     }
 
     fn hand_over(&self, to: Handoff) -> bool {
-        self.handoff.set(to).is_ok()
+        self.shared.handoff.set(to).is_ok()
     }
 
     async fn request_counts(&self) -> Result<Vec<(Status, i64)>, StoreError> {
@@ -467,8 +467,16 @@ impl Store for SqliteStore {
         if people.is_empty() {
             return Ok(Vec::new());
         }
-        let people = people.to_vec();
-        self.writer.run(move |c, n| w::delegations(c, n, &people, now)).await
+        if let Some(found) = self.shared.delegations.of(people, now) {
+            return Ok(found);
+        }
+        let (people, shared) = (people.to_vec(), self.shared.clone());
+        self.writer
+            .run(move |c, n| {
+                shared.delegations.load(c, n, now)?;
+                Ok(shared.delegations.of(&people, now).unwrap_or_default())
+            })
+            .await
     }
 
     async fn first_use(&self, key: &str, expires: Timestamp, now: Timestamp) -> Result<bool, StoreError> {

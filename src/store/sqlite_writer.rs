@@ -68,7 +68,7 @@ impl Writer {
     pub fn open(
         path: &Path,
         statements: std::sync::Arc<Statements>,
-        handoff: std::sync::Arc<std::sync::OnceLock<Handoff>>,
+        shared: std::sync::Arc<Shared>,
     ) -> Result<Writer, StoreError> {
         let conn =
             Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)
@@ -90,7 +90,7 @@ impl Writer {
         let (queue, rx) = mpsc::channel();
         std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || run(conn, rx, &statements, &handoff))
+            .spawn(move || run(conn, rx, &statements, &shared))
             .map_err(|e| StoreError::Database(format!("starting the SQLite writer: {e}")))?;
         Ok(Writer { queue })
     }
@@ -122,7 +122,68 @@ impl Writer {
     }
 }
 
-fn run(mut conn: Connection, rx: mpsc::Receiver<Job>, n: &Statements, handoff: &std::sync::OnceLock<Handoff>) {
+/// What the writer thread keeps up to date for the store beside its writes.
+#[derive(Default)]
+pub(super) struct Shared {
+    /// Where commits hand the outbox rows they claim, once the outbox runs.
+    pub handoff: std::sync::OnceLock<Handoff>,
+    pub delegations: Delegations,
+}
+
+/// The delegations, read without a trip to the writer: this process writes
+/// them all (one process owns a SQLite file), and the writer updates this copy
+/// in commit order, before it answers the commit.
+#[derive(Default)]
+pub(super) struct Delegations(std::sync::RwLock<Option<Vec<Delegation>>>);
+
+impl Delegations {
+    /// Those of any of `people` (chat ids or emails) that last past `now`; None until loaded.
+    pub fn of(&self, people: &[String], now: Timestamp) -> Option<Vec<Delegation>> {
+        let all = self.0.read().ok()?;
+        let found = all.as_ref()?.iter().filter(|d| d.until > now).filter(|d| {
+            people.iter().any(|p| *p == d.user_id || d.email.as_deref().is_some_and(|e| e.eq_ignore_ascii_case(p)))
+        });
+        Some(found.cloned().collect())
+    }
+
+    /// Reads every delegation that lasts past `now` (on the writer connection).
+    pub fn load(&self, conn: &Connection, n: &Statements, now: Timestamp) -> Result<(), StoreError> {
+        let all = query(
+            conn,
+            n,
+            "SELECT user_id, email, delegate, until, created FROM delegations WHERE until > ?",
+            &[time(now)],
+            delegation_of,
+        )?;
+        self.set(Some(all));
+        Ok(())
+    }
+
+    fn set(&self, all: Option<Vec<Delegation>>) {
+        if let Ok(mut held) = self.0.write() {
+            *held = all;
+        }
+    }
+
+    /// After a commit: the changes it wrote.
+    fn committed(&self, writes: &[Write]) {
+        let Ok(mut held) = self.0.write() else { return };
+        let Some(all) = held.as_mut() else { return };
+        for w in writes {
+            let Write::Commit(cs) = w else { continue };
+            match &cs.delegation {
+                Some(DelegationChange::Set(d)) => {
+                    all.retain(|x| x.user_id != d.user_id);
+                    all.push(d.clone());
+                }
+                Some(DelegationChange::Remove { user_id }) => all.retain(|x| x.user_id != *user_id),
+                None => {}
+            }
+        }
+    }
+}
+
+fn run(mut conn: Connection, rx: mpsc::Receiver<Job>, n: &Statements, shared: &Shared) {
     let mut next = None;
     loop {
         let job = match next.take() {
@@ -162,7 +223,7 @@ fn run(mut conn: Connection, rx: mpsc::Receiver<Job>, n: &Statements, handoff: &
             }
         }
         let (writes, replies): (Vec<Write>, Vec<_>) = batch.into_iter().unzip();
-        settle(&mut conn, n, &writes, replies, handoff.get());
+        settle(&mut conn, n, &writes, replies, shared);
     }
 }
 
@@ -173,9 +234,9 @@ fn settle(
     n: &Statements,
     writes: &[Write],
     replies: Vec<oneshot::Sender<Result<(), StoreError>>>,
-    to: Option<&Handoff>,
+    shared: &Shared,
 ) {
-    match transaction(conn, n, writes, to) {
+    match transaction(conn, n, writes, shared) {
         Ok(()) => replies.into_iter().for_each(|r| drop(r.send(Ok(())))),
         Err(Failed::Apply(e) | Failed::Commit(e)) if writes.len() == 1 => {
             if let Some(r) = replies.into_iter().next() {
@@ -188,7 +249,7 @@ fn settle(
         }
         Err(Failed::Apply(_)) => {
             for (w, reply) in writes.iter().zip(replies) {
-                let one = transaction(conn, n, std::slice::from_ref(w), to);
+                let one = transaction(conn, n, std::slice::from_ref(w), shared);
                 let _ = reply.send(one.map_err(Failed::into_inner));
             }
         }
@@ -196,10 +257,17 @@ fn settle(
 }
 
 /// Writes `writes` in one transaction; the rows it claimed for the outbox go
-/// to it once committed (their room back when not).
-fn transaction(conn: &mut Connection, n: &Statements, writes: &[Write], to: Option<&Handoff>) -> Result<(), Failed> {
+/// to it once committed (their room back when not), and its delegation
+/// changes to the copy (which is dropped when a commit may or may not have happened).
+fn transaction(conn: &mut Connection, n: &Statements, writes: &[Write], shared: &Shared) -> Result<(), Failed> {
     let mut handed = Vec::new();
+    let to = shared.handoff.get();
     let done = commit(conn, n, writes, Claims { to, handed: &mut handed });
+    match &done {
+        Ok(()) => shared.delegations.committed(writes),
+        Err(Failed::Commit(_)) => shared.delegations.set(None),
+        Err(Failed::Apply(_)) => {}
+    }
     if let Some(to) = to {
         if done.is_ok() {
             // A closed outbox (shutting down) leaves the rows leased: free at the next start.
@@ -864,28 +932,12 @@ pub(super) fn messages(
     )
 }
 
-/// The delegations of any of `people` (chat ids or emails) that last past `now`.
-pub(super) fn delegations(
-    conn: &mut Connection,
-    n: &Statements,
-    people: &[String],
-    now: Timestamp,
-) -> Result<Vec<Delegation>, StoreError> {
-    let list = vec!["?"; people.len()].join(", ");
-    let sql = format!(
-        "SELECT user_id, email, delegate, until, created FROM delegations
-         WHERE until > ? AND (user_id IN ({list}) OR email IN ({list}))"
-    );
-    let mut values = vec![time(now)];
-    values.extend(people.iter().map(|p| text(p)));
-    values.extend(people.iter().map(|p| text(&p.to_ascii_lowercase())));
-    query(conn, n, &sql, &values, |r| {
-        Ok(Delegation {
-            user_id: r.get(0)?,
-            email: r.get(1)?,
-            delegate: r.get(2)?,
-            until: from_ms(r.get(3)?),
-            created: from_ms(r.get(4)?),
-        })
+fn delegation_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<Delegation> {
+    Ok(Delegation {
+        user_id: r.get(0)?,
+        email: r.get(1)?,
+        delegate: r.get(2)?,
+        until: from_ms(r.get(3)?),
+        created: from_ms(r.get(4)?),
     })
 }

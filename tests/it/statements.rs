@@ -9,7 +9,7 @@ use crate::helpers::*;
 
 /// Statements one `/access request` and its deliveries may cost when it is
 /// alone (under load, group commit shares `BEGIN`/`COMMIT` and merges rows of
-/// many requests into one statement). Measured 18–21 on SQLite (the commit
+/// many requests into one statement). Measured 17–21 on SQLite (the commit
 /// hands its rows to the outbox: no claims; how many transactions the
 /// outcomes take depends on how they interleave) and 27 on PostgreSQL (how
 /// many claims the deliveries take depends on the same).
