@@ -13,7 +13,8 @@
 //!   Kit and mrkdwn (escaping every user-supplied string), and implements the
 //!   directory port with `users.info`;
 //! - [`api`] maps the core to Okta's Governance Requests and System Log shapes;
-//! - [`outbox`] claims the core's intents in batches and delivers them
+//! - [`outbox`] takes the core's intents as the commits that queue them hand
+//!   them over (SQLite) or claims them in batches, and delivers them
 //!   concurrently (in order per key) with retries, through [`slack`] and
 //!   [`webhook`].
 //!

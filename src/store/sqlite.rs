@@ -21,11 +21,10 @@ use crate::workflow::ports::Handoff;
 pub struct SqliteStore {
     /// Reads: WAL lets them run beside the writer.
     pool: SqlitePool,
-    /// Every write, on one connection. SQLite admits one writer at a time anyway;
-    /// queueing for this connection is fair and cheap, where several writing
-    /// connections busy-wait on SQLite's lock (sleeping up to 100 ms a turn) and
-    /// throw away each other's page caches.
-    /// Every write: group commit on one connection of its own thread.
+    /// Every write: group commit on one connection of its own thread. SQLite
+    /// admits one writer at a time anyway; queueing for this connection is fair
+    /// and cheap, where several writing connections busy-wait on SQLite's lock
+    /// (sleeping up to 100 ms a turn) and throw away each other's page caches.
     writer: Writer,
     /// The hand-off and the delegations, kept by the writer thread.
     shared: Arc<w::Shared>,
