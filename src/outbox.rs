@@ -136,6 +136,7 @@ impl Outbox {
             dirty: true,
             handed,
         };
+        let mut last_claim = tokio::time::Instant::now();
         while !shutdown.is_cancelled() {
             let pause = self.paused_until.load(Ordering::Relaxed) - self.clock.now().timestamp_millis();
             if pause > 0 {
@@ -145,13 +146,18 @@ impl Outbox {
                 }
             }
             l.start_handed(&self).await;
-            if l.claim(&self).await == Some(true) {
-                continue;
+            if let Some(full) = l.claim(&self).await {
+                last_claim = tokio::time::Instant::now();
+                if full {
+                    continue;
+                }
             }
+            // The poll claims once `poll` passed without a claim, however
+            // busy the loop is with handed rows: retries come due in the store.
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = l.wait(&self.wake) => {}
-                _ = tokio::time::sleep(self.cfg.poll) => l.dirty = true,
+                _ = tokio::time::sleep_until(last_claim + self.cfg.poll) => l.dirty = true,
             }
         }
         while l.deliveries.join_next().await.is_some() {}

@@ -174,6 +174,34 @@ async fn handed_rows_go_out_at_once_and_in_key_order_without_a_poll() {
     assert_eq!(posts.len(), 25, "every row once");
 }
 
+/// A row that failed comes due again in the store while commits keep handing
+/// rows over (SQLite): the poll claims it though the loop never falls idle.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_is_claimed_while_handed_rows_keep_coming() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let feed = |channel: &str| accessbot::store::OutboxItem {
+        ordering_key: format!("channel:{channel}"),
+        kind: "notice".into(),
+        payload: serde_json::json!({"notice": "admin_feed", "channel": channel, "text": "t"}),
+        deadline: None,
+    };
+    app.slack.fail_next("chat.postMessage", vec![Fail::ServerError]);
+    app.store().enqueue(&[feed("C0RETRY")], chrono::Utc::now()).await.unwrap();
+    let started = Instant::now();
+    let mut delivered = None;
+    for i in 0..300 {
+        app.store().enqueue(&[feed(&format!("C0BUSY{i}"))], chrono::Utc::now()).await.unwrap();
+        if app.slack.ok_calls("chat.postMessage").iter().any(|c| c.body["channel"] == "C0RETRY") {
+            delivered = Some(started.elapsed());
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    // Backoff 50 ms, poll 50 ms (the test setup): well within the traffic's 3 s.
+    let after = delivered.expect("the retry went out while rows kept coming");
+    assert!(after < std::time::Duration::from_secs(2), "{after:?}");
+}
+
 crate::both!(
     rows_queued_by_the_previous_version_are_delivered_safely,
     rate_limit_then_server_error_then_ok_delivers_once,
