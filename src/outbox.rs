@@ -122,9 +122,9 @@ impl Outbox {
 
     /// One loop delivers the rows commits handed over, and claims what else
     /// the free delivery slots can take, in one statement, when the store may
-    /// hold any: rows commits left, rows behind a key just finished, and at
-    /// each poll (retries, lapsed leases, other replicas' rows); without a
-    /// hand-off, also after every commit and every finished row. Each row goes
+    /// hold any: rows commits left, rows behind a key just finished, and once
+    /// `poll` passed without a claim (retries, lapsed leases, other replicas'
+    /// rows); without a hand-off, also after every commit and every finished row. Each row goes
     /// out in a task of its own. Rows under way have distinct ordering keys (an
     /// older pending row holds its key back), so delivering them at once
     /// keeps every key's order.
@@ -154,10 +154,15 @@ impl Outbox {
             }
             // The poll claims once `poll` passed without a claim, however
             // busy the loop is with handed rows: retries come due in the store.
+            // (With every slot busy it claims when one is free: the store stays
+            // dirty, and the next poll is `poll` away.)
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = l.wait(&self.wake) => {}
-                _ = tokio::time::sleep_until(last_claim + self.cfg.poll) => l.dirty = true,
+                _ = tokio::time::sleep_until(last_claim + self.cfg.poll) => {
+                    l.dirty = true;
+                    last_claim = tokio::time::Instant::now();
+                }
             }
         }
         while l.deliveries.join_next().await.is_some() {}
