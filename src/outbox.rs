@@ -124,16 +124,17 @@ impl Outbox {
     /// the free delivery slots can take, in one statement, when the store may
     /// hold any: rows commits left, rows behind a key just finished, and once
     /// `poll` passed without a claim (retries, lapsed leases, other replicas'
-    /// rows); without a hand-off, also after every commit and every finished row. Each row goes
-    /// out in a task of its own. Rows under way have distinct ordering keys (an
-    /// older pending row holds its key back), so delivering them at once
-    /// keeps every key's order.
+    /// rows); without a hand-off, also after every commit and every finished
+    /// row. Each row goes out in a task of its own. Rows under way have
+    /// distinct ordering keys (an older pending row holds its key back), so
+    /// delivering them at once keeps every key's order.
     async fn run(self: Arc<Self>, shutdown: CancellationToken, handed: Option<Handover>) {
         let mut l = ClaimLoop {
             slots: Arc::new(Semaphore::new(self.cfg.workers.max(1))),
             slot_free: Arc::new(Notify::new()),
             deliveries: tokio::task::JoinSet::new(),
             dirty: true,
+            early: handed.is_some(),
             handed,
         };
         let mut last_claim = tokio::time::Instant::now();
@@ -260,17 +261,24 @@ struct ClaimLoop {
     /// Each answers with its row's ordering key once the outcome is written.
     deliveries: tokio::task::JoinSet<String>,
     dirty: bool,
+    /// With a hand-off (SQLite), a delivery's slot is free once the call is
+    /// made: the outcome waits a moment for company before its commit, and the
+    /// key's next row stays held until it is written. Without one, each
+    /// outcome commits at once, and a slot freed early would only bring claims
+    /// that find the next rows still held.
+    early: bool,
     handed: Option<Handover>,
 }
 
 impl ClaimLoop {
     /// Starts the handed rows the free slots can take.
     async fn start_handed(&mut self, outbox: &Arc<Outbox>) {
-        let Some(h) = &mut self.handed else { return };
+        let Some(h) = &self.handed else { return };
         self.dirty |= h.left.unclaimed.swap(false, Ordering::Relaxed);
         while self.slots.available_permits() > 0 {
+            let Some(h) = &mut self.handed else { return };
             let Some(job) = h.next(&*outbox.clock, outbox.cfg.lease, &mut self.dirty) else { break };
-            start(outbox, job, &self.slots, &self.slot_free, &mut self.deliveries, true).await;
+            self.start(outbox, job).await;
         }
     }
 
@@ -290,26 +298,50 @@ impl ClaimLoop {
             if let Some(h) = &self.handed {
                 h.left.claimed(&job.item.ordering_key);
             }
-            let early = self.handed.is_some();
-            start(outbox, job, &self.slots, &self.slot_free, &mut self.deliveries, early).await;
+            self.start(outbox, job).await;
         }
         Some(full)
+    }
+
+    /// Delivers `job` in a task of its own once a slot is free.
+    async fn start(&mut self, outbox: &Arc<Outbox>, job: ClaimedJob) {
+        // Only the claim loop takes slots: one is free for each row it starts.
+        let Ok(permit) = self.slots.clone().acquire_owned().await else { return };
+        let (me, slot_free, early) = (outbox.clone(), self.slot_free.clone(), self.early);
+        self.deliveries.spawn(async move {
+            let (outcome, now) = me.attempt(&job).await;
+            let permit = if early {
+                drop(permit);
+                slot_free.notify_one();
+                None
+            } else {
+                Some(permit)
+            };
+            if let Err(e) = me.finish(job.id, outcome, now).await {
+                tracing::warn!(job = job.id, error = %e, "outbox: recording an outcome failed");
+            }
+            drop(permit);
+            job.item.ordering_key
+        });
     }
 
     /// Waits for a reason to look again: a handed row, rows a commit left, a
     /// commit (without a hand-off), a free slot, a written outcome (its key's
     /// next row may be claimable now).
     async fn wait(&mut self, wake: &Notify) {
-        let left = self.handed.as_ref().map(|h| h.left.clone());
-        let has_handoff = self.handed.is_some();
+        let (rx, left) = match &mut self.handed {
+            Some(h) => (Some(&mut h.rx), Some(&*h.left)),
+            None => (None, None),
+        };
+        let has_handoff = left.is_some();
         let handed = async {
-            match &mut self.handed {
-                Some(h) => h.rx.recv().await,
+            match rx {
+                Some(rx) => rx.recv().await,
                 None => std::future::pending().await,
             }
         };
         let left_rows = async {
-            match &left {
+            match left {
                 Some(l) => l.wake.notified().await,
                 None => std::future::pending().await,
             }
@@ -328,7 +360,7 @@ impl ClaimLoop {
             _ = wake.notified() => dirty = !has_handoff,
             _ = self.slot_free.notified() => {}
             Some(key) = written => {
-                dirty = match &left {
+                dirty = match left {
                     Some(l) => l.waits_on(&key),
                     None => true,
                 };
@@ -339,40 +371,6 @@ impl ClaimLoop {
             h.ready.push_back(job);
         }
     }
-}
-
-/// Delivers `job` in a task of its own once a slot is free.
-async fn start(
-    outbox: &Arc<Outbox>,
-    job: ClaimedJob,
-    slots: &Arc<Semaphore>,
-    slot_free: &Arc<Notify>,
-    deliveries: &mut tokio::task::JoinSet<String>,
-    early: bool,
-) {
-    // Only the claim loop takes slots: one is free for each row it starts.
-    let Ok(permit) = slots.clone().acquire_owned().await else { return };
-    let (me, slot_free) = (outbox.clone(), slot_free.clone());
-    deliveries.spawn(async move {
-        let (outcome, now) = me.attempt(&job).await;
-        // With a hand-off (SQLite), the slot is free once the call is made:
-        // the outcome waits a moment for company before its commit, and the
-        // key's next row stays held until it is written. Without one, each
-        // outcome commits at once, and a slot freed early would only bring
-        // claims that find the next rows still held.
-        let permit = if early {
-            drop(permit);
-            slot_free.notify_one();
-            None
-        } else {
-            Some(permit)
-        };
-        if let Err(e) = me.finish(job.id, outcome, now).await {
-            tracing::warn!(job = job.id, error = %e, "outbox: recording an outcome failed");
-        }
-        drop(permit);
-        job.item.ordering_key
-    });
 }
 
 /// Rows handed over per delivery slot, at most, before commits leave new rows

@@ -167,17 +167,21 @@ impl Delegations {
 
     /// After a commit: the changes it wrote.
     fn committed(&self, writes: &[Write]) {
+        let mut changes = writes.iter().filter_map(|w| match w {
+            Write::Commit(cs) => cs.delegation.as_ref(),
+            _ => None,
+        });
+        // Nearly every commit changes none: no lock for those.
+        let Some(first) = changes.next() else { return };
         let Ok(mut held) = self.0.write() else { return };
         let Some(all) = held.as_mut() else { return };
-        for w in writes {
-            let Write::Commit(cs) = w else { continue };
-            match &cs.delegation {
-                Some(DelegationChange::Set(d)) => {
+        for change in std::iter::once(first).chain(changes) {
+            match change {
+                DelegationChange::Set(d) => {
                     all.retain(|x| x.user_id != d.user_id);
                     all.push(d.clone());
                 }
-                Some(DelegationChange::Remove { user_id }) => all.retain(|x| x.user_id != *user_id),
-                None => {}
+                DelegationChange::Remove { user_id } => all.retain(|x| x.user_id != *user_id),
             }
         }
     }
@@ -591,7 +595,7 @@ fn to_claim(
     for (item, _) in items {
         let key = item.ordering_key.as_str();
         if !busy.insert(key.to_string()) {
-            to.left.behind(key);
+            to.left.hold_back(key);
             claim.push(false);
         } else if to.room.fetch_update(Relaxed, Relaxed, |r| (r > 0).then(|| r - 1)).is_ok() {
             claim.push(true);

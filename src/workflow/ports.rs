@@ -102,7 +102,8 @@ impl LeftRows {
     /// Most keys remembered; past it they are forgotten (the outbox's poll finds their rows).
     const MAX_KEYS: usize = 10_000;
 
-    pub fn behind(&self, key: &str) {
+    /// A row of this key waits behind an older pending one.
+    pub fn hold_back(&self, key: &str) {
         if let Ok(mut keys) = self.behind.lock() {
             if keys.len() >= Self::MAX_KEYS {
                 keys.clear();
