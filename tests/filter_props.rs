@@ -798,7 +798,9 @@ fn log_sql_agrees_with_memory(backend: &Backend) {
     if let Err(e) = result {
         panic!("{e}");
     }
-    assert!(selective.get() >= CASES / 10, "only {} log filters were selective", selective.get());
+    // A guard against a generator gone trivial, not a property: 256 cases make
+    // 28-45 selective filters (twelve runs), and once 22 (a CI run); 12 is far below.
+    assert!(selective.get() >= CASES / 20, "only {} log filters were selective", selective.get());
 }
 
 #[test]
