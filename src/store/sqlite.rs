@@ -41,8 +41,11 @@ impl Drop for SqliteStore {
     }
 }
 
-/// How often the WAL is copied back into the database file.
-const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
+/// How often the WAL is copied back into the database file. A turn's cost is
+/// the pages written since the last, on the core the ack path needs: every
+/// 500 ms the p99 of commands at 300 req/s was 11-14 ms, every 50 ms 4.7-6.1
+/// (every 10 ms saturation fell by a tenth: less of each page's rewrites were shared).
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(50);
 /// Frames (4 KiB pages) the WAL may hold after a background checkpoint before
 /// the writer checkpoints itself: 256 MiB.
 const WAL_LIMIT_FRAMES: i64 = 65_536;
