@@ -583,11 +583,7 @@ fn to_claim(
     let keys: Vec<&str> = keys.into_iter().collect();
     let mut busy = std::collections::HashSet::new();
     for chunk in keys.chunks(ROWS) {
-        let sql = format!(
-            "SELECT DISTINCT ordering_key FROM outbox INDEXED BY outbox_pending_key
-             WHERE status = 'pending' AND ordering_key IN ({})",
-            vec!["?"; chunk.len()].join(", ")
-        );
+        let sql = pending_keys_sql(chunk.len());
         let values: Vec<Value> = chunk.iter().map(|k| text(k)).collect();
         busy.extend(query(conn, n, &sql, &values, |r| r.get::<_, String>(0))?);
     }
@@ -605,6 +601,17 @@ fn to_claim(
         }
     }
     Ok(claim)
+}
+
+/// Which of `keys` ordering keys have a pending row. EXISTS stops at a key's
+/// first one, where `SELECT DISTINCT … IN (…)` read them all: 3.8 ms for
+/// each commit behind a backlog of 75,000 rows on 2 keys (the paced ack bench).
+pub(super) fn pending_keys_sql(keys: usize) -> String {
+    format!(
+        "WITH keys(k) AS (VALUES {}) SELECT k FROM keys WHERE EXISTS
+           (SELECT 1 FROM outbox INDEXED BY outbox_pending_key WHERE status = 'pending' AND ordering_key = keys.k)",
+        vec!["(?)"; keys].join(", ")
+    )
 }
 
 fn finish(conn: &Connection, n: &Statements, id: i64, outcome: &JobOutcome, now: Timestamp) -> Result<(), StoreError> {
