@@ -603,7 +603,7 @@ fn to_claim(
     Ok(claim)
 }
 
-/// Which of `keys` ordering keys have a pending row. EXISTS stops at a key's
+/// Which of `keys` ordering keys (bound one per `?`) have a pending row. EXISTS stops at a key's
 /// first one, where `SELECT DISTINCT … IN (…)` read them all: 3.8 ms for
 /// each commit behind a backlog of 75,000 rows on 2 keys (the paced ack bench).
 pub(super) fn pending_keys_sql(keys: usize) -> String {
