@@ -178,7 +178,11 @@ struct Load {
     bases: Vec<String>,
     traffic: Arc<Traffic>,
     rng: StdRng,
+    store: Arc<dyn accessbot::workflow::ports::Store>,
 }
+
+/// How long a new request may wait for the directory before it is routed.
+const ROUTED_WITHIN: Duration = Duration::from_secs(60);
 
 impl Load {
     fn base(&mut self) -> String {
@@ -198,13 +202,33 @@ impl Load {
         }
     }
 
+    /// Creates a request and returns its id once it is routed: an approver is
+    /// asked, and so can click, only then. A new requester's request waits
+    /// `SUBMITTED` until the directory (failing at random here) says who they
+    /// are; a click before that is refused, and a soak that clicked at once
+    /// expected decisions that never were (about 8 % of requests).
     async fn request(&mut self, user: &str, text: &str) -> Option<String> {
         let reply = self.command(user, text).await?;
-        let id = request_id_in(&reply);
-        if id.is_none() {
+        let Some(id) = request_id_in(&reply) else {
             self.traffic.unexpected(format!("/access {text} as {user}: no request id in `{reply}`"));
+            return None;
+        };
+        self.routed(id).await
+    }
+
+    /// `id` once the request is out of `SUBMITTED` (see [`Load::request`]).
+    async fn routed(&self, id: String) -> Option<String> {
+        let until = Instant::now() + ROUTED_WITHIN;
+        loop {
+            match self.store.request(&id).await {
+                Ok(Some(r)) if r.status != accessbot::workflow::model::Status::Submitted => return Some(id),
+                _ if Instant::now() > until => {
+                    self.traffic.unexpected(format!("{id}: not routed within {ROUTED_WITHIN:?}"));
+                    return None;
+                }
+                _ => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
         }
-        id
     }
 
     async fn click(&mut self, user: &str, action: &str, id: &str, step: usize) -> bool {
@@ -299,6 +323,7 @@ impl Load {
                         return;
                     }
                 };
+                let Some(id) = self.routed(id).await else { return };
                 let message = format!("soak message {n} for {user}");
                 let base = self.base();
                 match self.client.api_message(&base, &id, &message).await {
@@ -432,6 +457,7 @@ async fn soak() {
             bases: bases.clone(),
             traffic: traffic.clone(),
             rng: StdRng::seed_from_u64(seed + w),
+            store: store.clone(),
         };
         loops.push(tokio::spawn(async move {
             let mut n = 0u64;
