@@ -12,6 +12,11 @@ use accessbot::outbox::OutboxConfig;
 use accessbot::server::{self, Options};
 use accessbot::workflow::system_clock;
 
+/// mimalloc for Rust's allocations: glibc's malloc and free were 12-15 % of
+/// the server's CPU at saturation (`perf`, the ack bench, 2026-12-07).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "accessbot", version, about = "App access requests and approvals, run from chat")]
 struct Cli {
