@@ -1248,8 +1248,17 @@ approval = false
         let b = EventBuilder::new("test.event", &user("U0ALICE"), t0, "second")
             .data("nested", json!({"x": [1, 2.5]}))
             .build();
-        let c = EventBuilder::new("test.other", &Actor::system(), t0, "third").build();
+        let c = EventBuilder::new("test.other", &Actor::system(), t0, "third").user("U0BOB", None).build();
         store.append_events(&[a.clone(), b.clone(), c.clone()]).await?;
+        // Targets take their own event's seq (from the events insert's RETURNING).
+        let targets: Vec<(String, String)> = sqlx::query_as(
+            "SELECT l.uuid, t.target_id FROM system_log_targets t JOIN system_log l ON l.seq = t.seq ORDER BY t.seq",
+        )
+        .fetch_all(&store.pool)
+        .await?;
+        ensure!(
+            targets == [(a.uuid.clone(), "reqAAAAAAAAAAAAAAAAA".to_string()), (c.uuid.clone(), "U0BOB".to_string())]
+        );
         ensure!(store.events_of_type("test.event", 10).await? == vec![a.clone(), b.clone()]);
         ensure!(store.events_of_type("test.event", 1).await? == vec![a.clone()]);
         ensure!(store.events_of_type("test.other", 10).await? == vec![c]);

@@ -626,6 +626,38 @@ mod tests {
         assert!(steps < 200, "{steps} steps to ask about 3 keys, one with 5,000 pending rows");
     }
 
+    /// Each target row carries its own event's `seq` (taken from the insert's
+    /// row numbers, not looked up by uuid), across the several statements a
+    /// large batch takes, after earlier events moved the numbering on.
+    #[tokio::test]
+    async fn targets_point_at_their_events() {
+        use crate::workflow::events::EventBuilder;
+        use crate::workflow::Actor;
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("t.db");
+        let store = SqliteStore::open(&format!("sqlite://{}", db.display())).await.unwrap();
+        let event = |i: usize| {
+            let e = EventBuilder::new("test.event", &Actor::system(), chrono::Utc::now(), format!("event {i}"));
+            (0..i % 3).fold(e, |e, k| e.user(&format!("U{i}x{k}"), None)).build()
+        };
+        store.append_events(&(0..5).map(event).collect::<Vec<_>>()).await.unwrap();
+        let batch: Vec<_> = (5..305).map(event).collect();
+        store.append_events(&batch).await.unwrap();
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        let mut stmt = conn
+            .prepare(
+                "SELECT l.display_message, t.target_id FROM system_log_targets t JOIN system_log l ON l.seq = t.seq",
+            )
+            .unwrap();
+        let rows: Vec<(String, String)> =
+            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().collect::<Result<_, _>>().unwrap();
+        assert_eq!(rows.len(), (0..305).map(|i| i % 3).sum::<usize>());
+        for (message, target) in rows {
+            let i = message.trim_start_matches("event ");
+            assert!(target.starts_with(&format!("U{i}x")), "{target} is a target of {message}");
+        }
+    }
+
     /// Background checkpoints alone never catch up with a writer that keeps
     /// committing (the WAL grew to 11-13 MB here on an idle machine, and
     /// without end in the ack bench); past the limit the writer checkpoints and

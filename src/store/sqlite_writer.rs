@@ -498,7 +498,10 @@ fn write_assignment(conn: &Connection, n: &Statements, w: &AssignmentWrite<'_>) 
 }
 
 /// Appends events (in order) and their targets: two statements for any number.
+/// A multi-row insert numbers its rows in order (one writer), so each event's
+/// `seq` follows from the last one, without looking its uuid up again.
 pub(super) fn insert_events(conn: &Connection, n: &Statements, events: &[&LogEvent]) -> Result<(), StoreError> {
+    let mut seqs = Vec::with_capacity(events.len());
     for chunk in shaped(events) {
         let sql = values_sql(
             "INSERT INTO system_log (uuid, published, event_type, request_id, actor_id, body)",
@@ -517,19 +520,22 @@ pub(super) fn insert_events(conn: &Connection, n: &Statements, events: &[&LogEve
             ]);
         }
         exec(conn, n, &sql, &values)?;
+        let last = conn.last_insert_rowid();
+        seqs.extend(last - chunk.len() as i64 + 1..=last);
     }
-    let targets: Vec<_> = events.iter().flat_map(|ev| ev.target.iter().map(move |t| (&ev.uuid, t))).collect();
+    let targets: Vec<_> =
+        events.iter().zip(seqs).flat_map(|(ev, seq)| ev.target.iter().map(move |t| (seq, t))).collect();
     for chunk in shaped(&targets) {
-        let row = "((SELECT seq FROM system_log WHERE uuid = ?), ?, ?, ?, ?)";
-        let sql = format!(
-            "INSERT OR IGNORE INTO system_log_targets (seq, target_id, target_type, alternate_id, display_name) VALUES {}",
-            vec![row; chunk.len()].join(", ")
+        let sql = values_sql(
+            "INSERT OR IGNORE INTO system_log_targets (seq, target_id, target_type, alternate_id, display_name)",
+            chunk.len(),
+            5,
         );
         let values: Vec<Value> = chunk
             .iter()
-            .flat_map(|(uuid, t)| {
+            .flat_map(|(seq, t)| {
                 [
-                    text(uuid),
+                    Value::Integer(*seq),
                     text(&t.id),
                     text(&t.kind),
                     opt_text(t.alternate_id.as_deref()),
