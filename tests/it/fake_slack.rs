@@ -215,12 +215,12 @@ impl FakeSlack {
         self.inner.script.lock().unwrap().entry(method.to_string()).or_default().extend(fails);
     }
 
-    /// Every Web API call waits this long before it is handled (a slow Slack).
     /// Web API calls received so far, answered or still held by a delay.
     pub fn arrived(&self) -> u64 {
         self.inner.arrived.load(Ordering::SeqCst)
     }
 
+    /// Every Web API call waits this long before it is handled (a slow Slack).
     pub fn set_delay(&self, delay: std::time::Duration) {
         self.inner.delay_ms.store(delay.as_millis() as u64, Ordering::SeqCst);
     }

@@ -174,8 +174,15 @@ async fn sigterm_finishes_in_flight_work_and_releases_claims(b: Backend) {
     let store = open_store(&db).await;
     drain(&store, Duration::from_secs(10)).await;
     slack.set_delay(Duration::from_millis(700));
+    let arrived = slack.arrived();
     store.enqueue(&feed_items(30, "t"), chrono::Utc::now()).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Deliveries under way: the server has claimed (on PostgreSQL, rows for
+    // more than its free slots too, which must not stay leased after it stops).
+    let started = Instant::now();
+    while slack.arrived() == arrived {
+        assert!(started.elapsed() < Duration::from_secs(5), "nothing was delivered");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 
     let asked = Instant::now();
     a.sigterm();
