@@ -122,10 +122,10 @@ impl Outbox {
 
     /// One loop delivers the rows commits handed over, and claims what else
     /// the free delivery slots can take (without a hand-off, ahead of them),
-    /// in one statement, when the store may hold any: rows commits left, rows behind a key just finished, and once
-    /// `poll` passed without a claim (retries, lapsed leases, other replicas'
-    /// rows); without a hand-off, also after every commit and every finished
-    /// row. Each row goes out in a task of its own. Rows under way have
+    /// in one statement, when the store may hold any: rows commits left, rows
+    /// behind a key just finished, and once `poll` passed without a claim
+    /// (retries, lapsed leases, other replicas' rows); without a hand-off, also
+    /// after every commit and every finished row. Each row goes out in a task of its own. Rows under way have
     /// distinct ordering keys (an older pending row holds its key back), so
     /// delivering them at once keeps every key's order.
     async fn run(self: Arc<Self>, shutdown: CancellationToken, handed: Option<Handover>) {
