@@ -125,9 +125,9 @@ impl Outbox {
     /// in one statement, when the store may hold any: rows commits left, rows
     /// behind a key just finished, and once `poll` passed without a claim
     /// (retries, lapsed leases, other replicas' rows); without a hand-off, also
-    /// after every commit and every finished row. Each row goes out in a task of its own. Rows under way have
-    /// distinct ordering keys (an older pending row holds its key back), so
-    /// delivering them at once keeps every key's order.
+    /// after every commit and every finished row. Each row goes out in a task
+    /// of its own. Rows under way have distinct ordering keys (an older pending
+    /// row holds its key back), so delivering them at once keeps every key's order.
     async fn run(self: Arc<Self>, shutdown: CancellationToken, handed: Option<Handover>) {
         let mut l = ClaimLoop {
             slots: Arc::new(Semaphore::new(self.cfg.workers.max(1))),
