@@ -121,13 +121,13 @@ impl Outbox {
     }
 
     /// One loop delivers the rows commits handed over, and claims what else
-    /// the free delivery slots can take (without a hand-off, ahead of them),
-    /// in one statement, when the store may hold any: rows commits left, rows
-    /// behind a key just finished, and once `poll` passed without a claim
-    /// (retries, lapsed leases, other replicas' rows); without a hand-off, also
-    /// after every commit and every finished row. Each row goes out in a task
-    /// of its own. Rows under way have distinct ordering keys (an older pending
-    /// row holds its key back), so delivering them at once keeps every key's order.
+    /// the free delivery slots can take, in one statement, when the store may
+    /// hold any: rows commits left, rows behind a key just finished, and once
+    /// `poll` passed without a claim (retries, lapsed leases, other replicas'
+    /// rows); without a hand-off, also after every commit and every finished
+    /// row. Each row goes out in a task of its own. Rows under way have
+    /// distinct ordering keys (an older pending row holds its key back), so
+    /// delivering them at once keeps every key's order.
     async fn run(self: Arc<Self>, shutdown: CancellationToken, handed: Option<Handover>) {
         let mut l = ClaimLoop {
             slots: Arc::new(Semaphore::new(self.cfg.workers.max(1))),
@@ -136,7 +136,6 @@ impl Outbox {
             dirty: true,
             early: handed.is_some(),
             handed,
-            ahead: VecDeque::new(),
         };
         let mut last_claim = tokio::time::Instant::now();
         while !shutdown.is_cancelled() {
@@ -147,7 +146,7 @@ impl Outbox {
                     _ = tokio::time::sleep(Duration::from_millis(u64::try_from(pause).unwrap_or(0))) => {}
                 }
             }
-            l.start_ready(&self).await;
+            l.start_handed(&self).await;
             if let Some(full) = l.claim(&self).await {
                 last_claim = tokio::time::Instant::now();
                 if full {
@@ -168,7 +167,6 @@ impl Outbox {
             }
         }
         while l.deliveries.join_next().await.is_some() {}
-        l.release(&self).await;
     }
 
     /// Claims up to `limit` rows (none when the store fails; the loop tries again).
@@ -270,79 +268,39 @@ struct ClaimLoop {
     /// that find the next rows still held.
     early: bool,
     handed: Option<Handover>,
-    /// Without a hand-off (PostgreSQL), rows claimed ahead of the free slots,
-    /// up to [`HANDOFF_ROOM`] a slot, so that a claim takes many rows instead of
-    /// one per freed slot: each claim is planned afresh, 0.36 ms of PostgreSQL's
-    /// CPU where running it takes 0.16 (`pg_stat_statements`, the ack bench).
-    ahead: VecDeque<Handed>,
 }
 
 impl ClaimLoop {
-    /// Starts the rows waiting in memory (handed over, or claimed ahead) that the free slots can take.
-    async fn start_ready(&mut self, outbox: &Arc<Outbox>) {
-        if let Some(h) = &self.handed {
-            self.dirty |= h.left.unclaimed.swap(false, Ordering::Relaxed);
-        }
-        let (clock, lease) = (&*outbox.clock, outbox.cfg.lease);
+    /// Starts the handed rows the free slots can take.
+    async fn start_handed(&mut self, outbox: &Arc<Outbox>) {
+        let Some(h) = &self.handed else { return };
+        self.dirty |= h.left.unclaimed.swap(false, Ordering::Relaxed);
         while self.slots.available_permits() > 0 {
-            let job = match &mut self.handed {
-                Some(h) => h.next(clock, lease, &mut self.dirty),
-                None => loop {
-                    let Some(h) = self.ahead.pop_front() else { break None };
-                    match fresh(h, clock, lease) {
-                        Some(job) => break Some(job),
-                        None => self.dirty = true,
-                    }
-                },
-            };
-            let Some(job) = job else { break };
+            let Some(h) = &mut self.handed else { return };
+            let Some(job) = h.next(&*outbox.clock, outbox.cfg.lease, &mut self.dirty) else { break };
             self.start(outbox, job).await;
         }
     }
 
-    /// Claims when the store may hold rows and the rows in memory cannot fill
-    /// the free slots: whether it got as many as it asked for (there may be
-    /// more); None when it did not ask.
+    /// Claims for the free slots when the store may hold rows: whether it
+    /// got as many as it asked for (there may be more); None when it did not ask.
     async fn claim(&mut self, outbox: &Arc<Outbox>) -> Option<bool> {
-        let free = i64::try_from(self.slots.available_permits()).unwrap_or(0);
-        let ahead = i64::try_from(self.ahead.len()).unwrap_or(0);
-        if !self.dirty || free <= ahead {
+        let free = i64::try_from(self.slots.available_permits()).unwrap_or(0).min(outbox.cfg.batch);
+        if !self.dirty || free == 0 {
             return None;
         }
-        let want = match self.handed {
-            Some(_) => free,
-            None => HANDOFF_ROOM * i64::try_from(outbox.cfg.workers.max(1)).unwrap_or(1) - ahead,
-        }
-        .min(outbox.cfg.batch);
-        let lease_until = outbox.clock.now() + chrono::Duration::from_std(outbox.cfg.lease).unwrap_or_default();
-        let claimed = outbox.claim(want).await;
+        let claimed = outbox.claim(free).await;
         // Fewer rows than asked for: nothing else is claimable until a
         // commit leaves rows, a key's row is written, or the poll.
-        let full = i64::try_from(claimed.len()).unwrap_or(0) == want;
+        let full = i64::try_from(claimed.len()).unwrap_or(0) == free;
         self.dirty = full;
         for job in claimed {
-            match &self.handed {
-                Some(h) => {
-                    h.left.claimed(&job.item.ordering_key);
-                    self.start(outbox, job).await;
-                }
-                None => self.ahead.push_back(Handed { job, lease_until }),
+            if let Some(h) = &self.handed {
+                h.left.claimed(&job.item.ordering_key);
             }
+            self.start(outbox, job).await;
         }
-        self.start_ready(outbox).await;
         Some(full)
-    }
-
-    /// At shutdown, the rows claimed ahead that never started are freed at
-    /// once: another worker need not wait out their lease.
-    async fn release(&mut self, outbox: &Arc<Outbox>) {
-        let now = outbox.clock.now();
-        for h in self.ahead.drain(..) {
-            let free = JobOutcome::Retry { at: now, error: "not attempted: the server stopped".into() };
-            if let Err(e) = outbox.store.finish_job(h.job.id, free, now).await {
-                tracing::warn!(job = h.job.id, error = %e, "outbox: freeing a row claimed ahead failed");
-            }
-        }
     }
 
     /// Delivers `job` in a task of its own once a slot is free.
@@ -432,27 +390,17 @@ impl Handover {
     /// is dropped (it may outlast its lease under way), for a claim to take
     /// once the lease lapses.
     fn next(&mut self, clock: &dyn Clock, lease: Duration, dirty: &mut bool) -> Option<ClaimedJob> {
+        let half = chrono::Duration::from_std(lease / 2).unwrap_or_default();
         loop {
             let h = self.ready.pop_front().or_else(|| self.rx.try_recv().ok())?;
             self.room.fetch_add(1, Ordering::Relaxed);
-            match fresh(h, clock, lease) {
-                Some(job) => return Some(job),
-                None => *dirty = true,
+            if clock.now() + half < h.lease_until {
+                return Some(h.job);
             }
+            tracing::debug!(job = h.job.id, "outbox: a handed row waited too long; leaving it to a claim");
+            *dirty = true;
         }
     }
-}
-
-/// A row waiting in memory, to deliver if at least half its lease is left;
-/// else None: it might outlast its lease under way, so a claim takes it once
-/// the lease lapses.
-fn fresh(h: Handed, clock: &dyn Clock, lease: Duration) -> Option<ClaimedJob> {
-    let half = chrono::Duration::from_std(lease / 2).unwrap_or_default();
-    if clock.now() + half < h.lease_until {
-        return Some(h.job);
-    }
-    tracing::debug!(job = h.job.id, "outbox: a row waited in memory too long; leaving it to a claim");
-    None
 }
 
 /// Attempts to record a row's outcome before giving up (50 ms, doubling: 750 ms in all).

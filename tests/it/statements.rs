@@ -11,7 +11,7 @@ use crate::helpers::*;
 /// alone (under load, group commit shares `BEGIN`/`COMMIT` and merges rows of
 /// many requests into one statement). Measured 17–21 on SQLite (the commit
 /// hands its rows to the outbox: no claims; how many transactions the
-/// outcomes take depends on how they interleave) and 24 on PostgreSQL (how
+/// outcomes take depends on how they interleave) and 26 on PostgreSQL (how
 /// many claims the deliveries take depends on the same).
 fn budget(b: &Backend) -> u64 {
     match b {
