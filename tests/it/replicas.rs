@@ -176,8 +176,8 @@ async fn sigterm_finishes_in_flight_work_and_releases_claims(b: Backend) {
     slack.set_delay(Duration::from_millis(700));
     let arrived = slack.arrived();
     store.enqueue(&feed_items(30, "t"), chrono::Utc::now()).await.unwrap();
-    // Deliveries under way: the server has claimed (on PostgreSQL, rows for
-    // more than its free slots too, which must not stay leased after it stops).
+    // Deliveries under way: the server holds claims, none of which may stay
+    // leased after it stops.
     let started = Instant::now();
     while slack.arrived() == arrived {
         assert!(started.elapsed() < Duration::from_secs(5), "nothing was delivered");
