@@ -10,6 +10,7 @@ pub mod filter;
 mod plan;
 mod postgres;
 mod sqlite;
+mod sqlite_memory;
 mod sqlite_writer;
 
 use std::sync::atomic::{AtomicU64, Ordering};

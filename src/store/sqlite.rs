@@ -13,6 +13,7 @@ use super::batch::Write;
 use super::cache::Caches;
 use super::filter::{to_sql, Dialect, LogQuery, QuerySql, RequestQuery, Value};
 use super::plan::parse_source;
+use super::sqlite_memory::Shared;
 use super::sqlite_writer::{self as w, from_ms, ms, Writer};
 use super::*;
 use crate::workflow::model::{Assignment, Changeset, Delegation, LogEvent, Request, Status, Timestamp};
@@ -26,8 +27,8 @@ pub struct SqliteStore {
     /// and cheap, where several writing connections busy-wait on SQLite's lock
     /// (sleeping up to 100 ms a turn) and throw away each other's page caches.
     writer: Writer,
-    /// The hand-off and the delegations, kept by the writer thread.
-    shared: Arc<w::Shared>,
+    /// The hand-off, and what the writer keeps in memory for the reads.
+    shared: Arc<Shared>,
     statements: Arc<Statements>,
     caches: Caches,
     checkpoints: Option<tokio::task::JoinHandle<()>>,
@@ -137,7 +138,7 @@ impl SqliteStore {
             setup.close().await;
         }
         let statements = Arc::new(Statements::default());
-        let shared = Arc::new(w::Shared::default());
+        let shared = Arc::new(Shared::default());
         let writer = Writer::open(opts.get_filename(), statements.clone(), shared.clone())?;
         let checkpointer = SqlitePoolOptions::new().max_connections(1).connect_with(opts.clone()).await?;
         // In-process connections cannot hang up: no ping (a round trip to the
@@ -191,8 +192,19 @@ impl Store for SqliteStore {
     }
 
     async fn open_request(&self, user_id: &str, app_id: &str) -> Result<Option<Request>, StoreError> {
-        let (user_id, app_id) = (user_id.to_string(), app_id.to_string());
-        self.writer.run(move |c, n| w::open_request(c, n, &user_id, &app_id)).await
+        if self.shared.open.may_have(user_id, app_id) == Some(false) {
+            return Ok(None);
+        }
+        let (user_id, app_id, shared) = (user_id.to_string(), app_id.to_string(), self.shared.clone());
+        self.writer
+            .run(move |c, n| {
+                let found = w::open_request(c, n, &user_id, &app_id)?;
+                if found.is_none() {
+                    shared.open.none_for(&user_id, &app_id);
+                }
+                Ok(found)
+            })
+            .await
     }
 
     async fn requests_for_user(&self, user_id: &str, limit: i64) -> Result<Vec<Request>, StoreError> {
@@ -400,19 +412,33 @@ impl Store for SqliteStore {
     }
 
     async fn mark_home_opened(&self, user_id: &str) -> Result<(), StoreError> {
+        self.shared.people.add(user_id);
         self.writer.write(Write::HomeOpened(user_id.to_string())).await?;
         self.caches.home_was_opened(user_id);
         Ok(())
     }
 
     async fn home_opened(&self, user_id: &str) -> Result<bool, StoreError> {
-        let user = user_id.to_string();
-        self.caches.home_opened(user_id, || self.writer.run(move |c, n| w::home_opened(c, n, &user))).await
+        let (user, people) = (user_id.to_string(), &self.shared.people);
+        let read = || async move {
+            match people.may_have(&user) {
+                Some(false) => Ok(false),
+                _ => self.writer.run(move |c, n| w::home_opened(c, n, &user)).await,
+            }
+        };
+        self.caches.home_opened(user_id, read).await
     }
 
     async fn identity(&self, user_id: &str) -> Result<Option<Identity>, StoreError> {
-        let user = user_id.to_string();
-        self.caches.identity(user_id, || self.writer.run(move |c, n| w::identity(c, n, "user_id", &user))).await
+        // A stranger's "none" is cached too: saving them then fills the entry.
+        let (user, people) = (user_id.to_string(), &self.shared.people);
+        let read = || async move {
+            match people.may_have(&user) {
+                Some(false) => Ok(None),
+                _ => self.writer.run(move |c, n| w::identity(c, n, "user_id", &user)).await,
+            }
+        };
+        self.caches.identity(user_id, read).await
     }
 
     async fn identity_by_email(&self, email: &str) -> Result<Option<Identity>, StoreError> {
@@ -449,8 +475,12 @@ impl Store for SqliteStore {
         sqlx::query(&sql).bind(limit).fetch_all(self.rd()).await?.iter().map(decode_identity).collect()
     }
 
+    /// Queued, not waited for: the row remembers what the directory and Slack
+    /// can tell again, the cache here has it at once, and any write queued
+    /// after it (the request that needed it) commits with it or after it.
     async fn save_identity(&self, i: &Identity) -> Result<(), StoreError> {
-        self.caches.save_identity(i, || self.writer.write(Write::Identity(i.clone()))).await
+        self.shared.people.add(&i.user_id);
+        self.caches.save_identity(i, || async { self.writer.write_behind(Write::Identity(i.clone())) }).await
     }
 
     async fn usergroups(&self) -> Result<Vec<Usergroup>, StoreError> {
@@ -624,6 +654,25 @@ mod tests {
         assert_eq!(busy, ["channel:feed", "req1:U1"]);
         let steps = stmt.get_status(rusqlite::StatementStatus::VmStep);
         assert!(steps < 200, "{steps} steps to ask about 3 keys, one with 5,000 pending rows");
+    }
+
+    /// An identity saved without waiting for its commit is read back at once
+    /// (the cache), and from the file by a store opened after this one closed
+    /// (its writer commits what was queued before it stops).
+    #[tokio::test]
+    async fn identities_saved_behind_are_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let store = SqliteStore::open(&url).await.unwrap();
+        assert!(store.identity("U1").await.unwrap().is_none());
+        let ann = Identity { user_id: "U1".into(), email: Some("ann@example.com".into()), ..Identity::default() };
+        store.save_identity(&ann).await.unwrap();
+        assert_eq!(store.identity("U1").await.unwrap().and_then(|i| i.email).as_deref(), Some("ann@example.com"));
+        drop(store);
+        let again = SqliteStore::open(&url).await.unwrap();
+        let read = again.identity("U1").await.unwrap();
+        assert_eq!(read.and_then(|i| i.email).as_deref(), Some("ann@example.com"));
+        assert!(again.identity("U2").await.unwrap().is_none());
     }
 
     /// Each target row carries its own event's `seq` (taken from the insert's

@@ -22,6 +22,7 @@ use tokio::sync::oneshot;
 
 use super::batch::{self, Each, Failed, Sorted, Write};
 use super::plan::{one_row, AssignmentWrite, Plan, RequestWrite};
+use super::sqlite_memory::Shared;
 use super::{json, Statements};
 use crate::workflow::model::{Delegation, DelegationChange, LogEvent, Request, Timestamp};
 use crate::workflow::ports::{
@@ -107,6 +108,14 @@ impl Writer {
         rx.await.map_err(|_| stopped())?
     }
 
+    /// Queues `w` without waiting for its commit. Writes keep their order, so
+    /// one queued after it commits in the same transaction or a later one; a
+    /// failure is logged.
+    pub fn write_behind(&self, w: Write) -> Result<(), StoreError> {
+        let (tx, _) = oneshot::channel();
+        self.queue.send(Job::Write(w, tx)).map_err(|_| stopped())
+    }
+
     /// Checkpoints the WAL on the writer connection, between batches: nothing
     /// is appended meanwhile, so everything is copied (unless a reader still
     /// needs old frames) and the next write starts the WAL over. Two fsyncs.
@@ -127,72 +136,8 @@ impl Writer {
     }
 }
 
-/// What the writer thread keeps up to date for the store beside its writes.
-#[derive(Default)]
-pub(super) struct Shared {
-    /// Where commits hand the outbox rows they claim, once the outbox runs.
-    pub handoff: std::sync::OnceLock<Handoff>,
-    pub delegations: Delegations,
-}
-
-/// The delegations, read without a trip to the writer: this process writes
-/// them all (one process owns a SQLite file), and the writer updates this copy
-/// in commit order, before it answers the commit.
-#[derive(Default)]
-pub(super) struct Delegations(std::sync::RwLock<Option<Vec<Delegation>>>);
-
-impl Delegations {
-    /// Those of any of `people` (chat ids or emails) that last past `now`; None until loaded.
-    pub fn of(&self, people: &[String], now: Timestamp) -> Option<Vec<Delegation>> {
-        let all = self.0.read().ok()?;
-        let found = all.as_ref()?.iter().filter(|d| d.until > now).filter(|d| {
-            people.iter().any(|p| *p == d.user_id || d.email.as_deref().is_some_and(|e| e.eq_ignore_ascii_case(p)))
-        });
-        Some(found.cloned().collect())
-    }
-
-    /// Reads every delegation that lasts past `now` (on the writer connection).
-    pub fn load(&self, conn: &Connection, n: &Statements, now: Timestamp) -> Result<(), StoreError> {
-        let all = query(
-            conn,
-            n,
-            "SELECT user_id, email, delegate, until, created FROM delegations WHERE until > ?",
-            &[time(now)],
-            delegation_of,
-        )?;
-        self.set(Some(all));
-        Ok(())
-    }
-
-    fn set(&self, all: Option<Vec<Delegation>>) {
-        if let Ok(mut held) = self.0.write() {
-            *held = all;
-        }
-    }
-
-    /// After a commit: the changes it wrote.
-    fn committed(&self, writes: &[Write]) {
-        let mut changes = writes.iter().filter_map(|w| match w {
-            Write::Commit(cs) => cs.delegation.as_ref(),
-            _ => None,
-        });
-        // Nearly every commit changes none: no lock for those.
-        let Some(first) = changes.next() else { return };
-        let Ok(mut held) = self.0.write() else { return };
-        let Some(all) = held.as_mut() else { return };
-        for change in std::iter::once(first).chain(changes) {
-            match change {
-                DelegationChange::Set(d) => {
-                    all.retain(|x| x.user_id != d.user_id);
-                    all.push(d.clone());
-                }
-                DelegationChange::Remove { user_id } => all.retain(|x| x.user_id != *user_id),
-            }
-        }
-    }
-}
-
 fn run(mut conn: Connection, rx: mpsc::Receiver<Job>, n: &Statements, shared: &Shared) {
+    shared.load(&conn, n);
     let mut next = None;
     loop {
         let job = match next.take() {
@@ -246,37 +191,48 @@ fn settle(
     shared: &Shared,
 ) {
     match transaction(conn, n, writes, shared) {
-        Ok(()) => replies.into_iter().for_each(|r| drop(r.send(Ok(())))),
+        Ok(()) => replies.into_iter().for_each(|r| answer(r, Ok(()))),
         Err(Failed::Apply(e) | Failed::Commit(e)) if writes.len() == 1 => {
             if let Some(r) = replies.into_iter().next() {
-                let _ = r.send(Err(e));
+                answer(r, Err(e));
             }
         }
         Err(Failed::Commit(e)) => {
             let text = e.to_string();
-            replies.into_iter().for_each(|r| drop(r.send(Err(StoreError::Database(text.clone())))));
+            replies.into_iter().for_each(|r| answer(r, Err(StoreError::Database(text.clone()))));
         }
         Err(Failed::Apply(_)) => {
             for (w, reply) in writes.iter().zip(replies) {
                 let one = transaction(conn, n, std::slice::from_ref(w), shared);
-                let _ = reply.send(one.map_err(Failed::into_inner));
+                answer(reply, one.map_err(Failed::into_inner));
             }
         }
     }
 }
 
+/// A failed write whose caller no longer waits (`Writer::write_behind`) is logged.
+fn answer(reply: oneshot::Sender<Result<(), StoreError>>, result: Result<(), StoreError>) {
+    if let Err(Err(e)) = reply.send(result) {
+        tracing::warn!(error = %e, "a write nobody waits for failed");
+    }
+}
+
 /// Writes `writes` in one transaction; the rows it claimed for the outbox go
-/// to it once committed (their room back when not), and its delegation
-/// changes to the copy (which is dropped when a commit may or may not have happened).
+/// to it once committed (their room back when not), and what it changed to
+/// the copies in memory (`sqlite_memory`).
 fn transaction(conn: &mut Connection, n: &Statements, writes: &[Write], shared: &Shared) -> Result<(), Failed> {
     let mut handed = Vec::new();
     let to = shared.handoff.get();
+    shared.writing(writes);
     let done = commit(conn, n, writes, Claims { to, handed: &mut handed });
-    match &done {
-        Ok(()) => shared.delegations.committed(writes),
-        Err(Failed::Commit(_)) => shared.delegations.set(None),
-        Err(Failed::Apply(_)) => {}
-    }
+    shared.written(
+        writes,
+        match &done {
+            Ok(()) => Some(true),
+            Err(Failed::Apply(_)) => Some(false),
+            Err(Failed::Commit(_)) => None,
+        },
+    );
     if let Some(to) = to {
         if done.is_ok() {
             // A closed outbox (shutting down) leaves the rows leased: free at the next start.
@@ -328,7 +284,7 @@ fn opt_text(s: Option<&str>) -> Value {
     s.map(text).unwrap_or(Value::Null)
 }
 
-fn time(t: Timestamp) -> Value {
+pub(super) fn time(t: Timestamp) -> Value {
     Value::Integer(ms(t))
 }
 
@@ -875,7 +831,7 @@ pub(super) fn first_use(
 // whenever another connection has written (SQLite's WAL rule).
 
 /// Rows of one query, each decoded by `f`.
-fn query<T>(
+pub(super) fn query<T>(
     conn: &Connection,
     n: &Statements,
     sql: &str,
@@ -971,7 +927,7 @@ pub(super) fn messages(
     )
 }
 
-fn delegation_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<Delegation> {
+pub(super) fn delegation_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<Delegation> {
     Ok(Delegation {
         user_id: r.get(0)?,
         email: r.get(1)?,
