@@ -449,30 +449,24 @@ impl Store for SqliteStore {
     }
 
     async fn identity_by_okta_id(&self, okta_id: &str) -> Result<Option<Identity>, StoreError> {
-        let row = sqlx::query(&format!("SELECT {IDENTITY} FROM identities WHERE okta_id = ? LIMIT 1"))
-            .bind(okta_id)
-            .fetch_optional(self.rd())
-            .await?;
-        row.map(|r| decode_identity(&r)).transpose()
+        let okta_id = okta_id.to_string();
+        self.writer.run(move |c, n| Ok(w::identity(c, n, "okta_id", &okta_id)?.map(|(i, _)| i))).await
     }
 
     async fn identities_of(&self, user_ids: &[String]) -> Result<Vec<Identity>, StoreError> {
         if user_ids.is_empty() {
             return Ok(Vec::new());
         }
-        let sql = format!("SELECT {IDENTITY} FROM identities WHERE user_id IN ({})", placeholders(user_ids.len()));
-        let mut q = sqlx::query(&sql);
-        for id in user_ids {
-            q = q.bind(id);
-        }
-        q.fetch_all(self.rd()).await?.iter().map(decode_identity).collect()
+        let condition = format!("user_id IN ({})", placeholders(user_ids.len()));
+        let ids: Vec<_> = user_ids.iter().map(|u| w::text(u)).collect();
+        let found = self.writer.run(move |c, n| w::identities(c, n, &condition, &ids)).await?;
+        Ok(found.into_iter().map(|(i, _)| i).collect())
     }
 
     async fn identities_without_okta_id(&self, limit: i64) -> Result<Vec<Identity>, StoreError> {
-        let sql = format!(
-            "SELECT {IDENTITY} FROM identities WHERE okta_id IS NULL AND email IS NOT NULL ORDER BY user_id LIMIT ?"
-        );
-        sqlx::query(&sql).bind(limit).fetch_all(self.rd()).await?.iter().map(decode_identity).collect()
+        let condition = "okta_id IS NULL AND email IS NOT NULL ORDER BY user_id LIMIT ?";
+        let found = self.writer.run(move |c, n| w::identities(c, n, condition, &[limit.into()])).await?;
+        Ok(found.into_iter().map(|(i, _)| i).collect())
     }
 
     /// Queued, not waited for: the row remembers what the directory and Slack
@@ -551,26 +545,12 @@ fn decode_usergroup(r: &SqliteRow) -> Result<Usergroup, StoreError> {
     })
 }
 
-/// The columns [`decode_identity`] reads.
-const IDENTITY: &str = "user_id, email, name, dm_channel, resolved, okta_id";
-
 /// Times are integer milliseconds.
 const DIALECT: Dialect = Dialect {
     placeholder: &|_| "?".to_string(),
     minus_ms: |t, ms| format!("{t} - {ms}"),
     earliest: "-9223372036854775807",
 };
-
-fn decode_identity(r: &SqliteRow) -> Result<Identity, StoreError> {
-    Ok(Identity {
-        user_id: r.try_get("user_id")?,
-        email: r.try_get("email")?,
-        name: r.try_get("name")?,
-        dm_channel: r.try_get("dm_channel")?,
-        resolved: r.try_get("resolved")?,
-        okta_id: r.try_get("okta_id")?,
-    })
-}
 
 fn bind_values<'q>(
     mut q: sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>,

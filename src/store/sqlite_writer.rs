@@ -31,11 +31,11 @@ use crate::workflow::ports::{
 
 /// Writes per transaction at most.
 const MAX_BATCH: usize = 256;
-/// How long a batch of delivery outcomes waits for company before its commit
-/// (a commit writes every page it touched to the WAL: one per delivery would
-/// cost more than the delivery); any other write ends the wait and shares the
-/// commit. Nobody waits on these: the outbox freed the delivery's slot already.
-const OUTCOME_WAIT: Duration = Duration::from_millis(5);
+/// How long a batch of writes nobody waits on ([`unwaited`]) waits for
+/// company before its commit (a commit writes every page it touched to the
+/// WAL: one per delivery would cost more than the delivery); any other write
+/// ends the wait and shares the commit.
+const COMPANY_WAIT: Duration = Duration::from_millis(5);
 /// Rows per multi-row statement at most (SQLite allows 32,766 bound values in one).
 const ROWS: usize = 256;
 /// Up to this many rows, a multi-row statement takes them all (see [`shaped`]).
@@ -154,11 +154,11 @@ fn run(mut conn: Connection, rx: mpsc::Receiver<Job>, n: &Statements, shared: &S
             }
             Job::Write(w, reply) => (w, reply),
         };
-        let mut lazy = w.is_outcome();
+        let mut lazy = unwaited(&w);
         let mut batch = vec![(w, reply)];
-        let until = Instant::now() + OUTCOME_WAIT;
+        let until = Instant::now() + COMPANY_WAIT;
         while batch.len() < MAX_BATCH {
-            // Outcomes alone wait a moment for more; anyone else's write goes now.
+            // Unwaited writes alone wait a moment for more; anyone else's goes now.
             let job = if lazy {
                 rx.recv_timeout(until.saturating_duration_since(Instant::now())).ok()
             } else {
@@ -166,7 +166,7 @@ fn run(mut conn: Connection, rx: mpsc::Receiver<Job>, n: &Statements, shared: &S
             };
             match job {
                 Some(Job::Write(w, reply)) => {
-                    lazy &= w.is_outcome();
+                    lazy &= unwaited(&w);
                     batch.push((w, reply));
                 }
                 Some(run) => {
@@ -179,6 +179,13 @@ fn run(mut conn: Connection, rx: mpsc::Receiver<Job>, n: &Statements, shared: &S
         let (writes, replies): (Vec<Write>, Vec<_>) = batch.into_iter().unzip();
         settle(&mut conn, n, &writes, replies, shared);
     }
+}
+
+/// Delivery outcomes (the outbox freed the delivery's slot already) and
+/// identities (written behind, `SqliteStore::save_identity`): a new
+/// requester's identity then shares the commit of their request.
+fn unwaited(w: &Write) -> bool {
+    w.is_outcome() || matches!(w, Write::Identity(_))
 }
 
 /// Writes a batch and answers its callers; a batch that failed before its
@@ -276,7 +283,7 @@ fn exec_raw(conn: &Connection, n: &Statements, sql: &str, values: &[Value]) -> r
     conn.prepare_cached(sql)?.execute(params_from_iter(values.iter()))
 }
 
-fn text(s: &str) -> Value {
+pub(super) fn text(s: &str) -> Value {
     Value::Text(s.to_string())
 }
 
@@ -880,10 +887,23 @@ pub(super) fn identity(
     column: &'static str,
     value: &str,
 ) -> Result<Option<(Identity, bool)>, StoreError> {
+    Ok(identities(conn, n, &format!("{column} = ? LIMIT 1"), &[text(value)])?.into_iter().next())
+}
+
+/// The identities `condition` selects, and whether each user opened the Home.
+/// Read here, on the writer's connection, because identities are saved
+/// without waiting (`SqliteStore::save_identity`): a read queued after a save
+/// sees it.
+pub(super) fn identities(
+    conn: &mut Connection,
+    n: &Statements,
+    condition: &str,
+    values: &[Value],
+) -> Result<Vec<(Identity, bool)>, StoreError> {
     let sql = format!(
-        "SELECT user_id, email, name, dm_channel, resolved, okta_id, home_opened FROM identities WHERE {column} = ? LIMIT 1"
+        "SELECT user_id, email, name, dm_channel, resolved, okta_id, home_opened FROM identities WHERE {condition}"
     );
-    let rows = query(conn, n, &sql, &[text(value)], |r| {
+    query(conn, n, &sql, values, |r| {
         let identity = Identity {
             user_id: r.get(0)?,
             email: r.get(1)?,
@@ -893,8 +913,7 @@ pub(super) fn identity(
             okta_id: r.get(5)?,
         };
         Ok((identity, r.get(6)?))
-    })?;
-    Ok(rows.into_iter().next())
+    })
 }
 
 pub(super) fn home_opened(conn: &mut Connection, n: &Statements, user_id: &str) -> Result<bool, StoreError> {
