@@ -75,9 +75,19 @@ impl Batcher {
     /// Queues `w` and waits until its transaction committed.
     pub async fn write(&self, w: Write) -> Result<(), StoreError> {
         let (tx, rx) = oneshot::channel();
-        self.queue.send((w, tx)).map_err(|_| StoreError::Database("the store's writer stopped".into()))?;
-        rx.await.map_err(|_| StoreError::Database("the store's writer stopped".into()))?
+        self.queue.send((w, tx)).map_err(|_| stopped())?;
+        rx.await.map_err(|_| stopped())?
     }
+
+    /// Queues `w` without waiting for it; a failure is logged.
+    pub fn write_behind(&self, w: Write) -> Result<(), StoreError> {
+        let (tx, _) = oneshot::channel();
+        self.queue.send((w, tx)).map_err(|_| stopped())
+    }
+}
+
+fn stopped() -> StoreError {
+    StoreError::Database("the store's writer stopped".into())
 }
 
 async fn writer<DB: sqlx::Database>(
@@ -101,29 +111,32 @@ async fn writer<DB: sqlx::Database>(
         };
         let (writes, replies): (Vec<Write>, Vec<_>) = batch.into_iter().unzip();
         match transaction(&pool, apply, &statements, &writes).await {
-            Ok(()) => replies.into_iter().for_each(|r| drop(r.send(Ok(())))),
+            Ok(()) => replies.into_iter().for_each(|r| answer(r, Ok(()))),
             // A commit that failed may have happened: never replayed, every caller hears.
-            Err(Failed::Commit(e)) if writes.len() == 1 => {
+            Err(Failed::Apply(e) | Failed::Commit(e)) if writes.len() == 1 => {
                 if let Some(r) = replies.into_iter().next() {
-                    let _ = r.send(Err(e));
+                    answer(r, Err(e));
                 }
             }
             Err(Failed::Commit(e)) => {
                 let text = e.to_string();
-                replies.into_iter().for_each(|r| drop(r.send(Err(StoreError::Database(text.clone())))));
-            }
-            Err(Failed::Apply(e)) if writes.len() == 1 => {
-                if let Some(r) = replies.into_iter().next() {
-                    let _ = r.send(Err(e));
-                }
+                replies.into_iter().for_each(|r| answer(r, Err(StoreError::Database(text.clone()))));
             }
             Err(Failed::Apply(_)) => {
                 for (w, reply) in writes.iter().zip(replies) {
                     let one = transaction(&pool, apply, &statements, std::slice::from_ref(w)).await;
-                    let _ = reply.send(one.map_err(Failed::into_inner));
+                    answer(reply, one.map_err(Failed::into_inner));
                 }
             }
         }
+    }
+}
+
+/// Tells a write's caller how it went; a failed write whose caller no longer
+/// waits (written behind) is logged.
+pub(super) fn answer(reply: oneshot::Sender<Result<(), StoreError>>, result: Result<(), StoreError>) {
+    if let Err(Err(e)) = reply.send(result) {
+        tracing::warn!(error = %e, "a write nobody waits for failed");
     }
 }
 

@@ -115,6 +115,29 @@ impl Caches {
         result
     }
 
+    /// A person's first row, when this replica just read that there is none
+    /// (a new requester): the entry becomes the row and `queue` only queues
+    /// the write. None otherwise: the caller writes and waits
+    /// ([`Caches::save_identity`]).
+    pub fn save_new_identity(
+        &self,
+        new: &Identity,
+        queue: impl FnOnce() -> Result<(), StoreError>,
+    ) -> Option<Result<(), StoreError>> {
+        if !matches!(self.identities.get(&new.user_id), Some(None)) {
+            return None;
+        }
+        let result = queue();
+        if let Some(email) = &new.email {
+            self.by_email.invalidate(&email.to_ascii_lowercase());
+        }
+        match result {
+            Ok(()) => self.identities.insert(new.user_id.clone(), Some(merged(None, new))),
+            Err(_) => self.identities.invalidate(&new.user_id),
+        }
+        Some(result)
+    }
+
     pub async fn home_opened<F, Fut>(&self, user_id: &str, read: F) -> Result<bool, StoreError>
     where
         F: FnOnce() -> Fut,

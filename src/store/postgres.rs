@@ -555,7 +555,14 @@ impl Store for PgStore {
         sqlx::query(&sql).bind(limit).fetch_all(self.rd()).await?.iter().map(decode_identity).collect()
     }
 
+    /// A new requester's first row is not waited for (no commit of its own on
+    /// the ack path): this replica's cache has it at once, and the row only
+    /// remembers what the directory can tell again.
     async fn save_identity(&self, i: &Identity) -> Result<(), StoreError> {
+        if let Some(queued) = self.caches.save_new_identity(i, || self.batcher.write_behind(Write::Identity(i.clone())))
+        {
+            return queued;
+        }
         self.caches.save_identity(i, || self.batcher.write(Write::Identity(i.clone()))).await
     }
 

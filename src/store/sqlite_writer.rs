@@ -20,7 +20,7 @@ use std::time::Instant;
 
 use tokio::sync::oneshot;
 
-use super::batch::{self, Each, Failed, Sorted, Write};
+use super::batch::{self, answer, Each, Failed, Sorted, Write};
 use super::plan::{one_row, AssignmentWrite, Plan, RequestWrite};
 use super::sqlite_memory::Shared;
 use super::{json, Statements};
@@ -214,13 +214,6 @@ fn settle(
                 answer(reply, one.map_err(Failed::into_inner));
             }
         }
-    }
-}
-
-/// A failed write whose caller no longer waits (`Writer::write_behind`) is logged.
-fn answer(reply: oneshot::Sender<Result<(), StoreError>>, result: Result<(), StoreError>) {
-    if let Err(Err(e)) = reply.send(result) {
-        tracing::warn!(error = %e, "a write nobody waits for failed");
     }
 }
 

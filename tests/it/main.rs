@@ -42,6 +42,7 @@ mod extend;
 mod faults;
 mod flows;
 mod give_back;
+mod identities;
 mod logs;
 mod okta;
 mod okta_identity;
