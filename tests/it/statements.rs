@@ -9,10 +9,12 @@ use crate::helpers::*;
 
 /// Statements one `/access request` and its deliveries may cost when it is
 /// alone (under load, group commit shares `BEGIN`/`COMMIT` and merges rows of
-/// many requests into one statement). Measured 17–21 on SQLite (the commit
-/// hands its rows to the outbox: no claims; how many transactions the
-/// outcomes take depends on how they interleave) and 26 on PostgreSQL (how
-/// many claims the deliveries take depends on the same).
+/// many requests into one statement). Measured 14 on SQLite (the commit
+/// hands its rows to the outbox: no claims; a stranger's identity and open
+/// request are answered from memory and their identity row shares the
+/// request's commit; how many transactions the outcomes take depends on how
+/// they interleave) and 26 on PostgreSQL (how many claims the deliveries
+/// take depends on the same).
 fn budget(b: &Backend) -> u64 {
     match b {
         Backend::Sqlite => 22,
