@@ -7,9 +7,11 @@
 //!
 //! The open requests and the known people are kept as "may be": every key
 //! that is there, and perhaps a few that are not (a write that failed, a
-//! commit whose outcome is unknown), added before a batch is written and
-//! dropped only after its commit. A key that is not here has no row, and the
-//! store answers "none" without a read; a key that is here is read.
+//! commit whose outcome is unknown), added before the write that may create
+//! it is written (open pairs) or queued (people), and dropped only after a
+//! commit that ends it. A key that is not here has no row, and the store
+//! answers "none" without a read; a key that is here is read. Both are read
+//! whole when the writer starts: some 100 bytes a person and an open request.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{OnceLock, RwLock};
