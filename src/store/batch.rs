@@ -20,6 +20,11 @@ use crate::workflow::ports::{Identity, JobOutcome, MessageRef, OutboxItem, Store
 
 /// Writes per transaction at most: bounds the time a batch holds the writer.
 const MAX_BATCH: usize = 256;
+/// How long a batch of writes nobody waits on ([`Write::unwaited`]) waits for
+/// company before its commit (a commit writes the pages it touched to the
+/// WAL and syncs it: one per delivery would cost more than the delivery); any
+/// other write ends the wait and shares the commit.
+pub(super) const COMPANY_WAIT: std::time::Duration = std::time::Duration::from_millis(5);
 
 /// One write a caller waits for.
 #[derive(Debug)]
@@ -100,12 +105,19 @@ async fn writer<DB: sqlx::Database>(
         let batch = {
             let mut rx = rx.lock().await;
             let Some(first) = rx.recv().await else { return };
+            let mut lazy = first.0.unwaited();
+            let until = tokio::time::Instant::now() + COMPANY_WAIT;
             let mut batch = vec![first];
             while batch.len() < MAX_BATCH {
-                match rx.try_recv() {
-                    Ok(q) => batch.push(q),
-                    Err(_) => break,
-                }
+                // Unwaited writes alone wait a moment for more; anyone else's goes now.
+                let next = if lazy {
+                    tokio::time::timeout_at(until, rx.recv()).await.ok().flatten()
+                } else {
+                    rx.try_recv().ok()
+                };
+                let Some(q) = next else { break };
+                lazy &= q.0.unwaited();
+                batch.push(q);
             }
             batch
         };
@@ -158,6 +170,13 @@ impl Write {
     /// What the outbox records after a delivery: nobody else waits for it.
     pub(super) fn is_outcome(&self) -> bool {
         matches!(self, Write::Finish { .. })
+    }
+
+    /// Delivery outcomes (the outbox freed the delivery's slot already) and
+    /// identities (mostly written behind: a new requester's identity then
+    /// shares the commit of their request).
+    pub(super) fn unwaited(&self) -> bool {
+        self.is_outcome() || matches!(self, Write::Identity(_))
     }
 
     /// Written by one statement: atomic without a transaction around it.

@@ -31,11 +31,6 @@ use crate::workflow::ports::{
 
 /// Writes per transaction at most.
 const MAX_BATCH: usize = 256;
-/// How long a batch of writes nobody waits on ([`unwaited`]) waits for
-/// company before its commit (a commit writes every page it touched to the
-/// WAL: one per delivery would cost more than the delivery); any other write
-/// ends the wait and shares the commit.
-const COMPANY_WAIT: Duration = Duration::from_millis(5);
 /// Rows per multi-row statement at most (SQLite allows 32,766 bound values in one).
 const ROWS: usize = 256;
 /// Up to this many rows, a multi-row statement takes them all (see [`shaped`]).
@@ -154,9 +149,9 @@ fn run(mut conn: Connection, rx: mpsc::Receiver<Job>, n: &Statements, shared: &S
             }
             Job::Write(w, reply) => (w, reply),
         };
-        let mut lazy = unwaited(&w);
+        let mut lazy = w.unwaited();
         let mut batch = vec![(w, reply)];
-        let until = Instant::now() + COMPANY_WAIT;
+        let until = Instant::now() + batch::COMPANY_WAIT;
         while batch.len() < MAX_BATCH {
             // Unwaited writes alone wait a moment for more; anyone else's goes now.
             let job = if lazy {
@@ -166,7 +161,7 @@ fn run(mut conn: Connection, rx: mpsc::Receiver<Job>, n: &Statements, shared: &S
             };
             match job {
                 Some(Job::Write(w, reply)) => {
-                    lazy &= unwaited(&w);
+                    lazy &= w.unwaited();
                     batch.push((w, reply));
                 }
                 Some(run) => {
@@ -179,13 +174,6 @@ fn run(mut conn: Connection, rx: mpsc::Receiver<Job>, n: &Statements, shared: &S
         let (writes, replies): (Vec<Write>, Vec<_>) = batch.into_iter().unzip();
         settle(&mut conn, n, &writes, replies, shared);
     }
-}
-
-/// Delivery outcomes (the outbox freed the delivery's slot already) and
-/// identities (written behind, `SqliteStore::save_identity`): a new
-/// requester's identity then shares the commit of their request.
-fn unwaited(w: &Write) -> bool {
-    w.is_outcome() || matches!(w, Write::Identity(_))
 }
 
 /// Writes a batch and answers its callers; a batch that failed before its
