@@ -44,7 +44,7 @@ impl Default for Caches {
 
 /// What the store's upsert makes of `stored` when `new` is saved over it
 /// (`save_identity` in both backends).
-fn merged(stored: Option<Identity>, new: &Identity) -> Identity {
+pub(super) fn merged(stored: Option<Identity>, new: &Identity) -> Identity {
     let new_email = new.email.as_ref().map(|e| e.to_ascii_lowercase());
     match stored {
         None => Identity { email: new_email, ..new.clone() },

@@ -9,6 +9,7 @@ mod cache;
 pub mod filter;
 mod plan;
 mod postgres;
+mod postgres_inserts;
 mod sqlite;
 mod sqlite_memory;
 mod sqlite_writer;

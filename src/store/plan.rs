@@ -97,14 +97,6 @@ pub(super) fn one_row(rows_affected: u64) -> Result<(), StoreError> {
     }
 }
 
-/// A new request's insert error: the open-request unique index names a duplicate.
-pub(super) fn insert_error(e: sqlx::Error) -> StoreError {
-    match &e {
-        sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::DuplicateOpen,
-        _ => e.into(),
-    }
-}
-
 pub(super) fn source_str(s: AssignmentSource) -> &'static str {
     match s {
         AssignmentSource::Workflow => "workflow",

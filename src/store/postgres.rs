@@ -12,10 +12,11 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::types::Json;
 use sqlx::{PgConnection, PgPool, Postgres, Row};
 
-use super::batch::{Batcher, Each, Job, Sorted, Write};
+use super::batch::{Batcher, Each, Sorted, Write};
 use super::cache::Caches;
 use super::filter::{to_sql, Dialect, Filter, LogQuery, QuerySql, RequestAttr, RequestQuery, Value};
-use super::plan::{insert_error, one_row, parse_source, AssignmentWrite, Plan, RequestWrite};
+use super::plan::{one_row, parse_source, AssignmentWrite, Plan, RequestWrite};
+use super::postgres_inserts::Inserts;
 use super::*;
 use crate::workflow::model::{
     Assignment, Changeset, Delegation, DelegationChange, LogEvent, Request, Status, Timestamp,
@@ -603,7 +604,9 @@ impl Store for PgStore {
             .await?
         };
         one_row(res.rows_affected())?;
-        insert_events(&mut db, &events.iter().collect::<Vec<_>>()).await?;
+        let mut add = Inserts::default();
+        add.events(&events.iter().collect::<Vec<_>>())?;
+        add.run(&mut db).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -650,74 +653,19 @@ impl Store for PgStore {
     }
 }
 
-/// The batch's request rows in at most four statements, however many: new
-/// rows in one insert, changed rows in one update guarded by each row's
-/// version, and the current approvers of both in one delete and one insert.
-/// A miss (a version moved, a duplicate open request) fails the batch, whose
-/// writes are then applied one transaction each, so every caller hears its own
-/// answer. One statement per row made a batch of n requests 2n round trips,
-/// and the writers spent their time waiting on them.
-async fn write_requests(db: &mut Db<'_, PgConnection>, writes: &[&RequestWrite<'_>]) -> Result<(), StoreError> {
-    let (new, mut changed): (Vec<&RequestWrite>, Vec<&RequestWrite>) = writes.iter().partition(|w| w.insert);
-    if !new.is_empty() {
-        insert_requests(db, &new).await?;
+/// Changed request rows in one update guarded by each row's version, and
+/// their old approvers deleted (the new ones are inserted with the batch's
+/// other rows, [`Inserts::approvers`]). A miss (a version moved) fails the
+/// batch, whose writes are then applied one transaction each, so every caller
+/// hears its own answer; two writes of one request in a batch update it once:
+/// a miss too.
+async fn update_requests(db: &mut Db<'_, PgConnection>, changed: &mut [&RequestWrite<'_>]) -> Result<(), StoreError> {
+    if changed.is_empty() {
+        return Ok(());
     }
-    if !changed.is_empty() {
-        // One lock order for every batch: fewer deadlocks between writers.
-        changed.sort_by(|a, b| a.req.id.cmp(&b.req.id));
-        update_requests(db, &changed).await?;
-        let ids: Vec<&str> = changed.iter().map(|w| w.req.id.as_str()).collect();
-        sqlx::query("DELETE FROM current_approvers WHERE request_id = ANY($1)").bind(ids).execute(db.ex()).await?;
-    }
-    let (people, of): (Vec<&str>, Vec<&str>) =
-        writes.iter().flat_map(|w| w.approvers.iter().map(|p| (*p, w.req.id.as_str()))).unzip();
-    if !people.is_empty() {
-        sqlx::query(
-            "INSERT INTO current_approvers (person, request_id) SELECT * FROM UNNEST($1::text[], $2::text[])
-             ON CONFLICT DO NOTHING",
-        )
-        .bind(people)
-        .bind(of)
-        .execute(db.ex())
-        .await?;
-    }
-    Ok(())
-}
-
-async fn insert_requests(db: &mut Db<'_, PgConnection>, new: &[&RequestWrite<'_>]) -> Result<(), StoreError> {
-    let ids: Vec<&str> = new.iter().map(|w| w.req.id.as_str()).collect();
-    let apps: Vec<&str> = new.iter().map(|w| w.req.app_id.as_str()).collect();
-    let by: Vec<&str> = new.iter().map(|w| w.req.requested_by.id.as_str()).collect();
-    let of: Vec<&str> = new.iter().map(|w| w.req.requested_for.id.as_str()).collect();
-    let (status, grant, created, updated, due) = columns(new);
-    let bodies = new.iter().map(|w| json(w.req)).collect::<Result<Vec<_>, _>>()?;
-    sqlx::query(
-        "INSERT INTO requests (id, app_id, requested_by, requested_for, status, grant_status, created, last_updated, version, body, due)
-         SELECT i, a, b, f, s, g, c, l, 1, j::json, d
-         FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::timestamptz[],
-                     $8::timestamptz[], $9::text[], $10::timestamptz[]) AS u(i, a, b, f, s, g, c, l, j, d)",
-    )
-    .bind(ids)
-    .bind(apps)
-    .bind(by)
-    .bind(of)
-    .bind(status)
-    .bind(grant)
-    .bind(created)
-    .bind(updated)
-    .bind(bodies)
-    .bind(due)
-    .execute(db.ex())
-    .await
-    .map_err(insert_error)?;
-    Ok(())
-}
-
-/// Two writes of one request in a batch update it once: a miss, like a moved version.
-async fn update_requests(db: &mut Db<'_, PgConnection>, changed: &[&RequestWrite<'_>]) -> Result<(), StoreError> {
+    // One lock order for every batch: fewer deadlocks between writers.
+    changed.sort_by(|a, b| a.req.id.cmp(&b.req.id));
     let ids: Vec<&str> = changed.iter().map(|w| w.req.id.as_str()).collect();
-    let versions: Vec<i64> = changed.iter().map(|w| w.req.version).collect();
-    let (status, grant, _, updated, due) = columns(changed);
     let bodies = changed.iter().map(|w| json(w.req)).collect::<Result<Vec<_>, _>>()?;
     let res = sqlx::query(
         "UPDATE requests r SET status = u.s, grant_status = u.g, last_updated = u.l, version = r.version + 1,
@@ -726,32 +674,20 @@ async fn update_requests(db: &mut Db<'_, PgConnection>, changed: &[&RequestWrite
               AS u(i, v, s, g, l, j, d)
          WHERE r.id = u.i AND r.version = u.v",
     )
-    .bind(ids)
-    .bind(versions)
-    .bind(status)
-    .bind(grant)
-    .bind(updated)
+    .bind(&ids)
+    .bind(changed.iter().map(|w| w.req.version).collect::<Vec<_>>())
+    .bind(changed.iter().map(|w| w.req.status.as_str()).collect::<Vec<_>>())
+    .bind(changed.iter().map(|w| w.grant).collect::<Vec<_>>())
+    .bind(changed.iter().map(|w| w.req.last_updated).collect::<Vec<_>>())
     .bind(bodies)
-    .bind(due)
+    .bind(changed.iter().map(|w| w.due).collect::<Vec<_>>())
     .execute(db.ex())
     .await?;
-    if res.rows_affected() == changed.len() as u64 {
-        Ok(())
-    } else {
-        Err(StoreError::Conflict)
+    if res.rows_affected() != changed.len() as u64 {
+        return Err(StoreError::Conflict);
     }
-}
-
-type Columns<'a> = (Vec<&'a str>, Vec<Option<&'static str>>, Vec<Timestamp>, Vec<Timestamp>, Vec<Option<Timestamp>>);
-
-/// Status, grant status, created, last updated and due of each row.
-fn columns<'a>(writes: &[&RequestWrite<'a>]) -> Columns<'a> {
-    let status = writes.iter().map(|w| w.req.status.as_str()).collect();
-    let grant = writes.iter().map(|w| w.grant).collect();
-    let created = writes.iter().map(|w| w.req.created).collect();
-    let updated = writes.iter().map(|w| w.req.last_updated).collect();
-    let due = writes.iter().map(|w| w.due).collect();
-    (status, grant, created, updated, due)
+    sqlx::query("DELETE FROM current_approvers WHERE request_id = ANY($1)").bind(ids).execute(db.ex()).await?;
+    Ok(())
 }
 
 async fn write_delegation(db: &mut Db<'_, PgConnection>, change: &DelegationChange) -> Result<(), StoreError> {
@@ -816,58 +752,6 @@ async fn write_assignment(db: &mut Db<'_, PgConnection>, w: &AssignmentWrite<'_>
     Ok(())
 }
 
-/// Appends events (in order) and their targets in one statement for any
-/// number: the targets take their events' `seq` from the insert's own
-/// `RETURNING`. Joined to `system_log` instead, on a fresh table whose
-/// statistics still said "empty" the join read the whole log for every batch
-/// (4.8 ms a statement after 20,000 events: 62 % of PostgreSQL's time in the
-/// ack bench, from `pg_stat_statements`).
-async fn insert_events(db: &mut Db<'_, PgConnection>, events: &[&LogEvent]) -> Result<(), StoreError> {
-    if events.is_empty() {
-        return Ok(());
-    }
-    let uuids: Vec<&str> = events.iter().map(|e| e.uuid.as_str()).collect();
-    let published: Vec<Timestamp> = events.iter().map(|e| e.published).collect();
-    let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
-    let requests: Vec<Option<&str>> = events.iter().map(|e| e.request_id.as_deref()).collect();
-    let actors: Vec<&str> = events.iter().map(|e| e.actor.id.as_str()).collect();
-    let bodies: Vec<Json<&LogEvent>> = events.iter().map(|e| Json(*e)).collect();
-    let targets: Vec<_> = events.iter().flat_map(|ev| ev.target.iter().map(move |t| (ev.uuid.as_str(), t))).collect();
-    let of: Vec<&str> = targets.iter().map(|(u, _)| *u).collect();
-    let ids: Vec<&str> = targets.iter().map(|(_, t)| t.id.as_str()).collect();
-    let kinds: Vec<&str> = targets.iter().map(|(_, t)| t.kind.as_str()).collect();
-    let alternate: Vec<Option<&str>> = targets.iter().map(|(_, t)| t.alternate_id.as_deref()).collect();
-    let display: Vec<Option<&str>> = targets.iter().map(|(_, t)| t.display_name.as_deref()).collect();
-    sqlx::query(
-        "WITH logged AS (
-           INSERT INTO system_log (uuid, published, event_type, request_id, actor_id, body)
-           SELECT u, p, t, r, a, b
-           FROM UNNEST($1::text[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::jsonb[])
-                WITH ORDINALITY AS e(u, p, t, r, a, b, n)
-           ORDER BY n
-           RETURNING seq, uuid)
-         INSERT INTO system_log_targets (seq, target_id, target_type, alternate_id, display_name)
-         SELECT l.seq, t.id, t.kind, t.alt, t.name
-         FROM UNNEST($7::text[], $8::text[], $9::text[], $10::text[], $11::text[]) AS t(uuid, id, kind, alt, name)
-         JOIN logged l ON l.uuid = t.uuid
-         ON CONFLICT DO NOTHING",
-    )
-    .bind(uuids)
-    .bind(published)
-    .bind(types)
-    .bind(requests)
-    .bind(actors)
-    .bind(bodies)
-    .bind(of)
-    .bind(ids)
-    .bind(kinds)
-    .bind(alternate)
-    .bind(display)
-    .execute(db.ex())
-    .await?;
-    Ok(())
-}
-
 fn bind_values<'q>(
     mut q: sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>,
     params: &'q [Value],
@@ -891,37 +775,9 @@ const DIALECT: Dialect = Dialect {
     earliest: "'-infinity'::timestamptz",
 };
 
-/// Queues outbox rows, each due at its time, in one statement; the rows take
-/// ids in the slice's order, which per-key delivery order relies on.
-async fn insert_jobs(db: &mut Db<'_, PgConnection>, items: &[Job<'_>]) -> Result<(), StoreError> {
-    if items.is_empty() {
-        return Ok(());
-    }
-    let keys: Vec<&str> = items.iter().map(|(i, _)| i.ordering_key.as_str()).collect();
-    let kinds: Vec<&str> = items.iter().map(|(i, _)| i.kind.as_str()).collect();
-    let payloads: Vec<Json<&serde_json::Value>> = items.iter().map(|(i, _)| Json(&i.payload)).collect();
-    let deadlines: Vec<Option<Timestamp>> = items.iter().map(|(i, _)| i.deadline).collect();
-    let nows: Vec<Timestamp> = items.iter().map(|(_, now)| *now).collect();
-    sqlx::query(
-        "INSERT INTO outbox (ordering_key, kind, payload, next_attempt_at, deadline, created)
-         SELECT k, t, p, w, d, w
-         FROM UNNEST($1::text[], $2::text[], $3::jsonb[], $4::timestamptz[], $5::timestamptz[])
-              WITH ORDINALITY AS u(k, t, p, d, w, n)
-         ORDER BY n",
-    )
-    .bind(keys)
-    .bind(kinds)
-    .bind(payloads)
-    .bind(deadlines)
-    .bind(nows)
-    .execute(db.ex())
-    .await?;
-    Ok(())
-}
-
-/// The batcher's [`super::batch::Apply`]: the writes that go one by one in
-/// order, then events, outbox rows, delivered rows and message records of the
-/// whole batch in a statement each.
+/// The batcher's [`super::batch::Apply`]: changed request rows, then the
+/// writes that go one by one in order, then every row the batch adds in one
+/// statement ([`Inserts`]).
 fn apply<'c>(
     conn: &'c mut PgConnection,
     writes: &'c [Write],
@@ -938,19 +794,26 @@ fn apply<'c>(
                 _ => None,
             })
             .collect();
-        write_requests(&mut db, &requests).await?;
+        let (new, mut changed): (Vec<&RequestWrite>, Vec<&RequestWrite>) = requests.iter().partition(|w| w.insert);
+        update_requests(&mut db, &mut changed).await?;
+        let mut identities = Vec::new();
         for each in &sorted.each {
             match each {
                 Each::Plan(plan) => write_plan(&mut db, plan).await?,
                 Each::Finish { id, outcome, now } => finish(&mut db, *id, outcome, *now).await?,
-                Each::Identity(i) => save_identity(&mut db, i).await?,
+                Each::Identity(i) => identities.push(*i),
                 Each::HomeOpened(user) => mark_home_opened(&mut db, user).await?,
             }
         }
-        insert_events(&mut db, &sorted.events).await?;
-        insert_jobs(&mut db, &sorted.jobs).await?;
-        finish_done(&mut db, &sorted.done, sorted.done_at()).await?;
-        insert_messages(&mut db, &sorted.messages).await
+        let mut add = Inserts::default();
+        add.identities(&identities)?;
+        add.requests(&new)?;
+        add.approvers(&requests)?;
+        add.events(&sorted.events)?;
+        add.jobs(&sorted.jobs)?;
+        add.done(&sorted.done, sorted.done_at())?;
+        add.messages(&sorted.messages)?;
+        add.run(&mut db).await
     })
 }
 
@@ -965,6 +828,7 @@ async fn write_plan(db: &mut Db<'_, PgConnection>, plan: &Plan<'_>) -> Result<()
     Ok(())
 }
 
+/// A retry or a failure (delivered rows are merged into the batch's `done`, [`Sorted::of`]).
 async fn finish(
     db: &mut Db<'_, PgConnection>,
     id: i64,
@@ -972,11 +836,7 @@ async fn finish(
     now: Timestamp,
 ) -> Result<(), StoreError> {
     let q = match outcome {
-        JobOutcome::Done => return finish_done(db, &[id], now).await,
-        JobOutcome::Sent(m) => {
-            insert_messages(db, &[m]).await?;
-            return finish_done(db, &[id], now).await;
-        }
+        JobOutcome::Done | JobOutcome::Sent(_) => return Ok(()),
         JobOutcome::Retry { at, error } => {
             sqlx::query("UPDATE outbox SET lease_until = NULL, next_attempt_at = $1, last_error = $2 WHERE id = $3")
                 .bind(*at)
@@ -994,42 +854,6 @@ async fn finish(
     Ok(())
 }
 
-async fn finish_done(db: &mut Db<'_, PgConnection>, ids: &[i64], now: Timestamp) -> Result<(), StoreError> {
-    if ids.is_empty() {
-        return Ok(());
-    }
-    sqlx::query("UPDATE outbox SET status = 'done', lease_until = NULL, finished = $1 WHERE id = ANY($2)")
-        .bind(now)
-        .bind(ids)
-        .execute(db.ex())
-        .await?;
-    Ok(())
-}
-
-async fn insert_messages(db: &mut Db<'_, PgConnection>, messages: &[&MessageRef]) -> Result<(), StoreError> {
-    if messages.is_empty() {
-        return Ok(());
-    }
-    let requests: Vec<&str> = messages.iter().map(|m| m.request_id.as_str()).collect();
-    let steps: Vec<i64> = messages.iter().map(|m| m.step).collect();
-    let recipients: Vec<&str> = messages.iter().map(|m| m.recipient.as_str()).collect();
-    let channels: Vec<&str> = messages.iter().map(|m| m.channel.as_str()).collect();
-    let ts: Vec<&str> = messages.iter().map(|m| m.ts.as_str()).collect();
-    sqlx::query(
-        "INSERT INTO slack_messages (request_id, step, recipient, channel, ts)
-         SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[])
-         ON CONFLICT DO NOTHING",
-    )
-    .bind(requests)
-    .bind(steps)
-    .bind(recipients)
-    .bind(channels)
-    .bind(ts)
-    .execute(db.ex())
-    .await?;
-    Ok(())
-}
-
 async fn mark_home_opened(db: &mut Db<'_, PgConnection>, user_id: &str) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO identities (user_id, home_opened, updated) VALUES ($1, TRUE, $2)
@@ -1037,30 +861,6 @@ async fn mark_home_opened(db: &mut Db<'_, PgConnection>, user_id: &str) -> Resul
     )
     .bind(user_id)
     .bind(Utc::now())
-    .execute(db.ex())
-    .await?;
-    Ok(())
-}
-
-async fn save_identity(db: &mut Db<'_, PgConnection>, i: &Identity) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO identities (user_id, email, name, dm_channel, updated, resolved, okta_id)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)
-         ON CONFLICT (user_id) DO UPDATE SET
-           resolved = identities.resolved OR excluded.resolved,
-           okta_id = COALESCE(identities.okta_id, excluded.okta_id),
-           email = COALESCE(excluded.email, identities.email),
-           name = COALESCE(excluded.name, identities.name),
-           dm_channel = COALESCE(excluded.dm_channel, identities.dm_channel),
-           updated = excluded.updated",
-    )
-    .bind(&i.user_id)
-    .bind(i.email.as_ref().map(|e| e.to_ascii_lowercase()))
-    .bind(&i.name)
-    .bind(&i.dm_channel)
-    .bind(Utc::now())
-    .bind(i.resolved)
-    .bind(&i.okta_id)
     .execute(db.ex())
     .await?;
     Ok(())
@@ -1306,8 +1106,8 @@ approval = false
     }
 
     #[tokio::test]
-    async fn a_batch_writes_its_requests_in_a_few_statements() -> anyhow::Result<()> {
-        with_db("a_batch_writes_its_requests_in_a_few_statements", |store| Box::pin(batch_body(store))).await
+    async fn a_batch_adds_its_rows_in_one_statement() -> anyhow::Result<()> {
+        with_db("a_batch_adds_its_rows_in_one_statement", |store| Box::pin(batch_body(store))).await
     }
 
     /// One transaction of `writes` through the batcher's `apply`, rolled back
@@ -1328,11 +1128,27 @@ approval = false
         let who = ["U0B1", "U0B2", "U0B3", "U0B4", "U0B5"];
         let new: Vec<Changeset> =
             who.iter().map(|w| submit(&catalog, w, "salesforce", t0)).collect::<Result<_, _>>()?;
-        let writes: Vec<Write> = new.iter().map(|cs| Write::Commit(Box::new(cs.clone()))).collect();
-        // Five new requests: one insert each for requests, approvers, events and outbox rows.
+        let mut writes: Vec<Write> = new.iter().map(|cs| Write::Commit(Box::new(cs.clone()))).collect();
+        // One person saved twice in the batch (merged as one upsert after the other would), and another.
+        let saved = |user: &str, email: Option<&str>, dm: Option<&str>| Identity {
+            user_id: user.into(),
+            email: email.map(String::from),
+            name: None,
+            dm_channel: dm.map(String::from),
+            resolved: email.is_some(),
+            okta_id: None,
+        };
+        writes.push(Write::Identity(saved("U0B1", Some("B1@Example.com"), None)));
+        writes.push(Write::Identity(saved("U0B2", None, Some("D0B2"))));
+        writes.push(Write::Identity(saved("U0B1", None, Some("D0B1"))));
+        // Five new requests, their approvers, events, targets, outbox rows and the identities.
         let (done, statements) = apply_batch(store, &writes).await?;
         done?;
-        ensure!(statements == 4, "five new requests took {statements} statements");
+        ensure!(statements == 1, "the batch took {statements} statements");
+        let b1 = store.identity("U0B1").await?.ok_or_else(|| anyhow!("U0B1 not saved"))?;
+        ensure!(b1 == saved("U0B1", Some("b1@example.com"), Some("D0B1")), "merged identity: {b1:?}");
+        ensure!(store.identity("U0B2").await? == Some(saved("U0B2", None, Some("D0B2"))));
+        ensure!(store.request_events(&request_of(&new[4])?.id).await? == new[4].events, "events of the fifth");
         let stored: Vec<Request> = futures_util::future::try_join_all(new.iter().map(|cs| async {
             let id = request_of(cs)?.id;
             store.request(&id).await?.ok_or_else(|| anyhow!("{id} not stored"))
