@@ -47,9 +47,15 @@ const WRITERS: usize = 4;
 /// 30-minute soak). With scans of whole tables, sorts, hashes and merges off,
 /// the only plan left walks `outbox_pending` in id order, probes each row's key
 /// in `outbox_pending_key` ([`CLAIM`]'s `min`), and stops at `limit` rows.
+///
+/// A claim does not wait for its WAL to reach the disk (`synchronous_commit =
+/// off`; the row's delivered state is written with a synchronous commit, and
+/// that flush carries the claim's record along). A claim lost in a crash of
+/// PostgreSQL only makes its row claimable at once rather than when the lease
+/// lapses: a row whose delivery the crash interrupted is sent again either way.
 const CLAIM_SESSION: &str = "SET enable_sort = off; SET enable_seqscan = off; SET enable_bitmapscan = off;
      SET enable_hashjoin = off; SET enable_mergejoin = off; SET enable_material = off;
-     SET plan_cache_mode = force_generic_plan";
+     SET plan_cache_mode = force_generic_plan; SET synchronous_commit = off";
 
 /// Settings of the list API's connections. A page is a walk of an index in its
 /// order that stops after `limit` rows; PostgreSQL multiplies the selectivities
