@@ -20,10 +20,13 @@ use crate::workflow::ports::{Identity, JobOutcome, MessageRef, OutboxItem, Store
 
 /// Writes per transaction at most: bounds the time a batch holds the writer.
 const MAX_BATCH: usize = 256;
-/// How long a batch of writes nobody waits on ([`Write::unwaited`]) waits for
-/// company before its commit (a commit writes the pages it touched to the
-/// WAL and syncs it: one per delivery would cost more than the delivery); any
-/// other write ends the wait and shares the commit.
+/// How long a batch of writes nobody waits on waits for company before its
+/// commit (a commit writes the pages it touched to the WAL and syncs it); any
+/// other write ends the wait and shares the commit. On SQLite those are
+/// [`Write::unwaited`]; here only identities written behind: a new
+/// requester's then shares their request's commit. A delivery's outcome goes
+/// at once: without a hand-off its slot is held until the outcome is written,
+/// and a wait would slow every delivery behind it.
 pub(super) const COMPANY_WAIT: std::time::Duration = std::time::Duration::from_millis(5);
 
 /// One write a caller waits for.
@@ -105,7 +108,7 @@ async fn writer<DB: sqlx::Database>(
         let batch = {
             let mut rx = rx.lock().await;
             let Some(first) = rx.recv().await else { return };
-            let mut lazy = first.0.unwaited();
+            let mut lazy = matches!(first.0, Write::Identity(_));
             let until = tokio::time::Instant::now() + COMPANY_WAIT;
             let mut batch = vec![first];
             while batch.len() < MAX_BATCH {
@@ -116,7 +119,7 @@ async fn writer<DB: sqlx::Database>(
                     rx.try_recv().ok()
                 };
                 let Some(q) = next else { break };
-                lazy &= q.0.unwaited();
+                lazy &= matches!(q.0, Write::Identity(_));
                 batch.push(q);
             }
             batch
