@@ -112,7 +112,7 @@ async fn writer<DB: sqlx::Database>(
             let until = tokio::time::Instant::now() + COMPANY_WAIT;
             let mut batch = vec![first];
             while batch.len() < MAX_BATCH {
-                // Unwaited writes alone wait a moment for more; anyone else's goes now.
+                // Identities written behind alone wait a moment for more; anyone else's goes now.
                 let next = if lazy {
                     tokio::time::timeout_at(until, rx.recv()).await.ok().flatten()
                 } else {
