@@ -29,6 +29,17 @@ fn json<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
     serde_json::to_string(v).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
+/// How a saved identity merges into its row, the same in both dialects (and in
+/// `cache::merged`): what is known stays known, the newest email, name and DM
+/// channel win, the first Okta id stays.
+const IDENTITY_MERGE: &str = "ON CONFLICT (user_id) DO UPDATE SET
+   resolved = identities.resolved OR excluded.resolved,
+   okta_id = COALESCE(identities.okta_id, excluded.okta_id),
+   email = COALESCE(excluded.email, identities.email),
+   name = COALESCE(excluded.name, identities.name),
+   dm_channel = COALESCE(excluded.dm_channel, identities.dm_channel),
+   updated = excluded.updated";
+
 /// Expired replay keys deleted per use: more than one, so the table shrinks back after a burst.
 const PRUNE_REPLAYS: i64 = 16;
 

@@ -20,7 +20,7 @@ use sqlx::{Arguments, PgConnection, Postgres};
 use super::batch::Job;
 use super::cache::merged;
 use super::plan::RequestWrite;
-use super::{json, Db, Identity, MessageRef, StoreError};
+use super::{json, Db, Identity, MessageRef, StoreError, IDENTITY_MERGE};
 use crate::workflow::model::{LogEvent, Timestamp};
 
 /// The statement being built: its parts and their bound values.
@@ -92,13 +92,7 @@ impl Inserts {
                 "INSERT INTO identities (user_id, email, name, dm_channel, updated, resolved, okta_id)
                  SELECT u, e, n, d, {now}, r, o
                  FROM UNNEST({u}::text[], {e}::text[], {n}::text[], {d}::text[], {r}::bool[], {o}::text[]) AS x(u, e, n, d, r, o)
-                 ON CONFLICT (user_id) DO UPDATE SET
-                   resolved = identities.resolved OR excluded.resolved,
-                   okta_id = COALESCE(identities.okta_id, excluded.okta_id),
-                   email = COALESCE(excluded.email, identities.email),
-                   name = COALESCE(excluded.name, identities.name),
-                   dm_channel = COALESCE(excluded.dm_channel, identities.dm_channel),
-                   updated = excluded.updated"
+                 {IDENTITY_MERGE}"
             ),
         );
         Ok(())

@@ -652,19 +652,19 @@ fn mark_home_opened(conn: &Connection, n: &Statements, user_id: &str) -> Result<
     .map(drop)
 }
 
+static SAVE_IDENTITY: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "INSERT INTO identities (user_id, email, name, dm_channel, updated, resolved, okta_id)
+         VALUES (?, ?, ?, ?, ?, ?, ?) {}",
+        super::IDENTITY_MERGE
+    )
+});
+
 fn save_identity(conn: &Connection, n: &Statements, i: &Identity) -> Result<(), StoreError> {
     exec(
         conn,
         n,
-        "INSERT INTO identities (user_id, email, name, dm_channel, updated, resolved, okta_id)
-         VALUES (?, ?, ?, ?, ?, ?, ?)
-         ON CONFLICT (user_id) DO UPDATE SET
-           resolved = identities.resolved OR excluded.resolved,
-           okta_id = COALESCE(identities.okta_id, excluded.okta_id),
-           email = COALESCE(excluded.email, identities.email),
-           name = COALESCE(excluded.name, identities.name),
-           dm_channel = COALESCE(excluded.dm_channel, identities.dm_channel),
-           updated = excluded.updated",
+        &SAVE_IDENTITY,
         &[
             text(&i.user_id),
             opt_text(i.email.as_ref().map(|e| e.to_ascii_lowercase()).as_deref()),
