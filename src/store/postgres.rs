@@ -834,7 +834,7 @@ async fn write_plan(db: &mut Db<'_, PgConnection>, plan: &Plan<'_>) -> Result<()
     Ok(())
 }
 
-/// A retry or a failure (delivered rows are merged into the batch's `done`, [`Sorted::of`]).
+/// One row's outcome ([`Sorted::of`] merges delivered rows into the batch's `done`).
 async fn finish(
     db: &mut Db<'_, PgConnection>,
     id: i64,
@@ -842,7 +842,14 @@ async fn finish(
     now: Timestamp,
 ) -> Result<(), StoreError> {
     let q = match outcome {
-        JobOutcome::Done | JobOutcome::Sent(_) => return Ok(()),
+        JobOutcome::Done | JobOutcome::Sent(_) => {
+            let mut add = Inserts::default();
+            add.done(&[id], now)?;
+            if let JobOutcome::Sent(m) = outcome {
+                add.messages(&[m])?;
+            }
+            return add.run(db).await;
+        }
         JobOutcome::Retry { at, error } => {
             sqlx::query("UPDATE outbox SET lease_until = NULL, next_attempt_at = $1, last_error = $2 WHERE id = $3")
                 .bind(*at)
