@@ -76,6 +76,16 @@ impl<'a> RequestWrite<'a> {
 }
 
 impl<'a> AssignmentWrite<'a> {
+    /// The (user, app) row it writes.
+    pub fn key(&self) -> (&'a str, &'a str) {
+        match *self {
+            AssignmentWrite::Upsert { assignment, .. } => (&assignment.user_id, &assignment.app_id),
+            AssignmentWrite::Delete { user_id, app_id } | AssignmentWrite::Warn { user_id, app_id, .. } => {
+                (user_id, app_id)
+            }
+        }
+    }
+
     fn of(change: &'a AssignmentChange) -> AssignmentWrite<'a> {
         match change {
             AssignmentChange::Grant(a) => AssignmentWrite::Upsert { assignment: a, source: source_str(a.source) },

@@ -3,6 +3,7 @@
 //! read far more often than looked into). Outbox rows are claimed with
 //! `FOR UPDATE SKIP LOCKED`, so replicas never hand out the same row twice.
 
+use std::collections::HashMap;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -802,10 +803,11 @@ fn apply<'c>(
             .collect();
         let (new, mut changed): (Vec<&RequestWrite>, Vec<&RequestWrite>) = requests.iter().partition(|w| w.insert);
         update_requests(&mut db, &mut changed).await?;
+        let grants = lone_grants(&sorted.each);
         let mut identities = Vec::new();
         for each in &sorted.each {
             match each {
-                Each::Plan(plan) => write_plan(&mut db, plan).await?,
+                Each::Plan(plan) => write_plan(&mut db, plan, &grants).await?,
                 Each::Finish { id, outcome, now } => finish(&mut db, *id, outcome, *now).await?,
                 Each::Identity(i) => identities.push(*i),
                 Each::HomeOpened(user) => mark_home_opened(&mut db, user).await?,
@@ -815,6 +817,7 @@ fn apply<'c>(
         add.identities(&identities)?;
         add.requests(&new)?;
         add.approvers(&requests)?;
+        add.grants(&grants)?;
         add.events(&sorted.events)?;
         add.jobs(&sorted.jobs)?;
         add.done(&sorted.done, sorted.done_at())?;
@@ -823,15 +826,49 @@ fn apply<'c>(
     })
 }
 
-/// A changeset's assignment and delegation rows (its request rows, events and jobs are merged).
-async fn write_plan(db: &mut Db<'_, PgConnection>, plan: &Plan<'_>) -> Result<(), StoreError> {
-    if let Some(w) = &plan.assignment {
-        write_assignment(db, w).await?;
+/// A changeset's assignment and delegation rows (its request rows, events
+/// and jobs are merged, and so are its grant when it is one of `merged`).
+async fn write_plan(
+    db: &mut Db<'_, PgConnection>,
+    plan: &Plan<'_>,
+    merged: &[(&Assignment, &'static str)],
+) -> Result<(), StoreError> {
+    match &plan.assignment {
+        Some(AssignmentWrite::Upsert { assignment, .. })
+            if merged.iter().any(|(a, _)| std::ptr::eq(*a, *assignment)) => {}
+        Some(w) => write_assignment(db, w).await?,
+        None => {}
     }
     if let Some(d) = plan.delegation {
         write_delegation(db, d).await?;
     }
     Ok(())
+}
+
+/// The grants the batch's one statement takes: those of a (user, app) no
+/// other assignment write of the batch touches (a part of one statement must
+/// not touch a row twice, and the others keep their order).
+fn lone_grants<'a>(each: &'a [Each<'a>]) -> Vec<(&'a Assignment, &'static str)> {
+    let writes: Vec<&AssignmentWrite> = each
+        .iter()
+        .filter_map(|e| match e {
+            Each::Plan(plan) => plan.assignment.as_ref(),
+            _ => None,
+        })
+        .collect();
+    let mut seen: HashMap<(&str, &str), usize> = HashMap::new();
+    for w in &writes {
+        *seen.entry(w.key()).or_default() += 1;
+    }
+    writes
+        .into_iter()
+        .filter_map(|w| match *w {
+            AssignmentWrite::Upsert { assignment, source } if seen.get(&w.key()) == Some(&1) => {
+                Some((assignment, source))
+            }
+            _ => None,
+        })
+        .collect()
 }
 
 /// One row's outcome ([`Sorted::of`] merges delivered rows into the batch's `done`).
@@ -1121,6 +1158,63 @@ approval = false
     #[tokio::test]
     async fn a_batch_adds_its_rows_in_one_statement() -> anyhow::Result<()> {
         with_db("a_batch_adds_its_rows_in_one_statement", |store| Box::pin(batch_body(store))).await
+    }
+
+    #[tokio::test]
+    async fn a_batch_grants_in_one_statement_and_keeps_a_rows_writes_in_order() -> anyhow::Result<()> {
+        with_db("a_batch_grants_in_one_statement", |store| Box::pin(grants_body(store))).await
+    }
+
+    async fn grants_body(store: &PgStore) -> anyhow::Result<()> {
+        let t0 = now()?;
+        let grant = |user: &str, app: &str, warned: bool| Assignment {
+            user_id: user.into(),
+            app_id: app.into(),
+            request_id: Some(format!("req-{user}")),
+            source: AssignmentSource::Workflow,
+            granted: t0,
+            expires: Some(t0 + TimeDelta::days(3)),
+            warned_day: warned,
+            warned_hour: false,
+        };
+        let commit = |change: AssignmentChange| {
+            Write::Commit(Box::new(Changeset { assignment: Some(change), ..Default::default() }))
+        };
+        // A grant warned about before: granted again, its warnings start over.
+        let warned = grant("U0G0", "salesforce", false);
+        store
+            .commit(&Changeset { assignment: Some(AssignmentChange::Grant(warned.clone())), ..Default::default() })
+            .await?;
+        let warn =
+            AssignmentChange::Warned { user_id: "U0G0".into(), app_id: "salesforce".into(), hour: false, due: None };
+        store.commit(&Changeset { assignment: Some(warn), ..Default::default() }).await?;
+        ensure!(store.assignment("U0G0", "salesforce").await?.is_some_and(|a| a.warned_day));
+
+        let fresh: Vec<Assignment> =
+            ["U0G0", "U0G1", "U0G2", "U0G3"].iter().map(|u| grant(u, "salesforce", false)).collect();
+        let writes: Vec<Write> = fresh.iter().map(|a| commit(AssignmentChange::Grant(a.clone()))).collect();
+        let (done, statements) = apply_batch(store, &writes).await?;
+        done?;
+        ensure!(statements == 1, "four grants took {statements} statements");
+        for a in &fresh {
+            let stored = store.assignment(&a.user_id, &a.app_id).await?;
+            ensure!(stored.as_ref() == Some(a), "{}: {stored:?}", a.user_id);
+        }
+
+        // One row granted then revoked in a batch: written one after the other, in order.
+        let zoom = grant("U0G1", "zoom", false);
+        let revoke = AssignmentChange::Revoke { user_id: "U0G1".into(), app_id: "zoom".into() };
+        let both = [
+            commit(AssignmentChange::Grant(zoom)),
+            commit(revoke),
+            commit(AssignmentChange::Grant(grant("U0G4", "zoom", false))),
+        ];
+        let (done, statements) = apply_batch(store, &both).await?;
+        done?;
+        ensure!(statements == 3, "a row written twice and another: {statements} statements");
+        ensure!(store.assignment("U0G1", "zoom").await?.is_none(), "the revoke ran before the grant");
+        ensure!(store.assignment("U0G4", "zoom").await?.is_some());
+        Ok(())
     }
 
     /// One transaction of `writes` through the batcher's `apply`, rolled back

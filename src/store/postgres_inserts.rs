@@ -1,6 +1,6 @@
 //! PostgreSQL: everything a batch adds — identities, new requests, current
-//! approvers, events and their targets, outbox rows, delivered rows and the
-//! messages they posted — in one statement of data-modifying `WITH` parts,
+//! approvers, grants, events and their targets, outbox rows, delivered rows
+//! and the messages they posted — in one statement of data-modifying `WITH` parts,
 //! however many writes share the batch. A statement per kind made a new
 //! requester's batch seven round trips between the server and PostgreSQL
 //! (BEGIN, five inserts, COMMIT), each a wake-up of both on a busy host; now
@@ -21,7 +21,7 @@ use super::batch::Job;
 use super::cache::merged;
 use super::plan::RequestWrite;
 use super::{json, Db, Identity, MessageRef, StoreError, IDENTITY_MERGE};
-use crate::workflow::model::{LogEvent, Timestamp};
+use crate::workflow::model::{Assignment, LogEvent, Timestamp};
 
 /// The statement being built: its parts and their bound values.
 #[derive(Default)]
@@ -142,6 +142,38 @@ impl Inserts {
             format!(
                 "INSERT INTO current_approvers (person, request_id) SELECT * FROM UNNEST({p}::text[], {r}::text[])
                  ON CONFLICT DO NOTHING"
+            ),
+        );
+        Ok(())
+    }
+
+    /// Access granted: each an upsert of its (user, app) row, the warnings
+    /// of an earlier grant cleared ([`super::postgres`]'s `lone_grants`
+    /// leaves each row to one grant).
+    pub fn grants(&mut self, grants: &[(&Assignment, &str)]) -> Result<(), StoreError> {
+        if grants.is_empty() {
+            return Ok(());
+        }
+        let p = [
+            self.bind(grants.iter().map(|(a, _)| a.user_id.as_str()).collect::<Vec<_>>())?,
+            self.bind(grants.iter().map(|(a, _)| a.app_id.as_str()).collect::<Vec<_>>())?,
+            self.bind(grants.iter().map(|(a, _)| a.request_id.as_deref()).collect::<Vec<_>>())?,
+            self.bind(grants.iter().map(|(_, source)| *source).collect::<Vec<_>>())?,
+            self.bind(grants.iter().map(|(a, _)| a.granted).collect::<Vec<_>>())?,
+            self.bind(grants.iter().map(|(a, _)| a.expires).collect::<Vec<_>>())?,
+            self.bind(grants.iter().map(|(a, _)| a.due()).collect::<Vec<_>>())?,
+        ];
+        self.part(
+            "grants",
+            format!(
+                "INSERT INTO assignments (user_id, app_id, request_id, source, granted, expires, due)
+                 SELECT * FROM UNNEST({}::text[], {}::text[], {}::text[], {}::text[], {}::timestamptz[],
+                                      {}::timestamptz[], {}::timestamptz[])
+                 ON CONFLICT (user_id, app_id) DO UPDATE SET
+                   request_id = excluded.request_id, source = excluded.source,
+                   granted = excluded.granted, expires = excluded.expires,
+                   warned_day = FALSE, warned_hour = FALSE, due = excluded.due",
+                p[0], p[1], p[2], p[3], p[4], p[5], p[6]
             ),
         );
         Ok(())
