@@ -42,11 +42,17 @@ pub(super) enum Write {
 
 /// Applies a batch of writes in an open transaction (merging what it can);
 /// any error fails the batch.
+///
+/// A backend's [`OneStatement`] names the batches it writes in one statement:
+/// those run without a transaction around them (one round trip, not three).
 pub(super) type Apply<DB> = for<'c> fn(
     &'c mut <DB as sqlx::Database>::Connection,
     &'c [Write],
     &'c super::Statements,
 ) -> BoxFuture<'c, Result<(), StoreError>>;
+
+/// Whether [`Apply`] writes this batch in one statement.
+pub(super) type OneStatement = fn(&[Write]) -> bool;
 
 type Queued = (Write, oneshot::Sender<Result<(), StoreError>>);
 
@@ -68,14 +74,14 @@ impl Batcher {
     /// `writers` tasks take batches from one queue, each on its own connection of `pool`.
     pub fn start<DB: sqlx::Database>(
         pool: sqlx::Pool<DB>,
-        apply: Apply<DB>,
+        (apply, one): (Apply<DB>, OneStatement),
         statements: Arc<super::Statements>,
         writers: usize,
     ) -> Batcher {
         let (queue, rx) = mpsc::unbounded_channel();
         let rx = Arc::new(Mutex::new(rx));
         let tasks = (0..writers.max(1))
-            .map(|_| tokio::spawn(writer(pool.clone(), apply, statements.clone(), rx.clone())))
+            .map(|_| tokio::spawn(writer(pool.clone(), Writes { apply, one }, statements.clone(), rx.clone())))
             .collect();
         Batcher { queue, tasks }
     }
@@ -98,9 +104,23 @@ fn stopped() -> StoreError {
     StoreError::Database("the store's writer stopped".into())
 }
 
+/// How a backend writes a batch.
+struct Writes<DB: sqlx::Database> {
+    apply: Apply<DB>,
+    one: OneStatement,
+}
+
+impl<DB: sqlx::Database> Clone for Writes<DB> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<DB: sqlx::Database> Copy for Writes<DB> {}
+
 async fn writer<DB: sqlx::Database>(
     pool: sqlx::Pool<DB>,
-    apply: Apply<DB>,
+    backend: Writes<DB>,
     statements: Arc<super::Statements>,
     rx: Arc<Mutex<mpsc::UnboundedReceiver<Queued>>>,
 ) {
@@ -125,7 +145,7 @@ async fn writer<DB: sqlx::Database>(
             batch
         };
         let (writes, replies): (Vec<Write>, Vec<_>) = batch.into_iter().unzip();
-        match transaction(&pool, apply, &statements, &writes).await {
+        match transaction(&pool, backend, &statements, &writes).await {
             Ok(()) => replies.into_iter().for_each(|r| answer(r, Ok(()))),
             // A commit that failed may have happened: never replayed, every caller hears.
             Err(Failed::Apply(e) | Failed::Commit(e)) if writes.len() == 1 => {
@@ -139,7 +159,7 @@ async fn writer<DB: sqlx::Database>(
             }
             Err(Failed::Apply(_)) => {
                 for (w, reply) in writes.iter().zip(replies) {
-                    let one = transaction(&pool, apply, &statements, std::slice::from_ref(w)).await;
+                    let one = transaction(&pool, backend, &statements, std::slice::from_ref(w)).await;
                     answer(reply, one.map_err(Failed::into_inner));
                 }
             }
@@ -199,13 +219,13 @@ const BUSY_RETRIES: usize = 4;
 /// busy (nothing of it was written then).
 async fn transaction<DB: sqlx::Database>(
     pool: &sqlx::Pool<DB>,
-    apply: Apply<DB>,
+    backend: Writes<DB>,
     statements: &super::Statements,
     writes: &[Write],
 ) -> Result<(), Failed> {
     let mut wait = std::time::Duration::from_millis(5);
     for _ in 0..BUSY_RETRIES {
-        match attempt(pool, apply, statements, writes).await {
+        match attempt(pool, backend, statements, writes).await {
             Err(Failed::Apply(StoreError::Busy(e)) | Failed::Commit(StoreError::Busy(e))) => {
                 tracing::debug!(error = %e, writes = writes.len(), "store: transaction aborted as busy; retrying");
                 tokio::time::sleep(wait).await;
@@ -214,25 +234,27 @@ async fn transaction<DB: sqlx::Database>(
             done => return done,
         }
     }
-    attempt(pool, apply, statements, writes).await
+    attempt(pool, backend, statements, writes).await
 }
 
 async fn attempt<DB: sqlx::Database>(
     pool: &sqlx::Pool<DB>,
-    apply: Apply<DB>,
+    backend: Writes<DB>,
     statements: &super::Statements,
     writes: &[Write],
 ) -> Result<(), Failed> {
-    if let [w] = writes {
-        if w.one_statement() {
-            let mut conn = pool.acquire().await.map_err(|e| Failed::Apply(e.into()))?;
-            // Autocommit: once the statement ran, it is written.
-            return apply(&mut conn, writes, statements).await.map_err(Failed::Commit);
-        }
+    if (backend.one)(writes) {
+        let mut conn = pool.acquire().await.map_err(|e| Failed::Apply(e.into()))?;
+        // Autocommit: a statement the database refused wrote nothing; any
+        // other failure (a lost connection) may have come after it was written.
+        return (backend.apply)(&mut conn, writes, statements).await.map_err(|e| match e {
+            StoreError::DuplicateOpen | StoreError::Conflict => Failed::Apply(e),
+            e => Failed::Commit(e),
+        });
     }
     let mut tx = pool.begin().await.map_err(|e| Failed::Apply(e.into()))?;
     statements.ran("BEGIN");
-    apply(&mut *tx, writes, statements).await.map_err(Failed::Apply)?;
+    (backend.apply)(&mut *tx, writes, statements).await.map_err(Failed::Apply)?;
     statements.ran("COMMIT");
     tx.commit().await.map_err(|e| Failed::Commit(e.into()))
 }
@@ -332,7 +354,7 @@ mod tests {
     #[tokio::test]
     async fn a_transaction_aborted_as_busy_is_tried_again_a_few_times() {
         let pool = sqlx::sqlite::SqlitePoolOptions::new().connect("sqlite::memory:").await.unwrap();
-        let batcher = Batcher::start(pool, flaky, Arc::default(), 1);
+        let batcher = Batcher::start(pool, (flaky, |w| matches!(w, [w] if w.one_statement())), Arc::default(), 1);
 
         BUSY_LEFT.store(2, SeqCst);
         CALLS.store(0, SeqCst);

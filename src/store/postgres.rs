@@ -209,7 +209,7 @@ impl PgStore {
 
     fn on_pools(pool: PgPool, claimer: PgPool, pages: PgPool) -> PgStore {
         let statements = Arc::new(Statements::default());
-        let batcher = Batcher::start(pool.clone(), apply, statements.clone(), WRITERS);
+        let batcher = Batcher::start(pool.clone(), (apply, one_statement), statements.clone(), WRITERS);
         PgStore { pool, claimer, pages, batcher, statements, caches: Caches::default() }
     }
 
@@ -826,6 +826,21 @@ fn apply<'c>(
     })
 }
 
+/// Whether [`apply`] writes `writes` in one statement (the batcher then runs
+/// it without a transaction around it): when they only add rows, or only
+/// deliveries were written. A changed request, an assignment or delegation
+/// change, a retry or failure, or App Home's flag takes statements of its own.
+fn one_statement(writes: &[Write]) -> bool {
+    writes.iter().all(|w| match w {
+        Write::Commit(cs) => {
+            cs.assignment.is_none() && cs.delegation.is_none() && cs.request.as_ref().is_none_or(|r| r.version == 0)
+        }
+        Write::Enqueue { .. } | Write::Events(_) | Write::Identity(_) => true,
+        Write::Finish { outcome: JobOutcome::Done | JobOutcome::Sent(_), .. } => true,
+        Write::Finish { .. } | Write::HomeOpened(_) => writes.len() == 1,
+    })
+}
+
 /// A changeset's assignment and delegation rows (its request rows, events
 /// and jobs are merged, and so are its grant when it is one of `merged`).
 async fn write_plan(
@@ -1249,6 +1264,7 @@ approval = false
         writes.push(Write::Identity(saved("U0B2", None, Some("D0B2"))));
         writes.push(Write::Identity(saved("U0B1", None, Some("D0B1"))));
         // Five new requests, their approvers, events, targets, outbox rows and the identities.
+        ensure!(one_statement(&writes), "a batch that only adds rows runs without a transaction");
         let (done, statements) = apply_batch(store, &writes).await?;
         done?;
         ensure!(statements == 1, "the batch took {statements} statements");
@@ -1270,6 +1286,7 @@ approval = false
             |r: &Request| engine::decide(&catalog, r.clone(), 0, Decision::Approve, None, &user("U0ALICE"), t0);
         let (a, a_again, b) = (decide(&stored[0])?, decide(&stored[0])?, decide(&stored[1])?);
         let clash: Vec<Write> = [&a, &a_again, &b].iter().map(|cs| Write::Commit(Box::new((*cs).clone()))).collect();
+        ensure!(!one_statement(&clash), "updates take a transaction");
         let (done, _) = apply_batch(store, &clash).await?;
         ensure!(matches!(done, Err(StoreError::Conflict)), "a batch with a stale update: {done:?}");
         ensure!(store.request(&stored[1].id).await?.map(|r| r.version) == Some(1), "the failed batch wrote");
@@ -1283,6 +1300,16 @@ approval = false
         // Step 2's approvers replaced step 1's for both decided requests, not for the others.
         ensure!(approvers_see(store, &["U0ALICE"]).await?.len() == 3);
         ensure!(approvers_see(store, &["U0BOB"]).await?.len() == 2);
+
+        // Through the store: a new request is one round trip, no BEGIN or COMMIT; two
+        // for one pair at once, batched or not, are one request and one DuplicateOpen.
+        let before = store.statements.get();
+        store.commit(&submit(&catalog, "U0B6", "salesforce", t0)?).await?;
+        ensure!(store.statements.get() - before == 1, "a new request: {} statements", store.statements.get() - before);
+        let twice = [submit(&catalog, "U0B7", "salesforce", t0)?, submit(&catalog, "U0B7", "salesforce", t0)?];
+        let answers = futures_util::future::join_all(twice.iter().map(|cs| store.commit(cs))).await;
+        let duplicates = answers.iter().filter(|r| matches!(r, Err(StoreError::DuplicateOpen))).count();
+        ensure!(duplicates == 1 && answers.iter().filter(|r| r.is_ok()).count() == 1, "answers: {answers:?}");
         Ok(())
     }
 
