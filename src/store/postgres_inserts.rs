@@ -4,7 +4,8 @@
 //! however many writes share the batch. A statement per kind made a new
 //! requester's batch seven round trips between the server and PostgreSQL
 //! (BEGIN, five inserts, COMMIT), each a wake-up of both on a busy host; now
-//! it is three.
+//! it is one (the batcher runs a batch that is only this statement without
+//! a transaction around it: `postgres::one_statement`).
 //!
 //! The parts see one snapshot and none sees another's rows, so none may
 //! depend on another's effects (the targets take `seq` from the events'
