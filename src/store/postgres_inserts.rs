@@ -52,9 +52,13 @@ impl Inserts {
         if self.parts.is_empty() {
             return Ok(());
         }
-        let sql = format!("WITH {} SELECT 1", self.parts.join(",\n"));
+        let sql = self.sql();
         sqlx::query_with(&sql, self.args).execute(db.ex()).await.map_err(unique_error)?;
         Ok(())
+    }
+
+    pub fn sql(&self) -> String {
+        format!("WITH {} SELECT 1", self.parts.join(",\n"))
     }
 
     /// Identities, each merged into its row the way `save_identity` documents.
