@@ -74,14 +74,14 @@ impl Batcher {
     /// `writers` tasks take batches from one queue, each on its own connection of `pool`.
     pub fn start<DB: sqlx::Database>(
         pool: sqlx::Pool<DB>,
-        (apply, one): (Apply<DB>, OneStatement),
+        backend: Writes<DB>,
         statements: Arc<super::Statements>,
         writers: usize,
     ) -> Batcher {
         let (queue, rx) = mpsc::unbounded_channel();
         let rx = Arc::new(Mutex::new(rx));
         let tasks = (0..writers.max(1))
-            .map(|_| tokio::spawn(writer(pool.clone(), Writes { apply, one }, statements.clone(), rx.clone())))
+            .map(|_| tokio::spawn(writer(pool.clone(), backend, statements.clone(), rx.clone())))
             .collect();
         Batcher { queue, tasks }
     }
@@ -105,9 +105,9 @@ fn stopped() -> StoreError {
 }
 
 /// How a backend writes a batch.
-struct Writes<DB: sqlx::Database> {
-    apply: Apply<DB>,
-    one: OneStatement,
+pub(super) struct Writes<DB: sqlx::Database> {
+    pub apply: Apply<DB>,
+    pub one: OneStatement,
 }
 
 impl<DB: sqlx::Database> Clone for Writes<DB> {
@@ -354,7 +354,12 @@ mod tests {
     #[tokio::test]
     async fn a_transaction_aborted_as_busy_is_tried_again_a_few_times() {
         let pool = sqlx::sqlite::SqlitePoolOptions::new().connect("sqlite::memory:").await.unwrap();
-        let batcher = Batcher::start(pool, (flaky, |w| matches!(w, [w] if w.one_statement())), Arc::default(), 1);
+        let batcher = Batcher::start(
+            pool,
+            Writes { apply: flaky, one: |w| matches!(w, [w] if w.one_statement()) },
+            Arc::default(),
+            1,
+        );
 
         BUSY_LEFT.store(2, SeqCst);
         CALLS.store(0, SeqCst);

@@ -13,7 +13,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::types::Json;
 use sqlx::{PgConnection, PgPool, Postgres, Row};
 
-use super::batch::{Batcher, Each, Sorted, Write};
+use super::batch::{Batcher, Each, Sorted, Write, Writes};
 use super::cache::Caches;
 use super::filter::{to_sql, Dialect, Filter, LogQuery, QuerySql, RequestAttr, RequestQuery, Value};
 use super::plan::{one_row, parse_source, AssignmentWrite, Plan, RequestWrite};
@@ -225,7 +225,7 @@ impl PgStore {
 
     fn on_pools(pool: PgPool, claimer: PgPool, writers: PgPool, pages: PgPool) -> PgStore {
         let statements = Arc::new(Statements::default());
-        let batcher = Batcher::start(writers, (apply, one_statement), statements.clone(), WRITERS);
+        let batcher = Batcher::start(writers, Writes { apply, one: one_statement }, statements.clone(), WRITERS);
         PgStore { pool, claimer, pages, batcher, statements, caches: Caches::default() }
     }
 
@@ -676,12 +676,7 @@ impl Store for PgStore {
     }
 }
 
-/// Changed request rows in one update guarded by each row's version, and
-/// their old approvers deleted (the new ones are inserted with the batch's
-/// other rows, [`Inserts::approvers`]). A miss (a version moved) fails the
-/// batch, whose writes are then applied one transaction each, so every caller
-/// hears its own answer; two writes of one request in a batch update it once:
-/// a miss too.
+/// A batch's changed requests, each guarded by its version (see [`update_requests`]).
 const UPDATE_REQUESTS: &str =
     "UPDATE requests r SET status = u.s, grant_status = u.g, last_updated = u.l, version = r.version + 1,
        body = u.j::json, due = u.d
@@ -689,6 +684,12 @@ const UPDATE_REQUESTS: &str =
           AS u(i, v, s, g, l, j, d)
      WHERE r.id = u.i AND r.version = u.v";
 
+/// Changed request rows in one update guarded by each row's version, and
+/// their old approvers deleted (the new ones are inserted with the batch's
+/// other rows, [`Inserts::approvers`]). A miss (a version moved) fails the
+/// batch, whose writes are then applied one transaction each, so every caller
+/// hears its own answer; two writes of one request in a batch update it once:
+/// a miss too.
 async fn update_requests(db: &mut Db<'_, PgConnection>, changed: &mut [&RequestWrite<'_>]) -> Result<(), StoreError> {
     if changed.is_empty() {
         return Ok(());
@@ -743,22 +744,26 @@ pub(super) const GRANT_MERGE: &str = "ON CONFLICT (user_id, app_id) DO UPDATE SE
        granted = excluded.granted, expires = excluded.expires,
        warned_day = FALSE, warned_hour = FALSE, due = excluded.due";
 
+static UPSERT_GRANT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "INSERT INTO assignments (user_id, app_id, request_id, source, granted, expires, due)
+         VALUES ($1, $2, $3, $4, $5, $6, $7) {GRANT_MERGE}"
+    )
+});
+
 async fn write_assignment(db: &mut Db<'_, PgConnection>, w: &AssignmentWrite<'_>) -> Result<(), StoreError> {
     match *w {
         AssignmentWrite::Upsert { assignment: a, source } => {
-            sqlx::query(&format!(
-                "INSERT INTO assignments (user_id, app_id, request_id, source, granted, expires, due)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7) {GRANT_MERGE}"
-            ))
-            .bind(&a.user_id)
-            .bind(&a.app_id)
-            .bind(&a.request_id)
-            .bind(source)
-            .bind(a.granted)
-            .bind(a.expires)
-            .bind(a.due())
-            .execute(db.ex())
-            .await?;
+            sqlx::query(&UPSERT_GRANT)
+                .bind(&a.user_id)
+                .bind(&a.app_id)
+                .bind(&a.request_id)
+                .bind(source)
+                .bind(a.granted)
+                .bind(a.expires)
+                .bind(a.due())
+                .execute(db.ex())
+                .await?;
         }
         AssignmentWrite::Delete { user_id, app_id } => {
             let res = sqlx::query("DELETE FROM assignments WHERE user_id = $1 AND app_id = $2")
