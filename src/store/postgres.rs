@@ -1479,17 +1479,30 @@ approval = false
              UPDATE outbox SET next_attempt_at = now() + interval '1 hour' WHERE id > 19800 AND id % 7 = 0;",
         )
         .await?;
-        // The first claim after the history meets its dead index entries; later ones must not.
-        claim(&mut conn, false).await?;
-        let plan = claim(&mut conn, true).await?.ok_or_else(|| anyhow!("no plan"))?;
-        let top = &plan[0]["Plan"];
-        let pages = top["Shared Hit Blocks"].as_i64().unwrap_or(0) + top["Shared Read Blocks"].as_i64().unwrap_or(0);
-        let claimed = top["Actual Rows"].as_i64().unwrap_or(0);
-        ensure!(claimed == 16, "claimed {claimed} rows: {plan:#}");
-        // About 270 pages alone, up to ~440 seen with other tests on the same server; the
-        // cached generic plan this guards against read 5,556.
-        ensure!(pages < 1500, "one claim read {pages} pages: {plan:#}");
-        Ok(())
+        // The first claim after the history meets its dead index entries and marks
+        // them; later ones must not read them again. A snapshot older than the
+        // deliveries (an autovacuum worker analyzing this fresh database's catalogs)
+        // keeps the entries from being marked while it lasts (3,784 and 3,833 pages
+        // once each in CI), so the cost must fall below the bound within 10 s; a
+        // claim planned without the claim session's settings read 5,556 pages every
+        // time (before `outbox_due` went), and one without index scans 82,000.
+        let mut seen = Vec::new();
+        for _ in 0..40 {
+            claim(&mut conn, false).await?;
+            let plan = claim(&mut conn, true).await?.ok_or_else(|| anyhow!("no plan"))?;
+            let top = &plan[0]["Plan"];
+            let pages =
+                top["Shared Hit Blocks"].as_i64().unwrap_or(0) + top["Shared Read Blocks"].as_i64().unwrap_or(0);
+            let claimed = top["Actual Rows"].as_i64().unwrap_or(0);
+            ensure!(claimed == 16, "claimed {claimed} rows: {plan:#}");
+            // About 270 pages alone, up to ~440 seen with other tests on the same server.
+            if pages < 1500 {
+                return Ok(());
+            }
+            seen.push(pages);
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        Err(anyhow!("each claim read 1,500 pages or more for 10 s: {seen:?}"))
     }
 
     #[tokio::test]
