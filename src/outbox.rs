@@ -109,7 +109,7 @@ impl Outbox {
     }
 
     /// Starts the claim loop; it stops when `shutdown` is cancelled, letting
-    /// the deliveries under way finish (it claims no row it cannot start).
+    /// the deliveries under way and the rows it claimed ahead finish.
     pub fn spawn(self: &Arc<Self>, shutdown: CancellationToken) -> Vec<tokio::task::JoinHandle<()>> {
         let (jobs, rx) = mpsc::unbounded_channel();
         let left = Arc::new(LeftRows::default());
@@ -120,12 +120,12 @@ impl Outbox {
         vec![tokio::spawn(async move { me.run(shutdown, handed).await })]
     }
 
-    /// One loop delivers the rows commits handed over, and claims what else
-    /// the free delivery slots can take, in one statement, when the store may
-    /// hold any: rows commits left, rows behind a key just finished, and once
-    /// `poll` passed without a claim (retries, lapsed leases, other replicas'
-    /// rows); without a hand-off, also after every commit and every finished
-    /// row. Each row goes out in a task of its own. Rows under way have
+    /// One loop delivers the rows commits handed over, and claims rows for the
+    /// free delivery slots and a few ahead ([`ClaimLoop::claim`]), in one
+    /// statement, when the store may hold any: rows commits left, rows behind
+    /// a key just finished, and once `poll` passed without a claim (retries,
+    /// lapsed leases, other replicas' rows); without a hand-off, also after
+    /// every commit and every finished row. Each row goes out in a task of its own. Rows under way have
     /// distinct ordering keys (an older pending row holds its key back), so
     /// delivering them at once keeps every key's order.
     async fn run(self: Arc<Self>, shutdown: CancellationToken, handed: Option<Handover>) {
@@ -267,7 +267,7 @@ struct ClaimLoop {
     deliveries: tokio::task::JoinSet<String>,
     dirty: bool,
     handed: Option<Handover>,
-    /// Rows claimed ahead of free slots, with when they were claimed.
+    /// Rows claimed ahead of free slots, with when their lease ends.
     claimed: VecDeque<(ClaimedJob, Timestamp)>,
 }
 
@@ -283,14 +283,12 @@ impl ClaimLoop {
         }
     }
 
-    /// Starts the rows claimed ahead that the free slots can take. One that
-    /// waited past half its lease is left for a claim once the lease lapses
-    /// (it may outlast its lease under way).
+    /// Starts the rows claimed ahead that the free slots can take (one with
+    /// too little lease left is left for a claim once the lease lapses).
     async fn start_claimed(&mut self, outbox: &Arc<Outbox>) {
-        let half = chrono::Duration::from_std(outbox.cfg.lease / 2).unwrap_or_default();
         while self.slots.available_permits() > 0 {
-            let Some((job, at)) = self.claimed.pop_front() else { break };
-            if outbox.clock.now() < at + half {
+            let Some((job, until)) = self.claimed.pop_front() else { break };
+            if lease_left(&*outbox.clock, outbox.cfg.lease, until) {
                 self.start(outbox, job).await;
             } else {
                 tracing::debug!(job = job.id, "outbox: a claimed row waited too long; leaving it to a claim");
@@ -304,8 +302,9 @@ impl ClaimLoop {
     /// loop claims a few rows at a time rather than one per freed slot (four
     /// claims of about one row per `/access request` on PostgreSQL before).
     /// Few wait, so a replica whose calls hang holds few rows back from the
-    /// others (an earlier build that claimed 16 ahead drained the soak 38 s late). Whether it
-    /// got as many as it asked for (there may be more); None when it did not ask.
+    /// others (an earlier build that claimed 16 ahead drained the soak 38 s
+    /// late). Whether it got as many as it asked for (there may be more);
+    /// None when it did not ask.
     async fn claim(&mut self, outbox: &Arc<Outbox>) -> Option<bool> {
         let waiting = i64::try_from(self.claimed.len()).unwrap_or(i64::MAX);
         let workers = i64::try_from(outbox.cfg.workers.max(1)).unwrap_or(1);
@@ -314,17 +313,17 @@ impl ClaimLoop {
         if !self.dirty || waiting > workers / 2 || want <= 0 {
             return None;
         }
+        let until = outbox.clock.now() + chrono::Duration::from_std(outbox.cfg.lease).unwrap_or_default();
         let claimed = outbox.claim(want).await;
         // Fewer rows than asked for: nothing else is claimable until a
         // commit leaves rows, a key's row is written, or the poll.
         let full = i64::try_from(claimed.len()).unwrap_or(0) == want;
         self.dirty = full;
-        let now = outbox.clock.now();
         for job in claimed {
             if let Some(h) = &self.handed {
                 h.left.claimed(&job.item.ordering_key);
             }
-            self.claimed.push_back((job, now));
+            self.claimed.push_back((job, until));
         }
         self.start_claimed(outbox).await;
         Some(full)
@@ -398,6 +397,12 @@ impl ClaimLoop {
     }
 }
 
+/// Whether a row leased until `until` has more than half its lease left: one
+/// with less may outlast its lease under way, and another claim deliver it too.
+fn lease_left(clock: &dyn Clock, lease: Duration, until: Timestamp) -> bool {
+    clock.now() + chrono::Duration::from_std(lease / 2).unwrap_or_default() < until
+}
+
 /// Rows handed over per delivery slot, at most, before commits leave new rows
 /// for the claims: bounds how long a handed row waits in memory.
 const HANDOFF_ROOM: i64 = 4;
@@ -415,11 +420,10 @@ impl Handover {
     /// is dropped (it may outlast its lease under way), for a claim to take
     /// once the lease lapses.
     fn next(&mut self, clock: &dyn Clock, lease: Duration, dirty: &mut bool) -> Option<ClaimedJob> {
-        let half = chrono::Duration::from_std(lease / 2).unwrap_or_default();
         loop {
             let h = self.ready.pop_front().or_else(|| self.rx.try_recv().ok())?;
             self.room.fetch_add(1, Ordering::Relaxed);
-            if clock.now() + half < h.lease_until {
+            if lease_left(clock, lease, h.lease_until) {
                 return Some(h.job);
             }
             tracing::debug!(job = h.job.id, "outbox: a handed row waited too long; leaving it to a claim");
