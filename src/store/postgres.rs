@@ -67,9 +67,8 @@ const CLAIM_SESSION: &str = "SET enable_sort = off; SET enable_seqscan = off; SE
 /// plan made once must not depend on what the statistics said then (a table
 /// that was empty, a seq scan forever after; see [`CLAIM_SESSION`]): with
 /// whole-table and bitmap scans, hash and merge joins off, every write reaches
-/// its rows through their unique or key indexes. The writers' one join
-/// without an index, a batch's targets to its events' `RETURNING`, becomes a
-/// nested loop over the batch's own rows.
+/// its rows through their unique or key indexes (a batch's log targets find
+/// their events' `seq` by position, with no join: [`Inserts::events`]).
 const WRITE_SESSION: &str = "SET plan_cache_mode = force_generic_plan; SET enable_seqscan = off;
      SET enable_bitmapscan = off; SET enable_hashjoin = off; SET enable_mergejoin = off";
 
@@ -1447,28 +1446,14 @@ approval = false
     async fn claim_cost_body(store: &PgStore) -> anyhow::Result<()> {
         let mut conn = store.pool.acquire().await?;
         conn.execute(format!("PREPARE claim(timestamptz, timestamptz, bigint) AS {CLAIM}").as_str()).await?;
-        async fn claim(conn: &mut PgConnection, explain: bool) -> anyhow::Result<Option<serde_json::Value>> {
-            conn.execute("BEGIN").await?;
-            // The claim connections' settings, for this transaction only (a pool connection).
-            conn.execute(CLAIM_SESSION.replace("SET ", "SET LOCAL ").as_str()).await?;
-            let sql = "EXECUTE claim(now() + interval '60 seconds', now(), 16)";
-            let plan = if explain {
-                let row = conn.fetch_one(format!("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {sql}").as_str()).await?;
-                Some(row.try_get::<serde_json::Value, _>(0)?)
-            } else {
-                conn.execute(sql).await?;
-                None
-            };
-            conn.execute("ROLLBACK").await?;
-            Ok(plan)
-        }
+        let sql = ["EXECUTE claim(now() + interval '60 seconds', now(), 16)".to_string()];
         for _ in 0..10 {
-            claim(&mut conn, false).await?;
+            in_session(&mut conn, CLAIM_SESSION, &sql, false).await?;
         }
         // An autovacuum ANALYZE of the table that starts during the history holds a
         // snapshot from before its deliveries: while it runs, no claim may mark their
-        // index entries dead (seen once in CI: 3,833 pages). The product's case is the
-        // one measured: a table autovacuum has not reached yet.
+        // index entries dead. The product's case is the one measured: a table
+        // autovacuum has not reached yet.
         conn.execute("ALTER TABLE outbox SET (autovacuum_enabled = false)").await?;
         // 20,000 rows on 100 keys, all but the last 200 delivered; of those, each
         // key's second row waits behind its first, and a few are not due yet.
@@ -1488,8 +1473,9 @@ approval = false
         // time (before `outbox_due` went), and one without index scans 82,000.
         let mut seen = Vec::new();
         for _ in 0..40 {
-            claim(&mut conn, false).await?;
-            let plan = claim(&mut conn, true).await?.ok_or_else(|| anyhow!("no plan"))?;
+            in_session(&mut conn, CLAIM_SESSION, &sql, false).await?;
+            let plans = in_session(&mut conn, CLAIM_SESSION, &sql, true).await?;
+            let plan = plans.first().ok_or_else(|| anyhow!("no plan"))?;
             let top = &plan[0]["Plan"];
             let pages =
                 top["Shared Hit Blocks"].as_i64().unwrap_or(0) + top["Shared Read Blocks"].as_i64().unwrap_or(0);
@@ -1503,6 +1489,30 @@ approval = false
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
         Err(anyhow!("each claim read 1,500 pages or more for 10 s: {seen:?}"))
+    }
+
+    /// Runs `statements` in a transaction with a pool's `settings` (`SET LOCAL`:
+    /// the connection is the main pool's), rolled back; with `explain`, each
+    /// one's `EXPLAIN (ANALYZE, BUFFERS)` plan.
+    async fn in_session(
+        conn: &mut PgConnection,
+        settings: &str,
+        statements: &[String],
+        explain: bool,
+    ) -> anyhow::Result<Vec<serde_json::Value>> {
+        conn.execute("BEGIN").await?;
+        conn.execute(settings.replace("SET ", "SET LOCAL ").as_str()).await?;
+        let mut plans = Vec::new();
+        for sql in statements {
+            if explain {
+                let row = conn.fetch_one(format!("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {sql}").as_str()).await?;
+                plans.push(row.try_get(0)?);
+            } else {
+                conn.execute(sql.as_str()).await?;
+            }
+        }
+        conn.execute("ROLLBACK").await?;
+        Ok(plans)
     }
 
     #[tokio::test]
@@ -1528,28 +1538,13 @@ approval = false
         for (name, types, sql) in &statements {
             conn.execute(format!("PREPARE {name}({types}) AS {sql}").as_str()).await?;
         }
-        async fn run(conn: &mut PgConnection, id: i64, explain: bool) -> anyhow::Result<Vec<i64>> {
-            conn.execute("BEGIN").await?;
-            // The writers' settings, for this transaction only (a pool connection).
-            conn.execute(WRITE_SESSION.replace("SET ", "SET LOCAL ").as_str()).await?;
-            let runs = [
+        fn runs(id: i64) -> [String; 2] {
+            [
                 format!(
                     "EXECUTE decide(ARRAY['r{id}'], ARRAY[1::int8], ARRAY['APPROVED'], ARRAY[NULL], ARRAY[now()], ARRAY['{{}}'], ARRAY[NULL::timestamptz])"
                 ),
                 format!("EXECUTE done(now(), ARRAY[{id}::int8])"),
-            ];
-            let mut pages = Vec::new();
-            for sql in runs {
-                if explain {
-                    let row = conn.fetch_one(format!("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {sql}").as_str()).await?;
-                    let plan: serde_json::Value = row.try_get(0)?;
-                    pages.push(most_pages(&plan[0]["Plan"]));
-                } else {
-                    conn.execute(sql.as_str()).await?;
-                }
-            }
-            conn.execute("ROLLBACK").await?;
-            Ok(pages)
+            ]
         }
         /// The pages of the plan's node that read the most (a `WITH` part's
         /// pages are not counted in the statement's top node).
@@ -1559,7 +1554,7 @@ approval = false
             children.fold(own, i64::max)
         }
         for _ in 0..10 {
-            run(&mut conn, 1, false).await?;
+            in_session(&mut conn, WRITE_SESSION, &runs(1), false).await?;
         }
         conn.execute(
             "INSERT INTO requests (id, app_id, requested_by, requested_for, status, created, last_updated, version, body)
@@ -1569,7 +1564,8 @@ approval = false
                SELECT 'k' || g, 'notice', '{}', now(), now() FROM generate_series(1, 20000) g;",
         )
         .await?;
-        let pages = run(&mut conn, 12345, true).await?;
+        let plans = in_session(&mut conn, WRITE_SESSION, &runs(12345), true).await?;
+        let pages: Vec<i64> = plans.iter().map(|plan| most_pages(&plan[0]["Plan"])).collect();
         // A handful of index and heap pages each; a scan of either table reads hundreds.
         ensure!(
             pages.iter().all(|&p| (1..60).contains(&p)),

@@ -9,8 +9,9 @@
 //!
 //! The parts see one snapshot and none sees another's rows, so none may
 //! depend on another's effects (the events' `seq` are drawn first, in a
-//! part the insert and the targets both read), and no part may touch a row twice: identities saved twice
-//! in a batch are merged first, as the upsert would merge them one by one.
+//! part the insert and the targets both read), and no part may touch a row
+//! twice: identities saved twice in a batch are merged first, as the upsert
+//! would merge them one by one.
 
 use std::collections::HashMap;
 
@@ -195,7 +196,7 @@ impl Inserts {
             return Ok(());
         }
         let targets: Vec<(i32, _)> =
-            (1..).zip(events).flat_map(|(n, ev): (i32, _)| ev.target.iter().map(move |t| (n, t))).collect();
+            (1..).zip(events).flat_map(|(n, ev)| ev.target.iter().map(move |t| (n, t))).collect();
         let e = [
             self.bind(events.iter().map(|e| e.uuid.as_str()).collect::<Vec<_>>())?,
             self.bind(events.iter().map(|e| e.published).collect::<Vec<_>>())?,
