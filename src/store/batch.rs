@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, oneshot, Mutex};
 
 use super::plan::Plan;
 use crate::workflow::model::{Changeset, LogEvent, Timestamp};
-use crate::workflow::ports::{Identity, JobOutcome, MessageRef, OutboxItem, StoreError};
+use crate::workflow::ports::{ClaimedJob, Handed, Handoff, Identity, JobOutcome, MessageRef, OutboxItem, StoreError};
 
 /// Writes per transaction at most: bounds the time a batch holds the writer.
 const MAX_BATCH: usize = 256;
@@ -41,7 +41,8 @@ pub(super) enum Write {
 }
 
 /// Applies a batch of writes in an open transaction (merging what it can);
-/// any error fails the batch.
+/// any error fails the batch. With a hand-off it writes the new rows it can
+/// take claimed, and answers them ([`to_hand`]).
 ///
 /// A backend's [`OneStatement`] names the batches it writes in one statement:
 /// those run without a transaction around them (one round trip, not three).
@@ -49,7 +50,8 @@ pub(super) type Apply<DB> = for<'c> fn(
     &'c mut <DB as sqlx::Database>::Connection,
     &'c [Write],
     &'c super::Statements,
-) -> BoxFuture<'c, Result<(), StoreError>>;
+    Option<&'c Handoff>,
+) -> BoxFuture<'c, Result<Vec<Handed>, StoreError>>;
 
 /// Whether [`Apply`] writes this batch in one statement.
 pub(super) type OneStatement = fn(&[Write]) -> bool;
@@ -70,19 +72,22 @@ impl Drop for Batcher {
     }
 }
 
+/// Where a batch's claimed outbox rows go, once set ([`crate::workflow::ports::Store::hand_over`]).
+pub(super) type HandoffCell = Arc<std::sync::OnceLock<Handoff>>;
+
 impl Batcher {
     /// `writers` tasks take batches from one queue, each on its own connection of `pool`.
     pub fn start<DB: sqlx::Database>(
         pool: sqlx::Pool<DB>,
         backend: Writes<DB>,
         statements: Arc<super::Statements>,
+        handoff: HandoffCell,
         writers: usize,
     ) -> Batcher {
         let (queue, rx) = mpsc::unbounded_channel();
         let rx = Arc::new(Mutex::new(rx));
-        let tasks = (0..writers.max(1))
-            .map(|_| tokio::spawn(writer(pool.clone(), backend, statements.clone(), rx.clone())))
-            .collect();
+        let at = Arc::new(Shared { pool, backend, statements, handoff });
+        let tasks = (0..writers.max(1)).map(|_| tokio::spawn(writer(at.clone(), rx.clone()))).collect();
         Batcher { queue, tasks }
     }
 
@@ -118,12 +123,15 @@ impl<DB: sqlx::Database> Clone for Writes<DB> {
 
 impl<DB: sqlx::Database> Copy for Writes<DB> {}
 
-async fn writer<DB: sqlx::Database>(
+/// What every writer task of a batcher writes with.
+struct Shared<DB: sqlx::Database> {
     pool: sqlx::Pool<DB>,
     backend: Writes<DB>,
     statements: Arc<super::Statements>,
-    rx: Arc<Mutex<mpsc::UnboundedReceiver<Queued>>>,
-) {
+    handoff: HandoffCell,
+}
+
+async fn writer<DB: sqlx::Database>(at: Arc<Shared<DB>>, rx: Arc<Mutex<mpsc::UnboundedReceiver<Queued>>>) {
     loop {
         let batch = {
             let mut rx = rx.lock().await;
@@ -145,7 +153,7 @@ async fn writer<DB: sqlx::Database>(
             batch
         };
         let (writes, replies): (Vec<Write>, Vec<_>) = batch.into_iter().unzip();
-        match transaction(&pool, backend, &statements, &writes).await {
+        match transaction(&at, &writes).await {
             Ok(()) => replies.into_iter().for_each(|r| answer(r, Ok(()))),
             // A commit that failed may have happened: never replayed, every caller hears.
             Err(Failed::Apply(e) | Failed::Commit(e)) if writes.len() == 1 => {
@@ -159,7 +167,7 @@ async fn writer<DB: sqlx::Database>(
             }
             Err(Failed::Apply(_)) => {
                 for (w, reply) in writes.iter().zip(replies) {
-                    let one = transaction(&pool, backend, &statements, std::slice::from_ref(w)).await;
+                    let one = transaction(&at, std::slice::from_ref(w)).await;
                     answer(reply, one.map_err(Failed::into_inner));
                 }
             }
@@ -217,15 +225,10 @@ const BUSY_RETRIES: usize = 4;
 
 /// Writes `writes` in one transaction, again when the database gave it up as
 /// busy (nothing of it was written then).
-async fn transaction<DB: sqlx::Database>(
-    pool: &sqlx::Pool<DB>,
-    backend: Writes<DB>,
-    statements: &super::Statements,
-    writes: &[Write],
-) -> Result<(), Failed> {
+async fn transaction<DB: sqlx::Database>(at: &Shared<DB>, writes: &[Write]) -> Result<(), Failed> {
     let mut wait = std::time::Duration::from_millis(5);
     for _ in 0..BUSY_RETRIES {
-        match attempt(pool, backend, statements, writes).await {
+        match attempt(at, writes).await {
             Err(Failed::Apply(StoreError::Busy(e)) | Failed::Commit(StoreError::Busy(e))) => {
                 tracing::debug!(error = %e, writes = writes.len(), "store: transaction aborted as busy; retrying");
                 tokio::time::sleep(wait).await;
@@ -234,29 +237,119 @@ async fn transaction<DB: sqlx::Database>(
             done => return done,
         }
     }
-    attempt(pool, backend, statements, writes).await
+    attempt(at, writes).await
 }
 
-async fn attempt<DB: sqlx::Database>(
-    pool: &sqlx::Pool<DB>,
-    backend: Writes<DB>,
-    statements: &super::Statements,
-    writes: &[Write],
-) -> Result<(), Failed> {
-    if (backend.one)(writes) {
-        let mut conn = pool.acquire().await.map_err(|e| Failed::Apply(e.into()))?;
-        // Autocommit: a statement the database refused wrote nothing; any
-        // other failure (a lost connection) may have come after it was written.
-        return (backend.apply)(&mut conn, writes, statements).await.map_err(|e| match e {
-            StoreError::DuplicateOpen | StoreError::Conflict => Failed::Apply(e),
-            e => Failed::Commit(e),
-        });
+/// One try: the rows it claimed go to the outbox once committed ([`hand`]).
+async fn attempt<DB: sqlx::Database>(at: &Shared<DB>, writes: &[Write]) -> Result<(), Failed> {
+    let to = at.handoff.get();
+    let (apply, statements) = (at.backend.apply, &*at.statements);
+    let mut handed = Vec::new();
+    let written = if (at.backend.one)(writes) {
+        async {
+            let mut conn = at.pool.acquire().await.map_err(|e| Failed::Apply(e.into()))?;
+            // Autocommit: a statement the database refused wrote nothing; any
+            // other failure (a lost connection) may have come after it was written.
+            handed = apply(&mut conn, writes, statements, to).await.map_err(|e| match e {
+                StoreError::DuplicateOpen | StoreError::Conflict => Failed::Apply(e),
+                e => Failed::Commit(e),
+            })?;
+            Ok(())
+        }
+        .await
+    } else {
+        async {
+            let mut tx = at.pool.begin().await.map_err(|e| Failed::Apply(e.into()))?;
+            statements.ran("BEGIN");
+            handed = apply(&mut *tx, writes, statements, to).await.map_err(Failed::Apply)?;
+            statements.ran("COMMIT");
+            tx.commit().await.map_err(|e| Failed::Commit(e.into()))
+        }
+        .await
+    };
+    hand(to, handed, written.is_ok());
+    written
+}
+
+/// Where a key's next new row stands, for a hand-off.
+pub(super) enum Key {
+    /// No older row of the key is pending: the row may be claimed at once.
+    Free,
+    /// An older row of the key is pending (or new in this commit): the
+    /// outbox claims it once a row of the key is finished.
+    Behind,
+    /// Not known: left for a claim, at once and whenever a row of the key is finished.
+    Unknown,
+}
+
+/// Which of a commit's new rows the hand-off takes ([`Handoff`]): those whose
+/// key `key` says is free, while its room lasts; the others are reported left.
+pub(super) fn to_hand(items: &[Job<'_>], to: &Handoff, mut key: impl FnMut(&str) -> Key) -> Vec<bool> {
+    use std::sync::atomic::Ordering::Relaxed;
+    let left = |claimable: bool| {
+        if claimable {
+            to.left.unclaimed.store(true, Relaxed);
+        }
+        false
+    };
+    items
+        .iter()
+        .map(|(item, _)| {
+            let k = item.ordering_key.as_str();
+            match key(k) {
+                Key::Free => to.room.fetch_update(Relaxed, Relaxed, |r| (r > 0).then(|| r - 1)).is_ok() || left(true),
+                Key::Behind => {
+                    to.left.hold_back(k);
+                    left(false)
+                }
+                Key::Unknown => {
+                    to.left.hold_back(k);
+                    left(true)
+                }
+            }
+        })
+        .collect()
+}
+
+/// The rows `to_hand` took, with the ids the insert gave them (in order) and their lease.
+pub(super) fn handed(items: &[Job<'_>], taken: &[bool], ids: &[i64], lease: std::time::Duration) -> Vec<Handed> {
+    items
+        .iter()
+        .zip(taken)
+        .filter(|(_, &t)| t)
+        .zip(ids)
+        .map(|(((item, now), _), &id)| Handed {
+            job: ClaimedJob { id, item: item.clone().into_owned(), attempts: 1, created: *now },
+            lease_until: lease_end(*now, lease),
+        })
+        .collect()
+}
+
+/// `now + lease`, saturating (PostgreSQL's range exceeds chrono's).
+pub(super) fn lease_end(now: Timestamp, lease: std::time::Duration) -> Timestamp {
+    chrono::TimeDelta::from_std(lease)
+        .ok()
+        .and_then(|d| now.checked_add_signed(d))
+        .unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC)
+}
+
+/// After a transaction: the rows it claimed go to the outbox when it was
+/// written, and the outbox is woken for the rows it left; when not, the
+/// room they took is given back (a row written after all stays leased until
+/// its lease lapses, then is claimed). An [`Apply`] that fails gives back
+/// the room of the rows it took but did not answer.
+pub(super) fn hand(to: Option<&Handoff>, handed: Vec<Handed>, written: bool) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let Some(to) = to else { return };
+    if written {
+        // A closed outbox (shutting down) leaves the rows leased: free at the next start.
+        handed.into_iter().for_each(|h| drop(to.jobs.send(h)));
+        if to.left.unclaimed.load(Relaxed) {
+            to.left.wake.notify_one();
+        }
+    } else {
+        to.room.fetch_add(handed.len() as i64, Relaxed);
     }
-    let mut tx = pool.begin().await.map_err(|e| Failed::Apply(e.into()))?;
-    statements.ran("BEGIN");
-    (backend.apply)(&mut *tx, writes, statements).await.map_err(Failed::Apply)?;
-    statements.ran("COMMIT");
-    tx.commit().await.map_err(|e| Failed::Commit(e.into()))
 }
 
 /// An outbox row to insert and when it is due.
@@ -341,12 +434,13 @@ mod tests {
         _: &'c mut sqlx::SqliteConnection,
         _: &'c [Write],
         _: &'c super::super::Statements,
-    ) -> BoxFuture<'c, Result<(), StoreError>> {
+        _: Option<&'c Handoff>,
+    ) -> BoxFuture<'c, Result<Vec<Handed>, StoreError>> {
         Box::pin(async {
             CALLS.fetch_add(1, SeqCst);
             match BUSY_LEFT.fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1)) {
                 Ok(_) => Err(StoreError::Busy("deadlock detected".into())),
-                Err(_) => Ok(()),
+                Err(_) => Ok(Vec::new()),
             }
         })
     }
@@ -357,6 +451,7 @@ mod tests {
         let batcher = Batcher::start(
             pool,
             Writes { apply: flaky, one: |w| matches!(w, [w] if w.one_statement()) },
+            Arc::default(),
             Arc::default(),
             1,
         );

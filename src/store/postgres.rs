@@ -8,12 +8,12 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::Utc;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::types::Json;
 use sqlx::{PgConnection, PgPool, Postgres, Row};
 
-use super::batch::{Batcher, Each, Sorted, Write, Writes};
+use super::batch::{self, lease_end, Batcher, Each, HandoffCell, Sorted, Write, Writes};
 use super::cache::Caches;
 use super::filter::{to_sql, Dialect, Filter, LogQuery, QuerySql, RequestAttr, RequestQuery, Value};
 use super::plan::{one_row, parse_source, AssignmentWrite, Plan, RequestWrite};
@@ -22,6 +22,7 @@ use super::*;
 use crate::workflow::model::{
     Assignment, Changeset, Delegation, DelegationChange, LogEvent, Request, Status, Timestamp,
 };
+use crate::workflow::ports::{Handed, Handoff};
 
 pub struct PgStore {
     pool: PgPool,
@@ -33,6 +34,8 @@ pub struct PgStore {
     /// Group commit of the hot writes, [`WRITERS`] transactions at a time, on
     /// connections of their own with [`WRITE_SESSION`] set once.
     batcher: Batcher,
+    /// Where commits hand the rows of the requests they create.
+    handoff: HandoffCell,
     statements: Arc<Statements>,
     caches: Caches,
 }
@@ -191,11 +194,6 @@ fn decode_identity(r: &PgRow) -> Result<Identity, StoreError> {
     })
 }
 
-/// `now + lease`, saturating (PostgreSQL's range exceeds chrono's).
-fn lease_end(now: Timestamp, lease: Duration) -> Timestamp {
-    TimeDelta::from_std(lease).ok().and_then(|d| now.checked_add_signed(d)).unwrap_or(DateTime::<Utc>::MAX_UTC)
-}
-
 const OPEN: &str = "('SUBMITTED', 'PENDING')";
 
 impl PgStore {
@@ -224,8 +222,10 @@ impl PgStore {
 
     fn on_pools(pool: PgPool, claimer: PgPool, writers: PgPool, pages: PgPool) -> PgStore {
         let statements = Arc::new(Statements::default());
-        let batcher = Batcher::start(writers, Writes { apply, one: one_statement }, statements.clone(), WRITERS);
-        PgStore { pool, claimer, pages, batcher, statements, caches: Caches::default() }
+        let handoff = HandoffCell::default();
+        let writes = Writes { apply, one: one_statement };
+        let batcher = Batcher::start(writers, writes, statements.clone(), handoff.clone(), WRITERS);
+        PgStore { pool, claimer, pages, batcher, handoff, statements, caches: Caches::default() }
     }
 
     fn rd(&self) -> Counted<'_, &PgPool> {
@@ -427,6 +427,15 @@ impl Store for PgStore {
 
     async fn enqueue(&self, items: &[OutboxItem], now: Timestamp) -> Result<(), StoreError> {
         self.batcher.write(Write::Enqueue { items: items.to_vec(), now }).await
+    }
+
+    /// The rows of the requests a commit creates: no other transaction can
+    /// queue rows under a request id before the commit that creates it is
+    /// seen, so none can be older than them (rows under the id of a request
+    /// that already exists are claimed: another replica's delivery may be
+    /// queueing a thread reply under it without the request's row lock).
+    fn hand_over(&self, to: Handoff) -> bool {
+        self.handoff.set(to).is_ok()
     }
 
     async fn claim_jobs(&self, now: Timestamp, lease: Duration, limit: i64) -> Result<Vec<ClaimedJob>, StoreError> {
@@ -812,7 +821,8 @@ fn apply<'c>(
     conn: &'c mut PgConnection,
     writes: &'c [Write],
     statements: &'c Statements,
-) -> futures_util::future::BoxFuture<'c, Result<(), StoreError>> {
+    to: Option<&'c Handoff>,
+) -> futures_util::future::BoxFuture<'c, Result<Vec<Handed>, StoreError>> {
     Box::pin(async move {
         let mut db = Db::new(conn, statements);
         let sorted = Sorted::of(writes)?;
@@ -842,10 +852,37 @@ fn apply<'c>(
         add.approvers(&requests)?;
         add.grants(&grants)?;
         add.events(&sorted.events)?;
-        add.jobs(&sorted.jobs)?;
+        let taken = to.map(|to| new_requests_rows(&sorted.jobs, &new, to)).unwrap_or_default();
+        add.jobs(&sorted.jobs, &taken, to.map(|to| to.lease).unwrap_or_default())?;
         add.done(&sorted.done, sorted.done_at())?;
         add.messages(&sorted.messages)?;
-        add.run(&mut db).await
+        let ids = add.run(&mut db).await;
+        let Some(to) = to else { return ids.map(|_| Vec::new()) };
+        let n = taken.iter().filter(|&&t| t).count();
+        match ids {
+            Ok(ids) if ids.len() == n => Ok(batch::handed(&sorted.jobs, &taken, &ids, to.lease)),
+            outcome => {
+                // Not written (or not as asked): the rows taken give their room back.
+                to.room.fetch_add(n as i64, std::sync::atomic::Ordering::Relaxed);
+                Err(outcome.err().unwrap_or_else(|| StoreError::Corrupt("claimed rows' ids did not come back".into())))
+            }
+        }
+    })
+}
+
+/// Which of a batch's new outbox rows its hand-off takes: the first of each
+/// key under the id of a request the batch creates ([`PgStore::hand_over`]);
+/// any other key may have an older pending row, perhaps not committed yet, so
+/// its rows are left for a claim.
+fn new_requests_rows(jobs: &[batch::Job<'_>], new: &[&RequestWrite<'_>], to: &Handoff) -> Vec<bool> {
+    let ids: std::collections::HashSet<&str> = new.iter().map(|w| w.req.id.as_str()).collect();
+    let mut seen = std::collections::HashSet::new();
+    batch::to_hand(jobs, to, |key| match key.split_once(':') {
+        Some((id, _)) if ids.contains(id) => match seen.insert(key.to_string()) {
+            true => batch::Key::Free,
+            false => batch::Key::Behind,
+        },
+        _ => batch::Key::Unknown,
     })
 }
 
@@ -923,7 +960,7 @@ async fn finish(
             if let JobOutcome::Sent(m) = outcome {
                 add.messages(&[m])?;
             }
-            return add.run(db).await;
+            return add.run(db).await.map(|_| ());
         }
         JobOutcome::Retry { at, error } => {
             sqlx::query("UPDATE outbox SET lease_until = NULL, next_attempt_at = $1, last_error = $2 WHERE id = $3")
@@ -962,7 +999,7 @@ mod tests {
     use std::collections::HashSet;
 
     use anyhow::{anyhow, ensure, Context};
-    use chrono::DurationRound;
+    use chrono::{DurationRound, TimeDelta};
     use serde_json::json;
     use sqlx::{Connection, Executor, PgConnection};
 
@@ -1081,6 +1118,49 @@ approval = false
 
     fn item(key: &str, n: i64) -> OutboxItem {
         OutboxItem { ordering_key: key.into(), kind: "test".into(), payload: json!({ "n": n }), deadline: None }
+    }
+
+    #[tokio::test]
+    async fn a_new_requests_rows_are_handed_over_and_others_left_for_claims() -> anyhow::Result<()> {
+        with_db("a_new_requests_rows_are_handed_over_and_others_left_for_claims", |store| Box::pin(handoff_body(store)))
+            .await
+    }
+
+    async fn handoff_body(store: &PgStore) -> anyhow::Result<()> {
+        use std::sync::atomic::{AtomicI64, Ordering::SeqCst};
+        let (jobs, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let (left, room) = (Arc::new(crate::workflow::ports::LeftRows::default()), Arc::new(AtomicI64::new(16)));
+        let lease = Duration::from_secs(60);
+        ensure!(store.hand_over(Handoff { jobs, room: room.clone(), left: left.clone(), lease }));
+        let t0 = now()?;
+
+        // A row of any other key may have an older row pending, perhaps not committed yet: left.
+        store.enqueue(&[item("channel:C0", 1)], t0).await?;
+        ensure!(rx.try_recv().is_err(), "an enqueued row was handed over");
+        ensure!(left.unclaimed.swap(false, SeqCst), "left without waking a claim");
+        ensure!(left.waits_on("channel:C0"), "its key's next row is not claimed when it is finished");
+
+        // A new request's rows: no transaction can have queued any under its id before.
+        let cs = submit(&catalog()?, "U0H1", "salesforce", t0)?;
+        let id = request_of(&cs)?.id;
+        store.commit(&cs).await?;
+        let handed: Vec<Handed> = std::iter::from_fn(|| rx.try_recv().ok()).collect();
+        let keys: HashSet<String> = cs.notices.iter().map(|n| n.ordering_key()).collect();
+        ensure!(keys.iter().all(|k| k.starts_with(&format!("{id}:"))), "keys: {keys:?}");
+        ensure!(handed.len() == keys.len() && !handed.is_empty(), "{} handed of {keys:?}", handed.len());
+        ensure!(handed.iter().all(|h| h.job.attempts == 1 && h.lease_until == t0 + TimeDelta::seconds(60)));
+        ensure!(room.load(SeqCst) == 16 - handed.len() as i64, "room {}", room.load(SeqCst));
+
+        // They were written leased: a claim takes only the row left; once the
+        // leases lapse, the same rows (same ids, same items) are claimable.
+        let claimed = store.claim_jobs(t0, lease, 10).await?;
+        ensure!(claimed.len() == 1 && claimed[0].item == item("channel:C0", 1), "{claimed:?}");
+        let lapsed = store.claim_jobs(t0 + TimeDelta::seconds(61), lease, 10).await?;
+        for h in &handed {
+            let again = lapsed.iter().find(|j| j.id == h.job.id);
+            ensure!(again.is_some_and(|j| j.item == h.job.item), "handed row {} not stored as handed", h.job.id);
+        }
+        Ok(())
     }
 
     #[tokio::test]
@@ -1260,7 +1340,7 @@ approval = false
     async fn apply_batch(store: &PgStore, writes: &[Write]) -> anyhow::Result<(Result<(), StoreError>, u64)> {
         let n = Statements::default();
         let mut tx = store.pool.begin().await?;
-        let done = apply(&mut tx, writes, &n).await;
+        let done = apply(&mut tx, writes, &n, None).await.map(|_| ());
         if done.is_ok() {
             tx.commit().await?;
         }

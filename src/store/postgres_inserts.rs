@@ -14,12 +14,13 @@
 //! would merge them one by one.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use sqlx::postgres::PgArguments;
 use sqlx::types::Json;
 use sqlx::{Arguments, PgConnection, Postgres};
 
-use super::batch::Job;
+use super::batch::{lease_end, Job};
 use super::cache::merged;
 use super::plan::RequestWrite;
 use super::postgres::GRANT_MERGE;
@@ -32,6 +33,8 @@ pub(super) struct Inserts {
     parts: Vec<String>,
     args: PgArguments,
     n: usize,
+    /// Outbox rows were written claimed: the statement answers their ids.
+    claimed: bool,
 }
 
 impl Inserts {
@@ -49,19 +52,27 @@ impl Inserts {
         self.parts.push(format!("{name} AS ({sql})"));
     }
 
-    /// Runs the statement (nothing when no part was added).
-    pub async fn run(self, db: &mut Db<'_, PgConnection>) -> Result<(), StoreError> {
+    /// Runs the statement (nothing when no part was added); the ids of the
+    /// outbox rows it wrote claimed, in order.
+    pub async fn run(self, db: &mut Db<'_, PgConnection>) -> Result<Vec<i64>, StoreError> {
         if self.parts.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let sql = self.sql();
-        sqlx::query_with(&sql, self.args).execute(db.ex()).await.map_err(unique_error)?;
-        Ok(())
+        let query = sqlx::query_scalar_with::<_, i64, _>(&sql, self.args);
+        match self.claimed {
+            true => query.fetch_all(db.ex()).await.map_err(unique_error),
+            false => query.fetch_optional(db.ex()).await.map(|_| Vec::new()).map_err(unique_error),
+        }
     }
 
     /// The statement's text.
     pub fn sql(&self) -> String {
-        format!("WITH {} SELECT 1", self.parts.join(",\n"))
+        let answer = match self.claimed {
+            true => "SELECT id FROM jobs WHERE attempts > 0 ORDER BY id",
+            false => "SELECT 1::int8",
+        };
+        format!("WITH {} {answer}", self.parts.join(",\n"))
     }
 
     /// Identities, each merged into its row the way `save_identity` documents.
@@ -245,27 +256,37 @@ impl Inserts {
     }
 
     /// Outbox rows, each due at its time; they take ids in the slice's order,
-    /// which per-key delivery order relies on.
-    pub fn jobs(&mut self, items: &[Job<'_>]) -> Result<(), StoreError> {
+    /// which per-key delivery order relies on. Those `claimed` marks (a
+    /// hand-off's, leased until `lease_until`) are written claimed, and the
+    /// statement answers their ids.
+    pub fn jobs(&mut self, items: &[Job<'_>], claimed: &[bool], lease: Duration) -> Result<(), StoreError> {
         if items.is_empty() {
             return Ok(());
         }
+        let is = |i: usize| claimed.get(i).copied().unwrap_or(false);
+        self.claimed = (0..items.len()).any(is);
         let p = [
             self.bind(items.iter().map(|(i, _)| i.ordering_key.as_str()).collect::<Vec<_>>())?,
             self.bind(items.iter().map(|(i, _)| i.kind.as_str()).collect::<Vec<_>>())?,
             self.bind(items.iter().map(|(i, _)| Json(&i.payload)).collect::<Vec<_>>())?,
             self.bind(items.iter().map(|(i, _)| i.deadline).collect::<Vec<_>>())?,
             self.bind(items.iter().map(|(_, now)| *now).collect::<Vec<Timestamp>>())?,
+            self.bind(
+                items.iter().enumerate().map(|(i, (_, now))| is(i).then(|| lease_end(*now, lease))).collect::<Vec<_>>(),
+            )?,
+            self.bind((0..items.len()).map(|i| i32::from(is(i))).collect::<Vec<_>>())?,
         ];
         self.part(
             "jobs",
             format!(
-                "INSERT INTO outbox (ordering_key, kind, payload, next_attempt_at, deadline, created)
-                 SELECT k, t, p, w, d, w
-                 FROM UNNEST({}::text[], {}::text[], {}::jsonb[], {}::timestamptz[], {}::timestamptz[])
-                      WITH ORDINALITY AS u(k, t, p, d, w, n)
-                 ORDER BY n",
-                p[0], p[1], p[2], p[3], p[4]
+                "INSERT INTO outbox (ordering_key, kind, payload, next_attempt_at, deadline, created, lease_until, attempts)
+                 SELECT k, t, p, w, d, w, l, a
+                 FROM UNNEST({}::text[], {}::text[], {}::jsonb[], {}::timestamptz[], {}::timestamptz[],
+                             {}::timestamptz[], {}::int[])
+                      WITH ORDINALITY AS u(k, t, p, d, w, l, a, n)
+                 ORDER BY n
+                 RETURNING id, attempts",
+                p[0], p[1], p[2], p[3], p[4], p[5], p[6]
             ),
         );
         Ok(())

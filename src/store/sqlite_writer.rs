@@ -20,7 +20,7 @@ use std::time::Instant;
 
 use tokio::sync::oneshot;
 
-use super::batch::{self, answer, Each, Failed, Sorted, Write};
+use super::batch::{self, answer, lease_end, Each, Failed, Sorted, Write};
 use super::plan::{one_row, AssignmentWrite, Plan, RequestWrite};
 use super::sqlite_memory::Shared;
 use super::{json, Statements};
@@ -223,17 +223,7 @@ fn transaction(conn: &mut Connection, n: &Statements, writes: &[Write], shared: 
             Err(Failed::Commit(_)) => None,
         },
     );
-    if let Some(to) = to {
-        if done.is_ok() {
-            // A closed outbox (shutting down) leaves the rows leased: free at the next start.
-            handed.into_iter().for_each(|h| drop(to.jobs.send(h)));
-            if to.left.unclaimed.load(std::sync::atomic::Ordering::Relaxed) {
-                to.left.wake.notify_one();
-            }
-        } else {
-            to.room.fetch_add(handed.len() as i64, std::sync::atomic::Ordering::Relaxed);
-        }
-    }
+    batch::hand(to, handed, done.is_ok());
     done
 }
 
@@ -509,8 +499,25 @@ fn insert_jobs(
         Some(to) => to_claim(conn, n, items, to)?,
         None => vec![false; items.len()],
     };
-    let lease = claims.to.map(|to| chrono::Duration::from_std(to.lease).unwrap_or(chrono::Duration::MAX / 4));
-    for (chunk, claim) in shaped(items).zip(shaped(&claim)) {
+    let before = claims.handed.len();
+    let inserted = insert_claimed(conn, n, items, &claim, claims.to, claims.handed);
+    if let (Err(_), Some(to)) = (&inserted, claims.to) {
+        // The rows taken but not handed yet give their room back (the handed ones do when the transaction fails).
+        let taken = claim.iter().filter(|&&c| c).count() - (claims.handed.len() - before);
+        to.room.fetch_add(taken as i64, std::sync::atomic::Ordering::Relaxed);
+    }
+    inserted
+}
+
+fn insert_claimed(
+    conn: &Connection,
+    n: &Statements,
+    items: &[batch::Job<'_>],
+    claim: &[bool],
+    to: Option<&Handoff>,
+    handed: &mut Vec<Handed>,
+) -> Result<(), StoreError> {
+    for (chunk, claim) in shaped(items).zip(shaped(claim)) {
         let sql = values_sql(
             "INSERT INTO outbox (ordering_key, kind, payload, next_attempt_at, deadline, created, lease_until, attempts)",
             chunk.len(),
@@ -518,7 +525,7 @@ fn insert_jobs(
         );
         let mut values = Vec::with_capacity(chunk.len() * 8);
         for ((item, now), &claimed) in chunk.iter().zip(claim) {
-            let until = lease.filter(|_| claimed).map(|l| *now + l);
+            let until = to.filter(|_| claimed).map(|to| lease_end(*now, to.lease));
             values.extend([
                 text(&item.ordering_key),
                 text(&item.kind),
@@ -532,12 +539,9 @@ fn insert_jobs(
         }
         exec(conn, n, &sql, &values)?;
         let first = conn.last_insert_rowid() - chunk.len() as i64 + 1;
-        for (i, ((item, now), &claimed)) in chunk.iter().zip(claim).enumerate() {
-            if let (true, Some(lease)) = (claimed, lease) {
-                let job =
-                    ClaimedJob { id: first + i as i64, item: item.clone().into_owned(), attempts: 1, created: *now };
-                claims.handed.push(Handed { job, lease_until: *now + lease });
-            }
+        if let Some(to) = to {
+            let ids: Vec<i64> = (first..).zip(claim).filter(|(_, &c)| c).map(|(id, _)| id).collect();
+            handed.extend(batch::handed(chunk, claim, &ids, to.lease));
         }
     }
     Ok(())
@@ -552,7 +556,6 @@ fn to_claim(
     items: &[batch::Job<'_>],
     to: &Handoff,
 ) -> Result<Vec<bool>, StoreError> {
-    use std::sync::atomic::Ordering::Relaxed;
     let keys: std::collections::BTreeSet<&str> = items.iter().map(|(item, _)| item.ordering_key.as_str()).collect();
     let keys: Vec<&str> = keys.into_iter().collect();
     let mut busy = std::collections::HashSet::new();
@@ -561,20 +564,11 @@ fn to_claim(
         let values: Vec<Value> = chunk.iter().map(|k| text(k)).collect();
         busy.extend(query(conn, n, &sql, &values, |r| r.get::<_, String>(0))?);
     }
-    let mut claim = Vec::with_capacity(items.len());
-    for (item, _) in items {
-        let key = item.ordering_key.as_str();
-        if !busy.insert(key.to_string()) {
-            to.left.hold_back(key);
-            claim.push(false);
-        } else if to.room.fetch_update(Relaxed, Relaxed, |r| (r > 0).then(|| r - 1)).is_ok() {
-            claim.push(true);
-        } else {
-            to.left.unclaimed.store(true, Relaxed);
-            claim.push(false);
-        }
-    }
-    Ok(claim)
+    // A key's first new row waits behind its pending one; its second behind its first.
+    Ok(batch::to_hand(items, to, |key| match busy.insert(key.to_string()) {
+        true => batch::Key::Free,
+        false => batch::Key::Behind,
+    }))
 }
 
 /// Which of `keys` ordering keys (bound one per `?`) have a pending row. EXISTS stops at a key's
