@@ -257,8 +257,8 @@ impl Inserts {
 
     /// Outbox rows, each due at its time; they take ids in the slice's order,
     /// which per-key delivery order relies on. Those `claimed` marks (a
-    /// hand-off's, leased until `lease_until`) are written claimed, and the
-    /// statement answers their ids.
+    /// hand-off's) are written leased for `lease`, and the statement answers
+    /// their ids.
     pub fn jobs(&mut self, items: &[Job<'_>], claimed: &[bool], lease: Duration) -> Result<(), StoreError> {
         if items.is_empty() {
             return Ok(());

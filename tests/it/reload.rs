@@ -323,6 +323,9 @@ async fn sighup_reloads_the_config_file(b: Backend) {
             api_get(&base, &url).await.as_array().unwrap().clone()
         }
     };
+    // The catalog is swapped in before the reload's event is committed (after the flags').
+    let logs_ref = &logs;
+    eventually("the reload's event", &p, || async move { !logs_ref("system.config.reload").await.is_empty() }).await;
     let flagged = logs("app.access_request.flagged").await;
     assert_eq!(flagged.len(), 1, "{flagged:?}");
     assert_eq!(flagged[0]["target"][0]["id"], json!(gh));
