@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use reqwest::{Method, StatusCode};
+use serde::Deserialize;
 use serde_json::json;
 
 use crate::config::Secret;
@@ -146,7 +147,7 @@ impl OktaDeliverer {
     }
 
     fn parse(job: &ClaimedJob) -> Option<Call> {
-        match serde_json::from_value::<Notice>(job.item.payload.clone()).ok()? {
+        match Notice::deserialize(&job.item.payload).ok()? {
             Notice::Okta { action, target, user, request_id, app_id } => {
                 Some(Call { action, target, user, request_id, app_id })
             }
@@ -317,7 +318,7 @@ fn retry(error: String) -> Delivery {
 #[async_trait]
 impl Deliverer for OktaDeliverer {
     async fn deliver(&self, job: &ClaimedJob) -> Delivery {
-        let done = match serde_json::from_value::<Notice>(job.item.payload.clone()) {
+        let done = match Notice::deserialize(&job.item.payload) {
             Ok(Notice::OktaUser { user_id }) => match self.workflow() {
                 Ok(wf) => wf.learn_okta_id(&user_id).await.map_err(delivery_error),
                 Err(d) => Err(d),

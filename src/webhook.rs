@@ -6,6 +6,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use serde::Deserialize;
 
 use crate::outbox::{Deliverer, Delivery};
 use crate::store::ClaimedJob;
@@ -42,7 +43,7 @@ impl WebhookDeliverer {
     }
 
     fn parse(job: &ClaimedJob) -> Option<(String, Option<String>, serde_json::Value, WebhookPurpose)> {
-        match serde_json::from_value::<Notice>(job.item.payload.clone()).ok()? {
+        match Notice::deserialize(&job.item.payload).ok()? {
             Notice::Webhook { url, secret_env, body, purpose } => Some((url, secret_env, body, purpose)),
             _ => None,
         }

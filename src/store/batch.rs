@@ -310,15 +310,20 @@ pub(super) fn to_hand(items: &[Job<'_>], to: &Handoff, mut key: impl FnMut(&str)
 }
 
 /// The rows `to_hand` took, with the ids the insert gave them (in order) and their lease.
-pub(super) fn handed(items: &[Job<'_>], taken: &[bool], ids: &[i64], lease: std::time::Duration) -> Vec<Handed> {
+pub(super) fn handed<'a>(
+    items: impl IntoIterator<Item = Job<'a>>,
+    taken: &[bool],
+    ids: &[i64],
+    lease: std::time::Duration,
+) -> Vec<Handed> {
     items
-        .iter()
+        .into_iter()
         .zip(taken)
         .filter(|(_, &t)| t)
         .zip(ids)
         .map(|(((item, now), _), &id)| Handed {
-            job: ClaimedJob { id, item: item.clone().into_owned(), attempts: 1, created: *now },
-            lease_until: lease_end(*now, lease),
+            job: ClaimedJob { id, item: item.into_owned(), attempts: 1, created: now },
+            lease_until: lease_end(now, lease),
         })
         .collect()
 }

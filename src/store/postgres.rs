@@ -825,7 +825,7 @@ fn apply<'c>(
 ) -> futures_util::future::BoxFuture<'c, Result<Vec<Handed>, StoreError>> {
     Box::pin(async move {
         let mut db = Db::new(conn, statements);
-        let sorted = Sorted::of(writes)?;
+        let mut sorted = Sorted::of(writes)?;
         let requests: Vec<&RequestWrite> = sorted
             .each
             .iter()
@@ -860,7 +860,7 @@ fn apply<'c>(
         let Some(to) = to else { return ids.map(|_| Vec::new()) };
         let n = taken.iter().filter(|&&t| t).count();
         match ids {
-            Ok(ids) if ids.len() == n => Ok(batch::handed(&sorted.jobs, &taken, &ids, to.lease)),
+            Ok(ids) if ids.len() == n => Ok(batch::handed(std::mem::take(&mut sorted.jobs), &taken, &ids, to.lease)),
             outcome => {
                 // Not written (or not as asked): the rows taken give their room back.
                 to.room.fetch_add(n as i64, std::sync::atomic::Ordering::Relaxed);

@@ -541,7 +541,7 @@ fn insert_claimed(
         let first = conn.last_insert_rowid() - chunk.len() as i64 + 1;
         if let Some(to) = to {
             let ids: Vec<i64> = (first..).zip(claim).filter(|(_, &c)| c).map(|(id, _)| id).collect();
-            handed.extend(batch::handed(chunk, claim, &ids, to.lease));
+            handed.extend(batch::handed(chunk.iter().cloned(), claim, &ids, to.lease));
         }
     }
     Ok(())
