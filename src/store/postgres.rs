@@ -852,11 +852,14 @@ fn apply<'c>(
         add.approvers(&requests)?;
         add.grants(&grants)?;
         add.events(&sorted.events)?;
-        let taken = to.map(|to| new_requests_rows(&sorted.jobs, &new, to)).unwrap_or_default();
-        add.jobs(&sorted.jobs, &taken, to.map(|to| to.lease).unwrap_or_default())?;
         add.done(&sorted.done, sorted.done_at())?;
         add.messages(&sorted.messages)?;
-        let ids = add.run(&mut db).await;
+        // From here every way out answers the rows taken or gives their room back.
+        let taken = to.map(|to| new_requests_rows(&sorted.jobs, &new, to)).unwrap_or_default();
+        let ids = match add.jobs(&sorted.jobs, &taken, to.map(|to| to.lease).unwrap_or_default()) {
+            Ok(()) => add.run(&mut db).await,
+            Err(e) => Err(e),
+        };
         let Some(to) = to else { return ids.map(|_| Vec::new()) };
         let n = taken.iter().filter(|&&t| t).count();
         match ids {
