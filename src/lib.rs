@@ -14,7 +14,7 @@
 //!   directory port with `users.info`;
 //! - [`api`] maps the core to Okta's Governance Requests and System Log shapes;
 //! - [`outbox`] takes the core's intents as the commits that queue them hand
-//!   them over (SQLite) or claims them in batches, and delivers them
+//!   them over (on PostgreSQL a new request's only) or claims them in batches, and delivers them
 //!   concurrently (in order per key) with retries, through [`slack`] and
 //!   [`webhook`].
 //!
