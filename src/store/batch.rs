@@ -280,6 +280,11 @@ pub(super) enum Key {
     Unknown,
 }
 
+/// Whether an ordering key is under one of these request ids (`{id}:…`).
+pub(super) fn under(key: &str, ids: &std::collections::HashSet<&str>) -> bool {
+    key.split_once(':').is_some_and(|(id, _)| ids.contains(id))
+}
+
 /// Which of a commit's new rows the hand-off takes ([`Handoff`]): those whose
 /// key `key` says is free, while its room lasts; the others are reported left.
 pub(super) fn to_hand(items: &[Job<'_>], to: &Handoff, mut key: impl FnMut(&str) -> Key) -> Vec<bool> {
@@ -419,6 +424,19 @@ impl<'a> Sorted<'a> {
     /// When the delivered rows were finished.
     pub fn done_at(&self) -> Timestamp {
         self.done_at.unwrap_or_else(chrono::Utc::now)
+    }
+
+    /// The ids of the requests this batch creates: no row can be pending
+    /// under one of them yet (no transaction can queue a row under an id
+    /// before the commit that creates it is seen).
+    pub fn new_ids(&self) -> std::collections::HashSet<&str> {
+        self.each
+            .iter()
+            .filter_map(|e| match e {
+                Each::Plan(Plan { request: Some(w), .. }) if w.insert => Some(w.req.id.as_str()),
+                _ => None,
+            })
+            .collect()
     }
 }
 

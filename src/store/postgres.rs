@@ -855,7 +855,7 @@ fn apply<'c>(
         add.done(&sorted.done, sorted.done_at())?;
         add.messages(&sorted.messages)?;
         // From here every way out answers the rows taken or gives their room back.
-        let taken = to.map(|to| new_requests_rows(&sorted.jobs, &new, to)).unwrap_or_default();
+        let taken = to.map(|to| new_requests_rows(&sorted, to)).unwrap_or_default();
         let ids = match add.jobs(&sorted.jobs, &taken, to.map(|to| to.lease).unwrap_or_default()) {
             Ok(()) => add.run(&mut db).await,
             Err(e) => Err(e),
@@ -877,15 +877,15 @@ fn apply<'c>(
 /// key under the id of a request the batch creates ([`PgStore::hand_over`]);
 /// any other key may have an older pending row, perhaps not committed yet, so
 /// its rows are left for a claim.
-fn new_requests_rows(jobs: &[batch::Job<'_>], new: &[&RequestWrite<'_>], to: &Handoff) -> Vec<bool> {
-    let ids: std::collections::HashSet<&str> = new.iter().map(|w| w.req.id.as_str()).collect();
+fn new_requests_rows(sorted: &Sorted<'_>, to: &Handoff) -> Vec<bool> {
+    let ids = sorted.new_ids();
     let mut seen = std::collections::HashSet::new();
-    batch::to_hand(jobs, to, |key| match key.split_once(':') {
-        Some((id, _)) if ids.contains(id) => match seen.insert(key.to_string()) {
+    batch::to_hand(&sorted.jobs, to, |key| match batch::under(key, &ids) {
+        true => match seen.insert(key.to_string()) {
             true => batch::Key::Free,
             false => batch::Key::Behind,
         },
-        _ => batch::Key::Unknown,
+        false => batch::Key::Unknown,
     })
 }
 

@@ -308,7 +308,7 @@ fn apply(conn: &Connection, n: &Statements, writes: &[Write], claims: Claims<'_>
         }
     }
     insert_events(conn, n, &sorted.events)?;
-    insert_jobs(conn, n, &sorted.jobs, claims)?;
+    insert_jobs(conn, n, &sorted, claims)?;
     finish_done(conn, n, &sorted.done, sorted.done_at())?;
     insert_messages(conn, n, &sorted.messages)
 }
@@ -486,17 +486,13 @@ pub(super) fn insert_events(conn: &Connection, n: &Statements, events: &[&LogEve
 
 /// Queues outbox rows, each due at its time; ids follow the slice's order.
 /// With a hand-off, the rows it can take are written claimed (see [`Handoff`]).
-fn insert_jobs(
-    conn: &Connection,
-    n: &Statements,
-    items: &[batch::Job<'_>],
-    claims: Claims<'_>,
-) -> Result<(), StoreError> {
+fn insert_jobs(conn: &Connection, n: &Statements, sorted: &Sorted<'_>, claims: Claims<'_>) -> Result<(), StoreError> {
+    let items = &sorted.jobs;
     if items.is_empty() {
         return Ok(());
     }
     let claim = match claims.to {
-        Some(to) => to_claim(conn, n, items, to)?,
+        Some(to) => to_claim(conn, n, sorted, to)?,
         None => vec![false; items.len()],
     };
     let before = claims.handed.len();
@@ -549,14 +545,11 @@ fn insert_claimed(
 
 /// Which of these new rows the hand-off takes: the first of each ordering
 /// key with no pending row before it, while its room lasts. The rest are
-/// reported left.
-fn to_claim(
-    conn: &Connection,
-    n: &Statements,
-    items: &[batch::Job<'_>],
-    to: &Handoff,
-) -> Result<Vec<bool>, StoreError> {
-    let keys: std::collections::BTreeSet<&str> = items.iter().map(|(item, _)| item.ordering_key.as_str()).collect();
+/// reported left. Keys under a request the batch creates are not asked about.
+fn to_claim(conn: &Connection, n: &Statements, sorted: &Sorted<'_>, to: &Handoff) -> Result<Vec<bool>, StoreError> {
+    let new = sorted.new_ids();
+    let keys: std::collections::BTreeSet<&str> =
+        sorted.jobs.iter().map(|(item, _)| item.ordering_key.as_str()).filter(|key| !batch::under(key, &new)).collect();
     let keys: Vec<&str> = keys.into_iter().collect();
     let mut busy = std::collections::HashSet::new();
     for chunk in shaped(&keys) {
@@ -565,7 +558,7 @@ fn to_claim(
         busy.extend(query(conn, n, &sql, &values, |r| r.get::<_, String>(0))?);
     }
     // A key's first new row waits behind its pending one; its second behind its first.
-    Ok(batch::to_hand(items, to, |key| match busy.insert(key.to_string()) {
+    Ok(batch::to_hand(&sorted.jobs, to, |key| match busy.insert(key.to_string()) {
         true => batch::Key::Free,
         false => batch::Key::Behind,
     }))
