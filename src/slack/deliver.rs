@@ -312,17 +312,7 @@ impl SlackDeliverer {
     /// their requests, the approvals waiting for them and, for admins, the
     /// outstanding requests of the apps they administer.
     async fn publish_home(&self, person: &Person) -> Result<(), ApiError> {
-        // Someone who opened the App Home has their id cached; no look-up for the others.
-        let user_id = match person {
-            Person::Slack(id) => id.clone(),
-            Person::Email(email) => match self.store.identity_by_email(email).await.map_err(db)? {
-                Some(i) => i.user_id,
-                None => return Ok(()),
-            },
-        };
-        if !self.store.home_opened(&user_id).await.map_err(db)? {
-            return Ok(());
-        }
+        let Some(user_id) = self.workflow.kept_home(person).await.map_err(db)? else { return Ok(()) };
         // Approvers configured by email need the user's email.
         let email = match self.workflow.person(&user_id).await {
             Ok(p) => p.email,

@@ -5,10 +5,10 @@ use std::sync::{Arc, RwLock};
 
 use tokio::sync::Notify;
 
-use super::catalog::{Catalog, Party};
+use super::catalog::{Catalog, Party, Person};
 use super::engine::{self, Decision};
 use super::events::EventBuilder;
-use super::model::{Changeset, LogEvent, OutcomeResult, ProvisionPurpose, Provisioner, Request, Status};
+use super::model::{Changeset, LogEvent, Notice, OutcomeResult, ProvisionPurpose, Provisioner, Request, Status};
 use super::ports::{Directory, OutboxItem, Store, StoreError};
 use super::ratelimit::RateLimiter;
 use super::{Actor, Clock, RateLimited, WorkflowError};
@@ -177,6 +177,7 @@ impl Workflow {
         let mut cs = cs.clone();
         self.ask_delegates(&mut cs).await?;
         engine::derive_notices(before, &mut cs);
+        self.only_homes_kept(&mut cs.notices).await?;
         if let Some(req) = cs.request.as_mut() {
             req.due = engine::timers::next_due(&self.catalog(), req);
         }
@@ -188,6 +189,39 @@ impl Workflow {
             hook(&cs);
         }
         Ok(())
+    }
+
+    /// App Home refreshes only for people whose Home is kept up to date (they
+    /// opened it, as far as this replica knows): most people never open it, and
+    /// each refresh for them was an outbox row delivered as a no-op. Whoever
+    /// opens it later is shown it fresh then.
+    async fn only_homes_kept(&self, notices: &mut Vec<Notice>) -> Result<(), StoreError> {
+        for notice in notices.iter_mut() {
+            if let Notice::HomeChanged { users } = notice {
+                let mut kept = Vec::with_capacity(users.len());
+                for person in std::mem::take(users) {
+                    if self.kept_home(&person).await?.is_some() {
+                        kept.push(person);
+                    }
+                }
+                *users = kept;
+            }
+        }
+        notices.retain(|n| !matches!(n, Notice::HomeChanged { users } if users.is_empty()));
+        Ok(())
+    }
+
+    /// The chat user whose App Home is kept up to date, when this person's is
+    /// (they opened it); cached reads.
+    pub async fn kept_home(&self, person: &Person) -> Result<Option<String>, StoreError> {
+        let user_id = match person {
+            Person::Slack(id) => id.clone(),
+            Person::Email(email) => match self.store.identity_by_email(email).await? {
+                Some(i) => i.user_id,
+                None => return Ok(None),
+            },
+        };
+        Ok(self.store.home_opened(&user_id).await?.then_some(user_id))
     }
 
     pub(super) async fn commit(&self, cs: &Changeset) -> Result<(), StoreError> {

@@ -36,6 +36,7 @@ async fn one_request_and_its_deliveries_stay_within_the_budget(b: Backend) {
     settle(&app, 3).await;
 
     app.slack.clear();
+    let done_before = app.store().outbox_counts().await.unwrap().done;
     let before = app.store().statements();
     let (status, reply) = app.command("U0NEW", "request github need it for the Q3 numbers").await;
     assert_eq!(status, 200);
@@ -47,7 +48,10 @@ async fn one_request_and_its_deliveries_stay_within_the_budget(b: Backend) {
     assert_eq!(app.slack.dms_to("U0BOB").len(), 1);
     assert_eq!(app.slack.dms_to("U0CAROL").len(), 1);
     assert_eq!(app.slack.dms_to("U0NEW").len(), 1);
-    assert_eq!(app.store().outbox_counts().await.unwrap().pending, 0);
+    let counts = app.store().outbox_counts().await.unwrap();
+    assert_eq!(counts.pending, 0);
+    // Three rows: no App Home refresh is queued for people who never opened theirs.
+    assert_eq!(counts.done - done_before, 3, "{counts:?}");
     eprintln!("one /access request and its deliveries: {used} statements (budget {budget})");
     assert!(used <= budget, "{used} statements, over the budget of {budget}");
     assert!(used >= 4, "{used}: the counter must see the request's own writes");
