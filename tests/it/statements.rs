@@ -12,8 +12,9 @@ use crate::helpers::*;
 /// many requests into one statement). Measured 14–15 on SQLite (the commit
 /// hands its rows to the outbox: no claims; a stranger's identity and open
 /// request are answered from memory and their identity row shares the
-/// request's commit) and 8–11 on PostgreSQL (the commit hands the new
-/// request's rows over too; three point reads). How many transactions the
+/// request's commit) and 7 on PostgreSQL (the commit hands the new request's
+/// rows over too; three point reads); no App Home row for people who never
+/// opened theirs. How many transactions the
 /// outcomes take depends on how they interleave: on a loaded host each may
 /// find no company within its 5 ms (23 seen on SQLite during the whole suite),
 /// hence the room above the figures.
